@@ -1,0 +1,236 @@
+// The csm client library: attach to the local csmd, build objects in the global heap,
+// commit them under a key, and use any committed object in place.
+//
+//   auto client = csm::Client::Connect();            // first thing in main()
+//   auto b = (*client)->NewBuilder();
+//   auto* m = *b->New<csm::map<int, csm::string>>();
+//   CSM_RETURN_IF_ERROR(b->Populate([&] { (*m)[1] = "one"; }));
+//   CSM_RETURN_IF_ERROR(b->Commit("numbers"));
+//   ...                                              // any process on the node:
+//   auto ref = (*client)->Get<csm::map<int, csm::string>>("numbers");
+//   (*ref)->at(1);                                   // same address, no copy
+//
+// Lifecycle: Builder reserves → populate → Commit(key) publishes the descriptor →
+// Get<T>(key) returns a Ref<T> that pins the object → the last Ref dropped allows csmd
+// to reuse the memory after Delete(key). A committed object belongs to the node: it
+// outlives the process that built it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "csm/allocator.h"
+#include "csm/config.h"
+#include "csm/containers.h"
+#include "csm/status.h"
+#include "csm/type_id.h"
+
+namespace csm {
+
+class Client;
+
+// What the node's directory says about one committed object: its local descriptor.
+struct ObjectInfo {
+  std::string key;
+  uint64_t object_id;
+  uint32_t owner_node;
+  uint64_t type_id;
+  uint64_t header;     // address of the object's header
+  uint64_t root;       // address of the root value
+  uint64_t size;       // bytes of all its extents
+  uint64_t checksum;   // XXH3-64 of its extents
+  int64_t commit_time_ns;
+};
+
+namespace internal {
+class BuilderCore;
+class ClientImpl;
+
+// One pin on one object in this process; the base of Ref<T>.
+class PinnedObject {
+ public:
+  PinnedObject() = default;
+  PinnedObject(ClientImpl* client, ObjectInfo info) : client_(client), info_(std::move(info)) {}
+  PinnedObject(const PinnedObject& o);
+  PinnedObject& operator=(const PinnedObject& o);
+  PinnedObject(PinnedObject&& o) noexcept
+      : client_(std::exchange(o.client_, nullptr)), info_(std::move(o.info_)) {}
+  PinnedObject& operator=(PinnedObject&& o) noexcept;
+  ~PinnedObject() { Reset(); }
+  void Reset();
+  bool valid() const { return client_ != nullptr; }
+  const ObjectInfo& info() const { return info_; }
+  // Recomputes the checksum of the object's bytes and compares it with the one
+  // committed: Corruption if they differ.
+  Status Verify() const;
+
+ private:
+  ClientImpl* client_ = nullptr;
+  ObjectInfo info_;
+};
+}  // namespace internal
+
+// Ref keeps one committed object alive and readable in this process.
+//
+// Thread-safety: a Ref is used by one thread at a time; distinct Refs (copies included)
+// are independent. Lifetime: the object's bytes stay mapped at the same address until
+// the last Ref on this node is dropped, even if the object is deleted meanwhile. A Ref
+// must not outlive its Client.
+template <typename T>
+class Ref {
+ public:
+  Ref() = default;
+  const T& operator*() const { return *get(); }
+  const T* operator->() const { return get(); }
+  const T* get() const { return reinterpret_cast<const T*>(pin_.info().root); }
+  explicit operator bool() const { return pin_.valid(); }
+  const ObjectInfo& info() const { return pin_.info(); }
+  Status Verify() const { return pin_.Verify(); }
+  void Reset() { pin_.Reset(); }
+
+ private:
+  friend class Client;
+  explicit Ref(internal::PinnedObject pin) : pin_(std::move(pin)) {}
+  internal::PinnedObject pin_;
+};
+
+// Builder: one object under construction in the global heap.
+//
+// Memory comes from arenas only this process may write; csm::allocator allocates from
+// the Builder that is *current* on the calling thread (Populate or MakeCurrent), with a
+// bump pointer and no lock. A Builder is used by one thread at a time; several Builders
+// on several threads build in parallel. Dropping an uncommitted Builder abandons its
+// memory.
+class Builder {
+ public:
+  Builder(Builder&&) noexcept;
+  Builder& operator=(Builder&&) noexcept;
+  ~Builder();
+
+  // Constructs the object's root (exactly once per Builder).
+  template <typename T, typename... Args>
+  Result<T*> New(Args&&... args);
+
+  // Runs fn() with this Builder current on this thread. Allocation failures inside
+  // (node memory full: CapacityExceeded with sizes) come back as the Status.
+  template <typename Fn>
+  Status Populate(Fn&& fn);
+
+  // Makes this Builder current on this thread until the Scope ends (nesting restores
+  // the previous one). Inside a Scope an allocation failure throws std::bad_alloc.
+  class Scope {
+   public:
+    explicit Scope(internal::BuilderCore* core);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    internal::BuilderCore* core_;
+    internal::BuilderCore* previous_;
+  };
+  [[nodiscard]] Scope MakeCurrent() { return Scope(core_.get()); }
+
+  // Publishes the object under `key` on this node. On AlreadyExists the Builder stays
+  // usable (commit under another key, or drop it).
+  Status Commit(std::string_view key);
+  // Bytes taken so far (header and extent table included).
+  uint64_t bytes_used() const;
+
+ private:
+  friend class Client;
+  explicit Builder(std::unique_ptr<internal::BuilderCore> core);
+  Status AllocationFailure() const;
+  Status SetRoot(void* root, uint64_t type_id, std::string type_name);
+  std::unique_ptr<internal::BuilderCore> core_;
+};
+
+// Client: this process's attachment to the node's csmd.
+//
+// Connect() reserves the global heap window at its fixed address, so call it before the
+// program starts threads. One Client per process. Thread-safety: every method may be
+// called from any thread. Lifetime: every Ref and Builder must be gone before the
+// Client is destroyed.
+class Client {
+ public:
+  // Uses LoadConfig() (CSM_CONFIG, CSM_SOCKET, CSM_HEAP_* ...).
+  static Result<std::unique_ptr<Client>> Connect();
+  static Result<std::unique_ptr<Client>> Connect(const Config& config);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  Result<Builder> NewBuilder();
+
+  // The object under `key`, pinned. With a timeout, waits for the key to be committed
+  // (Timeout if it is not by then); without, NotFound. TypeMismatch if it is not a T.
+  // The fast path (key committed, its memory already mapped here) makes no call to csmd.
+  template <typename T>
+  Result<Ref<T>> Get(std::string_view key,
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
+  // Removes the key. The memory is reused once no process pins the object.
+  Status Delete(std::string_view key);
+
+  // The descriptor of a committed object, without pinning it.
+  Result<ObjectInfo> Lookup(std::string_view key) const;
+  // Every committed object of this node (read from the shared directory).
+  std::vector<ObjectInfo> List() const;
+  // csmd's view, as JSON: one object (csm stat) and the node (csm info).
+  Result<std::string> StatJson(std::string_view key);
+  Result<std::string> InfoJson();
+
+  const Config& config() const;
+
+ private:
+  explicit Client(std::unique_ptr<internal::ClientImpl> impl);
+  // type_name is called only to word an error.
+  Result<internal::PinnedObject> GetPinned(std::string_view key, uint64_t type_id,
+                                           std::string (*type_name)(),
+                                           std::chrono::milliseconds timeout);
+  std::unique_ptr<internal::ClientImpl> impl_;
+};
+
+// ---- templates ----------------------------------------------------------------------
+
+template <typename T, typename... Args>
+Result<T*> Builder::New(Args&&... args) {
+  static_assert(!std::is_polymorphic_v<T>,
+                "types with virtual functions cannot live in the csm global heap");
+  const uint64_t type_id = TypeId<T>();
+  Scope scope(core_.get());
+  void* p = nullptr;
+  try {
+    p = internal::Allocate(sizeof(T), alignof(T));
+    new (p) T(std::forward<Args>(args)...);
+  } catch (const std::bad_alloc&) {
+    return AllocationFailure();
+  }
+  CSM_RETURN_IF_ERROR(SetRoot(p, type_id, TypeName<T>()));
+  return static_cast<T*>(p);
+}
+
+template <typename Fn>
+Status Builder::Populate(Fn&& fn) {
+  Scope scope(core_.get());
+  try {
+    fn();
+  } catch (const std::bad_alloc&) {
+    return AllocationFailure();
+  }
+  return Status::OK();
+}
+
+template <typename T>
+Result<Ref<T>> Client::Get(std::string_view key, std::chrono::milliseconds timeout) {
+  CSM_ASSIGN_OR_RETURN(auto pin, GetPinned(key, TypeId<T>(), &TypeName<T>, timeout));
+  return Ref<T>(std::move(pin));
+}
+
+}  // namespace csm

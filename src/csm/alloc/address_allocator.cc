@@ -1,0 +1,50 @@
+// AddressAllocator; see address_allocator.h.
+#include "csm/alloc/address_allocator.h"
+
+#include "csm/base/log.h"
+
+namespace csm::alloc {
+
+AddressAllocator::AddressAllocator(space::SegmentTable* segments, space::NodeId node,
+                                   uint64_t segment_size)
+    : segments_(segments), node_(node), segment_size_(segment_size) {}
+
+std::optional<uint64_t> AddressAllocator::Allocate(uint64_t size) {
+  CSM_DCHECK(size % kArenaAlignment == 0 && size > 0);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < size) continue;
+      uint64_t addr = it->first;
+      uint64_t rest = it->second - size;
+      free_.erase(it);
+      if (rest > 0) free_.emplace(addr + size, rest);
+      free_bytes_ -= size;
+      return addr;
+    }
+    // Nothing fits: lease enough consecutive segments and try once more.
+    uint64_t count = (size + segment_size_ - 1) / segment_size_;
+    auto first = segments_->Lease(node_, count);
+    if (!first) return std::nullopt;
+    Free(segments_->SegmentAddress(*first), count * segment_size_);
+  }
+  return std::nullopt;
+}
+
+void AddressAllocator::Free(uint64_t addr, uint64_t size) {
+  free_bytes_ += size;
+  auto next = free_.lower_bound(addr);
+  if (next != free_.end() && addr + size == next->first) {
+    size += next->second;
+    next = free_.erase(next);
+  }
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == addr) {
+      prev->second += size;
+      return;
+    }
+  }
+  free_.emplace(addr, size);
+}
+
+}  // namespace csm::alloc

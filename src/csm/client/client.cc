@@ -1,0 +1,673 @@
+// The client library; see include/csm/client.h and client_impl.h.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "csm/base/hash.h"
+#include "csm/base/log.h"
+#include "csm/client/client_impl.h"
+#include "csm/os/memory.h"
+
+namespace csm {
+namespace internal {
+
+constinit thread_local BumpRegion* t_region = nullptr;
+constinit thread_local BuilderCore* t_builder = nullptr;
+
+namespace {
+
+// One Client per process: two would both try to own the window reservation.
+std::atomic<bool> g_client_exists{false};
+
+class NoBuilderError : public std::bad_alloc {
+ public:
+  const char* what() const noexcept override {
+    return "csm::allocator used on a thread with no current csm::Builder "
+           "(use Builder::Populate or Builder::MakeCurrent)";
+  }
+};
+
+constexpr uint64_t kMaxChunk = 16ULL << 20;
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+ObjectInfo InfoFromSlot(const directory::SlotData& d) {
+  ObjectInfo info;
+  info.key.assign(d.key, std::min<size_t>(d.key_length, directory::kMaxKeyLength));
+  info.object_id = d.object_id;
+  info.owner_node = d.owner_node;
+  info.type_id = d.type_id;
+  info.header = d.header;
+  info.root = d.root;
+  info.size = d.data_size;
+  info.checksum = d.checksum;
+  info.commit_time_ns = d.commit_time_ns;
+  return info;
+}
+
+}  // namespace
+
+void* AllocateSlow(size_t bytes, size_t align) {
+  BuilderCore* b = t_builder;
+  if (b == nullptr) throw NoBuilderError();
+  return b->Refill(bytes, align);
+}
+
+// ---- ClientImpl ---------------------------------------------------------------------
+
+Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const Config& config) {
+  CSM_RETURN_IF_ERROR(ValidateConfig(config));
+  if (g_client_exists.exchange(true)) {
+    return FailedPrecondition("this process already has a csm::Client: share that one "
+                              "(one window reservation per process)");
+  }
+  std::unique_ptr<ClientImpl> c(new ClientImpl(config));
+  auto window = space::Window::Reserve(config.window);
+  if (!window.ok()) {
+    g_client_exists = false;
+    return window.status();
+  }
+  c->window_ = std::move(*window);
+  auto sock = os::ConnectUnix(config.socket_path);
+  if (!sock.ok()) return sock.status();  // ~ClientImpl resets the flag
+  c->sock_ = std::move(*sock);
+  CSM_RETURN_IF_ERROR(c->Hello());
+  c->heap_ = std::make_unique<alloc::ProcessHeap>(c.get(), c->config_.arena_size);
+  return c;
+}
+
+ClientImpl::~ClientImpl() {
+  heap_.reset();  // releases this process's arenas while the socket still works
+  if (dir_mem_ != nullptr) ::munmap(dir_mem_, dir_bytes_);
+  if (pins_ != nullptr) ::munmap(pins_, pin_bytes_);
+  window_.reset();
+  g_client_exists = false;
+}
+
+Status ClientImpl::Hello() {
+  node::WireWriter req(node::MessageType::kHello);
+  req.Put(node::BuildFingerprint()).Put(config_.window);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kHelloReply));
+  node::WireReader in(reply.bytes);
+  node::MessageType type{};
+  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+  Status st;
+  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
+  CSM_RETURN_IF_ERROR(st);
+  uint64_t client_id = 0;
+  uint32_t node_id = 0, max_objects = 0, pins = 0;
+  uint64_t arena_size = 0;
+  CSM_RETURN_IF_ERROR(in.Get(&client_id));
+  CSM_RETURN_IF_ERROR(in.Get(&node_id));
+  CSM_RETURN_IF_ERROR(in.Get(&max_objects));
+  CSM_RETURN_IF_ERROR(in.Get(&pins));
+  CSM_RETURN_IF_ERROR(in.Get(&arena_size));
+  if (reply.fds.size() != 2 || (max_objects & (max_objects - 1)) != 0 || max_objects < 16 ||
+      pins == 0 || pins > (1u << 24) || arena_size == 0 || arena_size % (2ULL << 20) != 0) {
+    return Corruption("malformed Hello reply from csmd");
+  }
+  config_.max_objects = max_objects;
+  config_.pins_per_client = pins;
+  config_.arena_size = arena_size;  // the node decides
+  dir_bytes_ = directory::DirectoryBytes(max_objects);
+  dir_mem_ = ::mmap(nullptr, dir_bytes_, PROT_READ, MAP_SHARED, reply.fds[0].get(), 0);
+  if (dir_mem_ == MAP_FAILED) {
+    dir_mem_ = nullptr;
+    return ErrnoError("mmap of csmd's directory", errno);
+  }
+  dir_ = std::make_unique<directory::DirectoryTable>(dir_mem_, max_objects);
+  CSM_RETURN_IF_ERROR(dir_->Validate());
+  pin_bytes_ = size_t{pins} * sizeof(directory::PinEntry);
+  void* p = ::mmap(nullptr, pin_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, reply.fds[1].get(), 0);
+  if (p == MAP_FAILED) return ErrnoError("mmap of this process's pin table", errno);
+  pins_ = static_cast<directory::PinEntry*>(p);
+  free_pins_.reserve(pins);
+  for (uint32_t i = pins; i > 0; --i) free_pins_.push_back(i - 1);
+  return Status::OK();
+}
+
+Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::MessageType reply) {
+  std::lock_guard<std::mutex> lock(req_mu_);
+  auto lost = [&](const Status& s) {
+    return Unavailable("lost the connection to csmd at " + config_.socket_path + " (" +
+                       s.message() + "): is the node still running? (csm info)");
+  };
+  Status sent = os::SendMessage(sock_.get(), request.bytes());
+  if (!sent.ok()) return lost(sent);
+  auto msg = os::ReceiveMessage(sock_.get(), request_timeout_ms_);
+  if (!msg.ok()) {
+    if (msg.status().IsTimeout()) {
+      return Timeout("csmd at " + config_.socket_path + " did not answer within " +
+                     std::to_string(request_timeout_ms_) + " ms");
+    }
+    return lost(msg.status());
+  }
+  node::WireReader in(msg->bytes);
+  node::MessageType type{};
+  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+  if (type != reply) return Corruption("csmd answered with an unexpected message type");
+  return msg;
+}
+
+Status ClientImpl::SendOneWay(const node::WireWriter& message) {
+  std::lock_guard<std::mutex> lock(req_mu_);
+  return os::SendMessage(sock_.get(), message.bytes());
+}
+
+void ClientImpl::RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool writable) {
+  // A new mapping replaces whatever older arenas were mapped in its range.
+  auto it = mapped_.lower_bound(addr);
+  if (it != mapped_.begin() && std::prev(it)->first + std::prev(it)->second.size > addr) --it;
+  while (it != mapped_.end() && it->first < addr + size) it = mapped_.erase(it);
+  mapped_[addr] = Mapped{id, size, writable};
+}
+
+Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, bool dedicated) {
+  node::WireWriter req(node::MessageType::kAllocArena);
+  req.Put(min_size).Put(static_cast<uint8_t>(dedicated));
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kArenaReply));
+  node::WireReader in(reply.bytes);
+  node::MessageType type{};
+  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+  Status st;
+  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
+  CSM_RETURN_IF_ERROR(st);
+  Grant g{};
+  uint64_t seq = 0;
+  CSM_RETURN_IF_ERROR(in.Get(&g.arena_id));
+  CSM_RETURN_IF_ERROR(in.Get(&seq));
+  CSM_RETURN_IF_ERROR(in.Get(&g.addr));
+  CSM_RETURN_IF_ERROR(in.Get(&g.size));
+  if (reply.fds.size() != 1 || !window_->Contains(g.addr, g.size) || g.size < min_size) {
+    return Corruption("csmd granted an arena outside the window or too small");
+  }
+  std::lock_guard<std::mutex> lock(map_mu_);
+  CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, reply.fds[0].get(), /*writable=*/true));
+  RecordMapping(g.arena_id, g.addr, g.size, true);
+  return g;
+}
+
+void ClientImpl::ReleaseArena(uint64_t arena_id) {
+  node::WireWriter msg(node::MessageType::kReleaseArena);
+  msg.Put(arena_id);
+  (void)SendOneWay(msg);  // if csmd is gone, so is the arena
+}
+
+Status ClientImpl::SyncArenas(uint64_t seq) {
+  std::lock_guard<std::mutex> lock(map_mu_);
+  while (synced_seq_.load() < seq) {
+    node::WireWriter req(node::MessageType::kSyncArenas);
+    req.Put(synced_seq_.load());
+    CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kSyncReply));
+    node::WireReader in(reply.bytes);
+    node::MessageType type{};
+    CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+    Status st;
+    CSM_RETURN_IF_ERROR(in.GetStatus(&st));
+    CSM_RETURN_IF_ERROR(st);
+    uint32_t destroyed = 0, fresh = 0;
+    uint64_t upto = 0;
+    CSM_RETURN_IF_ERROR(in.Get(&destroyed));
+    for (uint32_t i = 0; i < destroyed; ++i) {
+      uint64_t id = 0, addr = 0, size = 0;
+      CSM_RETURN_IF_ERROR(in.Get(&id));
+      CSM_RETURN_IF_ERROR(in.Get(&addr));
+      CSM_RETURN_IF_ERROR(in.Get(&size));
+      auto it = mapped_.find(addr);
+      if (it != mapped_.end() && it->second.id == id) {
+        // Freed by csmd: nothing here pins it, so drop our reference to its memory.
+        CSM_RETURN_IF_ERROR(os::UnmapToReservation(addr, it->second.size));
+        mapped_.erase(it);
+      }
+    }
+    CSM_RETURN_IF_ERROR(in.Get(&upto));
+    CSM_RETURN_IF_ERROR(in.Get(&fresh));
+    if (fresh != reply.fds.size()) return Corruption("SyncReply descriptor count differs");
+    for (uint32_t i = 0; i < fresh; ++i) {
+      uint64_t id = 0, addr = 0, size = 0;
+      CSM_RETURN_IF_ERROR(in.Get(&id));
+      CSM_RETURN_IF_ERROR(in.Get(&addr));
+      CSM_RETURN_IF_ERROR(in.Get(&size));
+      if (!window_->Contains(addr, size)) return Corruption("csmd sent an arena outside the window");
+      auto it = mapped_.find(addr);
+      if (it != mapped_.end() && it->second.id == id) continue;  // ours, mapped writable
+      CSM_RETURN_IF_ERROR(os::MapFixed(addr, size, reply.fds[i].get(), /*writable=*/false));
+      RecordMapping(id, addr, size, false);
+    }
+    if (upto <= synced_seq_.load() && upto < seq) {
+      return Corruption("csmd's arena sequence does not reach the object's arenas");
+    }
+    synced_seq_.store(upto);
+  }
+  return Status::OK();
+}
+
+Status ClientImpl::Pin(const directory::DirectoryTable::Found& found) {
+  const uint64_t id = found.data.object_id;
+  std::lock_guard<std::mutex> lock(pin_mu_);
+  auto it = pinned_.find(id);
+  if (it != pinned_.end()) {
+    ++it->second.count;
+    return Status::OK();
+  }
+  if (free_pins_.empty()) {
+    return CapacityExceeded("this process already pins " + std::to_string(pinned_.size()) +
+                            " objects (pins_per_client): drop some Refs");
+  }
+  uint32_t index = free_pins_.back();
+  directory::PinEntry& e = pins_[index];
+  e.count.store(1, std::memory_order_relaxed);
+  e.object_id.store(id, std::memory_order_seq_cst);
+  // Pairs with csmd's fence between tombstoning a slot and scanning pins.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  directory::SlotData now = dir_->ReadSlot(found.index);
+  if (now.object_id != id || now.state != static_cast<uint16_t>(directory::SlotState::kLive)) {
+    e.object_id.store(0, std::memory_order_release);
+    return NotFound("deleted while being pinned");
+  }
+  free_pins_.pop_back();
+  pinned_[id] = LocalPin{index, found.index, 1};
+  return Status::OK();
+}
+
+void ClientImpl::AddPin(uint64_t object_id) {
+  std::lock_guard<std::mutex> lock(pin_mu_);
+  auto it = pinned_.find(object_id);
+  CSM_CHECK(it != pinned_.end());
+  ++it->second.count;
+  pins_[it->second.index].count.store(it->second.count, std::memory_order_relaxed);
+}
+
+void ClientImpl::Unpin(uint64_t object_id) {
+  bool deleted = false;
+  {
+    std::lock_guard<std::mutex> lock(pin_mu_);
+    auto it = pinned_.find(object_id);
+    if (it == pinned_.end()) return;
+    if (--it->second.count > 0) {
+      pins_[it->second.index].count.store(it->second.count, std::memory_order_relaxed);
+      return;
+    }
+    pins_[it->second.index].object_id.store(0, std::memory_order_seq_cst);
+    free_pins_.push_back(it->second.index);
+    directory::SlotData now = dir_->ReadSlot(it->second.slot);
+    deleted = now.object_id != object_id ||
+              now.state != static_cast<uint16_t>(directory::SlotState::kLive);
+    pinned_.erase(it);
+  }
+  if (deleted) {  // let csmd reuse the memory now rather than at its next sweep
+    node::WireWriter msg(node::MessageType::kUnpinned);
+    msg.Put(object_id);
+    (void)SendOneWay(msg);
+  }
+}
+
+Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
+                                     std::string (*type_name)(),
+                                     std::chrono::milliseconds timeout) {
+  if (key.empty() || key.size() > directory::kMaxKeyLength) {
+    return InvalidArgument("keys are 1 to " + std::to_string(directory::kMaxKeyLength) +
+                           " bytes; got " + std::to_string(key.size()));
+  }
+  const int64_t deadline = os::MonotonicNanos() + timeout.count() * 1000000;
+  const auto* counter =
+      reinterpret_cast<const uint32_t*>(&dir_->header().commit_counter);
+  for (;;) {
+    uint32_t seen = dir_->header().commit_counter.load(std::memory_order_seq_cst);
+    auto found = dir_->Find(key);
+    if (found) {
+      if (found->data.type_id != type_id) {
+        return TypeMismatch("object '" + std::string(key) + "' has type id " +
+                            Hex(found->data.type_id) + ", not " + type_name() + " (type id " +
+                            Hex(type_id) + "): Get it with the type it was built as");
+      }
+      Status pinned = Pin(*found);
+      if (pinned.IsNotFound()) continue;  // deleted meanwhile: look again
+      CSM_RETURN_IF_ERROR(pinned);
+      PinnedObject pin(this, InfoFromSlot(found->data));  // unpins on any error below
+      if (found->data.arena_seq_max > synced_seq_.load(std::memory_order_acquire)) {
+        CSM_RETURN_IF_ERROR(SyncArenas(found->data.arena_seq_max));
+      }
+      const auto* h = reinterpret_cast<const object::ObjectHeader*>(found->data.header);
+      const ObjectInfo& info = pin.info();
+      if (!window_->Contains(info.header, sizeof(object::ObjectHeader)) ||
+          h->magic != object::kObjectMagic || h->type_id != type_id ||
+          info.root < info.header || info.root - info.header >= info.size) {
+        return Corruption("object '" + std::string(key) + "' has a damaged header");
+      }
+      return pin;
+    }
+    int64_t left = deadline - os::MonotonicNanos();
+    if (left <= 0) {
+      if (timeout.count() == 0) {
+        return NotFound("no object under key '" + std::string(key) +
+                        "' on this node (csm ls lists them; pass a timeout to wait for it)");
+      }
+      return Timeout("no object under key '" + std::string(key) + "' was committed within " +
+                     std::to_string(timeout.count()) + " ms");
+    }
+    // Sleep until csmd bumps the commit counter (or the deadline).
+    os::FutexWait(counter, seen, left);
+  }
+}
+
+Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
+                                    const std::string& type_name) {
+  node::WireWriter req(node::MessageType::kCommit);
+  req.Put(header).Put(type_id).PutString(key).PutString(type_name);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kCommitReply));
+  node::WireReader in(reply.bytes);
+  node::MessageType type{};
+  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+  Status st;
+  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
+  CSM_RETURN_IF_ERROR(st);
+  uint64_t id = 0;
+  CSM_RETURN_IF_ERROR(in.Get(&id));
+  return id;
+}
+
+Status ClientImpl::Delete(std::string_view key) {
+  node::WireWriter req(node::MessageType::kDelete);
+  req.PutString(key);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kStatusReply));
+  node::WireReader in(reply.bytes);
+  node::MessageType type{};
+  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+  Status st;
+  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
+  return st;
+}
+
+Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view key) {
+  node::WireWriter req(type);
+  if (type == node::MessageType::kStat) req.PutString(key);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kJsonReply));
+  node::WireReader in(reply.bytes);
+  node::MessageType t{};
+  CSM_RETURN_IF_ERROR(in.ReadHeader(&t));
+  Status st;
+  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
+  CSM_RETURN_IF_ERROR(st);
+  std::string json;
+  CSM_RETURN_IF_ERROR(in.GetString(&json, os::kMaxMessageBytes));
+  return json;
+}
+
+Result<ObjectInfo> ClientImpl::Lookup(std::string_view key) const {
+  auto found = dir_->Find(key);
+  if (!found) return NotFound("no object under key '" + std::string(key) + "' on this node");
+  return InfoFromSlot(found->data);
+}
+
+std::vector<ObjectInfo> ClientImpl::List() const {
+  std::vector<ObjectInfo> out;
+  for (uint32_t i = 0; i < dir_->capacity(); ++i) {
+    directory::SlotData d = dir_->ReadSlot(i);
+    if (d.state == static_cast<uint16_t>(directory::SlotState::kLive)) {
+      out.push_back(InfoFromSlot(d));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
+  return out;
+}
+
+bool ClientImpl::ExtentMapped(uint64_t addr, uint64_t len) {
+  auto it = mapped_.upper_bound(addr);
+  if (it == mapped_.begin()) return false;
+  --it;
+  return addr >= it->first && len <= it->first + it->second.size - addr;
+}
+
+Status ClientImpl::Verify(const ObjectInfo& info) {
+  const auto* h = reinterpret_cast<const object::ObjectHeader*>(info.header);
+  std::lock_guard<std::mutex> lock(map_mu_);
+  uint64_t count = h->extent_count;
+  if (count == 0 || count > object::kMaxExtents ||
+      !ExtentMapped(h->extents, count * sizeof(object::ObjectExtent))) {
+    return Corruption("object '" + info.key + "' has a damaged extent table");
+  }
+  const auto* extents = reinterpret_cast<const object::ObjectExtent*>(h->extents);
+  Checksum sum;
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    object::ObjectExtent e = extents[i];
+    if (!ExtentMapped(e.addr, e.length) || (i == 0 && e.length < sizeof(object::ObjectHeader))) {
+      return Corruption("object '" + info.key + "' lists an extent outside its memory");
+    }
+    uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
+    sum.Update(reinterpret_cast<const void*>(e.addr + skip), e.length - skip);
+    total += e.length;
+  }
+  if (total != info.size || sum.Digest() != info.checksum) {
+    return Corruption("object '" + info.key + "' does not match its committed checksum");
+  }
+  return Status::OK();
+}
+
+// ---- PinnedObject -------------------------------------------------------------------
+
+PinnedObject::PinnedObject(const PinnedObject& o) : client_(o.client_), info_(o.info_) {
+  if (client_ != nullptr) client_->AddPin(info_.object_id);
+}
+
+PinnedObject& PinnedObject::operator=(const PinnedObject& o) {
+  if (this != &o) {
+    Reset();
+    client_ = o.client_;
+    info_ = o.info_;
+    if (client_ != nullptr) client_->AddPin(info_.object_id);
+  }
+  return *this;
+}
+
+PinnedObject& PinnedObject::operator=(PinnedObject&& o) noexcept {
+  if (this != &o) {
+    Reset();
+    client_ = std::exchange(o.client_, nullptr);
+    info_ = std::move(o.info_);
+  }
+  return *this;
+}
+
+void PinnedObject::Reset() {
+  if (client_ != nullptr) std::exchange(client_, nullptr)->Unpin(info_.object_id);
+}
+
+Status PinnedObject::Verify() const {
+  if (client_ == nullptr) return FailedPrecondition("empty Ref");
+  return client_->Verify(info_);
+}
+
+// ---- BuilderCore --------------------------------------------------------------------
+
+Status BuilderCore::Start() {
+  CSM_ASSIGN_OR_RETURN(auto chunk, client_->heap().Carve(sizeof(object::ObjectHeader), next_chunk_));
+  chunks_.push_back(chunk);
+  region = BumpRegion{chunk.addr + sizeof(object::ObjectHeader), chunk.addr + chunk.size};
+  next_chunk_ = std::min(kMaxChunk, next_chunk_ * 2);
+  return Status::OK();
+}
+
+void BuilderCore::CloseChunk() {
+  const alloc::Chunk& c = chunks_.back();
+  if (region.cur > c.addr) extents_.push_back({c.addr, region.cur - c.addr});
+}
+
+void* BuilderCore::Refill(size_t bytes, size_t align) {
+  if (!status_.ok()) throw std::bad_alloc();
+  if (finalized_ || committed_) {
+    status_ = FailedPrecondition("allocation in a Builder that is already committed");
+    throw std::bad_alloc();
+  }
+  auto chunk = client_->heap().Carve(bytes + align, std::max<uint64_t>(next_chunk_, bytes + align));
+  if (!chunk.ok()) {
+    status_ = chunk.status().WithContext("building an object of " + FormatSize(bytes_used()) +
+                                         ", allocating " + FormatSize(bytes) + " more");
+    throw std::bad_alloc();
+  }
+  CloseChunk();
+  chunks_.push_back(*chunk);
+  next_chunk_ = std::min(kMaxChunk, next_chunk_ * 2);
+  region = BumpRegion{chunk->addr, chunk->addr + chunk->size};
+  uintptr_t p = (region.cur + align - 1) & ~(uintptr_t{align} - 1);
+  region.cur = p + bytes;
+  return reinterpret_cast<void*>(p);
+}
+
+uint64_t BuilderCore::bytes_used() const {
+  uint64_t n = 0;
+  for (const auto& e : extents_) n += e.length;
+  if (!chunks_.empty() && !finalized_) n += region.cur - chunks_.back().addr;
+  return n;
+}
+
+Status BuilderCore::SetRoot(void* root, uint64_t type_id, std::string type_name) {
+  if (root_ != 0) return FailedPrecondition("this Builder already has a root (New once per object)");
+  root_ = reinterpret_cast<uint64_t>(root);
+  type_id_ = type_id;
+  type_name_ = std::move(type_name);
+  return Status::OK();
+}
+
+Status BuilderCore::Finalize() {
+  // The extent table goes into the object itself; room for one more extent in case
+  // allocating it opens a new chunk.
+  size_t table_bytes = (extents_.size() + 2) * sizeof(object::ObjectExtent);
+  BumpRegion* saved_region = t_region;
+  BuilderCore* saved_builder = t_builder;
+  t_region = &region;
+  t_builder = this;
+  void* table = nullptr;
+  try {
+    table = Allocate(table_bytes, alignof(object::ObjectExtent));
+  } catch (const std::bad_alloc&) {
+  }
+  t_region = saved_region;
+  t_builder = saved_builder;
+  if (table == nullptr) return status_.ok() ? CapacityExceeded("no room for the extent table") : status_;
+  CloseChunk();
+  if (extents_.size() > object::kMaxExtents) {
+    return CapacityExceeded("object has more than " + std::to_string(object::kMaxExtents) + " extents");
+  }
+  std::memcpy(table, extents_.data(), extents_.size() * sizeof(object::ObjectExtent));
+  auto* h = reinterpret_cast<object::ObjectHeader*>(chunks_.front().addr);
+  std::memset(h, 0, sizeof(*h));
+  h->magic = object::kObjectMagic;
+  h->layout_version = object::kObjectLayoutVersion;
+  h->type_id = type_id_;
+  h->root = root_;
+  h->extents = reinterpret_cast<uint64_t>(table);
+  h->extent_count = static_cast<uint32_t>(extents_.size());
+  Checksum sum;
+  for (size_t i = 0; i < extents_.size(); ++i) {
+    uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
+    sum.Update(reinterpret_cast<const void*>(extents_[i].addr + skip), extents_[i].length - skip);
+    h->data_size += extents_[i].length;
+  }
+  h->checksum = sum.Digest();
+  region = BumpRegion{0, 0};
+  finalized_ = true;
+  return Status::OK();
+}
+
+Status BuilderCore::Commit(std::string_view key) {
+  CSM_RETURN_IF_ERROR(status_);
+  if (committed_) return FailedPrecondition("this Builder is already committed");
+  if (root_ == 0) return FailedPrecondition("call New<T>() before Commit");
+  if (scopes.load() != 0) {
+    return FailedPrecondition("Commit called while the Builder is current (inside Populate "
+                              "or a MakeCurrent scope)");
+  }
+  if (!finalized_) CSM_RETURN_IF_ERROR(Finalize());
+  uint64_t header = chunks_.front().addr;
+  CSM_ASSIGN_OR_RETURN(uint64_t id, client_->Commit(header, type_id_, key, type_name_));
+  (void)id;
+  committed_ = true;
+  ReleaseChunks();
+  return Status::OK();
+}
+
+void BuilderCore::ReleaseChunks() {
+  for (const auto& c : chunks_) client_->heap().Done(c);
+  chunks_.clear();
+}
+
+BuilderCore::~BuilderCore() { ReleaseChunks(); }
+
+}  // namespace internal
+
+// ---- public classes -----------------------------------------------------------------
+
+Builder::Builder(std::unique_ptr<internal::BuilderCore> core) : core_(std::move(core)) {}
+Builder::Builder(Builder&&) noexcept = default;
+Builder& Builder::operator=(Builder&&) noexcept = default;
+Builder::~Builder() = default;
+
+Builder::Scope::Scope(internal::BuilderCore* core) : core_(core), previous_(internal::t_builder) {
+  ++core_->scopes;
+  internal::t_builder = core_;
+  internal::t_region = &core_->region;
+}
+
+Builder::Scope::~Scope() {
+  --core_->scopes;
+  internal::t_builder = previous_;
+  internal::t_region = previous_ ? &previous_->region : nullptr;
+}
+
+Status Builder::AllocationFailure() const {
+  if (!core_->status().ok()) return core_->status();
+  return CapacityExceeded("allocation failed while building the object");
+}
+
+Status Builder::SetRoot(void* root, uint64_t type_id, std::string type_name) {
+  return core_->SetRoot(root, type_id, std::move(type_name));
+}
+
+Status Builder::Commit(std::string_view key) { return core_->Commit(key); }
+uint64_t Builder::bytes_used() const { return core_->bytes_used(); }
+
+Result<std::unique_ptr<Client>> Client::Connect() {
+  CSM_ASSIGN_OR_RETURN(Config config, LoadConfig());
+  return Connect(config);
+}
+
+Result<std::unique_ptr<Client>> Client::Connect(const Config& config) {
+  CSM_ASSIGN_OR_RETURN(auto impl, internal::ClientImpl::Connect(config));
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+Client::Client(std::unique_ptr<internal::ClientImpl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+Result<Builder> Client::NewBuilder() {
+  auto core = std::make_unique<internal::BuilderCore>(impl_.get());
+  CSM_RETURN_IF_ERROR(core->Start());
+  return Builder(std::move(core));
+}
+
+Result<internal::PinnedObject> Client::GetPinned(std::string_view key, uint64_t type_id,
+                                                 std::string (*type_name)(),
+                                                 std::chrono::milliseconds timeout) {
+  return impl_->Get(key, type_id, type_name, timeout);
+}
+
+Status Client::Delete(std::string_view key) { return impl_->Delete(key); }
+Result<ObjectInfo> Client::Lookup(std::string_view key) const { return impl_->Lookup(key); }
+std::vector<ObjectInfo> Client::List() const { return impl_->List(); }
+Result<std::string> Client::StatJson(std::string_view key) {
+  return impl_->Json(node::MessageType::kStat, key);
+}
+Result<std::string> Client::InfoJson() { return impl_->Json(node::MessageType::kInfo, {}); }
+const Config& Client::config() const { return impl_->config(); }
+
+}  // namespace csm

@@ -1,0 +1,132 @@
+// ClientImpl and BuilderCore: the machinery behind include/csm/client.h.
+//
+// ClientImpl owns this process's window reservation, its socket to csmd, its read-only
+// view of the directory, its pin table and the map of arenas mapped here. The request
+// socket is serialized by req_mu_; arena mappings by map_mu_; pins by pin_mu_. The Get
+// fast path takes only pin_mu_ (uncontended in the common case) and no system call.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "csm/alloc/process_heap.h"
+#include "csm/client.h"
+#include "csm/directory/directory_table.h"
+#include "csm/node/protocol.h"
+#include "csm/object/object_layout.h"
+#include "csm/os/fd.h"
+#include "csm/os/unix_socket.h"
+#include "csm/space/window.h"
+
+namespace csm::internal {
+
+class ClientImpl : public alloc::ArenaSource {
+ public:
+  static Result<std::unique_ptr<ClientImpl>> Connect(const Config& config);
+  ~ClientImpl() override;
+
+  const Config& config() const { return config_; }
+  alloc::ProcessHeap& heap() { return *heap_; }
+
+  // ArenaSource.
+  Result<Grant> AllocateArena(uint64_t min_size, bool dedicated) override;
+  void ReleaseArena(uint64_t arena_id) override;
+
+  Result<PinnedObject> Get(std::string_view key, uint64_t type_id,
+                           std::string (*type_name)(), std::chrono::milliseconds timeout);
+  Result<uint64_t> Commit(uint64_t header, uint64_t type_id, std::string_view key,
+                          const std::string& type_name);
+  Status Delete(std::string_view key);
+  Result<ObjectInfo> Lookup(std::string_view key) const;
+  std::vector<ObjectInfo> List() const;
+  Result<std::string> Json(node::MessageType type, std::string_view key);
+
+  void AddPin(uint64_t object_id);
+  void Unpin(uint64_t object_id);
+  Status Verify(const ObjectInfo& info);
+
+ private:
+  ClientImpl(const Config& config) : config_(config) {}
+  Status Hello();
+  // Sends a request and waits (request timeout) for its reply of type `reply`.
+  Result<os::Message> Call(const node::WireWriter& request, node::MessageType reply);
+  Status SendOneWay(const node::WireWriter& message);
+  // Maps every arena up to at least `seq` (and unmaps freed ones).
+  Status SyncArenas(uint64_t seq);
+  void RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool writable);
+  // Pins the object in `found`; NotFound if it was deleted meanwhile.
+  Status Pin(const directory::DirectoryTable::Found& found);
+  bool ExtentMapped(uint64_t addr, uint64_t len);
+
+  Config config_;
+  std::unique_ptr<space::Window> window_;
+  os::UniqueFd sock_;
+  int request_timeout_ms_ = 30000;
+  std::mutex req_mu_;
+
+  void* dir_mem_ = nullptr;
+  size_t dir_bytes_ = 0;
+  std::unique_ptr<directory::DirectoryTable> dir_;
+
+  directory::PinEntry* pins_ = nullptr;
+  size_t pin_bytes_ = 0;
+  std::mutex pin_mu_;
+  struct LocalPin {
+    uint32_t index;
+    uint32_t slot;
+    uint64_t count;
+  };
+  std::unordered_map<uint64_t, LocalPin> pinned_;  // object id → pin
+  std::vector<uint32_t> free_pins_;
+
+  std::mutex map_mu_;
+  struct Mapped {
+    uint64_t id;
+    uint64_t size;
+    bool writable;
+  };
+  std::map<uint64_t, Mapped> mapped_;  // addr → arena mapped there
+  std::atomic<uint64_t> synced_seq_{0};
+
+  std::unique_ptr<alloc::ProcessHeap> heap_;
+};
+
+// The state behind a Builder.
+class BuilderCore {
+ public:
+  explicit BuilderCore(ClientImpl* client) : client_(client) {}
+  ~BuilderCore();  // abandons the chunks if not committed
+
+  Status Start();  // carves the first chunk and reserves the header
+  // Refills the bump region and allocates; throws std::bad_alloc (status() says why).
+  void* Refill(size_t bytes, size_t align);
+  Status SetRoot(void* root, uint64_t type_id, std::string type_name);
+  Status Commit(std::string_view key);
+  const Status& status() const { return status_; }
+  uint64_t bytes_used() const;
+
+  BumpRegion region{0, 0};
+  std::atomic<int> scopes{0};  // Scopes currently making it current
+
+ private:
+  Status Finalize();
+  void CloseChunk();
+  void ReleaseChunks();
+
+  ClientImpl* client_;
+  std::vector<alloc::Chunk> chunks_;           // all chunks, the current one last
+  std::vector<object::ObjectExtent> extents_;  // closed chunks' used parts
+  uint64_t next_chunk_ = 4096;
+  uint64_t root_ = 0, type_id_ = 0;
+  std::string type_name_;
+  bool finalized_ = false, committed_ = false;
+  Status status_;
+};
+
+}  // namespace csm::internal

@@ -1,0 +1,75 @@
+// The node's key → object table in shared memory, and the per-process pin slots.
+//
+// csmd alone writes the table; every client maps it read-only and looks keys up without
+// a round trip to the daemon (a seqlock per slot). Pins are the other way round: each
+// client writes its own pin table, csmd reads them all before it frees an object.
+// Changing any struct here changes the node's shared format: bump kDirectoryLayoutVersion.
+// Documented in docs/heap_layout.md.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+namespace csm::directory {
+
+inline constexpr uint32_t kDirectoryMagic = 0x44534d43;  // "CMSD"
+inline constexpr uint16_t kDirectoryLayoutVersion = 1;
+inline constexpr uint32_t kMaxKeyLength = 168;
+
+enum class SlotState : uint16_t { kEmpty = 0, kLive = 1, kTombstone = 2 };
+
+// Everything a reader needs to use an object: the local descriptor. Copied out of a slot
+// word by word under the slot's seqlock.
+struct SlotData {
+  uint64_t object_id;      // unique per node, never reused; 0 in empty slots
+  uint64_t key_hash;       // Hash64(key)
+  uint64_t type_id;        // TypeInfo<T>::Id() of the root
+  uint64_t header;         // address of the ObjectHeader
+  uint64_t root;           // address of the root value
+  uint64_t data_size;      // bytes of all extents
+  uint64_t checksum;       // XXH3-64 of the extents (see ObjectHeader)
+  uint64_t arena_seq_max;  // newest arena the object touches (readers map up to it)
+  int64_t commit_time_ns;  // CLOCK_REALTIME at commit
+  uint32_t owner_node;     // node whose segments hold the bytes
+  uint16_t state;          // SlotState
+  uint16_t key_length;
+  char key[kMaxKeyLength];
+};
+static_assert(std::is_trivially_copyable_v<SlotData> && sizeof(SlotData) == 248);
+static_assert(sizeof(SlotData) % 8 == 0);
+
+struct DirectorySlot {
+  std::atomic<uint64_t> seq;  // seqlock: odd while csmd rewrites the slot
+  uint64_t words[sizeof(SlotData) / 8];
+};
+static_assert(sizeof(DirectorySlot) == 256 && std::atomic<uint64_t>::is_always_lock_free);
+
+// Page 0 of the directory memfd; slots follow at kSlotsOffset.
+struct DirectoryHeader {
+  uint32_t magic;
+  uint16_t layout_version;
+  uint16_t reserved;
+  uint32_t capacity;   // slots, a power of two
+  uint32_t node_id;
+  std::atomic<uint64_t> arena_seq;        // newest arena's sequence number
+  std::atomic<uint32_t> commit_counter;   // futex word: bumped on every commit
+  uint32_t reserved2;
+  std::atomic<uint64_t> live_objects;
+};
+static_assert(std::is_standard_layout_v<DirectoryHeader> && sizeof(DirectoryHeader) == 40);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+
+inline constexpr uint64_t kSlotsOffset = 4096;
+inline uint64_t DirectoryBytes(uint32_t capacity) {
+  return kSlotsOffset + uint64_t{capacity} * sizeof(DirectorySlot);
+}
+
+// One pinned object of one process. object_id 0 = free.
+struct PinEntry {
+  std::atomic<uint64_t> object_id;
+  std::atomic<uint64_t> count;  // informational (csm stat); the entry itself is the pin
+};
+static_assert(sizeof(PinEntry) == 16);
+
+}  // namespace csm::directory

@@ -1,0 +1,127 @@
+// DirectoryTable; see directory_table.h.
+#include "csm/directory/directory_table.h"
+
+#include <cstring>
+#include <thread>
+
+#include "csm/base/hash.h"
+
+namespace csm::directory {
+
+bool KeyEquals(const SlotData& d, std::string_view key) {
+  return d.key_length == key.size() && d.key_length <= kMaxKeyLength &&
+         std::memcmp(d.key, key.data(), key.size()) == 0;
+}
+
+DirectoryTable::DirectoryTable(void* memory, uint32_t capacity)
+    : header_(static_cast<DirectoryHeader*>(memory)),
+      slots_(reinterpret_cast<DirectorySlot*>(static_cast<char*>(memory) + kSlotsOffset)),
+      capacity_(capacity) {}
+
+void DirectoryTable::Init(uint32_t node_id) {
+  header_->magic = kDirectoryMagic;
+  header_->layout_version = kDirectoryLayoutVersion;
+  header_->capacity = capacity_;
+  header_->node_id = node_id;
+  header_->arena_seq.store(0);
+  header_->commit_counter.store(0);
+  header_->live_objects.store(0);
+}
+
+Status DirectoryTable::Validate() const {
+  if (header_->magic != kDirectoryMagic || header_->layout_version != kDirectoryLayoutVersion ||
+      header_->capacity != capacity_) {
+    return Corruption("the directory mapped from csmd has an unknown format (magic, version "
+                      "or capacity differ): client and csmd are different csm versions");
+  }
+  return Status::OK();
+}
+
+SlotData DirectoryTable::ReadSlot(uint32_t index) const {
+  DirectorySlot& s = slot(index);
+  SlotData out;
+  uint64_t words[sizeof(SlotData) / 8];
+  for (int spin = 0;; ++spin) {
+    uint64_t before = s.seq.load(std::memory_order_acquire);
+    if ((before & 1) == 0) {
+      for (size_t i = 0; i < std::size(words); ++i) {
+        words[i] = std::atomic_ref<uint64_t>(s.words[i]).load(std::memory_order_relaxed);
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (s.seq.load(std::memory_order_relaxed) == before) break;
+    }
+    if (spin > 64) std::this_thread::yield();
+  }
+  std::memcpy(&out, words, sizeof(out));
+  return out;
+}
+
+void DirectoryTable::WriteSlot(uint32_t index, const SlotData& data) {
+  DirectorySlot& s = slot(index);
+  uint64_t words[sizeof(SlotData) / 8];
+  std::memcpy(words, &data, sizeof(data));
+  uint64_t seq = s.seq.load(std::memory_order_relaxed);
+  s.seq.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  for (size_t i = 0; i < std::size(words); ++i) {
+    std::atomic_ref<uint64_t>(s.words[i]).store(words[i], std::memory_order_relaxed);
+  }
+  s.seq.store(seq + 2, std::memory_order_release);
+}
+
+std::optional<DirectoryTable::Found> DirectoryTable::Find(std::string_view key) const {
+  if (key.size() > kMaxKeyLength) return std::nullopt;
+  uint64_t h = Hash64(key);
+  uint32_t mask = capacity_ - 1;
+  for (uint32_t probe = 0; probe < capacity_; ++probe) {
+    uint32_t i = (static_cast<uint32_t>(h) + probe) & mask;
+    SlotData d = ReadSlot(i);
+    if (d.state == static_cast<uint16_t>(SlotState::kEmpty)) return std::nullopt;
+    if (d.state == static_cast<uint16_t>(SlotState::kLive) && d.key_hash == h &&
+        KeyEquals(d, key)) {
+      return Found{i, d};
+    }
+  }
+  return std::nullopt;
+}
+
+Result<uint32_t> DirectoryTable::Insert(const SlotData& data) {
+  std::string_view key(data.key, data.key_length);
+  uint32_t mask = capacity_ - 1;
+  std::optional<uint32_t> reuse;
+  uint32_t i = 0;
+  for (uint32_t probe = 0; probe < capacity_; ++probe) {
+    i = (static_cast<uint32_t>(data.key_hash) + probe) & mask;
+    SlotData d = ReadSlot(i);
+    if (d.state == static_cast<uint16_t>(SlotState::kEmpty)) break;
+    if (d.state == static_cast<uint16_t>(SlotState::kTombstone)) {
+      if (!reuse) reuse = i;
+      continue;
+    }
+    if (d.key_hash == data.key_hash && KeyEquals(d, key)) {
+      return AlreadyExists("key '" + std::string(key) +
+                           "' is already committed: objects are immutable; Delete it first "
+                           "or choose another key");
+    }
+  }
+  if (!reuse) {
+    if (used_ >= capacity_ - capacity_ / 8) {
+      return CapacityExceeded("the directory is full (" + std::to_string(capacity_) +
+                              " slots): delete objects or raise max_objects");
+    }
+    reuse = i;
+    ++used_;
+  }
+  WriteSlot(*reuse, data);
+  header_->live_objects.fetch_add(1);
+  return *reuse;
+}
+
+void DirectoryTable::MarkDeleted(uint32_t index) {
+  SlotData d = ReadSlot(index);
+  d.state = static_cast<uint16_t>(SlotState::kTombstone);
+  WriteSlot(index, d);
+  header_->live_objects.fetch_sub(1);
+}
+
+}  // namespace csm::directory

@@ -1,0 +1,725 @@
+// csmd's event loop and bookkeeping; see daemon.h and docs/protocol.md.
+#include "csm/node/daemon.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "csm/alloc/address_allocator.h"
+#include "csm/base/hash.h"
+#include "csm/base/log.h"
+#include "csm/directory/directory_table.h"
+#include "csm/node/protocol.h"
+#include "csm/object/object_layout.h"
+#include "csm/os/memory.h"
+#include "csm/os/unix_socket.h"
+#include "csm/space/segment_table.h"
+
+namespace csm::node {
+namespace {
+
+using directory::PinEntry;
+using object::ObjectExtent;
+using object::ObjectHeader;
+
+constexpr int kSweepIntervalMs = 100;
+
+// An owned mapping outside the window (directory, pin tables).
+struct Mapping {
+  void* addr = nullptr;
+  size_t size = 0;
+  Mapping() = default;
+  Mapping(void* a, size_t s) : addr(a), size(s) {}
+  Mapping(Mapping&& o) noexcept : addr(std::exchange(o.addr, nullptr)), size(o.size) {}
+  Mapping& operator=(Mapping&& o) noexcept {
+    std::swap(addr, o.addr);
+    std::swap(size, o.size);
+    return *this;
+  }
+  ~Mapping() {
+    if (addr != nullptr) ::munmap(addr, size);
+  }
+};
+
+Result<Mapping> MapShared(int fd, size_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return ErrnoError("mmap", errno);
+  return Mapping(p, size);
+}
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+struct Arena {
+  uint64_t id;
+  uint64_t seq;
+  uint64_t addr;
+  uint64_t size;
+  os::UniqueFd fd;
+  uint64_t owner;  // client id; 0 once released or its process is gone
+  bool dedicated;
+  uint64_t charged;  // bytes counted against capacity
+  // Committed extents inside this arena: start → end. Objects never overlap.
+  std::map<uint64_t, uint64_t> committed;
+  uint32_t objects = 0;  // committed objects (live or deleted-but-pinned) touching it
+};
+
+struct Object {
+  uint64_t id;
+  std::string key;
+  uint32_t slot;
+  uint64_t type_id;
+  std::string type_name;
+  ObjectHeader header;
+  uint64_t header_addr;
+  std::vector<ObjectExtent> extents;
+  std::vector<uint64_t> arena_ids;
+  bool deleted = false;
+  pid_t producer_pid;
+  int64_t commit_time_ns;
+};
+
+struct DestroyedArena {
+  uint64_t id;
+  uint64_t addr;
+  uint64_t size;
+};
+
+struct Client {
+  uint64_t id;
+  os::UniqueFd sock;
+  os::PeerCredentials cred;
+  bool hello_done = false;
+  os::UniqueFd pin_fd;
+  Mapping pin_map;
+  std::set<uint64_t> arenas;  // arenas it may write
+  std::vector<DestroyedArena> destroyed;  // arenas freed since its last sync
+  const PinEntry* pins() const { return static_cast<const PinEntry*>(pin_map.addr); }
+};
+
+}  // namespace
+
+class Daemon::Impl {
+ public:
+  Impl(const Config& config, uint32_t node_id)
+      : config_(config),
+        node_id_(node_id),
+        segments_(config.window),
+        addresses_(&segments_, node_id, config.window.segment_size) {}
+
+  Status Init();
+  Status Run();
+  void Stop() {
+    uint64_t one = 1;
+    ssize_t ignored = ::write(stop_fd_.get(), &one, sizeof(one));
+    (void)ignored;
+  }
+  const Config& config() const { return config_; }
+
+ private:
+  // Requests.
+  void Accept();
+  // Returns false when the client must be dropped.
+  bool HandleMessage(Client& c);
+  Status HandleHello(Client& c, WireReader& in);
+  Status HandleAllocArena(Client& c, WireReader& in);
+  Status HandleSync(Client& c, WireReader& in);
+  Status HandleCommit(Client& c, WireReader& in);
+  Status HandleDelete(Client& c, WireReader& in);
+  Status HandleStat(Client& c, WireReader& in);
+  Status HandleInfo(Client& c);
+  Status SendStatus(Client& c, MessageType type, const Status& s);
+
+  // Bookkeeping.
+  Result<uint64_t> CommitObject(Client& c, uint64_t header_addr, uint64_t type_id,
+                                std::string key, std::string type_name);
+  Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
+                  std::vector<uint64_t>* arena_ids);
+  Arena* ArenaAt(uint64_t addr);
+  void ReleaseArena(uint64_t arena_id);
+  void MaybeDestroyArena(Arena& a);
+  void PunchUncommitted(Arena& a);
+  bool IsPinned(uint64_t object_id) const;
+  void Sweep();
+  void Reclaim(Object& o);
+  void DropClient(uint64_t client_id);
+  uint64_t PinCount(uint64_t object_id) const;
+
+  Config config_;
+  uint32_t node_id_;
+  space::SegmentTable segments_;
+  alloc::AddressAllocator addresses_;
+  os::UniqueFd listen_fd_;
+  os::UniqueFd stop_fd_;
+  os::UniqueFd dir_fd_;
+  Mapping dir_map_;
+  std::unique_ptr<directory::DirectoryTable> dir_;
+
+  std::unordered_map<uint64_t, Client> clients_;
+  std::unordered_map<uint64_t, Arena> arenas_;
+  std::map<uint64_t, uint64_t> arenas_by_addr_;  // addr → id
+  std::map<uint64_t, uint64_t> arenas_by_seq_;   // seq → id
+  std::unordered_map<uint64_t, Object> objects_;
+  std::unordered_map<std::string, uint64_t> keys_;  // live key → object id
+  std::set<uint64_t> pending_;  // deleted objects waiting for their last pin
+  bool sweep_requested_ = false;
+  int64_t last_sweep_ns_ = 0;
+  uint64_t used_ = 0;
+  uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
+};
+
+Status Daemon::Impl::Init() {
+  CSM_RETURN_IF_ERROR(ValidateConfig(config_));
+  stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
+  uint64_t dir_bytes = directory::DirectoryBytes(config_.max_objects);
+  CSM_ASSIGN_OR_RETURN(dir_fd_, os::CreateMemfd("csm-directory", dir_bytes));
+  CSM_ASSIGN_OR_RETURN(dir_map_, MapShared(dir_fd_.get(), dir_bytes));
+  dir_ = std::make_unique<directory::DirectoryTable>(dir_map_.addr, config_.max_objects);
+  dir_->Init(node_id_);
+  CSM_ASSIGN_OR_RETURN(listen_fd_, os::ListenUnix(config_.socket_path));
+  CSM_LOG_INFO("csmd node %u listening at %s; window [%s, +%s), capacity %s",
+               node_id_, config_.socket_path.c_str(), Hex(config_.window.base).c_str(),
+               FormatSize(config_.window.size).c_str(), FormatSize(config_.capacity).c_str());
+  return Status::OK();
+}
+
+Status Daemon::Impl::Run() {
+  std::vector<pollfd> fds;
+  std::vector<uint64_t> ids;
+  for (;;) {
+    fds.clear();
+    ids.clear();
+    fds.push_back({stop_fd_.get(), POLLIN, 0});
+    fds.push_back({listen_fd_.get(), POLLIN, 0});
+    for (auto& [id, c] : clients_) {
+      fds.push_back({c.sock.get(), POLLIN, 0});
+      ids.push_back(id);
+    }
+    int timeout = pending_.empty() ? -1 : kSweepIntervalMs;
+    int n = ::poll(fds.data(), fds.size(), timeout);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoError("poll", errno);
+    }
+    if (fds[0].revents) break;
+    if (fds[1].revents & POLLIN) Accept();
+    for (size_t i = 2; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      auto it = clients_.find(ids[i - 2]);
+      if (it == clients_.end()) continue;
+      bool keep = (fds[i].revents & POLLIN) && HandleMessage(it->second);
+      if (!keep) DropClient(ids[i - 2]);
+    }
+    int64_t now = os::MonotonicNanos();
+    if (!pending_.empty() &&
+        (sweep_requested_ || now - last_sweep_ns_ >= int64_t{kSweepIntervalMs} * 1000000)) {
+      Sweep();
+      last_sweep_ns_ = now;
+      sweep_requested_ = false;
+    }
+  }
+  CSM_LOG_INFO("csmd stopping: %zu objects, %zu clients", keys_.size(), clients_.size());
+  ::unlink(config_.socket_path.c_str());
+  return Status::OK();
+}
+
+void Daemon::Impl::Accept() {
+  auto sock = os::AcceptUnix(listen_fd_.get());
+  if (!sock.ok()) {
+    CSM_LOG_WARN("accept failed: %s", sock.status().ToString().c_str());
+    return;
+  }
+  auto cred = os::GetPeerCredentials(sock->get());
+  if (!cred.ok()) return;
+  // Only our own user (or root) may attach: a client can read every object.
+  if (cred->uid != ::getuid() && cred->uid != 0) {
+    CSM_LOG_WARN("refused pid %d: uid %u is not csmd's uid %u", cred->pid, cred->uid,
+                 ::getuid());
+    return;
+  }
+  if (clients_.size() >= config_.max_clients) {
+    CSM_LOG_WARN("refused pid %d: max_clients (%u) reached", cred->pid, config_.max_clients);
+    return;
+  }
+  uint64_t id = next_client_++;
+  Client& c = clients_[id];
+  c.id = id;
+  c.sock = std::move(*sock);
+  c.cred = *cred;
+  // Non-blocking: a client that stops reading its replies is dropped, never waited on.
+  ::fcntl(c.sock.get(), F_SETFL, ::fcntl(c.sock.get(), F_GETFL) | O_NONBLOCK);
+}
+
+bool Daemon::Impl::HandleMessage(Client& c) {
+  auto msg = os::ReceiveMessage(c.sock.get(), 0);
+  if (!msg.ok()) {
+    if (!msg.status().IsUnavailable() && !msg.status().IsTimeout()) {
+      CSM_LOG_WARN("client pid %d: %s", c.cred.pid, msg.status().ToString().c_str());
+    }
+    return msg.status().IsTimeout();
+  }
+  WireReader in(msg->bytes);
+  MessageType type{};
+  Status s = in.ReadHeader(&type);
+  if (s.ok() && !c.hello_done && type != MessageType::kHello) {
+    s = FailedPrecondition("the first message must be Hello");
+  }
+  if (s.ok()) {
+    switch (type) {
+      case MessageType::kHello: s = HandleHello(c, in); break;
+      case MessageType::kAllocArena: s = HandleAllocArena(c, in); break;
+      case MessageType::kReleaseArena: {
+        uint64_t id = 0;
+        s = in.Get(&id);
+        if (s.ok() && c.arenas.erase(id) == 1) ReleaseArena(id);
+        break;
+      }
+      case MessageType::kSyncArenas: s = HandleSync(c, in); break;
+      case MessageType::kCommit: s = HandleCommit(c, in); break;
+      case MessageType::kDelete: s = HandleDelete(c, in); break;
+      case MessageType::kStat: s = HandleStat(c, in); break;
+      case MessageType::kInfo: s = HandleInfo(c); break;
+      case MessageType::kUnpinned: sweep_requested_ = true; break;
+      default: s = Corruption("unknown message type " + std::to_string(int(type)));
+    }
+  }
+  if (!s.ok()) {
+    // A malformed message means the peer is not a csm client we understand: drop it.
+    CSM_LOG_WARN("dropping client pid %d: %s", c.cred.pid, s.ToString().c_str());
+    return false;
+  }
+  return true;
+}
+
+Status Daemon::Impl::SendStatus(Client& c, MessageType type, const Status& st) {
+  WireWriter out(type);
+  out.PutStatus(st);
+  return os::SendMessage(c.sock.get(), out.bytes());
+}
+
+Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
+  uint64_t fingerprint = 0;
+  WindowConfig w{};
+  CSM_RETURN_IF_ERROR(in.Get(&fingerprint));
+  CSM_RETURN_IF_ERROR(in.Get(&w));
+  Status refuse;
+  if (fingerprint != BuildFingerprint()) {
+    refuse = FailedPrecondition(
+        "this program was built differently from csmd (" + BuildFingerprintText() +
+        "): objects are shared in place only between binaries built with the same "
+        "compiler, standard library and csm version; rebuild it against this csm");
+  } else if (!(w == config_.window)) {
+    refuse = FailedPrecondition(
+        "window mismatch: this process uses base " + Hex(w.base) + " size " +
+        FormatSize(w.size) + " segment " + FormatSize(w.segment_size) + ", csmd uses base " +
+        Hex(config_.window.base) + " size " + FormatSize(config_.window.size) + " segment " +
+        FormatSize(config_.window.segment_size) + ": use the same CSM_CONFIG / CSM_HEAP_* "
+        "settings as the node");
+  }
+  WireWriter out(MessageType::kHelloReply);
+  if (!refuse.ok()) {
+    out.PutStatus(refuse);
+    (void)os::SendMessage(c.sock.get(), out.bytes());
+    return refuse;
+  }
+  uint64_t pin_bytes = uint64_t{config_.pins_per_client} * sizeof(PinEntry);
+  CSM_ASSIGN_OR_RETURN(c.pin_fd, os::CreateMemfd("csm-pins", pin_bytes));
+  CSM_ASSIGN_OR_RETURN(c.pin_map, MapShared(c.pin_fd.get(), pin_bytes));
+  CSM_ASSIGN_OR_RETURN(auto dir_ro, os::ReopenReadOnly(dir_fd_.get()));
+  out.PutStatus(Status::OK());
+  out.Put(c.id).Put(node_id_).Put(config_.max_objects).Put(config_.pins_per_client)
+      .Put(config_.arena_size);
+  c.hello_done = true;
+  CSM_LOG_DEBUG("client %llu attached: pid %d", (unsigned long long)c.id, c.cred.pid);
+  return os::SendMessage(c.sock.get(), out.bytes(), {dir_ro.get(), c.pin_fd.get()});
+}
+
+Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
+  uint64_t min_size = 0;
+  uint8_t dedicated = 0;
+  CSM_RETURN_IF_ERROR(in.Get(&min_size));
+  CSM_RETURN_IF_ERROR(in.Get(&dedicated));
+  constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
+  uint64_t size = dedicated ? (std::max<uint64_t>(min_size, 1) + kAlign - 1) / kAlign * kAlign
+                            : config_.arena_size;
+  auto fail = [&](Status s) { return SendStatus(c, MessageType::kArenaReply, s); };
+  if (min_size > config_.window.size || size < min_size) {
+    return fail(InvalidArgument("arena of " + std::to_string(min_size) + " bytes requested"));
+  }
+  if (used_ + size > config_.capacity) {
+    return fail(CapacityExceeded(
+        "node memory is full: capacity " + FormatSize(config_.capacity) + ", in use " +
+        FormatSize(used_) + " (" + std::to_string(keys_.size()) + " objects, " +
+        std::to_string(arenas_.size()) + " arenas), requested " + FormatSize(size) +
+        ": delete objects (csm rm) or start the node with a larger --capacity"));
+  }
+  auto addr = addresses_.Allocate(size);
+  if (!addr) {
+    return fail(CapacityExceeded("the global heap window has no free range of " +
+                                 FormatSize(size) + ": raise heap_size"));
+  }
+  uint64_t id = next_arena_++;
+  auto fd = os::CreateMemfd("csm-arena-" + std::to_string(id), size);
+  if (!fd.ok()) {
+    addresses_.Free(*addr, size);
+    return fail(fd.status());
+  }
+  Arena& a = arenas_[id];
+  a = Arena{id, next_seq_++, *addr, size, std::move(*fd), c.id, dedicated != 0, size, {}, 0};
+  arenas_by_addr_[a.addr] = id;
+  arenas_by_seq_[a.seq] = id;
+  dir_->header().arena_seq.store(a.seq);
+  used_ += size;
+  c.arenas.insert(id);
+  WireWriter out(MessageType::kArenaReply);
+  out.PutStatus(Status::OK());
+  out.Put(a.id).Put(a.seq).Put(a.addr).Put(a.size);
+  return os::SendMessage(c.sock.get(), out.bytes(), {a.fd.get()});
+}
+
+Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
+  uint64_t synced = 0;
+  CSM_RETURN_IF_ERROR(in.Get(&synced));
+  WireWriter out(MessageType::kSyncReply);
+  out.PutStatus(Status::OK());
+  out.Put(static_cast<uint32_t>(c.destroyed.size()));
+  for (const auto& d : c.destroyed) out.Put(d.id).Put(d.addr).Put(d.size);
+  c.destroyed.clear();
+  std::vector<os::UniqueFd> ro;
+  std::vector<int> fds;
+  std::vector<const Arena*> fresh;
+  uint64_t upto = dir_->header().arena_seq.load();
+  for (auto it = arenas_by_seq_.upper_bound(synced); it != arenas_by_seq_.end(); ++it) {
+    const Arena& a = arenas_.at(it->second);
+    if (a.owner == c.id || c.arenas.count(a.id)) continue;  // mapped writable already
+    if (fresh.size() == os::kMaxFdsPerMessage) {
+      upto = a.seq - 1;  // the client asks again from here
+      break;
+    }
+    CSM_ASSIGN_OR_RETURN(auto fd, os::ReopenReadOnly(a.fd.get()));
+    fds.push_back(fd.get());
+    ro.push_back(std::move(fd));
+    fresh.push_back(&a);
+  }
+  out.Put(upto).Put(static_cast<uint32_t>(fresh.size()));
+  for (const Arena* a : fresh) out.Put(a->id).Put(a->addr).Put(a->size);
+  return os::SendMessage(c.sock.get(), out.bytes(), fds);
+}
+
+Arena* Daemon::Impl::ArenaAt(uint64_t addr) {
+  auto it = arenas_by_addr_.upper_bound(addr);
+  if (it == arenas_by_addr_.begin()) return nullptr;
+  --it;
+  Arena& a = arenas_.at(it->second);
+  return addr < a.addr + a.size ? &a : nullptr;
+}
+
+// Reads [addr, addr+len) of the heap; the range must lie in one arena of client c.
+Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
+                              std::vector<uint64_t>* arena_ids) {
+  Arena* a = ArenaAt(addr);
+  if (a == nullptr || a->owner != c.id || len > a->addr + a->size - addr) {
+    return Corruption("range [" + Hex(addr) + ", +" + std::to_string(len) +
+                      ") is not inside an arena this process may write");
+  }
+  if (arena_ids && std::find(arena_ids->begin(), arena_ids->end(), a->id) == arena_ids->end()) {
+    arena_ids->push_back(a->id);
+  }
+  if (out == nullptr) return Status::OK();
+  ssize_t n = ::pread(a->fd.get(), out, len, static_cast<off_t>(addr - a->addr));
+  if (n != static_cast<ssize_t>(len)) return ErrnoError("pread of an arena", errno);
+  return Status::OK();
+}
+
+Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uint64_t type_id,
+                                            std::string key, std::string type_name) {
+  if (key.empty() || key.size() > directory::kMaxKeyLength) {
+    return InvalidArgument("keys are 1 to " + std::to_string(directory::kMaxKeyLength) +
+                           " bytes; got " + std::to_string(key.size()));
+  }
+  if (keys_.count(key)) {
+    return AlreadyExists("key '" + key + "' is already committed: objects are immutable; " +
+                         "delete it first (csm rm) or choose another key");
+  }
+  Object o;
+  o.key = std::move(key);
+  o.type_name = std::move(type_name);
+  o.header_addr = header_addr;
+  CSM_RETURN_IF_ERROR(ReadHeap(header_addr, &o.header, sizeof(ObjectHeader), c, &o.arena_ids));
+  const ObjectHeader& h = o.header;
+  if (h.magic != object::kObjectMagic || h.layout_version != object::kObjectLayoutVersion ||
+      h.flags != 0) {
+    return Corruption("no valid object header at " + Hex(header_addr));
+  }
+  if (h.type_id != type_id) return Corruption("object header type id differs from the request");
+  if (h.extent_count == 0 || h.extent_count > object::kMaxExtents) {
+    return Corruption("object has " + std::to_string(h.extent_count) + " extents (1 to " +
+                      std::to_string(object::kMaxExtents) + " allowed)");
+  }
+  o.extents.resize(h.extent_count);
+  CSM_RETURN_IF_ERROR(ReadHeap(h.extents, o.extents.data(),
+                               h.extent_count * sizeof(ObjectExtent), c, nullptr));
+  uint64_t total = 0;
+  bool root_inside = false, table_inside = false;
+  for (size_t i = 0; i < o.extents.size(); ++i) {
+    const ObjectExtent& e = o.extents[i];
+    if (e.length == 0 || (i == 0 && e.addr != header_addr) ||
+        (i == 0 && e.length < sizeof(ObjectHeader))) {
+      return Corruption("extent " + std::to_string(i) + " is empty or misplaced");
+    }
+    CSM_RETURN_IF_ERROR(ReadHeap(e.addr, nullptr, e.length, c, &o.arena_ids));
+    Arena* a = ArenaAt(e.addr);
+    auto next = a->committed.lower_bound(e.addr);
+    bool overlap = (next != a->committed.end() && next->first < e.addr + e.length) ||
+                   (next != a->committed.begin() && std::prev(next)->second > e.addr);
+    if (overlap) return Corruption("extent " + Hex(e.addr) + " overlaps a committed object");
+    total += e.length;
+    root_inside |= h.root >= e.addr && h.root < e.addr + e.length;
+    table_inside |= h.extents >= e.addr &&
+                    h.extents + h.extent_count * sizeof(ObjectExtent) <= e.addr + e.length;
+  }
+  if (total != h.data_size || !root_inside || !table_inside) {
+    return Corruption("object sizes, root or extent table are inconsistent with its extents");
+  }
+
+  directory::SlotData d{};
+  o.id = next_object_++;
+  o.type_id = type_id;
+  o.producer_pid = c.cred.pid;
+  o.commit_time_ns = os::RealtimeNanos();
+  d.object_id = o.id;
+  d.key_hash = Hash64(o.key);
+  d.type_id = type_id;
+  d.header = header_addr;
+  d.root = h.root;
+  d.data_size = h.data_size;
+  d.checksum = h.checksum;
+  for (uint64_t id : o.arena_ids) d.arena_seq_max = std::max(d.arena_seq_max, arenas_.at(id).seq);
+  d.commit_time_ns = o.commit_time_ns;
+  d.owner_node = node_id_;
+  d.state = static_cast<uint16_t>(directory::SlotState::kLive);
+  d.key_length = static_cast<uint16_t>(o.key.size());
+  std::memcpy(d.key, o.key.data(), o.key.size());
+  CSM_ASSIGN_OR_RETURN(o.slot, dir_->Insert(d));
+
+  for (const ObjectExtent& e : o.extents) ArenaAt(e.addr)->committed[e.addr] = e.addr + e.length;
+  for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
+  keys_[o.key] = o.id;
+  uint64_t id = o.id;
+  objects_.emplace(id, std::move(o));
+  auto& counter = dir_->header().commit_counter;
+  counter.fetch_add(1);
+  os::FutexWakeAll(reinterpret_cast<const uint32_t*>(&counter));
+  return id;
+}
+
+Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
+  uint64_t header_addr = 0, type_id = 0;
+  std::string key, type_name;
+  CSM_RETURN_IF_ERROR(in.Get(&header_addr));
+  CSM_RETURN_IF_ERROR(in.Get(&type_id));
+  CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
+  CSM_RETURN_IF_ERROR(in.GetString(&type_name, 4096));
+  auto id = CommitObject(c, header_addr, type_id, std::move(key), std::move(type_name));
+  WireWriter out(MessageType::kCommitReply);
+  out.PutStatus(id.status());
+  out.Put(id.ok() ? *id : uint64_t{0});
+  if (!id.ok() && id.status().IsCorruption()) {
+    CSM_LOG_WARN("refused commit from pid %d: %s", c.cred.pid, id.status().ToString().c_str());
+  }
+  return os::SendMessage(c.sock.get(), out.bytes());
+}
+
+Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
+  std::string key;
+  CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
+  auto it = keys_.find(key);
+  if (it == keys_.end()) {
+    return SendStatus(c, MessageType::kStatusReply,
+                      NotFound("no object under key '" + key + "' (csm ls lists them)"));
+  }
+  Object& o = objects_.at(it->second);
+  keys_.erase(it);
+  dir_->MarkDeleted(o.slot);
+  o.deleted = true;
+  pending_.insert(o.id);
+  // Pairs with the client's fence between writing its pin and re-reading the slot:
+  // either the client sees the tombstone, or we see its pin.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  Sweep();
+  return SendStatus(c, MessageType::kStatusReply, Status::OK());
+}
+
+uint64_t Daemon::Impl::PinCount(uint64_t object_id) const {
+  uint64_t n = 0;
+  for (const auto& [id, c] : clients_) {
+    if (c.pin_map.addr == nullptr) continue;
+    for (uint32_t i = 0; i < config_.pins_per_client; ++i) {
+      if (c.pins()[i].object_id.load() == object_id) ++n;
+    }
+  }
+  return n;
+}
+
+bool Daemon::Impl::IsPinned(uint64_t object_id) const { return PinCount(object_id) > 0; }
+
+void Daemon::Impl::Sweep() {
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (IsPinned(*it)) {
+      ++it;
+      continue;
+    }
+    Reclaim(objects_.at(*it));
+    it = pending_.erase(it);
+  }
+}
+
+void Daemon::Impl::Reclaim(Object& o) {
+  for (const ObjectExtent& e : o.extents) {
+    if (Arena* a = ArenaAt(e.addr)) a->committed.erase(e.addr);
+  }
+  std::vector<uint64_t> arena_ids = o.arena_ids;
+  objects_.erase(o.id);
+  for (uint64_t id : arena_ids) {
+    auto it = arenas_.find(id);
+    if (it == arenas_.end()) continue;
+    --it->second.objects;
+    MaybeDestroyArena(it->second);
+  }
+}
+
+void Daemon::Impl::ReleaseArena(uint64_t arena_id) {
+  auto it = arenas_.find(arena_id);
+  if (it == arenas_.end()) return;
+  it->second.owner = 0;
+  MaybeDestroyArena(it->second);  // may erase it
+  if (arenas_.count(arena_id)) PunchUncommitted(arenas_.at(arena_id));
+}
+
+void Daemon::Impl::PunchUncommitted(Arena& a) {
+  const uint64_t page = os::PageSize();
+  uint64_t kept = 0, cursor = a.addr;
+  auto punch = [&](uint64_t from, uint64_t to) {
+    uint64_t lo = (from + page - 1) / page * page, hi = to / page * page;
+    if (hi > lo) (void)os::PunchHole(a.fd.get(), lo - a.addr, hi - lo);
+  };
+  for (const auto& [start, end] : a.committed) {
+    punch(cursor, start);
+    kept += end - start;
+    cursor = end;
+  }
+  punch(cursor, a.addr + a.size);
+  uint64_t charged = std::min(a.size, (kept + page - 1) / page * page + page);
+  used_ -= a.charged - std::min(a.charged, charged);
+  a.charged = std::min(a.charged, charged);
+}
+
+void Daemon::Impl::MaybeDestroyArena(Arena& a) {
+  if (a.owner != 0 || a.objects != 0) return;
+  addresses_.Free(a.addr, a.size);
+  used_ -= a.charged;
+  for (auto& [id, c] : clients_) c.destroyed.push_back({a.id, a.addr, a.size});
+  arenas_by_addr_.erase(a.addr);
+  arenas_by_seq_.erase(a.seq);
+  arenas_.erase(a.id);
+}
+
+void Daemon::Impl::DropClient(uint64_t client_id) {
+  auto it = clients_.find(client_id);
+  if (it == clients_.end()) return;
+  std::set<uint64_t> owned = std::move(it->second.arenas);
+  pid_t pid = it->second.cred.pid;
+  clients_.erase(it);  // its pins vanish with its pin table
+  for (uint64_t id : owned) ReleaseArena(id);
+  Sweep();
+  CSM_LOG_DEBUG("client pid %d detached; %zu arenas released", pid, owned.size());
+}
+
+Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
+  std::string key;
+  CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
+  WireWriter out(MessageType::kJsonReply);
+  auto it = keys_.find(key);
+  if (it == keys_.end()) {
+    out.PutStatus(NotFound("no object under key '" + key + "' (csm ls lists them)"));
+    out.PutString("");
+    return os::SendMessage(c.sock.get(), out.bytes());
+  }
+  const Object& o = objects_.at(it->second);
+  nlohmann::json j;
+  j["key"] = o.key;
+  j["object_id"] = o.id;
+  j["owner_node"] = node_id_;
+  j["type_name"] = o.type_name;
+  j["type_id"] = Hex(o.type_id);
+  j["size"] = o.header.data_size;
+  j["checksum"] = Hex(o.header.checksum);
+  j["header"] = Hex(o.header_addr);
+  j["root"] = Hex(o.header.root);
+  j["producer_pid"] = o.producer_pid;
+  j["commit_time_ns"] = o.commit_time_ns;
+  j["pins"] = PinCount(o.id);
+  j["descriptor_bytes"] = sizeof(directory::DirectorySlot);
+  for (const auto& e : o.extents) j["extents"].push_back({{"addr", Hex(e.addr)}, {"length", e.length}});
+  j["arenas"] = o.arena_ids;
+  out.PutStatus(Status::OK());
+  out.PutString(j.dump());
+  return os::SendMessage(c.sock.get(), out.bytes());
+}
+
+Status Daemon::Impl::HandleInfo(Client& c) {
+  nlohmann::json j;
+  j["node_id"] = node_id_;
+  j["socket"] = config_.socket_path;
+  j["window"] = {{"base", Hex(config_.window.base)}, {"size", config_.window.size},
+                 {"segment_size", config_.window.segment_size}};
+  j["segments_leased"] = segments_.leased_count();
+  j["capacity"] = config_.capacity;
+  j["used"] = used_;
+  j["objects"] = keys_.size();
+  j["objects_awaiting_unpin"] = pending_.size();
+  j["arenas"] = arenas_.size();
+  j["max_objects"] = config_.max_objects;
+  j["clients"] = nlohmann::json::array();
+  for (const auto& [id, cl] : clients_) {
+    uint64_t pins = 0;
+    if (cl.pin_map.addr != nullptr) {
+      for (uint32_t i = 0; i < config_.pins_per_client; ++i) pins += cl.pins()[i].object_id.load() != 0;
+    }
+    j["clients"].push_back({{"pid", cl.cred.pid}, {"arenas", cl.arenas.size()}, {"pins", pins}});
+  }
+  WireWriter out(MessageType::kJsonReply);
+  out.PutStatus(Status::OK());
+  out.PutString(j.dump());
+  return os::SendMessage(c.sock.get(), out.bytes());
+}
+
+Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Daemon::~Daemon() = default;
+
+Result<std::unique_ptr<Daemon>> Daemon::Create(const Config& config, uint32_t node_id) {
+  auto impl = std::make_unique<Impl>(config, node_id);
+  CSM_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+}
+
+Status Daemon::Run() { return impl_->Run(); }
+void Daemon::Stop() { impl_->Stop(); }
+const Config& Daemon::config() const { return impl_->config(); }
+
+}  // namespace csm::node

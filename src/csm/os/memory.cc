@@ -1,0 +1,119 @@
+// Memory system-call wrappers; see memory.h.
+#include "csm/os/memory.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <climits>
+#include <cstdio>
+#include <fstream>
+
+namespace csm::os {
+
+size_t PageSize() {
+  static const size_t size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return size;
+}
+
+Result<UniqueFd> CreateMemfd(const std::string& name, size_t size) {
+  UniqueFd fd(::memfd_create(name.c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return ErrnoError("memfd_create(" + name + ")", errno);
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+    return ErrnoError("ftruncate(" + name + ")", errno);
+  }
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+    return ErrnoError("fcntl(F_ADD_SEALS)", errno);
+  }
+  return fd;
+}
+
+Result<UniqueFd> ReopenReadOnly(int fd) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+  UniqueFd ro(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!ro.valid()) return ErrnoError(std::string("open(") + path + ", O_RDONLY)", errno);
+  return ro;
+}
+
+Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable) {
+  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+  void* p = ::mmap(reinterpret_cast<void*>(addr), size, prot, MAP_SHARED | MAP_FIXED, fd, 0);
+  if (p == MAP_FAILED) return ErrnoError("mmap(MAP_FIXED) of a heap arena", errno);
+  return Status::OK();
+}
+
+Status UnmapToReservation(uintptr_t addr, size_t size) {
+  void* p = ::mmap(reinterpret_cast<void*>(addr), size, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) return ErrnoError("mmap(PROT_NONE) over a released arena", errno);
+  return Status::OK();
+}
+
+Status PunchHole(int fd, uint64_t offset, uint64_t len) {
+  if (len == 0) return Status::OK();
+  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(len)) != 0) {
+    return ErrnoError("fallocate(PUNCH_HOLE)", errno);
+  }
+  return Status::OK();
+}
+
+bool FutexWait(const uint32_t* word, uint32_t expected, int64_t timeout_ns) {
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (timeout_ns >= 0) {
+    ts.tv_sec = timeout_ns / 1000000000;
+    ts.tv_nsec = timeout_ns % 1000000000;
+    tsp = &ts;
+  }
+  long rc = ::syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, nullptr, 0);
+  return !(rc != 0 && errno == ETIMEDOUT);
+}
+
+void FutexWakeAll(const uint32_t* word) {
+  ::syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+namespace {
+// Calls fn(lo, hi, line) for each /proc/self/maps line until fn returns true.
+template <typename Fn>
+std::string FindMapping(Fn fn) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) != 2) continue;
+    if (fn(lo, hi)) return line;
+  }
+  return "";
+}
+}  // namespace
+
+std::string MappingAt(uintptr_t addr) {
+  return FindMapping([&](uintptr_t lo, uintptr_t hi) { return addr >= lo && addr < hi; });
+}
+
+std::string FirstMappingIn(uintptr_t addr, size_t size) {
+  return FindMapping(
+      [&](uintptr_t lo, uintptr_t hi) { return lo < addr + size && hi > addr; });
+}
+
+int64_t MonotonicNanos() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+int64_t RealtimeNanos() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+}  // namespace csm::os

@@ -1,0 +1,107 @@
+// csm: the command-line tool. `csm node` runs the daemon; the other commands attach to
+// the running node as a client.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "csm/client.h"
+#include "node_command.h"
+
+namespace {
+
+int Fail(const csm::Status& s) {
+  std::fprintf(stderr, "csm: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+std::string Age(int64_t commit_ns) {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t secs = (int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec - commit_ns) / 1000000000;
+  char buf[32];
+  if (secs < 120) std::snprintf(buf, sizeof(buf), "%llds", (long long)secs);
+  else if (secs < 7200) std::snprintf(buf, sizeof(buf), "%lldm", (long long)secs / 60);
+  else std::snprintf(buf, sizeof(buf), "%lldh", (long long)secs / 3600);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"csm: share rich data between processes in place (csm --help; csm CMD --help)"};
+  app.require_subcommand(1);
+  std::string socket;
+  app.add_option("--socket", socket, "csmd's socket (default: CSM_SOCKET or the configured one)");
+
+  csm::tools::NodeFlags node_flags;
+  auto* node = app.add_subcommand("node", "run the node daemon (csmd) in the foreground");
+  csm::tools::AddNodeFlags(node, &node_flags);
+  auto* ls = app.add_subcommand("ls", "list the node's objects");
+  std::string key;
+  auto* stat = app.add_subcommand("stat", "show one object's descriptor, extents and pins");
+  stat->add_option("KEY", key)->required();
+  auto* rm = app.add_subcommand("rm", "delete an object (memory is reused once unpinned)");
+  rm->add_option("KEY", key)->required();
+  auto* info = app.add_subcommand("info", "node capacity, use, objects and clients");
+  CLI11_PARSE(app, argc, argv);
+
+  if (node->parsed()) {
+    if (node_flags.socket.empty()) node_flags.socket = socket;
+    return csm::tools::RunNode(node_flags);
+  }
+  auto config = csm::LoadConfig();
+  if (!config.ok()) return Fail(config.status());
+  if (!socket.empty()) config->socket_path = socket;
+  auto client = csm::Client::Connect(*config);
+  if (!client.ok()) return Fail(client.status());
+
+  if (ls->parsed()) {
+    auto objects = (*client)->List();
+    std::printf("%-40s %12s %6s %6s %18s\n", "KEY", "SIZE", "NODE", "AGE", "TYPE ID");
+    for (const auto& o : objects) {
+      std::printf("%-40s %12s %6u %6s 0x%016llx\n", o.key.c_str(),
+                  csm::FormatSize(o.size).c_str(), o.owner_node, Age(o.commit_time_ns).c_str(),
+                  static_cast<unsigned long long>(o.type_id));
+    }
+    std::printf("%zu objects\n", objects.size());
+    return 0;
+  }
+  if (stat->parsed()) {
+    auto json = (*client)->StatJson(key);
+    if (!json.ok()) return Fail(json.status());
+    std::printf("%s\n", nlohmann::json::parse(*json).dump(2).c_str());
+    return 0;
+  }
+  if (rm->parsed()) {
+    csm::Status s = (*client)->Delete(key);
+    if (!s.ok()) return Fail(s);
+    std::printf("deleted %s\n", key.c_str());
+    return 0;
+  }
+  if (info->parsed()) {
+    auto json = (*client)->InfoJson();
+    if (!json.ok()) return Fail(json.status());
+    auto j = nlohmann::json::parse(*json);
+    std::printf("node %u at %s\n", j["node_id"].get<uint32_t>(), j["socket"].get<std::string>().c_str());
+    std::printf("window    base %s, %s, segments of %s (%llu leased)\n",
+                j["window"]["base"].get<std::string>().c_str(),
+                csm::FormatSize(j["window"]["size"].get<uint64_t>()).c_str(),
+                csm::FormatSize(j["window"]["segment_size"].get<uint64_t>()).c_str(),
+                (unsigned long long)j["segments_leased"].get<uint64_t>());
+    std::printf("capacity  %s, used %s\n", csm::FormatSize(j["capacity"].get<uint64_t>()).c_str(),
+                csm::FormatSize(j["used"].get<uint64_t>()).c_str());
+    std::printf("objects   %llu live, %llu deleted awaiting unpin, %llu arenas\n",
+                (unsigned long long)j["objects"].get<uint64_t>(),
+                (unsigned long long)j["objects_awaiting_unpin"].get<uint64_t>(),
+                (unsigned long long)j["arenas"].get<uint64_t>());
+    std::printf("clients   %zu\n", j["clients"].size());
+    for (const auto& c : j["clients"]) {
+      std::printf("  pid %-8d arenas %-4llu pins %llu\n", c["pid"].get<int>(),
+                  (unsigned long long)c["arenas"].get<uint64_t>(),
+                  (unsigned long long)c["pins"].get<uint64_t>());
+    }
+    return 0;
+  }
+  return 0;
+}

@@ -1,0 +1,72 @@
+// The node daemon's command line; see node_command.h.
+#include "node_command.h"
+
+#include <csignal>
+#include <cstdio>
+
+#include "csm/config.h"
+#include "csm/node/daemon.h"
+
+namespace csm::tools {
+namespace {
+node::Daemon* g_daemon = nullptr;  // for the signal handler only
+void OnSignal(int) {
+  if (g_daemon != nullptr) g_daemon->Stop();
+}
+}  // namespace
+
+void AddNodeFlags(CLI::App* app, NodeFlags* f) {
+  app->add_option("--socket", f->socket, "Unix socket path (default: CSM_SOCKET or /run/csm/node.sock)");
+  app->add_option("--capacity", f->capacity, "memory the node may hand out, e.g. 8G");
+  app->add_option("--arena-size", f->arena_size, "arena handed to each writing process, e.g. 64M");
+  app->add_option("--heap-base", f->heap_base, "window base address, e.g. 0x200000000000");
+  app->add_option("--heap-size", f->heap_size, "window size, e.g. 16T");
+  app->add_option("--segment-size", f->segment_size, "segment size, e.g. 1G");
+  app->add_option("--max-objects", f->max_objects, "directory slots (power of two)");
+  app->add_option("--node-id", f->node_id, "this node's id")->check(CLI::Range(1u, 1u << 30));
+}
+
+int RunNode(const NodeFlags& f) {
+  auto config = LoadConfig();
+  if (!config.ok()) {
+    std::fprintf(stderr, "csmd: %s\n", config.status().ToString().c_str());
+    return 1;
+  }
+  auto set = [](const std::string& text, uint64_t* field) -> Status {
+    if (text.empty()) return Status::OK();
+    CSM_ASSIGN_OR_RETURN(*field, ParseSize(text));
+    return Status::OK();
+  };
+  Status s;
+  if (!f.socket.empty()) config->socket_path = f.socket;
+  if (s.ok()) s = set(f.capacity, &config->capacity);
+  if (s.ok()) s = set(f.arena_size, &config->arena_size);
+  if (s.ok()) s = set(f.heap_base, &config->window.base);
+  if (s.ok()) s = set(f.heap_size, &config->window.size);
+  if (s.ok()) s = set(f.segment_size, &config->window.segment_size);
+  if (f.max_objects != 0) config->max_objects = f.max_objects;
+  if (s.ok()) s = ValidateConfig(*config);
+  auto daemon = s.ok() ? node::Daemon::Create(*config, f.node_id)
+                       : Result<std::unique_ptr<node::Daemon>>(s);
+  if (!daemon.ok()) {
+    std::fprintf(stderr, "csmd: %s\n", daemon.status().ToString().c_str());
+    return 1;
+  }
+  g_daemon = daemon->get();
+  struct sigaction sa{};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::printf("csmd ready at %s\n", config->socket_path.c_str());
+  std::fflush(stdout);
+  Status run = (*daemon)->Run();
+  g_daemon = nullptr;
+  if (!run.ok()) {
+    std::fprintf(stderr, "csmd: %s\n", run.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace csm::tools

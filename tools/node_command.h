@@ -1,0 +1,20 @@
+// `csmd` and `csm node` share this: flags that override the configuration, and the
+// daemon's main loop with signal handling.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+namespace csm::tools {
+
+struct NodeFlags {
+  std::string socket, capacity, arena_size, heap_base, heap_size, segment_size;
+  uint32_t max_objects = 0;
+  uint32_t node_id = 1;
+};
+
+void AddNodeFlags(CLI::App* app, NodeFlags* flags);
+// Runs the daemon until SIGINT/SIGTERM. Returns the process exit code.
+int RunNode(const NodeFlags& flags);
+
+}  // namespace csm::tools
