@@ -1,0 +1,36 @@
+#include <gtest/gtest.h>
+
+#include "csm/alloc/address_allocator.h"
+
+namespace csm::alloc {
+namespace {
+
+constexpr uint64_t kMiB = 1 << 20, kGiB = 1ULL << 30;
+
+TEST(AddressAllocatorTest, FirstFitReuseAndMultiSegment) {
+  WindowConfig w{0x200000000000ULL, 16 * kGiB, kGiB};
+  space::SegmentTable segments(w);
+  AddressAllocator a(&segments, 1, kGiB);
+  auto x = a.Allocate(64 * kMiB);
+  auto y = a.Allocate(64 * kMiB);
+  ASSERT_TRUE(x && y);
+  EXPECT_EQ(*x, w.base);
+  EXPECT_EQ(*y, w.base + 64 * kMiB);
+  EXPECT_EQ(segments.leased_count(), 1u);
+  a.Free(*x, 64 * kMiB);
+  EXPECT_EQ(*a.Allocate(32 * kMiB), w.base) << "freed addresses come back first";
+  // 5 GiB does not fit in the first segment: a run of consecutive segments is leased,
+  // and it coalesces with the free tail of the first one into one contiguous range.
+  auto big = a.Allocate(5 * kGiB);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(*big, w.base + 128 * kMiB);
+  EXPECT_EQ(segments.leased_count(), 6u);
+  a.Free(*big, 5 * kGiB);
+  a.Free(w.base, 32 * kMiB);
+  a.Free(*y, 64 * kMiB);
+  EXPECT_EQ(a.free_bytes(), 6 * kGiB) << "everything coalesced back";
+  EXPECT_FALSE(a.Allocate(11 * kGiB)) << "the window is 16 GiB";
+}
+
+}  // namespace
+}  // namespace csm::alloc

@@ -1,0 +1,133 @@
+// csm_test_helper: the "other process" of the multi-process tests. Each subcommand
+// attaches to the node named by CSM_SOCKET, does one thing and reports on stdout.
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "csm/client.h"
+#include "csm/os/memory.h"
+#include "workload.h"
+
+namespace {
+
+using csm::workload::HeapMap;
+using Bytes = csm::vector<uint8_t>;
+
+int Fail(const csm::Status& s) {
+  std::printf("error: %s\n", s.ToString().c_str());
+  std::fflush(stdout);
+  return 1;
+}
+
+// "<perms> <inode> <path>" of the mapping that holds addr.
+std::string Mapping(uint64_t addr) {
+  std::string line = csm::os::MappingAt(addr);
+  char perms[8] = {0}, path[256] = {0};
+  unsigned long long lo, hi, offset, inode;
+  char dev[16];
+  std::sscanf(line.c_str(), "%llx-%llx %7s %llx %15s %llu %255[^\n]", &lo, &hi, perms,
+              &offset, dev, &inode, path);
+  return std::string(perms) + " inode=" + std::to_string(inode) + " path=" + path;
+}
+
+void Say(const std::string& s) {
+  std::printf("%s\n", s.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: csm_test_helper CMD KEY [N]\n");
+    return 2;
+  }
+  std::string cmd = argv[1], key = argv[2];
+  long n = argc > 3 ? std::atol(argv[3]) : 0;
+  auto client = csm::Client::Connect();
+  if (!client.ok()) return Fail(client.status());
+  csm::Client& c = **client;
+
+  if (cmd == "produce") {  // build a map of n keys and commit it
+    auto b = c.NewBuilder();
+    if (!b.ok()) return Fail(b.status());
+    auto m = b->New<HeapMap>();
+    if (!m.ok()) return Fail(m.status());
+    csm::Status s = b->Populate([&] { csm::workload::Fill(**m, static_cast<int32_t>(n)); });
+    if (s.ok()) s = b->Commit(key);
+    if (!s.ok()) return Fail(s);
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "root=0x%" PRIx64 " ", reinterpret_cast<uint64_t>(*m));
+    Say(std::string("committed ") + buf + Mapping(reinterpret_cast<uint64_t>(*m)));
+    return 0;
+  }
+  if (cmd == "consume") {  // get the map, verify every entry
+    auto ref = c.Get<HeapMap>(key, std::chrono::seconds(20));
+    if (!ref.ok()) return Fail(ref.status());
+    std::string problem = csm::workload::Verify(**ref, static_cast<int32_t>(n));
+    if (!problem.empty()) return Fail(csm::Corruption(problem));
+    csm::Status s = ref->Verify();
+    if (!s.ok()) return Fail(s);
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "root=0x%" PRIx64 " ", ref->info().root);
+    Say(std::string("verified ") + buf + Mapping(ref->info().root));
+    return 0;
+  }
+  if (cmd == "pin") {  // hold a pin until killed
+    auto ref = c.Get<HeapMap>(key, std::chrono::seconds(20));
+    if (!ref.ok()) return Fail(ref.status());
+    Say("pinned");
+    std::this_thread::sleep_for(std::chrono::minutes(5));
+    return 0;
+  }
+  if (cmd == "build-forever") {  // allocate n MiB, report, then wait to be killed
+    auto b = c.NewBuilder();
+    if (!b.ok()) return Fail(b.status());
+    auto v = b->New<csm::vector<Bytes>>();
+    if (!v.ok()) return Fail(v.status());
+    csm::Status s = b->Populate([&] {
+      for (long i = 0; i < n; ++i) (*v)->emplace_back(1 << 20, uint8_t(i));
+    });
+    if (!s.ok()) return Fail(s);
+    Say("building");
+    std::this_thread::sleep_for(std::chrono::minutes(5));
+    return 0;
+  }
+  if (cmd == "big") {  // one object of n MiB in a single extent
+    auto b = c.NewBuilder();
+    if (!b.ok()) return Fail(b.status());
+    auto v = b->New<Bytes>();
+    if (!v.ok()) return Fail(v.status());
+    uint64_t bytes = static_cast<uint64_t>(n) << 20;
+    csm::Status s = b->Populate([&] {
+      (*v)->resize(bytes);
+      for (uint64_t i = 0; i < bytes; i += 4096) (**v)[i] = static_cast<uint8_t>(i >> 12);
+      (**v)[bytes - 1] = 0x5a;
+    });
+    if (s.ok()) s = b->Commit(key);
+    if (!s.ok()) return Fail(s);
+    Say("committed");
+    return 0;
+  }
+  if (cmd == "check-big") {
+    auto ref = c.Get<Bytes>(key, std::chrono::seconds(20));
+    if (!ref.ok()) return Fail(ref.status());
+    const Bytes& v = **ref;
+    uint64_t bytes = static_cast<uint64_t>(n) << 20;
+    if (v.size() != bytes) return Fail(csm::Corruption("size " + std::to_string(v.size())));
+    for (uint64_t i = 0; i < bytes; i += 4096) {
+      if (v[i] != static_cast<uint8_t>(i >> 12)) return Fail(csm::Corruption("byte " + std::to_string(i)));
+    }
+    if (v[bytes - 1] != 0x5a) return Fail(csm::Corruption("last byte"));
+    Say("verified size=" + std::to_string(v.size()));
+    return 0;
+  }
+  std::fprintf(stderr, "unknown command %s\n", cmd.c_str());
+  return 2;
+}

@@ -1,0 +1,198 @@
+// Test harness implementation; see harness.h.
+#include "harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <thread>
+
+#include "csm/os/memory.h"
+
+namespace csm::testing {
+
+std::string BinaryDir() { return CSM_TEST_BINARY_DIR; }
+
+namespace {
+std::vector<char*> CStrings(const std::vector<std::string>& v) {
+  std::vector<char*> out;
+  for (const auto& s : v) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+pid_t SpawnWithPipes(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                     int* out_fd, int* err_fd) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    if (err_fd != nullptr) dup2(err[1], STDERR_FILENO);
+    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
+    auto args = CStrings(argv);
+    execv(args[0], args.data());
+    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  *out_fd = out[0];
+  if (err_fd != nullptr) *err_fd = err[0];
+  else close(err[0]);
+  return pid;
+}
+}  // namespace
+
+std::unique_ptr<Process> Process::Spawn(const std::vector<std::string>& argv,
+                                        const std::vector<std::string>& env) {
+  auto p = std::unique_ptr<Process>(new Process());
+  p->pid_ = SpawnWithPipes(argv, env, &p->out_fd_, nullptr);
+  if (p->pid_ < 0) throw std::runtime_error("cannot start " + argv[0]);
+  return p;
+}
+
+Process::~Process() {
+  if (!exited_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  if (out_fd_ >= 0) close(out_fd_);
+}
+
+bool Process::ReadSome(int timeout_ms) {
+  pollfd p{out_fd_, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) <= 0) return false;
+  char buf[4096];
+  ssize_t n = ::read(out_fd_, buf, sizeof(buf));
+  if (n <= 0) return false;
+  out_.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+std::string Process::WaitForLine(const std::string& needle, int timeout_ms) {
+  int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
+  for (;;) {
+    size_t at = out_.find(needle, scanned_);
+    if (at != std::string::npos) {
+      size_t begin = out_.rfind('\n', at);
+      begin = begin == std::string::npos ? 0 : begin + 1;
+      size_t end = out_.find('\n', at);
+      if (end != std::string::npos) {
+        scanned_ = end + 1;
+        return out_.substr(begin, end - begin);
+      }
+    }
+    int64_t left = (deadline - os::MonotonicNanos()) / 1000000;
+    if (left <= 0) return "";
+    if (!ReadSome(static_cast<int>(std::min<int64_t>(left, 100)))) {
+      int status;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        while (ReadSome(0)) {
+        }
+        return out_.find(needle, scanned_) != std::string::npos ? WaitForLine(needle, 0) : "";
+      }
+    }
+  }
+}
+
+int Process::Wait(int timeout_ms) {
+  int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
+  for (;;) {
+    while (ReadSome(0)) {
+    }
+    int status;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      exited_ = true;
+      while (ReadSome(0)) {
+      }
+      return status;
+    }
+    if (os::MonotonicNanos() > deadline) {
+      Kill(SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      exited_ = true;
+      return -1;
+    }
+    ReadSome(20);
+  }
+}
+
+void Process::Kill(int sig) { ::kill(pid_, sig); }
+
+CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                  int timeout_ms) {
+  int out_fd = -1, err_fd = -1;
+  pid_t pid = SpawnWithPipes(argv, env, &out_fd, &err_fd);
+  CommandResult r{-1, "", ""};
+  int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
+  bool open_out = true, open_err = true;
+  while ((open_out || open_err) && os::MonotonicNanos() < deadline) {
+    pollfd p[2] = {{open_out ? out_fd : -1, POLLIN, 0}, {open_err ? err_fd : -1, POLLIN, 0}};
+    if (::poll(p, 2, 100) <= 0) continue;
+    char buf[4096];
+    for (int i = 0; i < 2; ++i) {
+      if (!(p[i].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = ::read(p[i].fd, buf, sizeof(buf));
+      if (n <= 0) (i == 0 ? open_out : open_err) = false;
+      else (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(out_fd);
+  close(err_fd);
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (os::MonotonicNanos() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return r;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+Node::Node(std::vector<std::string> extra_flags) {
+  char tmpl[] = "/tmp/csm-test-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  socket_ = dir_ + "/node.sock";
+  std::vector<std::string> argv = {BinaryDir() + "/csmd", "--socket", socket_};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  process_ = Process::Spawn(argv);
+  if (process_->WaitForLine("csmd ready", 20000).empty()) {
+    throw std::runtime_error("csmd did not start: " + process_->output());
+  }
+}
+
+Node::~Node() {
+  process_->Kill(SIGTERM);
+  if (process_->Wait(10000) == -1) std::fprintf(stderr, "csmd did not stop on SIGTERM\n");
+  ::unlink(socket_.c_str());
+  ::rmdir(dir_.c_str());
+}
+
+Config Node::ClientConfig() const {
+  Config c = DefaultConfig();
+  c.socket_path = socket_;
+  return c;
+}
+
+bool Eventually(const std::function<bool()>& fn, int timeout_ms) {
+  int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
+  for (;;) {
+    if (fn()) return true;
+    if (os::MonotonicNanos() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+}  // namespace csm::testing

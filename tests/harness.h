@@ -1,0 +1,76 @@
+// Test harness for multi-process tests: runs the real csmd and helper processes.
+//
+// Every wait is bounded: a node that does not come up, a helper that does not print or
+// exit in time, fails the test instead of hanging it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "csm/client.h"
+#include "csm/config.h"
+
+namespace csm::testing {
+
+// Directory of the built binaries (csmd, csm, csm_test_helper).
+std::string BinaryDir();
+
+// A child process with its stdout on a pipe.
+class Process {
+ public:
+  // Starts argv[0] (a path) with the given environment additions.
+  static std::unique_ptr<Process> Spawn(const std::vector<std::string>& argv,
+                                        const std::vector<std::string>& env = {});
+  ~Process();  // SIGKILLs the process if it still runs
+
+  pid_t pid() const { return pid_; }
+  // Reads stdout until a line containing `needle` (returns it) or timeout ("").
+  std::string WaitForLine(const std::string& needle, int timeout_ms = 20000);
+  // Waits for exit; returns the wait status, or -1 on timeout (then kills it).
+  int Wait(int timeout_ms = 60000);
+  void Kill(int sig);
+  // Everything read from stdout so far (after Wait: everything).
+  const std::string& output() const { return out_; }
+
+ private:
+  bool ReadSome(int timeout_ms);
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string out_;
+  size_t scanned_ = 0;
+  bool exited_ = false;
+};
+
+struct CommandResult {
+  int exit_code;  // -1 if killed or timed out
+  std::string out;
+  std::string err;
+};
+// Runs a command to completion (stdout and stderr captured), bounded by timeout_ms.
+CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
+                  int timeout_ms = 60000);
+
+// A real csmd on a private socket, stopped (SIGTERM, then SIGKILL) on destruction.
+class Node {
+ public:
+  explicit Node(std::vector<std::string> extra_flags = {});
+  ~Node();
+  const std::string& socket() const { return socket_; }
+  // Environment for helpers and csm commands: CSM_SOCKET=...
+  std::vector<std::string> Env() const { return {"CSM_SOCKET=" + socket_}; }
+  // The configuration a client in this process uses to attach.
+  Config ClientConfig() const;
+  Process& process() { return *process_; }
+
+ private:
+  std::string dir_, socket_;
+  std::unique_ptr<Process> process_;
+};
+
+// Polls fn() every few ms until it returns true or timeout; returns the last result.
+bool Eventually(const std::function<bool()>& fn, int timeout_ms = 10000);
+
+}  // namespace csm::testing

@@ -1,0 +1,293 @@
+// Multi-process tests: a real csmd, real separate producer and consumer processes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "csm/client.h"
+#include "csm/os/memory.h"
+#include "harness.h"
+#include "workload.h"
+
+namespace csm {
+namespace {
+
+using testing::Node;
+using testing::Process;
+using workload::HeapMap;
+
+std::string Helper() { return testing::BinaryDir() + "/csm_test_helper"; }
+
+uint64_t Used(Client& c) { return nlohmann::json::parse(*c.InfoJson())["used"].get<uint64_t>(); }
+uint64_t AwaitingUnpin(Client& c) {
+  return nlohmann::json::parse(*c.InfoJson())["objects_awaiting_unpin"].get<uint64_t>();
+}
+
+std::unique_ptr<Client> Attach(const Node& node) {
+  auto c = Client::Connect(node.ClientConfig());
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+// Commits a small map from this process.
+Status CommitMap(Client& c, const std::string& key, int32_t keys) {
+  CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
+  CSM_ASSIGN_OR_RETURN(auto* m, b.New<HeapMap>());
+  CSM_RETURN_IF_ERROR(b.Populate([&] { workload::Fill(*m, keys); }));
+  return b.Commit(key);
+}
+
+// "inode=N" field of a helper's report.
+std::string Field(const std::string& line, const std::string& name) {
+  size_t at = line.find(name + "=");
+  if (at == std::string::npos) return "";
+  size_t end = line.find(' ', at);
+  return line.substr(at + name.size() + 1, end == std::string::npos ? std::string::npos : end - at - name.size() - 1);
+}
+
+TEST(NodeTest, ConsumerProcessReadsProducersMapInPlace) {
+  Node node;
+  auto producer = Process::Spawn({Helper(), "produce", "big-map", "120000"}, node.Env());
+  std::string produced = producer->WaitForLine("committed", 120000);
+  ASSERT_FALSE(produced.empty()) << producer->output();
+  ASSERT_EQ(producer->Wait(), 0);  // the object outlives its producer
+
+  auto consumer = Process::Spawn({Helper(), "consume", "big-map", "120000"}, node.Env());
+  std::string consumed = consumer->WaitForLine("verified", 120000);
+  ASSERT_FALSE(consumed.empty()) << consumer->output();
+  EXPECT_EQ(consumer->Wait(), 0);
+  // Same address, and the consumer maps the very memfd the producer wrote, read-only
+  // and shared: no copy was made.
+  EXPECT_EQ(Field(produced, "root"), Field(consumed, "root"));
+  EXPECT_EQ(Field(produced, "inode"), Field(consumed, "inode"));
+  EXPECT_NE(consumed.find("r--s"), std::string::npos) << consumed;
+  EXPECT_NE(produced.find("rw-s"), std::string::npos) << produced;
+  EXPECT_NE(consumed.find("csm-arena-"), std::string::npos) << consumed;
+}
+
+TEST(NodeTest, DuplicateMissingWrongTypeAndWait) {
+  Node node;
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(CommitMap(*c, "k", 10).ok());
+  Status dup = CommitMap(*c, "k", 10);
+  EXPECT_TRUE(dup.IsAlreadyExists()) << dup.ToString();
+
+  auto missing = c->Get<HeapMap>("nope");
+  EXPECT_TRUE(missing.status().IsNotFound()) << missing.status().ToString();
+  auto waited = c->Get<HeapMap>("nope", std::chrono::milliseconds(200));
+  EXPECT_TRUE(waited.status().IsTimeout()) << waited.status().ToString();
+
+  auto wrong = c->Get<csm::vector<int64_t>>("k");
+  EXPECT_TRUE(wrong.status().IsTypeMismatch()) << wrong.status().ToString();
+  EXPECT_NE(wrong.status().message().find("csm::vector"), std::string::npos);
+
+  // A Get with a timeout returns as soon as another process commits the key.
+  auto producer = Process::Spawn({Helper(), "produce", "later", "1000"}, node.Env());
+  auto later = c->Get<HeapMap>("later", std::chrono::seconds(30));
+  ASSERT_TRUE(later.ok()) << later.status().ToString();
+  EXPECT_EQ(workload::Verify(**later, 1000), "");
+  EXPECT_EQ(producer->Wait(), 0);
+
+  EXPECT_TRUE(c->Delete("nope").IsNotFound());
+  EXPECT_TRUE(c->Delete("k").ok());
+  EXPECT_TRUE(c->Get<HeapMap>("k").status().IsNotFound());
+  EXPECT_TRUE(CommitMap(*c, "k", 5).ok()) << "a deleted key can be committed again";
+}
+
+TEST(NodeTest, MemoryFullIsCapacityExceededAndNodeKeepsServing) {
+  Node node({"--capacity", "96M", "--arena-size", "16M"});
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(CommitMap(*c, "small", 100).ok());
+  uint64_t before = Used(*c);
+  {
+    auto b = c->NewBuilder();
+    ASSERT_TRUE(b.ok());
+    auto v = b->New<csm::vector<csm::vector<uint8_t>>>();
+    ASSERT_TRUE(v.ok());
+    Status s = b->Populate([&] {
+      for (int i = 0; i < 1000; ++i) (*v)->emplace_back(1 << 20, 1);
+    });
+    EXPECT_TRUE(s.IsCapacityExceeded()) << s.ToString();
+    EXPECT_NE(s.message().find("capacity 96.0 MiB"), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find("requested"), std::string::npos) << s.ToString();
+    EXPECT_TRUE(b->Commit("too-big").IsCapacityExceeded());
+  }
+  // The abandoned builder's memory comes back, committed data is intact, and new
+  // objects can be built.
+  EXPECT_TRUE(testing::Eventually([&] { return Used(*c) <= before + (16 << 20); }));
+  auto small = c->Get<HeapMap>("small");
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(workload::Verify(**small, 100), "");
+  EXPECT_TRUE(small->Verify().ok());
+  EXPECT_TRUE(CommitMap(*c, "after", 100).ok());
+}
+
+TEST(NodeTest, ReaderWritingIntoCommittedObjectFaultsOnlyTheReader) {
+  Node node;
+  auto producer = Process::Spawn({Helper(), "produce", "ro", "5000"}, node.Env());
+  ASSERT_EQ(producer->Wait(), 0) << producer->output();
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  auto ref = c->Get<HeapMap>("ro");
+  ASSERT_TRUE(ref.ok());
+  auto* root = const_cast<HeapMap*>(ref->get());
+  GTEST_FLAG_SET(death_test_style, "fast");
+  EXPECT_EXIT({ (*root)[1].clear(); }, ::testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT({ *reinterpret_cast<volatile char*>(ref->info().root) = 1; },
+              ::testing::KilledBySignal(SIGSEGV), "");
+  // Nor can the reader make its mapping writable: it holds a read-only descriptor.
+  uint64_t page = ref->info().root & ~uint64_t{4095};
+  EXPECT_NE(::mprotect(reinterpret_cast<void*>(page), 4096, PROT_READ | PROT_WRITE), 0);
+  EXPECT_TRUE(ref->Verify().ok());
+  EXPECT_EQ(workload::Verify(**ref, 5000), "");
+}
+
+TEST(NodeTest, ProducerKilledMidBuildIsReclaimedAndOthersIntact) {
+  Node node({"--arena-size", "16M"});
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(CommitMap(*c, "keep", 2000).ok());
+  uint64_t before = Used(*c);
+  auto builder = Process::Spawn({Helper(), "build-forever", "x", "200"}, node.Env());
+  ASSERT_FALSE(builder->WaitForLine("building").empty()) << builder->output();
+  EXPECT_GT(Used(*c), before + (150 << 20));
+  builder->Kill(SIGKILL);
+  builder->Wait();
+  EXPECT_TRUE(testing::Eventually([&] { return Used(*c) == before; }))
+      << "used " << Used(*c) << " vs " << before;
+  auto keep = c->Get<HeapMap>("keep");
+  ASSERT_TRUE(keep.ok());
+  EXPECT_TRUE(keep->Verify().ok());
+  EXPECT_EQ(workload::Verify(**keep, 2000), "");
+}
+
+TEST(NodeTest, ConsumerKilledHoldingPinsReleasesThem) {
+  Node node;
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(CommitMap(*c, "pinned", 1000).ok());
+  uint64_t with_object = Used(*c);
+  auto consumer = Process::Spawn({Helper(), "pin", "pinned"}, node.Env());
+  ASSERT_FALSE(consumer->WaitForLine("pinned").empty()) << consumer->output();
+  auto stat = nlohmann::json::parse(*c->StatJson("pinned"));
+  EXPECT_EQ(stat["pins"].get<int>(), 1);
+  ASSERT_TRUE(c->Delete("pinned").ok());
+  EXPECT_EQ(AwaitingUnpin(*c), 1u);
+  EXPECT_EQ(Used(*c), with_object) << "memory of a pinned object must stay";
+  consumer->Kill(SIGKILL);
+  consumer->Wait();
+  EXPECT_TRUE(testing::Eventually([&] { return AwaitingUnpin(*c) == 0; }));
+}
+
+TEST(NodeTest, DeletedMemoryIsReusedOnceTheLastPinIsGone) {
+  Node node({"--arena-size", "16M"});
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  uint64_t empty = Used(*c);
+  auto big = Process::Spawn({Helper(), "big", "a", "64"}, node.Env());
+  ASSERT_EQ(big->Wait(), 0) << big->output();
+  auto ref = c->Get<csm::vector<uint8_t>>("a");
+  ASSERT_TRUE(ref.ok());
+  uint64_t header = ref->info().header;
+  ASSERT_TRUE(c->Delete("a").ok());
+  EXPECT_TRUE(c->Get<csm::vector<uint8_t>>("a").status().IsNotFound());
+  EXPECT_EQ((**ref)[4096], 1) << "a Ref keeps a deleted object readable";
+  EXPECT_GT(Used(*c), empty + (64 << 20) - 1);
+  ref->Reset();
+  EXPECT_TRUE(testing::Eventually([&] { return Used(*c) == empty; }));
+  // The same addresses serve the next object.
+  auto again = Process::Spawn({Helper(), "big", "b", "64"}, node.Env());
+  ASSERT_EQ(again->Wait(), 0) << again->output();
+  auto b = c->Get<csm::vector<uint8_t>>("b");
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->info().header, header);
+  EXPECT_EQ((**b)[8192], 2);
+}
+
+TEST(NodeTest, ObjectsLargerThanFourGiB) {
+  Node node({"--capacity", "6G"});
+  auto producer = Process::Spawn({Helper(), "big", "huge", "4200"}, node.Env());
+  ASSERT_FALSE(producer->WaitForLine("committed", 240000).empty()) << producer->output();
+  EXPECT_EQ(producer->Wait(), 0);
+  auto consumer = Process::Spawn({Helper(), "check-big", "huge", "4200"}, node.Env());
+  std::string line = consumer->WaitForLine("verified", 240000);
+  EXPECT_FALSE(line.empty()) << consumer->output();
+  EXPECT_EQ(consumer->Wait(), 0);
+}
+
+TEST(NodeTest, DaemonNotRunningIsAClearError) {
+  Config config = DefaultConfig();
+  config.socket_path = "/tmp/csm-test-nonexistent/node.sock";
+  auto c = Client::Connect(config);
+  ASSERT_FALSE(c.ok());
+  EXPECT_TRUE(c.status().IsUnavailable()) << c.status().ToString();
+  EXPECT_NE(c.status().message().find("csm node"), std::string::npos) << c.status().ToString();
+  // The failed attempt left no reservation behind: a later Connect can succeed.
+  Node node;
+  EXPECT_TRUE(Client::Connect(node.ClientConfig()).ok());
+}
+
+TEST(NodeTest, WindowBaseAlreadyTakenIsAClearError) {
+  Config config = DefaultConfig();
+  config.socket_path = "/tmp/csm-test-nonexistent/node.sock";
+  config.window.base = 0x300000000000ULL;
+  config.window.size = 64ULL << 30;
+  void* squatter = ::mmap(reinterpret_cast<void*>(config.window.base + (1 << 30)), 4096,
+                          PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ASSERT_NE(squatter, MAP_FAILED);
+  auto c = Client::Connect(config);
+  ::munmap(squatter, 4096);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(c.status().message().find("already taken by the mapping '300040000000-"),
+            std::string::npos) << c.status().ToString();
+  EXPECT_NE(c.status().message().find("CSM_HEAP_BASE"), std::string::npos);
+}
+
+TEST(NodeTest, ClientWithAnotherWindowIsRefused) {
+  Node node;
+  Config config = node.ClientConfig();
+  config.window.size = 1ULL << 40;
+  auto c = Client::Connect(config);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("window mismatch"), std::string::npos) << c.status().ToString();
+}
+
+TEST(NodeTest, CliCommands) {
+  std::string csm = testing::BinaryDir() + "/csm";
+  auto down = testing::Run({csm, "info"}, {"CSM_SOCKET=/tmp/csm-test-nonexistent/node.sock"});
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.err.find("start it with `csm node`"), std::string::npos) << down.err;
+
+  Node node;
+  auto producer = Process::Spawn({Helper(), "produce", "cli/map", "100"}, node.Env());
+  ASSERT_EQ(producer->Wait(), 0);
+  auto ls = testing::Run({csm, "ls"}, node.Env());
+  EXPECT_EQ(ls.exit_code, 0) << ls.err;
+  EXPECT_NE(ls.out.find("cli/map"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("1 objects"), std::string::npos) << ls.out;
+  auto stat = testing::Run({csm, "stat", "cli/map"}, node.Env());
+  EXPECT_EQ(stat.exit_code, 0) << stat.err;
+  auto j = nlohmann::json::parse(stat.out);
+  EXPECT_EQ(j["key"], "cli/map");
+  EXPECT_NE(j["type_name"].get<std::string>().find("csm::map"), std::string::npos);
+  EXPECT_EQ(j["descriptor_bytes"].get<int>(), 256);
+  auto info = testing::Run({csm, "info"}, node.Env());
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("1 live"), std::string::npos) << info.out;
+  auto rm = testing::Run({csm, "rm", "cli/map"}, node.Env());
+  EXPECT_EQ(rm.exit_code, 0) << rm.err;
+  auto rm_again = testing::Run({csm, "rm", "cli/map"}, node.Env());
+  EXPECT_EQ(rm_again.exit_code, 1);
+  EXPECT_NE(rm_again.err.find("NotFound"), std::string::npos) << rm_again.err;
+  auto stat_missing = testing::Run({csm, "stat", "cli/map"}, node.Env());
+  EXPECT_EQ(stat_missing.exit_code, 1);
+}
+
+}  // namespace
+}  // namespace csm
