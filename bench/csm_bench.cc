@@ -1,0 +1,203 @@
+// csm_bench: the foundation's benchmarks, each against its peer in the same run.
+//
+//   produce   commit handoff objects (64 B, 1 MiB, 1 GiB) from this process
+//   handoff   in another process: Get latency of those objects (first Get of each, and
+//             repeated Gets), beside one csmd socket round trip (what Plasma/Ray-style
+//             stores pay per get at least)
+//   build     1M-key map<int, vector<string>>: csm::allocator in the heap vs
+//             std::allocator in private memory, alternating rounds
+//   alloc     small allocations: csm::allocator vs glibc malloc
+//
+// scripts/run-bench starts a node and runs them all; docs/benchmarks.md has results.
+#include <malloc.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "csm/client.h"
+#include "csm/node/protocol.h"
+#include "csm/os/unix_socket.h"
+#include "stats.h"
+#include "workload.h"
+
+namespace {
+
+using namespace csm::bench;
+using Bytes = csm::vector<uint8_t>;
+
+int Fail(const csm::Status& s) {
+  std::fprintf(stderr, "csm_bench: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+struct SizeClass {
+  const char* name;
+  uint64_t bytes;
+  int objects;
+};
+const SizeClass kSizes[] = {{"64B", 64, 200}, {"1MiB", 1 << 20, 100}, {"1GiB", 1ULL << 30, 3}};
+
+std::string Key(const SizeClass& s, int i) { return std::string("handoff/") + s.name + "/" + std::to_string(i); }
+
+int Produce(csm::Client& c) {
+  for (const auto& s : kSizes) {
+    for (int i = 0; i < s.objects; ++i) {
+      auto b = c.NewBuilder();
+      if (!b.ok()) return Fail(b.status());
+      auto v = b->New<Bytes>();
+      if (!v.ok()) return Fail(v.status());
+      csm::Status st = b->Populate([&] { (*v)->assign(s.bytes - sizeof(Bytes), uint8_t(i)); });
+      if (st.ok()) st = b->Commit(Key(s, i));
+      if (!st.ok()) return Fail(st);
+    }
+  }
+  std::printf("produced handoff objects\n");
+  return 0;
+}
+
+// One request/reply with csmd that does no work (Stat of a missing key).
+double SocketRoundTrip(const std::string& socket) {
+  auto sock = csm::os::ConnectUnix(socket);
+  csm::node::WireWriter hello(csm::node::MessageType::kHello);
+  hello.Put(csm::node::BuildFingerprint()).Put(csm::DefaultConfig().window);
+  (void)csm::os::SendMessage(sock->get(), hello.bytes());
+  (void)csm::os::ReceiveMessage(sock->get(), 5000);
+  csm::node::WireWriter stat(csm::node::MessageType::kStat);
+  stat.PutString("no-such-key");
+  std::vector<double> t;
+  for (int i = 0; i < 2000; ++i) {
+    auto a = Clock::now();
+    (void)csm::os::SendMessage(sock->get(), stat.bytes());
+    (void)csm::os::ReceiveMessage(sock->get(), 5000);
+    t.push_back(Seconds(a, Clock::now()));
+  }
+  return Summarize(t).p50;
+}
+
+int Handoff(csm::Client& c) {
+  double rtt = SocketRoundTrip(c.config().socket_path);
+  std::printf("\n== local handoff: Get latency in a consumer process (producer is another process)\n");
+  std::printf("csmd socket round trip (the floor of a Plasma/Ray-style get): p50 %s\n", Human(rtt).c_str());
+  std::printf("%-6s %-8s %10s %10s %10s %10s   %s\n", "size", "get", "p50", "p99", "min", "max",
+              "p50 vs socket round trip");
+  for (const auto& s : kSizes) {
+    std::vector<double> first, repeat;
+    std::vector<csm::Ref<Bytes>> keep;
+    for (int i = 0; i < s.objects; ++i) {
+      auto a = Clock::now();
+      auto ref = c.Get<Bytes>(Key(s, i), std::chrono::seconds(60));
+      first.push_back(Seconds(a, Clock::now()));
+      if (!ref.ok()) return Fail(ref.status());
+      if ((**ref)[0] != uint8_t(i)) return Fail(csm::Corruption("wrong bytes"));
+      keep.push_back(std::move(*ref));
+    }
+    for (int round = 0; round < 20000; ++round) {
+      int i = round % s.objects;
+      auto a = Clock::now();
+      auto ref = c.Get<Bytes>(Key(s, i));
+      double t = Seconds(a, Clock::now());
+      if (!ref.ok()) return Fail(ref.status());
+      repeat.push_back(t);
+    }
+    for (auto [label, v] : {std::pair{"first", &first}, std::pair{"repeat", &repeat}}) {
+      Summary m = Summarize(*v);
+      std::printf("%-6s %-8s %10s %10s %10s %10s   %.1fx faster\n", s.name, label, Human(m.p50).c_str(),
+                  Human(m.p99).c_str(), Human(m.min).c_str(), Human(m.max).c_str(), rtt / m.p50);
+    }
+  }
+  std::printf("(first: the consumer's first Get of each object; a new arena costs one round\n"
+              " trip to map it read-only. repeat: Gets of objects already mapped here.)\n");
+  return 0;
+}
+
+int Build(csm::Client& c, int keys, int rounds) {
+  std::printf("\n== build cost: map<int, vector<string>> of %d keys\n", keys);
+  std::vector<double> heap, priv, commit;
+  uint64_t heap_bytes = 0;
+  for (int r = 0; r < rounds; ++r) {
+    {
+      auto a = Clock::now();
+      auto* m = new csm::workload::StdMap();
+      csm::workload::Fill(*m, keys);
+      priv.push_back(Seconds(a, Clock::now()));
+      delete m;
+    }
+    malloc_trim(0);
+    {
+      auto a = Clock::now();
+      auto b = c.NewBuilder();
+      if (!b.ok()) return Fail(b.status());
+      auto m = b->New<csm::workload::HeapMap>();
+      csm::Status s = b->Populate([&] { csm::workload::Fill(**m, keys); });
+      if (!s.ok()) return Fail(s);
+      auto built = Clock::now();
+      heap.push_back(Seconds(a, built));
+      heap_bytes = b->bytes_used();
+      std::string key = "build/" + std::to_string(r);
+      s = b->Commit(key);
+      if (!s.ok()) return Fail(s);
+      commit.push_back(Seconds(built, Clock::now()));
+      (void)c.Delete(key);
+    }
+  }
+  Summary h = Summarize(heap), p = Summarize(priv), k = Summarize(commit);
+  std::printf("std::allocator (private)  p50 %s  [%s .. %s]\n", Human(p.p50).c_str(), Human(p.min).c_str(), Human(p.max).c_str());
+  std::printf("csm::allocator (heap)     p50 %s  [%s .. %s]  object %s\n", Human(h.p50).c_str(),
+              Human(h.min).c_str(), Human(h.max).c_str(), csm::FormatSize(heap_bytes).c_str());
+  std::printf("ratio csm/std (p50)       %.3f   (target <= 1.10)\n", h.p50 / p.p50);
+  std::printf("commit (checksum + publish) p50 %s\n", Human(k.p50).c_str());
+  return 0;
+}
+
+int Alloc(csm::Client& c, int count, int rounds) {
+  std::printf("\n== small allocations: %d blocks of 16..136 bytes per round\n", count);
+  std::vector<void*> ptrs(static_cast<size_t>(count));
+  std::vector<double> mal, csmv;
+  for (int r = 0; r < rounds; ++r) {
+    auto a = Clock::now();
+    for (int i = 0; i < count; ++i) ptrs[i] = std::malloc(16 + (i % 8) * 16);
+    for (int i = 0; i < count; ++i) std::free(ptrs[i]);
+    mal.push_back(Seconds(a, Clock::now()));
+    auto b = c.NewBuilder();
+    if (!b.ok()) return Fail(b.status());
+    a = Clock::now();
+    {
+      auto scope = b->MakeCurrent();
+      csm::allocator<char> alloc;
+      for (int i = 0; i < count; ++i) ptrs[i] = alloc.allocate(16 + (i % 8) * 16);
+      for (int i = count - 1; i >= 0; --i) alloc.deallocate(static_cast<char*>(ptrs[i]), 16 + (i % 8) * 16);
+    }
+    csmv.push_back(Seconds(a, Clock::now()));
+  }
+  Summary m = Summarize(mal), k = Summarize(csmv);
+  std::printf("glibc malloc+free     p50 %s  (%.0f M allocs/s)\n", Human(m.p50).c_str(), count / m.p50 / 1e6);
+  std::printf("csm::allocator        p50 %s  (%.0f M allocs/s)\n", Human(k.p50).c_str(), count / k.p50 / 1e6);
+  std::printf("throughput csm/malloc %.2fx   (target >= 1.0)\n", m.p50 / k.p50);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"csm_bench: csm foundation benchmarks"};
+  app.require_subcommand(1);
+  int keys = 1000000, rounds = 5, count = 4000000;
+  app.add_subcommand("produce", "commit the handoff objects");
+  app.add_subcommand("handoff", "Get latency of the handoff objects");
+  auto* build = app.add_subcommand("build", "map build cost, heap vs private");
+  build->add_option("--keys", keys);
+  build->add_option("--rounds", rounds);
+  auto* alloc = app.add_subcommand("alloc", "small allocation throughput");
+  alloc->add_option("--count", count);
+  alloc->add_option("--rounds", rounds);
+  CLI11_PARSE(app, argc, argv);
+  auto client = csm::Client::Connect();
+  if (!client.ok()) return Fail(client.status());
+  std::string cmd = app.get_subcommands()[0]->get_name();
+  if (cmd == "produce") return Produce(**client);
+  if (cmd == "handoff") return Handoff(**client);
+  if (cmd == "build") return Build(**client, keys, rounds);
+  return Alloc(**client, count, rounds);
+}
