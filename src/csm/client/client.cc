@@ -8,6 +8,7 @@
 
 #include "csm/base/hash.h"
 #include "csm/base/log.h"
+#include "csm/base/tsan.h"
 #include "csm/client/client_impl.h"
 #include "csm/os/memory.h"
 
@@ -21,6 +22,10 @@ namespace {
 
 // One Client per process: two would both try to own the window reservation.
 std::atomic<bool> g_client_exists{false};
+
+// TSan only: the edge from a reader's last access to a reclaimed object to the next
+// writer of that memory runs through csmd, which TSan cannot follow.
+[[maybe_unused]] char g_tsan_reuse;
 
 class NoBuilderError : public std::bad_alloc {
  public:
@@ -188,6 +193,7 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
   if (reply.fds.size() != 1 || !window_->Contains(g.addr, g.size) || g.size < min_size) {
     return Corruption("csmd granted an arena outside the window or too small");
   }
+  CSM_TSAN_ACQUIRE(&g_tsan_reuse);  // the memory may be a reclaimed object's
   std::lock_guard<std::mutex> lock(map_mu_);
   CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, reply.fds[0].get(), /*writable=*/true));
   RecordMapping(g.arena_id, g.addr, g.size, true);
@@ -264,9 +270,9 @@ Status ClientImpl::Pin(const directory::DirectoryTable::Found& found) {
   uint32_t index = free_pins_.back();
   directory::PinEntry& e = pins_[index];
   e.count.store(1, std::memory_order_relaxed);
+  // seq_cst store, then ReadSlot's seq_cst load; csmd does the mirror image (tombstone
+  // store, then pin loads). One of the two sees the other.
   e.object_id.store(id, std::memory_order_seq_cst);
-  // Pairs with csmd's fence between tombstoning a slot and scanning pins.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
   directory::SlotData now = dir_->ReadSlot(found.index);
   if (now.object_id != id || now.state != static_cast<uint16_t>(directory::SlotState::kLive)) {
     e.object_id.store(0, std::memory_order_release);
@@ -295,6 +301,7 @@ void ClientImpl::Unpin(uint64_t object_id) {
       pins_[it->second.index].count.store(it->second.count, std::memory_order_relaxed);
       return;
     }
+    CSM_TSAN_RELEASE(&g_tsan_reuse);  // our reads happen before csmd reuses the memory
     pins_[it->second.index].object_id.store(0, std::memory_order_seq_cst);
     free_pins_.push_back(it->second.index);
     directory::SlotData now = dir_->ReadSlot(it->second.slot);
@@ -332,6 +339,7 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
       if (pinned.IsNotFound()) continue;  // deleted meanwhile: look again
       CSM_RETURN_IF_ERROR(pinned);
       PinnedObject pin(this, InfoFromSlot(found->data));  // unpins on any error below
+      CSM_TSAN_ACQUIRE(found->data.header);  // pairs with the producer's release at commit
       if (found->data.arena_seq_max > synced_seq_.load(std::memory_order_acquire)) {
         CSM_RETURN_IF_ERROR(SyncArenas(found->data.arena_seq_max));
       }
@@ -589,6 +597,7 @@ Status BuilderCore::Commit(std::string_view key) {
   }
   if (!finalized_) CSM_RETURN_IF_ERROR(Finalize());
   uint64_t header = chunks_.front().addr;
+  CSM_TSAN_RELEASE(header);  // the object's bytes happen before any reader's Get
   CSM_ASSIGN_OR_RETURN(uint64_t id, client_->Commit(header, type_id_, key, type_name_));
   (void)id;
   committed_ = true;

@@ -42,12 +42,13 @@ SlotData DirectoryTable::ReadSlot(uint32_t index) const {
   SlotData out;
   uint64_t words[sizeof(SlotData) / 8];
   for (int spin = 0;; ++spin) {
-    uint64_t before = s.seq.load(std::memory_order_acquire);
+    // seq_cst on the first load: pinning relies on it (see ClientImpl::Pin). Acquire
+    // on each word keeps the closing load of seq after them (free on x86).
+    uint64_t before = s.seq.load(std::memory_order_seq_cst);
     if ((before & 1) == 0) {
       for (size_t i = 0; i < std::size(words); ++i) {
-        words[i] = std::atomic_ref<uint64_t>(s.words[i]).load(std::memory_order_relaxed);
+        words[i] = std::atomic_ref<uint64_t>(s.words[i]).load(std::memory_order_acquire);
       }
-      std::atomic_thread_fence(std::memory_order_acquire);
       if (s.seq.load(std::memory_order_relaxed) == before) break;
     }
     if (spin > 64) std::this_thread::yield();
@@ -62,11 +63,12 @@ void DirectoryTable::WriteSlot(uint32_t index, const SlotData& data) {
   std::memcpy(words, &data, sizeof(data));
   uint64_t seq = s.seq.load(std::memory_order_relaxed);
   s.seq.store(seq + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
+  // Release on each word keeps the odd seq before them; seq_cst on the closing store
+  // orders it before csmd's later pin scan (see Daemon::HandleDelete).
   for (size_t i = 0; i < std::size(words); ++i) {
-    std::atomic_ref<uint64_t>(s.words[i]).store(words[i], std::memory_order_relaxed);
+    std::atomic_ref<uint64_t>(s.words[i]).store(words[i], std::memory_order_release);
   }
-  s.seq.store(seq + 2, std::memory_order_release);
+  s.seq.store(seq + 2, std::memory_order_seq_cst);
 }
 
 std::optional<DirectoryTable::Found> DirectoryTable::Find(std::string_view key) const {

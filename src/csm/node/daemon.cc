@@ -107,7 +107,8 @@ struct Client {
   os::UniqueFd pin_fd;
   Mapping pin_map;
   std::set<uint64_t> arenas;  // arenas it may write
-  std::vector<DestroyedArena> destroyed;  // arenas freed since its last sync
+  std::set<uint64_t> mapped;  // arenas it has been given (writable or read-only)
+  std::vector<DestroyedArena> destroyed;  // of those, freed since its last sync
   const PinEntry* pins() const { return static_cast<const PinEntry*>(pin_map.addr); }
 };
 
@@ -386,6 +387,7 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
   dir_->header().arena_seq.store(a.seq);
   used_ += size;
   c.arenas.insert(id);
+  c.mapped.insert(id);
   WireWriter out(MessageType::kArenaReply);
   out.PutStatus(Status::OK());
   out.Put(a.id).Put(a.seq).Put(a.addr).Put(a.size);
@@ -406,7 +408,7 @@ Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
   uint64_t upto = dir_->header().arena_seq.load();
   for (auto it = arenas_by_seq_.upper_bound(synced); it != arenas_by_seq_.end(); ++it) {
     const Arena& a = arenas_.at(it->second);
-    if (a.owner == c.id || c.arenas.count(a.id)) continue;  // mapped writable already
+    if (c.mapped.count(a.id)) continue;  // it has this one already
     if (fresh.size() == os::kMaxFdsPerMessage) {
       upto = a.seq - 1;  // the client asks again from here
       break;
@@ -415,6 +417,7 @@ Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
     fds.push_back(fd.get());
     ro.push_back(std::move(fd));
     fresh.push_back(&a);
+    c.mapped.insert(a.id);
   }
   out.Put(upto).Put(static_cast<uint32_t>(fresh.size()));
   for (const Arena* a : fresh) out.Put(a->id).Put(a->addr).Put(a->size);
@@ -558,9 +561,9 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
   dir_->MarkDeleted(o.slot);
   o.deleted = true;
   pending_.insert(o.id);
-  // Pairs with the client's fence between writing its pin and re-reading the slot:
-  // either the client sees the tombstone, or we see its pin.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // The tombstone's closing seq store and the pin loads in Sweep are seq_cst, as are
+  // the client's pin store and its re-read of the slot: either the client sees the
+  // tombstone, or we see its pin.
   Sweep();
   return SendStatus(c, MessageType::kStatusReply, Status::OK());
 }
@@ -633,7 +636,10 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   if (a.owner != 0 || a.objects != 0) return;
   addresses_.Free(a.addr, a.size);
   used_ -= a.charged;
-  for (auto& [id, c] : clients_) c.destroyed.push_back({a.id, a.addr, a.size});
+  // Only processes that mapped it need to hear of it, so the lists stay bounded.
+  for (auto& [id, c] : clients_) {
+    if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});
+  }
   arenas_by_addr_.erase(a.addr);
   arenas_by_seq_.erase(a.seq);
   arenas_.erase(a.id);
