@@ -67,6 +67,25 @@ int main(int argc, char** argv) {
     Say(std::string("committed ") + buf + Mapping(reinterpret_cast<uint64_t>(*m)));
     return 0;
   }
+  if (cmd == "produce-book") {  // unordered_map<string, vector<Trade>> with n venues
+    auto b = c.NewBuilder();
+    if (!b.ok()) return Fail(b.status());
+    auto book = b->New<csm::workload::TradeBook>();
+    if (!book.ok()) return Fail(book.status());
+    csm::Status s = b->Populate([&] { csm::workload::FillBook(**book, static_cast<int>(n)); });
+    if (s.ok()) s = b->Commit(key);
+    if (!s.ok()) return Fail(s);
+    Say("committed");
+    return 0;
+  }
+  if (cmd == "consume-book") {
+    auto ref = c.Get<csm::workload::TradeBook>(key, std::chrono::seconds(20));
+    if (!ref.ok()) return Fail(ref.status());
+    std::string problem = csm::workload::VerifyBook(**ref, static_cast<int>(n));
+    if (!problem.empty()) return Fail(csm::Corruption(problem));
+    Say("verified");
+    return 0;
+  }
   if (cmd == "consume") {  // get the map, verify every entry
     auto ref = c.Get<HeapMap>(key, std::chrono::seconds(20));
     if (!ref.ok()) return Fail(ref.status());

@@ -74,6 +74,24 @@ TEST(NodeTest, ConsumerProcessReadsProducersMapInPlace) {
   EXPECT_NE(consumed.find("csm-arena-"), std::string::npos) << consumed;
 }
 
+TEST(NodeTest, UserStructsInUnorderedMapAcrossProcesses) {
+  Node node;
+  auto producer = Process::Spawn({Helper(), "produce-book", "book", "300"}, node.Env());
+  ASSERT_EQ(producer->Wait(), 0) << producer->output();
+  auto consumer = Process::Spawn({Helper(), "consume-book", "book", "300"}, node.Env());
+  EXPECT_FALSE(consumer->WaitForLine("verified").empty()) << consumer->output();
+  EXPECT_EQ(consumer->Wait(), 0);
+  // The registered struct's id covers its members: a map of another value type is a
+  // different type.
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  auto wrong = c->Get<csm::unordered_map<csm::string, csm::vector<int64_t>>>("book");
+  EXPECT_TRUE(wrong.status().IsTypeMismatch());
+  auto right = c->Get<workload::TradeBook>("book");
+  ASSERT_TRUE(right.ok());
+  EXPECT_EQ(workload::VerifyBook(**right, 300), "");
+}
+
 TEST(NodeTest, DuplicateMissingWrongTypeAndWait) {
   Node node;
   auto c = Attach(node);

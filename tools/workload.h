@@ -63,4 +63,56 @@ std::string Verify(const Map& m, int32_t keys) {
   return "";
 }
 
+// A user struct made of heap containers, registered for the heap.
+struct Trade {
+  int64_t id;
+  double price;
+  csm::string venue;
+  csm::vector<int32_t> fills;
+};
+
+using TradeBook = csm::unordered_map<csm::string, csm::vector<Trade>>;
+
+// Venue v gets v + 1 trades; trade t of venue v has t % 5 fills.
+inline void FillBook(TradeBook& book, int venues) {
+  char name[32];
+  for (int v = 0; v < venues; ++v) {
+    int n = std::snprintf(name, sizeof(name), "venue-%04d-long-name", v);
+    auto& trades = book[csm::string(name, static_cast<size_t>(n))];
+    for (int t = 0; t <= v; ++t) {
+      Trade& trade = trades.emplace_back();
+      trade.id = v * 1000 + t;
+      trade.price = v + t / 8.0;
+      trade.venue = csm::string(name, static_cast<size_t>(n));
+      for (int f = 0; f < t % 5; ++f) trade.fills.push_back(f * 10 + t);
+    }
+  }
+}
+
+// Looks every venue up by string_view (no allocation in the reader) and checks it.
+inline std::string VerifyBook(const TradeBook& book, int venues) {
+  if (book.size() != static_cast<size_t>(venues)) return "wrong venue count";
+  char name[32];
+  for (int v = 0; v < venues; ++v) {
+    int n = std::snprintf(name, sizeof(name), "venue-%04d-long-name", v);
+    std::string_view key(name, static_cast<size_t>(n));
+    auto it = book.find(key);
+    if (it == book.end()) return "venue " + std::string(key) + " missing";
+    if (it->second.size() != static_cast<size_t>(v + 1)) return "wrong trade count";
+    for (int t = 0; t <= v; ++t) {
+      const Trade& trade = it->second[t];
+      if (trade.id != v * 1000 + t || trade.price != v + t / 8.0 || csm::view(trade.venue) != key ||
+          trade.fills.size() != static_cast<size_t>(t % 5)) {
+        return "trade " + std::to_string(v * 1000 + t) + " differs";
+      }
+      for (int f = 0; f < t % 5; ++f) {
+        if (trade.fills[f] != f * 10 + t) return "fill differs";
+      }
+    }
+  }
+  return "";
+}
+
 }  // namespace csm::workload
+
+CSM_REGISTER_TYPE(csm::workload::Trade, 1, id, price, venue, fills)
