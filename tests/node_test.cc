@@ -241,6 +241,29 @@ TEST(NodeTest, DeletedMemoryIsReusedOnceTheLastPinIsGone) {
   EXPECT_EQ((**b)[8192], 2);
 }
 
+TEST(NodeTest, ReleasedArenaGivesBackPagesOfDeletedObjects) {
+  Node node({"--arena-size", "32M"});
+  {
+    auto c = Attach(node);
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(CommitMap(*c, "a", 10000).ok());
+    ASSERT_TRUE(CommitMap(*c, "b", 10000).ok());
+  }  // the process detaches: its arena keeps only the pages of a and b
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  uint64_t a_size = c->Lookup("a")->size, b_size = c->Lookup("b")->size;
+  EXPECT_TRUE(testing::Eventually([&] { return Used(*c) < a_size + b_size + (64 << 10); }))
+      << "used " << Used(*c);
+  uint64_t both = Used(*c);
+  ASSERT_TRUE(c->Delete("a").ok());
+  EXPECT_TRUE(testing::Eventually([&] { return Used(*c) <= both - a_size + (16 << 10); }))
+      << "used " << Used(*c) << ", before " << both << ", a " << a_size;
+  auto b = c->Get<HeapMap>("b");
+  ASSERT_TRUE(b.ok());
+  EXPECT_TRUE(b->Verify().ok());
+  EXPECT_EQ(workload::Verify(**b, 10000), "");
+}
+
 TEST(NodeTest, ObjectsLargerThanFourGiB) {
   Node node({"--capacity", "6G"});
   auto producer = Process::Spawn({Helper(), "big", "huge", "4200"}, node.Env());

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -54,11 +55,15 @@ class ClientImpl : public alloc::ArenaSource {
  private:
   ClientImpl(const Config& config) : config_(config) {}
   Status Hello();
+  // Keeps every live arena of the node mapped here ahead of Gets: syncs whenever csmd
+  // announces a change (commit or arena freed). Runs until the Client goes.
+  void MapperLoop();
   // Sends a request and waits (request timeout) for its reply of type `reply`.
   Result<os::Message> Call(const node::WireWriter& request, node::MessageType reply);
   Status SendOneWay(const node::WireWriter& message);
-  // Maps every arena up to at least `seq` (and unmaps freed ones).
-  Status SyncArenas(uint64_t seq);
+  // Maps every arena up to at least `seq` and unmaps freed ones; `freed` is the
+  // directory's arenas_freed count the caller saw (0: do not care).
+  Status SyncArenas(uint64_t seq, uint64_t freed = 0);
   void RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool writable);
   // Pins the object in `found`; NotFound if it was deleted meanwhile.
   Status Pin(const directory::DirectoryTable::Found& found);
@@ -93,8 +98,11 @@ class ClientImpl : public alloc::ArenaSource {
   };
   std::map<uint64_t, Mapped> mapped_;  // addr → arena mapped there
   std::atomic<uint64_t> synced_seq_{0};
+  std::atomic<uint64_t> synced_freed_{0};  // arenas_freed as of the last sync
 
   std::unique_ptr<alloc::ProcessHeap> heap_;
+  std::atomic<bool> stopping_{false};
+  std::thread mapper_;
 };
 
 // The state behind a Builder.

@@ -53,11 +53,14 @@ struct DirectoryHeader {
   uint32_t capacity;   // slots, a power of two
   uint32_t node_id;
   std::atomic<uint64_t> arena_seq;        // newest arena's sequence number
-  std::atomic<uint32_t> commit_counter;   // futex word: bumped on every commit
+  // Futex word, bumped and woken on every commit and every arena freed: `Get` with a
+  // timeout and each client's mapper thread sleep on it.
+  std::atomic<uint32_t> change_counter;
   uint32_t reserved2;
   std::atomic<uint64_t> live_objects;
+  std::atomic<uint64_t> arenas_freed;     // arenas destroyed so far (clients unmap them)
 };
-static_assert(std::is_standard_layout_v<DirectoryHeader> && sizeof(DirectoryHeader) == 40);
+static_assert(std::is_standard_layout_v<DirectoryHeader> && sizeof(DirectoryHeader) == 48);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 inline constexpr uint64_t kSlotsOffset = 4096;

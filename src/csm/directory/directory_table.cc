@@ -24,7 +24,8 @@ void DirectoryTable::Init(uint32_t node_id) {
   header_->capacity = capacity_;
   header_->node_id = node_id;
   header_->arena_seq.store(0);
-  header_->commit_counter.store(0);
+  header_->change_counter.store(0);
+  header_->arenas_freed.store(0);
   header_->live_objects.store(0);
 }
 

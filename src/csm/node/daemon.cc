@@ -153,6 +153,8 @@ class Daemon::Impl {
   Arena* ArenaAt(uint64_t addr);
   void ReleaseArena(uint64_t arena_id);
   void MaybeDestroyArena(Arena& a);
+  // Bumps the directory's change counter and wakes every process sleeping on it.
+  void AnnounceChange();
   void PunchUncommitted(Arena& a);
   bool IsPinned(uint64_t object_id) const;
   void Sweep();
@@ -189,6 +191,10 @@ Status Daemon::Impl::Init() {
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
   uint64_t dir_bytes = directory::DirectoryBytes(config_.max_objects);
   CSM_ASSIGN_OR_RETURN(dir_fd_, os::CreateMemfd("csm-directory", dir_bytes));
+  // Allocate the pages now so clients can map them populated: no page fault on a Get.
+  if (::fallocate(dir_fd_.get(), 0, 0, static_cast<off_t>(dir_bytes)) != 0) {
+    return ErrnoError("fallocate of the directory (" + FormatSize(dir_bytes) + ")", errno);
+  }
   CSM_ASSIGN_OR_RETURN(dir_map_, MapShared(dir_fd_.get(), dir_bytes));
   dir_ = std::make_unique<directory::DirectoryTable>(dir_map_.addr, config_.max_objects);
   dir_->Init(node_id_);
@@ -525,9 +531,7 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
   keys_[o.key] = o.id;
   uint64_t id = o.id;
   objects_.emplace(id, std::move(o));
-  auto& counter = dir_->header().commit_counter;
-  counter.fetch_add(1);
-  os::FutexWakeAll(reinterpret_cast<const uint32_t*>(&counter));
+  AnnounceChange();
   return id;
 }
 
@@ -602,7 +606,10 @@ void Daemon::Impl::Reclaim(Object& o) {
     auto it = arenas_.find(id);
     if (it == arenas_.end()) continue;
     --it->second.objects;
-    MaybeDestroyArena(it->second);
+    MaybeDestroyArena(it->second);  // may erase it
+    // A released arena that keeps other objects gives back this object's pages.
+    it = arenas_.find(id);
+    if (it != arenas_.end() && it->second.owner == 0) PunchUncommitted(it->second);
   }
 }
 
@@ -615,19 +622,19 @@ void Daemon::Impl::ReleaseArena(uint64_t arena_id) {
 }
 
 void Daemon::Impl::PunchUncommitted(Arena& a) {
+  // Frees every whole page no committed object touches; what stays charged is exactly
+  // the pages that committed objects touch.
   const uint64_t page = os::PageSize();
-  uint64_t kept = 0, cursor = a.addr;
-  auto punch = [&](uint64_t from, uint64_t to) {
-    uint64_t lo = (from + page - 1) / page * page, hi = to / page * page;
-    if (hi > lo) (void)os::PunchHole(a.fd.get(), lo - a.addr, hi - lo);
-  };
+  uint64_t kept_pages = 0, cursor = a.addr;  // cursor: first byte not yet accounted
   for (const auto& [start, end] : a.committed) {
-    punch(cursor, start);
-    kept += end - start;
-    cursor = end;
+    uint64_t first = std::max(cursor, start / page * page);
+    uint64_t last = (end + page - 1) / page * page;
+    if (first > cursor) (void)os::PunchHole(a.fd.get(), cursor - a.addr, first - cursor);
+    if (last > first) kept_pages += (last - first) / page;
+    cursor = std::max(cursor, last);
   }
-  punch(cursor, a.addr + a.size);
-  uint64_t charged = std::min(a.size, (kept + page - 1) / page * page + page);
+  if (a.addr + a.size > cursor) (void)os::PunchHole(a.fd.get(), cursor - a.addr, a.addr + a.size - cursor);
+  uint64_t charged = kept_pages * page;
   used_ -= a.charged - std::min(a.charged, charged);
   a.charged = std::min(a.charged, charged);
 }
@@ -643,6 +650,15 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   arenas_by_addr_.erase(a.addr);
   arenas_by_seq_.erase(a.seq);
   arenas_.erase(a.id);
+  // Clients' mapper threads drop their mappings, so the memory really goes back.
+  dir_->header().arenas_freed.fetch_add(1);
+  AnnounceChange();
+}
+
+void Daemon::Impl::AnnounceChange() {
+  auto& counter = dir_->header().change_counter;
+  counter.fetch_add(1);
+  os::FutexWakeAll(reinterpret_cast<const uint32_t*>(&counter));
 }
 
 void Daemon::Impl::DropClient(uint64_t client_id) {
