@@ -1,7 +1,10 @@
 // A hostile or broken local client speaks the raw protocol: csmd must refuse what is
 // wrong with a clear status or drop that client, and keep serving everyone else.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include "csm/node/protocol.h"
 #include "csm/object/object_layout.h"
@@ -84,6 +87,26 @@ TEST(HostileClientTest, GarbageAndTruncatedMessagesDropOnlyThatClient) {
   ASSERT_TRUE(huge_string.Send(del).ok());
   EXPECT_FALSE(huge_string.Receive().ok());
 
+  ExpectNodeServes(node);
+}
+
+TEST(HostileClientTest, ClientThatStopsReadingIsDroppedNotWaitedOn) {
+  testing::Node node;
+  RawClient flood = ConnectRaw(node);
+  Hello(flood);
+  ASSERT_TRUE(flood.Receive().ok());
+  WireWriter info(MessageType::kInfo);
+  bool peer_closed = false;
+  for (int i = 0; i < 200000 && !peer_closed; ++i) {
+    ssize_t n = ::send(flood.sock.get(), info.bytes().data(), info.bytes().size(),
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EAGAIN) ::usleep(1000);  // csmd is busy answering
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) peer_closed = true;
+  }
+  // Whatever was queued drains, then the connection ends: csmd hung up on us.
+  Status end;
+  for (int i = 0; i < 400000 && end.ok(); ++i) end = flood.Receive().status();
+  EXPECT_TRUE(end.IsUnavailable()) << end.ToString();
   ExpectNodeServes(node);
 }
 

@@ -317,6 +317,36 @@ TEST(NodeTest, ClientWithAnotherWindowIsRefused) {
   EXPECT_NE(c.status().message().find("window mismatch"), std::string::npos) << c.status().ToString();
 }
 
+TEST(NodeTest, ListPagesThroughEveryObjectInKeyOrder) {
+  Node node;
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  for (int i = 0; i < 1500; ++i) {
+    auto b = c->NewBuilder();
+    ASSERT_TRUE(b.ok());
+    ASSERT_TRUE(b->New<int32_t>(i).ok());
+    char key[32];
+    std::snprintf(key, sizeof(key), "obj/%05d", i);
+    ASSERT_TRUE(b->Commit(key).ok());
+  }
+  std::string after;
+  int seen = 0, pages = 0;
+  for (bool more = true; more; ++pages) {
+    auto page = nlohmann::json::parse(*c->ListJson(after, 1000));
+    for (const auto& o : page["objects"]) {
+      char key[32];
+      std::snprintf(key, sizeof(key), "obj/%05d", seen++);
+      EXPECT_EQ(o["key"], key);
+      EXPECT_EQ(o["type_name"], "i32");
+      after = o["key"].get<std::string>();
+    }
+    more = page["more"].get<bool>();
+  }
+  EXPECT_EQ(seen, 1500);
+  EXPECT_EQ(pages, 2);
+  EXPECT_EQ(c->List().size(), 1500u) << "the shared directory agrees";
+}
+
 TEST(NodeTest, CliCommands) {
   std::string csm = testing::BinaryDir() + "/csm";
   auto down = testing::Run({csm, "info"}, {"CSM_SOCKET=/tmp/csm-test-nonexistent/node.sock"});
@@ -330,6 +360,7 @@ TEST(NodeTest, CliCommands) {
   EXPECT_EQ(ls.exit_code, 0) << ls.err;
   EXPECT_NE(ls.out.find("cli/map"), std::string::npos) << ls.out;
   EXPECT_NE(ls.out.find("1 objects"), std::string::npos) << ls.out;
+  EXPECT_NE(ls.out.find("csm::map"), std::string::npos) << "ls shows type names: " << ls.out;
   auto stat = testing::Run({csm, "stat", "cli/map"}, node.Env());
   EXPECT_EQ(stat.exit_code, 0) << stat.err;
   auto j = nlohmann::json::parse(stat.out);

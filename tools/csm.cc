@@ -57,14 +57,26 @@ int main(int argc, char** argv) {
   if (!client.ok()) return Fail(client.status());
 
   if (ls->parsed()) {
-    auto objects = (*client)->List();
-    std::printf("%-40s %12s %6s %6s %18s\n", "KEY", "SIZE", "NODE", "AGE", "TYPE ID");
-    for (const auto& o : objects) {
-      std::printf("%-40s %12s %6u %6s 0x%016llx\n", o.key.c_str(),
-                  csm::FormatSize(o.size).c_str(), o.owner_node, Age(o.commit_time_ns).c_str(),
-                  static_cast<unsigned long long>(o.type_id));
+    std::printf("%-32s %11s %5s %5s %6s  %s\n", "KEY", "SIZE", "NODE", "PINS", "AGE", "TYPE");
+    std::string after;
+    size_t count = 0;
+    for (bool more = true; more;) {
+      auto json = (*client)->ListJson(after);
+      if (!json.ok()) return Fail(json.status());
+      auto page = nlohmann::json::parse(*json);
+      for (const auto& o : page["objects"]) {
+        std::string type = o["type_name"].get<std::string>();
+        if (type.size() > 60) type = type.substr(0, 57) + "...";
+        std::printf("%-32s %11s %5u %5llu %6s  %s\n", o["key"].get<std::string>().c_str(),
+                    csm::FormatSize(o["size"].get<uint64_t>()).c_str(),
+                    o["owner_node"].get<uint32_t>(), (unsigned long long)o["pins"].get<uint64_t>(),
+                    Age(o["commit_time_ns"].get<int64_t>()).c_str(), type.c_str());
+        after = o["key"].get<std::string>();
+        ++count;
+      }
+      more = page["more"].get<bool>();
     }
-    std::printf("%zu objects\n", objects.size());
+    std::printf("%zu objects\n", count);
     return 0;
   }
   if (stat->parsed()) {

@@ -185,6 +185,10 @@ class Client {
   // csmd's view, as JSON: one object (csm stat) and the node (csm info).
   Result<std::string> StatJson(std::string_view key);
   Result<std::string> InfoJson();
+  // One page of csmd's object list in key order, keys after `after` (csm ls):
+  // {"objects": [{key, type_name, type_id, size, owner_node, pins, producer_pid,
+  // commit_time_ns}...], "more": bool}. At most `limit` (≤ 1000) objects.
+  Result<std::string> ListJson(std::string_view after = {}, uint32_t limit = 1000);
 
   const Config& config() const;
 

@@ -423,9 +423,11 @@ Status ClientImpl::Delete(std::string_view key) {
   return st;
 }
 
-Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view key) {
+Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view key,
+                                     uint32_t limit) {
   node::WireWriter req(type);
   if (type == node::MessageType::kStat) req.PutString(key);
+  if (type == node::MessageType::kList) req.PutString(key).Put(limit);
   CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kJsonReply));
   node::WireReader in(reply.bytes);
   node::MessageType t{};
@@ -706,6 +708,9 @@ Result<std::string> Client::StatJson(std::string_view key) {
   return impl_->Json(node::MessageType::kStat, key);
 }
 Result<std::string> Client::InfoJson() { return impl_->Json(node::MessageType::kInfo, {}); }
+Result<std::string> Client::ListJson(std::string_view after, uint32_t limit) {
+  return impl_->Json(node::MessageType::kList, after, limit);
+}
 const Config& Client::config() const { return impl_->config(); }
 
 }  // namespace csm

@@ -46,7 +46,8 @@ class ClientImpl : public alloc::ArenaSource {
   Status Delete(std::string_view key);
   Result<ObjectInfo> Lookup(std::string_view key) const;
   std::vector<ObjectInfo> List() const;
-  Result<std::string> Json(node::MessageType type, std::string_view key);
+  // A JSON request: Stat (key), Info, List (key = after, limit).
+  Result<std::string> Json(node::MessageType type, std::string_view key, uint32_t limit = 0);
 
   void AddPin(uint64_t object_id);
   void Unpin(uint64_t object_id);

@@ -143,7 +143,10 @@ class Daemon::Impl {
   Status HandleDelete(Client& c, WireReader& in);
   Status HandleStat(Client& c, WireReader& in);
   Status HandleInfo(Client& c);
+  Status HandleList(Client& c, WireReader& in);
+  nlohmann::json Describe(const Object& o) const;
   Status SendStatus(Client& c, MessageType type, const Status& s);
+  Status Reply(Client& c, const WireWriter& out, const std::vector<int>& fds = {});
 
   // Bookkeeping.
   Result<uint64_t> CommitObject(Client& c, uint64_t header_addr, uint64_t type_id,
@@ -301,6 +304,7 @@ bool Daemon::Impl::HandleMessage(Client& c) {
       case MessageType::kDelete: s = HandleDelete(c, in); break;
       case MessageType::kStat: s = HandleStat(c, in); break;
       case MessageType::kInfo: s = HandleInfo(c); break;
+      case MessageType::kList: s = HandleList(c, in); break;
       case MessageType::kUnpinned: sweep_requested_ = true; break;
       default: s = Corruption("unknown message type " + std::to_string(int(type)));
     }
@@ -316,7 +320,13 @@ bool Daemon::Impl::HandleMessage(Client& c) {
 Status Daemon::Impl::SendStatus(Client& c, MessageType type, const Status& st) {
   WireWriter out(type);
   out.PutStatus(st);
-  return os::SendMessage(c.sock.get(), out.bytes());
+  return Reply(c, out);
+}
+
+Status Daemon::Impl::Reply(Client& c, const WireWriter& out, const std::vector<int>& fds) {
+  // A client waits for each reply before its next request, so there is always room;
+  // one whose socket is full is not reading: drop it rather than wait on it.
+  return os::SendMessage(c.sock.get(), out.bytes(), fds, /*timeout_ms=*/0);
 }
 
 Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
@@ -341,7 +351,7 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
   WireWriter out(MessageType::kHelloReply);
   if (!refuse.ok()) {
     out.PutStatus(refuse);
-    (void)os::SendMessage(c.sock.get(), out.bytes());
+    (void)Reply(c, out);
     return refuse;
   }
   uint64_t pin_bytes = uint64_t{config_.pins_per_client} * sizeof(PinEntry);
@@ -353,7 +363,7 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
       .Put(config_.arena_size);
   c.hello_done = true;
   CSM_LOG_DEBUG("client %llu attached: pid %d", (unsigned long long)c.id, c.cred.pid);
-  return os::SendMessage(c.sock.get(), out.bytes(), {dir_ro.get(), c.pin_fd.get()});
+  return Reply(c, out, {dir_ro.get(), c.pin_fd.get()});
 }
 
 Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
@@ -397,7 +407,7 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
   WireWriter out(MessageType::kArenaReply);
   out.PutStatus(Status::OK());
   out.Put(a.id).Put(a.seq).Put(a.addr).Put(a.size);
-  return os::SendMessage(c.sock.get(), out.bytes(), {a.fd.get()});
+  return Reply(c, out, {a.fd.get()});
 }
 
 Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
@@ -427,7 +437,7 @@ Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
   }
   out.Put(upto).Put(static_cast<uint32_t>(fresh.size()));
   for (const Arena* a : fresh) out.Put(a->id).Put(a->addr).Put(a->size);
-  return os::SendMessage(c.sock.get(), out.bytes(), fds);
+  return Reply(c, out, fds);
 }
 
 Arena* Daemon::Impl::ArenaAt(uint64_t addr) {
@@ -549,7 +559,7 @@ Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
   if (!id.ok() && id.status().IsCorruption()) {
     CSM_LOG_WARN("refused commit from pid %d: %s", c.cred.pid, id.status().ToString().c_str());
   }
-  return os::SendMessage(c.sock.get(), out.bytes());
+  return Reply(c, out);
 }
 
 Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
@@ -680,7 +690,7 @@ Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
   if (it == keys_.end()) {
     out.PutStatus(NotFound("no object under key '" + key + "' (csm ls lists them)"));
     out.PutString("");
-    return os::SendMessage(c.sock.get(), out.bytes());
+    return Reply(c, out);
   }
   const Object& o = objects_.at(it->second);
   nlohmann::json j;
@@ -701,7 +711,39 @@ Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
   j["arenas"] = o.arena_ids;
   out.PutStatus(Status::OK());
   out.PutString(j.dump());
-  return os::SendMessage(c.sock.get(), out.bytes());
+  return Reply(c, out);
+}
+
+nlohmann::json Daemon::Impl::Describe(const Object& o) const {
+  return {{"key", o.key},
+          {"type_name", o.type_name},
+          {"type_id", Hex(o.type_id)},
+          {"size", o.header.data_size},
+          {"owner_node", node_id_},
+          {"pins", PinCount(o.id)},
+          {"producer_pid", o.producer_pid},
+          {"commit_time_ns", o.commit_time_ns}};
+}
+
+Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
+  std::string after;
+  uint32_t limit = 0;
+  CSM_RETURN_IF_ERROR(in.GetString(&after, 4096));
+  CSM_RETURN_IF_ERROR(in.Get(&limit));
+  limit = std::clamp<uint32_t>(limit, 1, 1000);  // a page stays far below 1 MiB
+  std::vector<const std::string*> keys;
+  for (const auto& [key, id] : keys_) {
+    if (key > after) keys.push_back(&key);
+  }
+  size_t n = std::min<size_t>(limit, keys.size());
+  std::partial_sort(keys.begin(), keys.begin() + static_cast<long>(n), keys.end(),
+                    [](const std::string* a, const std::string* b) { return *a < *b; });
+  nlohmann::json page = {{"objects", nlohmann::json::array()}, {"more", keys.size() > n}};
+  for (size_t i = 0; i < n; ++i) page["objects"].push_back(Describe(objects_.at(keys_.at(*keys[i]))));
+  WireWriter out(MessageType::kJsonReply);
+  out.PutStatus(Status::OK());
+  out.PutString(page.dump());
+  return Reply(c, out);
 }
 
 Status Daemon::Impl::HandleInfo(Client& c) {
@@ -728,7 +770,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   WireWriter out(MessageType::kJsonReply);
   out.PutStatus(Status::OK());
   out.PutString(j.dump());
-  return os::SendMessage(c.sock.get(), out.bytes());
+  return Reply(c, out);
 }
 
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

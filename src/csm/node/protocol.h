@@ -30,6 +30,7 @@ enum class MessageType : uint16_t {
   kStat = 7,          // → kJsonReply
   kInfo = 8,          // → kJsonReply
   kUnpinned = 9,      // one-way: this process dropped its last pin on a deleted object
+  kList = 10,         // → kJsonReply: one page of objects, in key order
   kHelloReply = 101,
   kArenaReply = 102,
   kSyncReply = 104,

@@ -97,7 +97,8 @@ Result<PeerCredentials> GetPeerCredentials(int fd) {
   return PeerCredentials{cred.pid, cred.uid, cred.gid};
 }
 
-Status SendMessage(int fd, const std::string& bytes, const std::vector<int>& fds) {
+Status SendMessage(int fd, const std::string& bytes, const std::vector<int>& fds,
+                   int timeout_ms) {
   if (bytes.size() > kMaxMessageBytes || fds.size() > kMaxFdsPerMessage) {
     return Internal("message of " + std::to_string(bytes.size()) + " bytes / " +
                     std::to_string(fds.size()) + " fds is over the protocol limit");
@@ -123,7 +124,9 @@ Status SendMessage(int fd, const std::string& bytes, const std::vector<int>& fds
     if (errno == EINTR) continue;
     if (errno == EAGAIN) {
       pollfd p{fd, POLLOUT, 0};
-      if (::poll(&p, 1, 5000) <= 0) return Timeout("peer is not reading its socket");
+      if (timeout_ms <= 0 || ::poll(&p, 1, timeout_ms) <= 0) {
+        return Timeout("peer is not reading its socket");
+      }
       continue;
     }
     if (errno == EPIPE || errno == ECONNRESET) return Unavailable("peer closed the socket");

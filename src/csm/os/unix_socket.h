@@ -30,8 +30,11 @@ Result<UniqueFd> ConnectUnix(const std::string& path);
 Result<UniqueFd> AcceptUnix(int listen_fd);
 Result<PeerCredentials> GetPeerCredentials(int fd);
 
-// Sends one message with `fds` attached (borrowed; they stay open here).
-Status SendMessage(int fd, const std::string& bytes, const std::vector<int>& fds = {});
+// Sends one message with `fds` attached (borrowed; they stay open here). On a
+// non-blocking socket whose peer is not reading, waits up to timeout_ms for room
+// (0: fail at once), then Timeout.
+Status SendMessage(int fd, const std::string& bytes, const std::vector<int>& fds = {},
+                   int timeout_ms = 5000);
 
 struct Message {
   std::string bytes;
