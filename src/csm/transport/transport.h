@@ -1,0 +1,52 @@
+// Transport: brings an object's extents from the node that owns them to this node, so
+// they can be mapped here at the same addresses (docs/transport.md).
+//
+// A transport moves raw bytes only: what to fetch (the extents of a descriptor) comes
+// from the directory, which the transport knows nothing about. The serving side answers
+// only for ranges inside memory its node owns (ExtentSource); the fetching side writes
+// each extent straight into the memory its ExtentSink names (a replica arena), with no
+// staging buffer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "csm/object/object_layout.h"
+#include "csm/status.h"
+
+namespace csm::transport {
+
+// Where the serving node keeps the bytes of [addr, addr+len): a file (an arena memfd)
+// and the offset of addr in it. NotFound/InvalidArgument if the node does not own the
+// whole range: a peer may only be served from the server's own segments.
+struct SourceRange {
+  int fd;
+  uint64_t offset;
+};
+using ExtentSource = std::function<Result<SourceRange>(uint64_t addr, uint64_t len)>;
+
+// Where the fetching node wants the bytes of [addr, addr+len) written: writable memory
+// of at least len bytes (typically a mapping of the replica arena that will appear at
+// addr in every local process).
+using ExtentSink = std::function<Result<char*>(uint64_t addr, uint64_t len)>;
+
+struct PeerOptions {
+  std::string secret;       // the cluster secret: both sides must know it
+  int timeout_ms = 30000;   // bound on connect, authentication and each transfer's stalls
+};
+
+// Fetches `extents` from the peer at `address` ("host:port") into `sink`.
+// Unavailable if the peer cannot be reached (dead node), PermissionDenied if either
+// side fails authentication, the peer's error if it refuses the request, Timeout if a
+// transfer stalls, Corruption if the peer breaks the protocol.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual Status Fetch(const std::string& address,
+                       const std::vector<object::ObjectExtent>& extents,
+                       const ExtentSink& sink) = 0;
+};
+
+}  // namespace csm::transport
