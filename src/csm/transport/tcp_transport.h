@@ -1,27 +1,23 @@
-// The `tcp` transport: one TCP connection per fetch (docs/transport.md).
+// The `tcp` transport: one authenticated TCP connection per fetch (docs/transport.md).
 //
-// Both ends prove they know the cluster secret (HMAC-SHA256 over fresh nonces) before
-// any byte of an object moves. The server sends extents with sendfile() from its arena
-// memfds (no copy through user space); the client receives each extent with recv()
-// straight into the sink's memory.
+// Both ends prove they know the cluster secret (os/tcp_channel.h) before any byte of an
+// object moves. The server sends extents with sendfile() from its arena memfds (no copy
+// through user space); the client receives each extent with recv() straight into the
+// sink's memory.
 //
-// TcpTransportServer: owned by csmd (or a test). Thread-safety: Start/Stop from one
-// thread; connections are served on their own threads (at most max_connections), and
-// the ExtentSource must be callable from any of them.
+// TcpTransportServer: owned by csmd (or a test). Connections are served on their own
+// threads, so the ExtentSource must be callable from any thread.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <unordered_set>
-#include <vector>
 
-#include "csm/os/fd.h"
+#include "csm/os/tcp_channel.h"
 #include "csm/transport/transport.h"
 
 namespace csm::transport {
+
+inline constexpr uint32_t kTransportMagic = 0x54534d43;  // "CMST"
 
 class TcpTransport : public Transport {
  public:
@@ -40,28 +36,16 @@ class TcpTransportServer {
                                                            PeerOptions options,
                                                            ExtentSource source,
                                                            int max_connections = 64);
-  ~TcpTransportServer();  // stops and joins every connection thread
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return server_->port(); }
 
  private:
-  TcpTransportServer(PeerOptions options, ExtentSource source, int max_connections)
-      : options_(std::move(options)), source_(std::move(source)), max_connections_(max_connections) {}
-  void AcceptLoop();
+  TcpTransportServer(PeerOptions options, ExtentSource source)
+      : options_(std::move(options)), source_(std::move(source)) {}
   void Serve(int fd);  // one connection, until the peer hangs up or misbehaves
 
   PeerOptions options_;
   ExtentSource source_;
-  int max_connections_;
-  os::UniqueFd listen_fd_;
-  os::UniqueFd stop_fd_;
-  uint16_t port_ = 0;
-  std::thread acceptor_;
-  // Connection threads are detached; the destructor shuts their sockets down and waits
-  // until the last one has left.
-  std::mutex mu_;
-  std::condition_variable idle_;
-  std::unordered_set<int> connections_;  // guarded by mu_
-  bool stopping_ = false;                // guarded by mu_
+  std::unique_ptr<os::TcpServer> server_;  // last: stopped before the rest goes
 };
 
 }  // namespace csm::transport
