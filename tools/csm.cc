@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   auto* rm = app.add_subcommand("rm", "delete an object (memory is reused once unpinned)");
   rm->add_option("KEY", key)->required();
   auto* info = app.add_subcommand("info", "node capacity, use, objects and clients");
+  auto* nodes = app.add_subcommand("nodes", "cluster members, liveness and segment leases");
   CLI11_PARSE(app, argc, argv);
 
   if (node->parsed()) {
@@ -89,6 +90,24 @@ int main(int argc, char** argv) {
     csm::Status s = (*client)->Delete(key);
     if (!s.ok()) return Fail(s);
     std::printf("deleted %s\n", key.c_str());
+    return 0;
+  }
+  if (nodes->parsed()) {
+    auto json = (*client)->NodesJson();
+    if (!json.ok()) return Fail(json.status());
+    auto j = nlohmann::json::parse(*json);
+    std::printf("cluster '%s', this is node %u\n", j["cluster"].get<std::string>().c_str(),
+                j["node_id"].get<uint32_t>());
+    std::printf("%-6s %-22s %-6s %10s  %s\n", "NODE", "PEER ADDRESS", "ALIVE", "SEEN", "LEASES");
+    for (const auto& m : j["members"]) {
+      std::string leases;
+      for (const auto& l : m["leases"]) {
+        leases += l["addr"].get<std::string>() + "+" + std::to_string(l["segments"].get<uint64_t>()) + " ";
+      }
+      std::printf("%-6u %-22s %-6s %8lldms  %s\n", m["node_id"].get<uint32_t>(),
+                  m["peer_address"].get<std::string>().c_str(), m["alive"].get<bool>() ? "yes" : "NO",
+                  (long long)m["last_seen_ms_ago"].get<int64_t>(), leases.c_str());
+    }
     return 0;
   }
   if (info->parsed()) {

@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 
 #include "csm/config.h"
 #include "csm/node/daemon.h"
@@ -23,7 +24,17 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--heap-size", f->heap_size, "window size, e.g. 16T");
   app->add_option("--segment-size", f->segment_size, "segment size, e.g. 1G");
   app->add_option("--max-objects", f->max_objects, "directory slots (power of two)");
-  app->add_option("--node-id", f->node_id, "this node's id")->check(CLI::Range(1u, 1u << 30));
+  app->add_option("--node-id", f->node_id, "this node's id, unique in its cluster")
+      ->check(CLI::Range(1u, 1u << 30));
+  app->add_option("--cluster", f->cluster, "cluster name (nodes of other clusters are refused)");
+  app->add_option("--cluster-secret", f->cluster_secret,
+                  "secret shared by every node (default: CSM_CLUSTER_SECRET)");
+  app->add_option("--coordinate", f->coordinate,
+                  "host:port: host the cluster's coordinator here (the first node)");
+  app->add_option("--join", f->join, "host:port of the cluster's coordinator");
+  app->add_option("--peer-address", f->peer_address, "host:port where this node serves objects");
+  app->add_option("--dead-after-ms", f->dead_after_ms,
+                  "coordinator: a node silent this long is dead")->check(CLI::Range(100, 3600000));
 }
 
 int RunNode(const NodeFlags& f) {
@@ -46,7 +57,18 @@ int RunNode(const NodeFlags& f) {
   if (s.ok()) s = set(f.segment_size, &config->window.segment_size);
   if (f.max_objects != 0) config->max_objects = f.max_objects;
   if (s.ok()) s = ValidateConfig(*config);
-  auto daemon = s.ok() ? node::Daemon::Create(*config, f.node_id)
+  node::NodeOptions options;
+  options.node_id = f.node_id;
+  options.cluster.name = f.cluster;
+  options.cluster.secret = f.cluster_secret;
+  if (options.cluster.secret.empty() && std::getenv("CSM_CLUSTER_SECRET") != nullptr) {
+    options.cluster.secret = std::getenv("CSM_CLUSTER_SECRET");
+  }
+  options.cluster.coordinate = f.coordinate;
+  options.cluster.join = f.join;
+  options.cluster.peer_address = f.peer_address;
+  options.cluster.dead_after_ms = f.dead_after_ms;
+  auto daemon = s.ok() ? node::Daemon::Create(*config, options)
                        : Result<std::unique_ptr<node::Daemon>>(s);
   if (!daemon.ok()) {
     std::fprintf(stderr, "csmd: %s\n", daemon.status().ToString().c_str());
@@ -58,6 +80,9 @@ int RunNode(const NodeFlags& f) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  if (uint16_t port = (*daemon)->coordinator_port()) {
+    std::printf("csmd coordinator port %u\n", port);
+  }
   std::printf("csmd ready at %s\n", config->socket_path.c_str());
   std::fflush(stdout);
   Status run = (*daemon)->Run();

@@ -189,6 +189,9 @@ class Client {
   // {"objects": [{key, type_name, type_id, size, owner_node, pins, producer_pid,
   // commit_time_ns}...], "more": bool}. At most `limit` (≤ 1000) objects.
   Result<std::string> ListJson(std::string_view after = {}, uint32_t limit = 1000);
+  // The cluster's members as csmd sees them (csm nodes): {"node_id", "cluster",
+  // "members": [{node_id, peer_address, alive, last_seen_ms_ago, leases: [...]}]}.
+  Result<std::string> NodesJson();
 
   const Config& config() const;
 

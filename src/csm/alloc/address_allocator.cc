@@ -5,11 +5,10 @@
 
 namespace csm::alloc {
 
-AddressAllocator::AddressAllocator(space::SegmentTable* segments, space::NodeId node,
-                                   uint64_t segment_size)
-    : segments_(segments), node_(node), segment_size_(segment_size) {}
+AddressAllocator::AddressAllocator(Leaser leaser, uint64_t segment_size)
+    : leaser_(std::move(leaser)), segment_size_(segment_size) {}
 
-std::optional<uint64_t> AddressAllocator::Allocate(uint64_t size) {
+Result<uint64_t> AddressAllocator::Allocate(uint64_t size) {
   CSM_DCHECK(size % kArenaAlignment == 0 && size > 0);
   for (int attempt = 0; attempt < 2; ++attempt) {
     for (auto it = free_.begin(); it != free_.end(); ++it) {
@@ -23,11 +22,10 @@ std::optional<uint64_t> AddressAllocator::Allocate(uint64_t size) {
     }
     // Nothing fits: lease enough consecutive segments and try once more.
     uint64_t count = (size + segment_size_ - 1) / segment_size_;
-    auto first = segments_->Lease(node_, count);
-    if (!first) return std::nullopt;
-    Free(segments_->SegmentAddress(*first), count * segment_size_);
+    CSM_ASSIGN_OR_RETURN(Run run, leaser_(count));
+    Free(run.addr, run.bytes);
   }
-  return std::nullopt;
+  return Internal("a freshly leased run did not fit the request");
 }
 
 void AddressAllocator::Free(uint64_t addr, uint64_t size) {

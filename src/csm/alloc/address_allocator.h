@@ -1,27 +1,37 @@
 // AddressAllocator: places arenas inside the segments this node has leased.
 //
 // First fit over a map of free ranges, coalescing on free. When nothing fits it leases
-// more consecutive segments from the SegmentTable. Freed ranges are reused, so a deleted
-// object's addresses come back for new arenas.
+// more consecutive segments (from the node's own SegmentTable on one machine, from the
+// cluster directory in a cluster). Freed ranges are reused, so a deleted object's
+// addresses come back for new arenas.
 //
 // Thread-safety: none; owned by the csmd event loop.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 
-#include "csm/space/segment_table.h"
+#include "csm/status.h"
 
 namespace csm::alloc {
 
 class AddressAllocator {
  public:
-  AddressAllocator(space::SegmentTable* segments, space::NodeId node, uint64_t segment_size);
+  // A run of segments leased to this node: its first address and its length in bytes.
+  struct Run {
+    uint64_t addr;
+    uint64_t bytes;
+  };
+  // Leases at least `count` consecutive segments for this node.
+  using Leaser = std::function<Result<Run>(uint64_t count)>;
 
-  // An address for `size` bytes (a multiple of `kArenaAlignment`), or nullopt when the
-  // window has no room left.
-  std::optional<uint64_t> Allocate(uint64_t size);
+  AddressAllocator(Leaser leaser, uint64_t segment_size);
+
+  // An address for `size` bytes (a multiple of `kArenaAlignment`), or the leaser's
+  // error when no more segments can be had.
+  Result<uint64_t> Allocate(uint64_t size);
   void Free(uint64_t addr, uint64_t size);
 
   uint64_t free_bytes() const { return free_bytes_; }
@@ -29,8 +39,7 @@ class AddressAllocator {
   static constexpr uint64_t kArenaAlignment = 2ULL << 20;
 
  private:
-  space::SegmentTable* segments_;
-  space::NodeId node_;
+  Leaser leaser_;
   uint64_t segment_size_;
   std::map<uint64_t, uint64_t> free_;  // start → length, disjoint, coalesced
   uint64_t free_bytes_ = 0;

@@ -708,6 +708,7 @@ Result<std::string> Client::StatJson(std::string_view key) {
   return impl_->Json(node::MessageType::kStat, key);
 }
 Result<std::string> Client::InfoJson() { return impl_->Json(node::MessageType::kInfo, {}); }
+Result<std::string> Client::NodesJson() { return impl_->Json(node::MessageType::kNodes, {}); }
 Result<std::string> Client::ListJson(std::string_view after, uint32_t limit) {
   return impl_->Json(node::MessageType::kList, after, limit);
 }

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <thread>
 #include <cerrno>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "csm/alloc/address_allocator.h"
+#include "csm/directory/coordinator.h"
 #include "csm/base/hash.h"
 #include "csm/base/log.h"
 #include "csm/directory/directory_table.h"
@@ -116,11 +119,14 @@ struct Client {
 
 class Daemon::Impl {
  public:
-  Impl(const Config& config, uint32_t node_id)
+  Impl(const Config& config, const NodeOptions& options)
       : config_(config),
-        node_id_(node_id),
+        options_(options),
+        node_id_(options.node_id),
         segments_(config.window),
-        addresses_(&segments_, node_id, config.window.segment_size) {}
+        addresses_([this](uint64_t count) { return LeaseSegments(count); },
+                   config.window.segment_size) {}
+  ~Impl() { StopHeartbeat(); }
 
   Status Init();
   Status Run();
@@ -130,6 +136,9 @@ class Daemon::Impl {
     (void)ignored;
   }
   const Config& config() const { return config_; }
+  uint16_t coordinator_port() const {
+    return coordinator_server_ ? coordinator_server_->port() : 0;
+  }
 
  private:
   // Requests.
@@ -165,8 +174,25 @@ class Daemon::Impl {
   void DropClient(uint64_t client_id);
   uint64_t PinCount(uint64_t object_id) const;
 
+  // Cluster membership (cluster mode only).
+  Status JoinCluster();
+  void HeartbeatLoop();
+  void StopHeartbeat();
+  Result<alloc::AddressAllocator::Run> LeaseSegments(uint64_t count);
+  Status HandleNodes(Client& c);
+
   Config config_;
+  NodeOptions options_;
   uint32_t node_id_;
+  std::vector<directory::SegmentLease> leases_;  // what this node holds
+  uint64_t leased_segments_ = 0;
+  std::unique_ptr<directory::Coordinator> coordinator_;  // if this node hosts it
+  std::unique_ptr<directory::CoordinatorServer> coordinator_server_;
+  std::unique_ptr<directory::ClusterDirectory> cluster_;  // null on a lone node
+  std::thread heartbeat_;
+  std::mutex heartbeat_mu_;
+  std::condition_variable heartbeat_cv_;
+  bool heartbeat_stop_ = false;
   space::SegmentTable segments_;
   alloc::AddressAllocator addresses_;
   os::UniqueFd listen_fd_;
@@ -188,8 +214,128 @@ class Daemon::Impl {
   uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
 };
 
+Result<alloc::AddressAllocator::Run> Daemon::Impl::LeaseSegments(uint64_t count) {
+  const uint64_t seg = config_.window.segment_size;
+  uint64_t first = 0, leased = count;
+  if (cluster_ == nullptr) {
+    auto run = segments_.Lease(node_id_, count);
+    if (!run) {
+      return CapacityExceeded("the global heap window has no run of " + std::to_string(count) +
+                              " free segments: raise heap_size");
+    }
+    first = *run;
+  } else {
+    // Large ranges, so the coordinator is asked rarely (the JVM paper's design).
+    leased = std::max(count, options_.cluster.lease_segments);
+    auto run = cluster_->LeaseSegments(leased);
+    if (!run.ok() && leased > count) run = cluster_->LeaseSegments(leased = count);
+    if (!run.ok()) return run.status().WithContext("leasing segments from the cluster");
+    first = *run;
+  }
+  leases_.push_back({first, leased});
+  leased_segments_ += leased;
+  return alloc::AddressAllocator::Run{config_.window.base + first * seg, leased * seg};
+}
+
+Status Daemon::Impl::JoinCluster() {
+  const ClusterOptions& co = options_.cluster;
+  if (co.secret.empty()) {
+    return InvalidArgument("a cluster needs a shared secret: pass --cluster-secret (or set "
+                           "CSM_CLUSTER_SECRET) on every node");
+  }
+  if (!co.coordinate.empty() && !co.join.empty()) {
+    return InvalidArgument("a node either hosts the coordinator (--coordinate) or joins one "
+                           "(--join), not both");
+  }
+  if (!co.coordinate.empty()) {
+    coordinator_ = std::make_unique<directory::Coordinator>(
+        co.name, config_.window, BuildFingerprint(), BuildFingerprintText(), co.dead_after_ms);
+    CSM_ASSIGN_OR_RETURN(coordinator_server_,
+                         directory::CoordinatorServer::Start(co.coordinate, co.secret,
+                                                             co.timeout_ms, coordinator_.get()));
+    cluster_ = std::make_unique<directory::LocalCoordinatorDirectory>(coordinator_.get(), node_id_);
+  } else {
+    cluster_ = std::make_unique<directory::RemoteCoordinator>(co.join, co.secret, co.timeout_ms,
+                                                              node_id_);
+  }
+  directory::NodeInfo self;
+  self.node_id = node_id_;
+  self.cluster = co.name;
+  self.peer_address = co.peer_address;
+  self.window = config_.window;
+  self.fingerprint = BuildFingerprint();
+  self.fingerprint_text = BuildFingerprintText();
+  CSM_RETURN_IF_ERROR(cluster_->Join(self).WithContext("joining cluster '" + co.name + "'"));
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  CSM_LOG_INFO("node %u joined cluster '%s'%s", node_id_, co.name.c_str(),
+               coordinator_ ? " (hosting its coordinator)" : "");
+  return Status::OK();
+}
+
+void Daemon::Impl::HeartbeatLoop() {
+  bool failing = false;
+  std::unique_lock<std::mutex> lock(heartbeat_mu_);
+  while (!heartbeat_cv_.wait_for(lock, std::chrono::milliseconds(options_.cluster.heartbeat_ms),
+                                 [&] { return heartbeat_stop_; })) {
+    lock.unlock();
+    Status s = cluster_->Heartbeat();
+    if (!s.ok() && !failing) CSM_LOG_WARN("heartbeat failed: %s", s.ToString().c_str());
+    if (s.ok() && failing) CSM_LOG_INFO("heartbeats reach the cluster again");
+    failing = !s.ok();
+    lock.lock();
+  }
+}
+
+void Daemon::Impl::StopHeartbeat() {
+  {
+    std::lock_guard<std::mutex> lock(heartbeat_mu_);
+    heartbeat_stop_ = true;
+  }
+  heartbeat_cv_.notify_all();
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+Status Daemon::Impl::HandleNodes(Client& c) {
+  nlohmann::json j;
+  j["node_id"] = node_id_;
+  j["cluster"] = options_.cluster.name;
+  j["members"] = nlohmann::json::array();
+  std::vector<directory::NodeInfo> members;
+  if (cluster_ != nullptr) {
+    auto m = cluster_->Members();
+    if (!m.ok()) {
+      WireWriter out(MessageType::kJsonReply);
+      out.PutStatus(m.status());
+      out.PutString("");
+      return Reply(c, out);
+    }
+    members = std::move(*m);
+  } else {
+    directory::NodeInfo self;
+    self.node_id = node_id_;
+    self.alive = true;
+    self.leases = leases_;
+    members.push_back(self);
+  }
+  for (const auto& n : members) {
+    nlohmann::json leases = nlohmann::json::array();
+    for (const auto& l : n.leases) {
+      leases.push_back({{"first_segment", l.first}, {"segments", l.count},
+                        {"addr", Hex(config_.window.base + l.first * config_.window.segment_size)}});
+    }
+    j["members"].push_back({{"node_id", n.node_id}, {"peer_address", n.peer_address},
+                            {"alive", n.alive}, {"last_seen_ms_ago", n.last_seen_ms_ago},
+                            {"leases", leases}});
+  }
+  WireWriter out(MessageType::kJsonReply);
+  out.PutStatus(Status::OK());
+  out.PutString(j.dump());
+  return Reply(c, out);
+}
+
 Status Daemon::Impl::Init() {
   CSM_RETURN_IF_ERROR(ValidateConfig(config_));
+  if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
   uint64_t dir_bytes = directory::DirectoryBytes(config_.max_objects);
@@ -305,6 +451,7 @@ bool Daemon::Impl::HandleMessage(Client& c) {
       case MessageType::kStat: s = HandleStat(c, in); break;
       case MessageType::kInfo: s = HandleInfo(c); break;
       case MessageType::kList: s = HandleList(c, in); break;
+      case MessageType::kNodes: s = HandleNodes(c); break;
       case MessageType::kUnpinned: sweep_requested_ = true; break;
       default: s = Corruption("unknown message type " + std::to_string(int(type)));
     }
@@ -386,10 +533,7 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
         ": delete objects (csm rm) or start the node with a larger --capacity"));
   }
   auto addr = addresses_.Allocate(size);
-  if (!addr) {
-    return fail(CapacityExceeded("the global heap window has no free range of " +
-                                 FormatSize(size) + ": raise heap_size"));
-  }
+  if (!addr.ok()) return fail(addr.status());
   uint64_t id = next_arena_++;
   auto fd = os::CreateMemfd("csm-arena-" + std::to_string(id), size);
   if (!fd.ok()) {
@@ -752,7 +896,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["socket"] = config_.socket_path;
   j["window"] = {{"base", Hex(config_.window.base)}, {"size", config_.window.size},
                  {"segment_size", config_.window.segment_size}};
-  j["segments_leased"] = segments_.leased_count();
+  j["segments_leased"] = leased_segments_;
   j["capacity"] = config_.capacity;
   j["used"] = used_;
   j["objects"] = keys_.size();
@@ -776,8 +920,8 @@ Status Daemon::Impl::HandleInfo(Client& c) {
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Daemon::~Daemon() = default;
 
-Result<std::unique_ptr<Daemon>> Daemon::Create(const Config& config, uint32_t node_id) {
-  auto impl = std::make_unique<Impl>(config, node_id);
+Result<std::unique_ptr<Daemon>> Daemon::Create(const Config& config, const NodeOptions& options) {
+  auto impl = std::make_unique<Impl>(config, options);
   CSM_RETURN_IF_ERROR(impl->Init());
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
 }
@@ -785,5 +929,6 @@ Result<std::unique_ptr<Daemon>> Daemon::Create(const Config& config, uint32_t no
 Status Daemon::Run() { return impl_->Run(); }
 void Daemon::Stop() { impl_->Stop(); }
 const Config& Daemon::config() const { return impl_->config(); }
+uint16_t Daemon::coordinator_port() const { return impl_->coordinator_port(); }
 
 }  // namespace csm::node

@@ -26,9 +26,30 @@
 
 namespace csm::node {
 
+// How a node takes part in a cluster. Empty `coordinate` and `join`: a one-node cluster
+// with no network at all (the embedded default).
+struct ClusterOptions {
+  std::string name = "csm";       // nodes of different clusters refuse each other
+  std::string secret;             // shared by every node of the cluster; required
+  std::string coordinate;         // host:port: this node hosts the coordinator there
+  std::string join;               // host:port of the coordinator to join
+  std::string peer_address;       // host:port where this node serves object bytes
+  int dead_after_ms = 3000;       // (coordinator) silent this long = dead
+  int heartbeat_ms = 500;
+  int timeout_ms = 10000;         // bound on every call to the coordinator
+  uint64_t lease_segments = 16;   // segments leased at a time
+  bool enabled() const { return !coordinate.empty() || !join.empty(); }
+};
+
+struct NodeOptions {
+  uint32_t node_id = 1;
+  ClusterOptions cluster;
+};
+
 class Daemon {
  public:
-  static Result<std::unique_ptr<Daemon>> Create(const Config& config, uint32_t node_id = 1);
+  static Result<std::unique_ptr<Daemon>> Create(const Config& config,
+                                                const NodeOptions& options = NodeOptions());
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -39,6 +60,8 @@ class Daemon {
   void Stop();
 
   const Config& config() const;
+  // The port the coordinator listens on if this node hosts it (else 0).
+  uint16_t coordinator_port() const;
 
  private:
   class Impl;

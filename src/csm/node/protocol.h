@@ -31,6 +31,7 @@ enum class MessageType : uint16_t {
   kInfo = 8,          // → kJsonReply
   kUnpinned = 9,      // one-way: this process dropped its last pin on a deleted object
   kList = 10,         // → kJsonReply: one page of objects, in key order
+  kNodes = 11,        // → kJsonReply: the cluster's members, liveness and leases
   kHelloReply = 101,
   kArenaReply = 102,
   kSyncReply = 104,
