@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "csm/config.h"
+#include "csm/object/object_layout.h"
 #include "csm/status.h"
 
 namespace csm::directory {
@@ -35,6 +36,23 @@ struct NodeInfo {
   std::vector<SegmentLease> leases;
 };
 
+// Where a committed object lives, cluster-wide: what a node needs to bring its bytes
+// to the same addresses. Its size does not grow with the data, only with the number of
+// extents.
+struct ObjectRecord {
+  std::string key;
+  uint32_t owner_node = 0;
+  uint64_t object_id = 0;  // the owner's id for it
+  uint64_t type_id = 0;
+  std::string type_name;
+  uint64_t header = 0, root = 0, size = 0, checksum = 0;
+  std::vector<object::ObjectExtent> extents;
+  std::vector<object::ObjectExtent> arenas;  // the owner's arenas those extents lie in
+  // Filled in by Lookup/List:
+  std::string owner_address;  // the owner's peer address
+  bool owner_alive = false;
+};
+
 class ClusterDirectory {
  public:
   virtual ~ClusterDirectory() = default;
@@ -48,6 +66,24 @@ class ClusterDirectory {
   // dead-after interval are reported dead.
   virtual Status Heartbeat() = 0;
   virtual Result<std::vector<NodeInfo>> Members() = 0;
+
+  // Publishes a committed object under its key. AlreadyExists if the key is taken
+  // anywhere in the cluster.
+  virtual Status Publish(const ObjectRecord& record) = 0;
+  // Removes the key if `owner_node` owns it.
+  virtual Status Unpublish(const std::string& key, uint32_t owner_node) = 0;
+  virtual Result<ObjectRecord> Lookup(const std::string& key) = 0;
+  // Up to `limit` records with keys after `after`, in key order; `more` says if others follow.
+  virtual Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
+                                                 bool* more) = 0;
+  // Of these (key, object id, owner) triples, the ones no longer published as they were
+  // (deleted, replaced, or owned by a dead node): replicas of them must go.
+  struct Held {
+    std::string key;
+    uint64_t object_id;
+    uint32_t owner_node;
+  };
+  virtual Result<std::vector<std::string>> Stale(const std::vector<Held>& held) = 0;
 };
 
 }  // namespace csm::directory

@@ -1,6 +1,7 @@
 // The embedded coordinator; see coordinator.h and docs/cluster.md.
 #include "csm/directory/coordinator.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -57,6 +58,48 @@ Result<NodeInfo> NodeFromJson(const json& j) {
     return Corruption(std::string("malformed node description: ") + e.what());
   }
   return n;
+}
+
+json ExtentsToJson(const std::vector<object::ObjectExtent>& v) {
+  json a = json::array();
+  for (const auto& e : v) a.push_back({e.addr, e.length});
+  return a;
+}
+
+json ToJson(const ObjectRecord& r) {
+  return {{"key", r.key},           {"owner_node", r.owner_node},
+          {"object_id", r.object_id}, {"type_id", r.type_id},
+          {"type_name", r.type_name}, {"header", r.header},
+          {"root", r.root},         {"size", r.size},
+          {"checksum", r.checksum}, {"extents", ExtentsToJson(r.extents)},
+          {"arenas", ExtentsToJson(r.arenas)}, {"owner_address", r.owner_address},
+          {"owner_alive", r.owner_alive}};
+}
+
+Result<ObjectRecord> RecordFromJson(const json& j) {
+  ObjectRecord r;
+  try {
+    r.key = j.at("key").get<std::string>();
+    r.owner_node = j.at("owner_node").get<uint32_t>();
+    r.object_id = j.at("object_id").get<uint64_t>();
+    r.type_id = j.at("type_id").get<uint64_t>();
+    r.type_name = j.at("type_name").get<std::string>();
+    r.header = j.at("header").get<uint64_t>();
+    r.root = j.at("root").get<uint64_t>();
+    r.size = j.at("size").get<uint64_t>();
+    r.checksum = j.at("checksum").get<uint64_t>();
+    for (const auto& e : j.at("extents")) r.extents.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
+    for (const auto& e : j.at("arenas")) r.arenas.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
+    r.owner_address = j.value("owner_address", std::string());
+    r.owner_alive = j.value("owner_alive", false);
+  } catch (const json::exception& e) {
+    return Corruption(std::string("malformed object record: ") + e.what());
+  }
+  if (r.key.empty() || r.extents.empty() || r.extents.size() > object::kMaxExtents ||
+      r.arenas.empty() || r.arenas.size() > object::kMaxExtents) {
+    return Corruption("object record with no or too many extents");
+  }
+  return r;
 }
 
 json Reply(const Status& s) { return {{"status", static_cast<int>(s.code())}, {"message", s.message()}}; }
@@ -158,6 +201,79 @@ std::vector<NodeInfo> Coordinator::Members() {
   return out;
 }
 
+ObjectRecord Coordinator::Annotated(const ObjectRecord& r, int64_t now) const {
+  ObjectRecord out = r;
+  auto m = members_.find(r.owner_node);
+  out.owner_alive = m != members_.end() && Alive(m->second, now);
+  out.owner_address = m != members_.end() ? m->second.info.peer_address : "";
+  return out;
+}
+
+Status Coordinator::Publish(const ObjectRecord& record) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t now = os::MonotonicNanos();
+  auto it = objects_.find(record.key);
+  if (it != objects_.end()) {
+    auto owner = members_.find(it->second.owner_node);
+    bool owner_alive = owner != members_.end() && Alive(owner->second, now);
+    if (owner_alive) {
+      return AlreadyExists("key '" + record.key + "' is already committed on node " +
+                           std::to_string(it->second.owner_node) +
+                           ": objects are immutable; delete it first or choose another key");
+    }
+    // Its owner is dead and the object with it: the key is free again.
+  }
+  objects_[record.key] = record;
+  return Status::OK();
+}
+
+Status Coordinator::Unpublish(const std::string& key, uint32_t owner_node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(key);
+  if (it == objects_.end() || it->second.owner_node != owner_node) {
+    return NotFound("node " + std::to_string(owner_node) + " publishes no object '" + key + "'");
+  }
+  objects_.erase(it);
+  return Status::OK();
+}
+
+Result<ObjectRecord> Coordinator::Lookup(const std::string& key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(key);
+  if (it == objects_.end()) return NotFound("no object under key '" + key + "' in the cluster");
+  return Annotated(it->second, os::MonotonicNanos());
+}
+
+std::vector<ObjectRecord> Coordinator::List(const std::string& after, uint32_t limit, bool* more) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t now = os::MonotonicNanos();
+  std::vector<ObjectRecord> out;
+  for (auto it = objects_.upper_bound(after); it != objects_.end(); ++it) {
+    if (out.size() == limit) {
+      *more = true;
+      return out;
+    }
+    out.push_back(Annotated(it->second, now));
+  }
+  *more = false;
+  return out;
+}
+
+std::vector<std::string> Coordinator::Stale(const std::vector<ClusterDirectory::Held>& held) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t now = os::MonotonicNanos();
+  std::vector<std::string> stale;
+  for (const auto& h : held) {
+    auto it = objects_.find(h.key);
+    bool same = it != objects_.end() && it->second.object_id == h.object_id &&
+                it->second.owner_node == h.owner_node;
+    auto owner = members_.find(h.owner_node);
+    bool alive = owner != members_.end() && Alive(owner->second, now);
+    if (!same || !alive) stale.push_back(h.key);
+  }
+  return stale;
+}
+
 // ---- CoordinatorServer --------------------------------------------------------------
 
 Result<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(const std::string& address,
@@ -177,7 +293,7 @@ void CoordinatorServer::Serve(int fd) {
     return;
   }
   for (;;) {
-    auto request = os::ReceiveFrame(fd, 1 << 16, timeout_ms_);
+    auto request = os::ReceiveFrame(fd, 16 << 20, timeout_ms_);
     if (!request.ok()) return;
     if (!os::SendFrame(fd, Handle(*request), timeout_ms_).ok()) return;
   }
@@ -211,6 +327,45 @@ std::string CoordinatorServer::Handle(const std::string& text) {
     json r = Reply(Status::OK());
     r["members"] = json::array();
     for (const auto& n : coordinator_->Members()) r["members"].push_back(ToJson(n));
+    return r.dump();
+  }
+  if (op == "publish") {
+    if (!req.contains("record")) return Reply(Corruption("publish without record")).dump();
+    auto record = RecordFromJson(req["record"]);
+    if (!record.ok()) return Reply(record.status()).dump();
+    if (record->owner_node != node_id) return Reply(PermissionDenied("a node publishes only its own objects")).dump();
+    return Reply(coordinator_->Publish(*record)).dump();
+  }
+  if (op == "unpublish" || op == "lookup") {
+    if (!req.contains("key") || !req["key"].is_string()) return Reply(Corruption(op + " without key")).dump();
+    std::string key = req["key"].get<std::string>();
+    if (op == "unpublish") return Reply(coordinator_->Unpublish(key, node_id)).dump();
+    auto record = coordinator_->Lookup(key);
+    json r = Reply(record.status());
+    if (record.ok()) r["record"] = ToJson(*record);
+    return r.dump();
+  }
+  if (op == "list") {
+    bool more = false;
+    std::string after = req.value("after", std::string());
+    uint32_t limit = std::clamp<uint32_t>(req.value("limit", 1000u), 1, 1000);
+    json r = Reply(Status::OK());
+    r["records"] = json::array();
+    for (const auto& rec : coordinator_->List(after, limit, &more)) r["records"].push_back(ToJson(rec));
+    r["more"] = more;
+    return r.dump();
+  }
+  if (op == "stale") {
+    std::vector<ClusterDirectory::Held> held;
+    try {
+      for (const auto& h : req.at("held")) {
+        held.push_back({h.at(0).get<std::string>(), h.at(1).get<uint64_t>(), h.at(2).get<uint32_t>()});
+      }
+    } catch (const json::exception& e) {
+      return Reply(Corruption(std::string("malformed stale request: ") + e.what())).dump();
+    }
+    json r = Reply(Status::OK());
+    r["stale"] = coordinator_->Stale(held);
     return r.dump();
   }
   return Reply(InvalidArgument("unknown coordinator request '" + op + "'")).dump();
@@ -250,6 +405,52 @@ Result<uint64_t> RemoteCoordinator::LeaseSegments(uint64_t count) {
 
 Status RemoteCoordinator::Heartbeat() {
   return Call(json{{"op", "heartbeat"}, {"node_id", node_id_}}.dump()).status();
+}
+
+Status RemoteCoordinator::Publish(const ObjectRecord& record) {
+  return Call(json{{"op", "publish"}, {"node_id", node_id_}, {"record", ToJson(record)}}.dump()).status();
+}
+
+Status RemoteCoordinator::Unpublish(const std::string& key, uint32_t owner_node) {
+  (void)owner_node;  // the coordinator takes the caller's own id
+  return Call(json{{"op", "unpublish"}, {"node_id", node_id_}, {"key", key}}.dump()).status();
+}
+
+Result<ObjectRecord> RemoteCoordinator::Lookup(const std::string& key) {
+  CSM_ASSIGN_OR_RETURN(std::string reply,
+                       Call(json{{"op", "lookup"}, {"node_id", node_id_}, {"key", key}}.dump()));
+  json r = json::parse(reply);
+  if (!r.contains("record")) return Corruption("lookup reply without a record");
+  return RecordFromJson(r["record"]);
+}
+
+Result<std::vector<ObjectRecord>> RemoteCoordinator::List(const std::string& after,
+                                                          uint32_t limit, bool* more) {
+  CSM_ASSIGN_OR_RETURN(std::string reply, Call(json{{"op", "list"}, {"node_id", node_id_},
+                                                    {"after", after}, {"limit", limit}}.dump()));
+  json r = json::parse(reply);
+  if (!r.contains("records") || !r["records"].is_array()) return Corruption("list reply without records");
+  std::vector<ObjectRecord> out;
+  for (const auto& j : r["records"]) {
+    CSM_ASSIGN_OR_RETURN(ObjectRecord rec, RecordFromJson(j));
+    out.push_back(std::move(rec));
+  }
+  *more = r.value("more", false);
+  return out;
+}
+
+Result<std::vector<std::string>> RemoteCoordinator::Stale(const std::vector<Held>& held) {
+  json h = json::array();
+  for (const auto& x : held) h.push_back({x.key, x.object_id, x.owner_node});
+  CSM_ASSIGN_OR_RETURN(std::string reply, Call(json{{"op", "stale"}, {"node_id", node_id_}, {"held", h}}.dump()));
+  json r = json::parse(reply);
+  std::vector<std::string> out;
+  try {
+    for (const auto& k : r.at("stale")) out.push_back(k.get<std::string>());
+  } catch (const json::exception& e) {
+    return Corruption(std::string("malformed stale reply: ") + e.what());
+  }
+  return out;
 }
 
 Result<std::vector<NodeInfo>> RemoteCoordinator::Members() {

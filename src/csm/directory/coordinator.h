@@ -26,6 +26,11 @@ class Coordinator {
   Result<uint64_t> Lease(uint32_t node_id, uint64_t count);
   Status Heartbeat(uint32_t node_id);
   std::vector<NodeInfo> Members();
+  Status Publish(const ObjectRecord& record);
+  Status Unpublish(const std::string& key, uint32_t owner_node);
+  Result<ObjectRecord> Lookup(const std::string& key);
+  std::vector<ObjectRecord> List(const std::string& after, uint32_t limit, bool* more);
+  std::vector<std::string> Stale(const std::vector<ClusterDirectory::Held>& held);
 
  private:
   struct Member {
@@ -42,6 +47,9 @@ class Coordinator {
   std::mutex mu_;
   space::SegmentTable segments_;
   std::map<uint32_t, Member> members_;
+  std::map<std::string, ObjectRecord> objects_;  // key → record
+  // With mu_ held: the record as readers see it (owner address and liveness filled in).
+  ObjectRecord Annotated(const ObjectRecord& r, int64_t now) const;
 };
 
 // Serves a Coordinator to the other nodes.
@@ -75,6 +83,18 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
   }
   Status Heartbeat() override { return coordinator_->Heartbeat(node_id_); }
   Result<std::vector<NodeInfo>> Members() override { return coordinator_->Members(); }
+  Status Publish(const ObjectRecord& r) override { return coordinator_->Publish(r); }
+  Status Unpublish(const std::string& key, uint32_t owner) override {
+    return coordinator_->Unpublish(key, owner);
+  }
+  Result<ObjectRecord> Lookup(const std::string& key) override { return coordinator_->Lookup(key); }
+  Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
+                                         bool* more) override {
+    return coordinator_->List(after, limit, more);
+  }
+  Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override {
+    return coordinator_->Stale(held);
+  }
 
  private:
   Coordinator* coordinator_;
@@ -91,6 +111,12 @@ class RemoteCoordinator : public ClusterDirectory {
   Result<uint64_t> LeaseSegments(uint64_t count) override;
   Status Heartbeat() override;
   Result<std::vector<NodeInfo>> Members() override;
+  Status Publish(const ObjectRecord& record) override;
+  Status Unpublish(const std::string& key, uint32_t owner_node) override;
+  Result<ObjectRecord> Lookup(const std::string& key) override;
+  Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
+                                         bool* more) override;
+  Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;
 
  private:
   // Sends one JSON request, returns the reply's JSON text once its status is OK.

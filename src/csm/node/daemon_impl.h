@@ -1,0 +1,226 @@
+// Daemon::Impl: csmd's state and the declarations shared by its source files.
+//   daemon.cc          local serving: clients, arenas, commits, pins, reclamation
+//   daemon_cluster.cc  the cluster: membership, leases, serving peers, remote gets
+// Everything here is owned and touched by the event-loop thread only, unless a member
+// says otherwise.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "csm/alloc/address_allocator.h"
+#include "csm/base/hash.h"
+#include "csm/base/log.h"
+#include "csm/directory/coordinator.h"
+#include "csm/directory/directory_table.h"
+#include "csm/node/daemon.h"
+#include "csm/node/protocol.h"
+#include "csm/object/object_layout.h"
+#include "csm/os/memory.h"
+#include "csm/os/unix_socket.h"
+#include "csm/space/segment_table.h"
+#include "csm/transport/tcp_transport.h"
+
+namespace csm::node {
+namespace internal {
+
+using directory::PinEntry;
+using object::ObjectExtent;
+using object::ObjectHeader;
+
+constexpr int kSweepIntervalMs = 100;
+
+// An owned mapping outside the window (directory, pin tables).
+struct Mapping {
+  void* addr = nullptr;
+  size_t size = 0;
+  Mapping() = default;
+  Mapping(void* a, size_t s) : addr(a), size(s) {}
+  Mapping(Mapping&& o) noexcept : addr(std::exchange(o.addr, nullptr)), size(o.size) {}
+  Mapping& operator=(Mapping&& o) noexcept {
+    std::swap(addr, o.addr);
+    std::swap(size, o.size);
+    return *this;
+  }
+  ~Mapping() {
+    if (addr != nullptr) ::munmap(addr, size);
+  }
+};
+
+inline Result<Mapping> MapShared(int fd, size_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return ErrnoError("mmap", errno);
+  return Mapping(p, size);
+}
+
+inline std::string Hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+struct Arena {
+  uint64_t id;
+  uint64_t seq;
+  uint64_t addr;
+  uint64_t size;
+  os::UniqueFd fd;
+  uint64_t owner;  // client id; 0 once released or its process is gone
+  bool dedicated;
+  uint64_t charged;  // bytes counted against capacity
+  // Committed extents inside this arena: start → end. Objects never overlap.
+  std::map<uint64_t, uint64_t> committed;
+  uint32_t objects = 0;  // committed objects (live or deleted-but-pinned) touching it
+};
+
+struct Object {
+  uint64_t id;
+  std::string key;
+  uint32_t slot;
+  uint64_t type_id;
+  std::string type_name;
+  ObjectHeader header;
+  uint64_t header_addr;
+  std::vector<ObjectExtent> extents;
+  std::vector<uint64_t> arena_ids;
+  bool deleted = false;
+  pid_t producer_pid;
+  int64_t commit_time_ns;
+};
+
+struct DestroyedArena {
+  uint64_t id;
+  uint64_t addr;
+  uint64_t size;
+};
+
+struct Client {
+  uint64_t id;
+  os::UniqueFd sock;
+  os::PeerCredentials cred;
+  bool hello_done = false;
+  os::UniqueFd pin_fd;
+  Mapping pin_map;
+  std::set<uint64_t> arenas;  // arenas it may write
+  std::set<uint64_t> mapped;  // arenas it has been given (writable or read-only)
+  std::vector<DestroyedArena> destroyed;  // of those, freed since its last sync
+  const PinEntry* pins() const { return static_cast<const PinEntry*>(pin_map.addr); }
+};
+
+}  // namespace internal
+using namespace internal;  // NOLINT: the structs above are this folder's vocabulary
+
+class Daemon::Impl {
+ public:
+  Impl(const Config& config, const NodeOptions& options)
+      : config_(config),
+        options_(options),
+        node_id_(options.node_id),
+        segments_(config.window),
+        addresses_([this](uint64_t count) { return LeaseSegments(count); },
+                   config.window.segment_size) {}
+  ~Impl() { StopHeartbeat(); }
+
+  Status Init();
+  Status Run();
+  void Stop() {
+    uint64_t one = 1;
+    ssize_t ignored = ::write(stop_fd_.get(), &one, sizeof(one));
+    (void)ignored;
+  }
+  const Config& config() const { return config_; }
+  uint16_t coordinator_port() const {
+    return coordinator_server_ ? coordinator_server_->port() : 0;
+  }
+
+ private:
+  // Requests.
+  void Accept();
+  // Returns false when the client must be dropped.
+  bool HandleMessage(Client& c);
+  Status HandleHello(Client& c, WireReader& in);
+  Status HandleAllocArena(Client& c, WireReader& in);
+  Status HandleSync(Client& c, WireReader& in);
+  Status HandleCommit(Client& c, WireReader& in);
+  Status HandleDelete(Client& c, WireReader& in);
+  Status HandleStat(Client& c, WireReader& in);
+  Status HandleInfo(Client& c);
+  Status HandleList(Client& c, WireReader& in);
+  nlohmann::json Describe(const Object& o) const;
+  Status SendStatus(Client& c, MessageType type, const Status& s);
+  Status Reply(Client& c, const WireWriter& out, const std::vector<int>& fds = {});
+
+  // Bookkeeping.
+  Result<uint64_t> CommitObject(Client& c, uint64_t header_addr, uint64_t type_id,
+                                std::string key, std::string type_name);
+  Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
+                  std::vector<uint64_t>* arena_ids);
+  Arena* ArenaAt(uint64_t addr);
+  void ReleaseArena(uint64_t arena_id);
+  void MaybeDestroyArena(Arena& a);
+  // Bumps the directory's change counter and wakes every process sleeping on it.
+  void AnnounceChange();
+  void PunchUncommitted(Arena& a);
+  bool IsPinned(uint64_t object_id) const;
+  void Sweep();
+  void Reclaim(Object& o);
+  void DropClient(uint64_t client_id);
+  uint64_t PinCount(uint64_t object_id) const;
+
+  // Cluster membership (cluster mode only).
+  Status JoinCluster();
+  void HeartbeatLoop();
+  void StopHeartbeat();
+  Result<alloc::AddressAllocator::Run> LeaseSegments(uint64_t count);
+  Status HandleNodes(Client& c);
+
+  Config config_;
+  NodeOptions options_;
+  uint32_t node_id_;
+  std::vector<directory::SegmentLease> leases_;  // what this node holds
+  uint64_t leased_segments_ = 0;
+  std::unique_ptr<directory::Coordinator> coordinator_;  // if this node hosts it
+  std::unique_ptr<directory::CoordinatorServer> coordinator_server_;
+  std::unique_ptr<directory::ClusterDirectory> cluster_;  // null on a lone node
+  std::thread heartbeat_;
+  std::mutex heartbeat_mu_;
+  std::condition_variable heartbeat_cv_;
+  bool heartbeat_stop_ = false;
+  space::SegmentTable segments_;
+  alloc::AddressAllocator addresses_;
+  os::UniqueFd listen_fd_;
+  os::UniqueFd stop_fd_;
+  os::UniqueFd dir_fd_;
+  Mapping dir_map_;
+  std::unique_ptr<directory::DirectoryTable> dir_;
+
+  std::unordered_map<uint64_t, Client> clients_;
+  std::unordered_map<uint64_t, Arena> arenas_;
+  std::map<uint64_t, uint64_t> arenas_by_addr_;  // addr → id
+  std::map<uint64_t, uint64_t> arenas_by_seq_;   // seq → id
+  std::unordered_map<uint64_t, Object> objects_;
+  std::unordered_map<std::string, uint64_t> keys_;  // live key → object id
+  std::set<uint64_t> pending_;  // deleted objects waiting for their last pin
+  bool sweep_requested_ = false;
+  int64_t last_sweep_ns_ = 0;
+  uint64_t used_ = 0;
+  uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
+};
+
+}  // namespace csm::node
