@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include "csm/client.h"
+#include "csm/os/memory.h"
 #include "harness.h"
+#include "workload.h"
 
 namespace csm {
 namespace {
@@ -55,8 +57,8 @@ TEST(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {
   Node b(Flags(2, "--join", coordinator));
   Node c(Flags(3, "--join", coordinator));
   std::vector<Node*> nodes = {&a, &b, &c};
-  for (Node* n : nodes) {
-    auto p = testing::Process::Spawn({Helper(), "big", "obj", "8"}, n->Env());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    auto p = testing::Process::Spawn({Helper(), "big", "obj-" + std::to_string(i + 1), "8"}, nodes[i]->Env());
     ASSERT_EQ(p->Wait(), 0) << p->output();
   }
   json members = Nodes(b);
@@ -70,7 +72,7 @@ TEST(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {
     ASSERT_FALSE(m["leases"].empty()) << "node " << id << " built an object, so it leased";
     auto client = Client::Connect(nodes[id - 1]->ClientConfig());
     ASSERT_TRUE(client.ok());
-    uint64_t header = (*client)->Lookup("obj")->header;
+    uint64_t header = (*client)->Lookup("obj-" + std::to_string(id))->header;
     bool inside = false;
     for (const auto& l : m["leases"]) {
       uint64_t begin = base + l["first_segment"].get<uint64_t>() * seg;
@@ -121,6 +123,95 @@ TEST(ClusterTest, DeadNodeIsReportedAndItsIdCanRejoin) {
   ASSERT_FALSE(m.empty());
   EXPECT_TRUE(m.value("alive", false));
   EXPECT_TRUE(m.at("leases").empty());
+}
+
+// Three nodes that serve peers (each transport on a port of its own choosing).
+struct ThreeNodes {
+  ThreeNodes()
+      : a(Flags(1, "--coordinate", "127.0.0.1:0", {"--peer-address", "127.0.0.1:0"})),
+        coordinator(CoordinatorAddress(a)),
+        b(Flags(2, "--join", coordinator, {"--peer-address", "127.0.0.1:0"})),
+        c(Flags(3, "--join", coordinator, {"--peer-address", "127.0.0.1:0"})) {}
+  Node a;
+  std::string coordinator;
+  Node b, c;
+};
+
+uint64_t Fetches(const Node& node) {
+  auto c = Client::Connect(node.ClientConfig());
+  return json::parse(*(*c)->InfoJson())["fetches"].get<uint64_t>();
+}
+
+TEST(ClusterTest, MapBuiltOnOneNodeIsReadAtTheSameAddressOnTheOthers) {
+  ThreeNodes cluster;
+  auto producer = testing::Process::Spawn({Helper(), "produce", "shared/map", "100000"}, cluster.a.Env());
+  std::string produced = producer->WaitForLine("committed", 120000);
+  ASSERT_EQ(producer->Wait(), 0) << producer->output();
+  for (Node* reader : {&cluster.b, &cluster.c}) {
+    auto consumer = testing::Process::Spawn({Helper(), "consume", "shared/map", "100000"}, reader->Env());
+    std::string consumed = consumer->WaitForLine("verified", 120000);
+    EXPECT_EQ(consumer->Wait(), 0) << consumer->output();
+    // Same address on the other node, mapped from that node's own (replica) memory.
+    auto root = [](const std::string& line) { return line.substr(line.find("root="), 20); };
+    EXPECT_EQ(root(produced), root(consumed));
+    EXPECT_NE(consumed.find("csm-replica-"), std::string::npos) << consumed;
+    EXPECT_EQ(Fetches(*reader), 1u);
+  }
+  // csm ls on any node lists the object with its owner.
+  auto ls = testing::Run({testing::BinaryDir() + "/csm", "ls"}, cluster.c.Env());
+  EXPECT_NE(ls.out.find("shared/map"), std::string::npos) << ls.out;
+}
+
+TEST(ClusterTest, ConcurrentReadersOnANodeCauseOneFetch) {
+  ThreeNodes cluster;
+  auto producer = testing::Process::Spawn({Helper(), "big", "blob", "64"}, cluster.a.Env());
+  ASSERT_EQ(producer->Wait(), 0) << producer->output();
+  std::vector<std::unique_ptr<testing::Process>> readers;
+  for (int i = 0; i < 4; ++i) {
+    readers.push_back(testing::Process::Spawn({Helper(), "check-big", "blob", "64"}, cluster.b.Env()));
+  }
+  for (auto& r : readers) EXPECT_EQ(r->Wait(), 0) << r->output();
+  EXPECT_EQ(Fetches(cluster.b), 1u) << "one fetch per node however many readers";
+  EXPECT_EQ(Fetches(cluster.c), 0u);
+}
+
+TEST(ClusterTest, DeadOwnersObjectsAreUnavailableOthersStayReadable) {
+  ThreeNodes cluster;  // A hosts the coordinator; C is the owner that dies
+  ASSERT_EQ(testing::Process::Spawn({Helper(), "produce", "on-c", "1000"}, cluster.c.Env())->Wait(), 0);
+  ASSERT_EQ(testing::Process::Spawn({Helper(), "produce", "on-a", "1000"}, cluster.a.Env())->Wait(), 0);
+  // B already holds a copy of C's object: it must not outlive C either.
+  ASSERT_EQ(testing::Process::Spawn({Helper(), "consume", "on-c", "1000"}, cluster.b.Env())->Wait(), 0);
+  cluster.c.process().Kill(SIGKILL);
+  auto client = Client::Connect(cluster.b.ClientConfig());
+  ASSERT_TRUE(client.ok());
+  int64_t start = os::MonotonicNanos();
+  Status s;
+  EXPECT_TRUE(testing::Eventually([&] {
+    s = (*client)->Get<workload::HeapMap>("on-c").status();
+    return s.IsUnavailable();
+  }, 10000)) << s.ToString();
+  EXPECT_LT(os::MonotonicNanos() - start, 10'000'000'000) << "bounded by dead-after + heartbeat";
+  EXPECT_NE(s.message().find("not alive"), std::string::npos) << s.ToString();
+  auto other = (*client)->Get<workload::HeapMap>("on-a");
+  ASSERT_TRUE(other.ok()) << other.status().ToString();
+  EXPECT_EQ(workload::Verify(**other, 1000), "");
+}
+
+TEST(ClusterTest, DeletingOnTheOwnerRemovesTheCopies) {
+  ThreeNodes cluster;
+  ASSERT_EQ(testing::Process::Spawn({Helper(), "produce", "k", "1000"}, cluster.a.Env())->Wait(), 0);
+  ASSERT_EQ(testing::Process::Spawn({Helper(), "consume", "k", "1000"}, cluster.b.Env())->Wait(), 0);
+  std::string csm = testing::BinaryDir() + "/csm";
+  auto refused = testing::Run({csm, "rm", "k"}, cluster.b.Env());
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("delete it on that node"), std::string::npos) << refused.err;
+  EXPECT_EQ(testing::Run({csm, "rm", "k"}, cluster.a.Env()).exit_code, 0);
+  auto client = Client::Connect(cluster.b.ClientConfig());
+  EXPECT_TRUE(testing::Eventually([&] {
+    return (*client)->Get<workload::HeapMap>("k").status().IsNotFound();
+  }, 5000));
+  // The key is free across the cluster again.
+  EXPECT_EQ(testing::Process::Spawn({Helper(), "produce", "k", "10"}, cluster.c.Env())->Wait(), 0);
 }
 
 }  // namespace

@@ -137,6 +137,9 @@ Status ClientImpl::Hello() {
   CSM_RETURN_IF_ERROR(in.Get(&max_objects));
   CSM_RETURN_IF_ERROR(in.Get(&pins));
   CSM_RETURN_IF_ERROR(in.Get(&arena_size));
+  uint8_t clustered = 0;
+  CSM_RETURN_IF_ERROR(in.Get(&clustered));
+  clustered_ = clustered != 0;
   if (reply.fds.size() != 2 || (max_objects & (max_objects - 1)) != 0 || max_objects < 16 ||
       pins == 0 || pins > (1u << 24) || arena_size == 0 || arena_size % (2ULL << 20) != 0) {
     return Corruption("malformed Hello reply from csmd");
@@ -164,7 +167,9 @@ Status ClientImpl::Hello() {
   return Status::OK();
 }
 
-Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::MessageType reply) {
+Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::MessageType reply,
+                                     int timeout_ms) {
+  if (timeout_ms < 0) timeout_ms = request_timeout_ms_;
   std::lock_guard<std::mutex> lock(req_mu_);
   auto lost = [&](const Status& s) {
     return Unavailable("lost the connection to csmd at " + config_.socket_path + " (" +
@@ -172,11 +177,11 @@ Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::Mess
   };
   Status sent = os::SendMessage(sock_.get(), request.bytes());
   if (!sent.ok()) return lost(sent);
-  auto msg = os::ReceiveMessage(sock_.get(), request_timeout_ms_);
+  auto msg = os::ReceiveMessage(sock_.get(), timeout_ms);
   if (!msg.ok()) {
     if (msg.status().IsTimeout()) {
       return Timeout("csmd at " + config_.socket_path + " did not answer within " +
-                     std::to_string(request_timeout_ms_) + " ms");
+                     std::to_string(timeout_ms) + " ms");
     }
     return lost(msg.status());
   }
@@ -355,6 +360,7 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
   const int64_t deadline = os::MonotonicNanos() + timeout.count() * 1000000;
   const auto* counter =
       reinterpret_cast<const uint32_t*>(&dir_->header().change_counter);
+  int resolved = 0;  // times csmd said the key is here now
   for (;;) {
     uint32_t seen = dir_->header().change_counter.load(std::memory_order_seq_cst);
     auto found = dir_->Find(key);
@@ -381,6 +387,17 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
       }
       return pin;
     }
+    if (clustered_ && resolved < 3) {
+      // Not on this node: csmd brings it from its owner, if any node has it. A fetch
+      // is bounded by the transport's stall timeout, not by the size of the object.
+      constexpr int kFetchReplyMs = 10 * 60 * 1000;
+      Status r = Resolve(key, kFetchReplyMs);
+      if (r.ok()) {
+        ++resolved;
+        continue;
+      }
+      if (!r.IsNotFound()) return r;
+    }
     int64_t left = deadline - os::MonotonicNanos();
     if (left <= 0) {
       if (timeout.count() == 0) {
@@ -390,9 +407,22 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
       return Timeout("no object under key '" + std::string(key) + "' was committed within " +
                      std::to_string(timeout.count()) + " ms");
     }
-    // Sleep until csmd bumps the commit counter (or the deadline).
-    os::FutexWait(counter, seen, left);
+    // Sleep until csmd announces a change (or the deadline). Commits on other nodes
+    // announce nothing here, so in a cluster look again every 50 ms.
+    os::FutexWait(counter, seen, clustered_ ? std::min<int64_t>(left, 50'000'000) : left);
   }
+}
+
+Status ClientImpl::Resolve(std::string_view key, int timeout_ms) {
+  node::WireWriter req(node::MessageType::kResolve);
+  req.PutString(key);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kStatusReply, timeout_ms));
+  node::WireReader in(reply.bytes);
+  node::MessageType type{};
+  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+  Status st;
+  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
+  return st;
 }
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,

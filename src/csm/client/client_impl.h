@@ -60,7 +60,11 @@ class ClientImpl : public alloc::ArenaSource {
   // announces a change (commit or arena freed). Runs until the Client goes.
   void MapperLoop();
   // Sends a request and waits (request timeout) for its reply of type `reply`.
-  Result<os::Message> Call(const node::WireWriter& request, node::MessageType reply);
+  Result<os::Message> Call(const node::WireWriter& request, node::MessageType reply,
+                           int timeout_ms = -1);  // -1: the request timeout
+  // Asks csmd to bring `key` into this node's directory (from its owner node if need
+  // be). OK once a local lookup will find it.
+  Status Resolve(std::string_view key, int timeout_ms);
   Status SendOneWay(const node::WireWriter& message);
   // Maps every arena up to at least `seq` and unmaps freed ones; `freed` is the
   // directory's arenas_freed count the caller saw (0: do not care).
@@ -74,6 +78,7 @@ class ClientImpl : public alloc::ArenaSource {
   std::unique_ptr<space::Window> window_;
   os::UniqueFd sock_;
   int request_timeout_ms_ = 30000;
+  bool clustered_ = false;  // the node is part of a cluster: misses may be elsewhere
   std::mutex req_mu_;
 
   void* dir_mem_ = nullptr;

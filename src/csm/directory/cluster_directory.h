@@ -48,6 +48,7 @@ struct ObjectRecord {
   uint64_t header = 0, root = 0, size = 0, checksum = 0;
   std::vector<object::ObjectExtent> extents;
   std::vector<object::ObjectExtent> arenas;  // the owner's arenas those extents lie in
+  int64_t commit_time_ns = 0;
   // Filled in by Lookup/List:
   std::string owner_address;  // the owner's peer address
   bool owner_alive = false;

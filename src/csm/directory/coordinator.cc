@@ -73,6 +73,7 @@ json ToJson(const ObjectRecord& r) {
           {"root", r.root},         {"size", r.size},
           {"checksum", r.checksum}, {"extents", ExtentsToJson(r.extents)},
           {"arenas", ExtentsToJson(r.arenas)}, {"owner_address", r.owner_address},
+          {"commit_time_ns", r.commit_time_ns},
           {"owner_alive", r.owner_alive}};
 }
 
@@ -91,6 +92,7 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
     for (const auto& e : j.at("extents")) r.extents.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
     for (const auto& e : j.at("arenas")) r.arenas.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
     r.owner_address = j.value("owner_address", std::string());
+    r.commit_time_ns = j.value("commit_time_ns", int64_t{0});
     r.owner_alive = j.value("owner_alive", false);
   } catch (const json::exception& e) {
     return Corruption(std::string("malformed object record: ") + e.what());

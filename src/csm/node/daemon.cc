@@ -6,6 +6,8 @@ namespace csm::node {
 
 Status Daemon::Impl::Init() {
   CSM_RETURN_IF_ERROR(ValidateConfig(config_));
+  wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_fd_.valid()) return ErrnoError("eventfd", errno);
   if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
@@ -33,6 +35,7 @@ Status Daemon::Impl::Run() {
     ids.clear();
     fds.push_back({stop_fd_.get(), POLLIN, 0});
     fds.push_back({listen_fd_.get(), POLLIN, 0});
+    fds.push_back({wake_fd_.get(), POLLIN, 0});
     for (auto& [id, c] : clients_) {
       fds.push_back({c.sock.get(), POLLIN, 0});
       ids.push_back(id);
@@ -45,12 +48,14 @@ Status Daemon::Impl::Run() {
     }
     if (fds[0].revents) break;
     if (fds[1].revents & POLLIN) Accept();
-    for (size_t i = 2; i < fds.size(); ++i) {
+    if (fds[2].revents & POLLIN) RunPosted();
+    constexpr size_t kFirstClient = 3;
+    for (size_t i = kFirstClient; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
-      auto it = clients_.find(ids[i - 2]);
+      auto it = clients_.find(ids[i - kFirstClient]);
       if (it == clients_.end()) continue;
       bool keep = (fds[i].revents & POLLIN) && HandleMessage(it->second);
-      if (!keep) DropClient(ids[i - 2]);
+      if (!keep) DropClient(ids[i - kFirstClient]);
     }
     int64_t now = os::MonotonicNanos();
     if (!pending_.empty() &&
@@ -123,6 +128,7 @@ bool Daemon::Impl::HandleMessage(Client& c) {
       case MessageType::kInfo: s = HandleInfo(c); break;
       case MessageType::kList: s = HandleList(c, in); break;
       case MessageType::kNodes: s = HandleNodes(c); break;
+      case MessageType::kResolve: s = HandleResolve(c, in); break;
       case MessageType::kUnpinned: sweep_requested_ = true; break;
       default: s = Corruption("unknown message type " + std::to_string(int(type)));
     }
@@ -178,7 +184,7 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
   CSM_ASSIGN_OR_RETURN(auto dir_ro, os::ReopenReadOnly(dir_fd_.get()));
   out.PutStatus(Status::OK());
   out.Put(c.id).Put(node_id_).Put(config_.max_objects).Put(config_.pins_per_client)
-      .Put(config_.arena_size);
+      .Put(config_.arena_size).Put(static_cast<uint8_t>(cluster_ != nullptr));
   c.hello_done = true;
   CSM_LOG_DEBUG("client %llu attached: pid %d", (unsigned long long)c.id, c.cred.pid);
   return Reply(c, out, {dir_ro.get(), c.pin_fd.get()});
@@ -219,6 +225,7 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
   used_ += size;
   c.arenas.insert(id);
   c.mapped.insert(id);
+  ServeArena(a);
   WireWriter out(MessageType::kArenaReply);
   out.PutStatus(Status::OK());
   out.Put(a.id).Put(a.seq).Put(a.addr).Put(a.size);
@@ -349,7 +356,30 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
   d.state = static_cast<uint16_t>(directory::SlotState::kLive);
   d.key_length = static_cast<uint16_t>(o.key.size());
   std::memcpy(d.key, o.key.data(), o.key.size());
-  CSM_ASSIGN_OR_RETURN(o.slot, dir_->Insert(d));
+  if (cluster_ != nullptr) {
+    // Keys are unique cluster-wide: publish first, so a key taken elsewhere is refused
+    // before anything changes here.
+    directory::ObjectRecord r;
+    r.key = o.key;
+    r.owner_node = node_id_;
+    r.object_id = o.id;
+    r.type_id = type_id;
+    r.type_name = o.type_name;
+    r.header = header_addr;
+    r.root = h.root;
+    r.size = h.data_size;
+    r.checksum = h.checksum;
+    r.extents = o.extents;
+    for (uint64_t id : o.arena_ids) r.arenas.push_back({arenas_.at(id).addr, arenas_.at(id).size});
+    r.commit_time_ns = o.commit_time_ns;
+    CSM_RETURN_IF_ERROR(cluster_->Publish(r));
+  }
+  auto slot = dir_->Insert(d);
+  if (!slot.ok()) {
+    if (cluster_ != nullptr) (void)cluster_->Unpublish(o.key, node_id_);
+    return slot.status();
+  }
+  o.slot = *slot;
 
   for (const ObjectExtent& e : o.extents) ArenaAt(e.addr)->committed[e.addr] = e.addr + e.length;
   for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
@@ -386,6 +416,16 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
                       NotFound("no object under key '" + key + "' (csm ls lists them)"));
   }
   Object& o = objects_.at(it->second);
+  if (o.owner_node != 0) {
+    return SendStatus(c, MessageType::kStatusReply,
+                      FailedPrecondition("'" + key + "' is a copy of an object owned by node " +
+                                         std::to_string(o.owner_node) +
+                                         ": delete it on that node"));
+  }
+  if (cluster_ != nullptr) {
+    Status s = cluster_->Unpublish(key, node_id_);
+    if (!s.ok() && !s.IsNotFound()) return SendStatus(c, MessageType::kStatusReply, s);
+  }
   keys_.erase(it);
   dir_->MarkDeleted(o.slot);
   o.deleted = true;
@@ -465,8 +505,11 @@ void Daemon::Impl::PunchUncommitted(Arena& a) {
 }
 
 void Daemon::Impl::MaybeDestroyArena(Arena& a) {
-  if (a.owner != 0 || a.objects != 0) return;
-  addresses_.Free(a.addr, a.size);
+  if (a.owner != 0 || a.objects != 0 || a.fetching != 0) return;
+  if (a.replica_of == 0) {
+    StopServingArena(a);
+    addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
+  }
   used_ -= a.charged;
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   for (auto& [id, c] : clients_) {
@@ -534,7 +577,9 @@ nlohmann::json Daemon::Impl::Describe(const Object& o) const {
           {"type_name", o.type_name},
           {"type_id", Hex(o.type_id)},
           {"size", o.header.data_size},
-          {"owner_node", node_id_},
+          {"owner_node", o.owner_node != 0 ? o.owner_node : node_id_},
+          {"owner_alive", true},
+          {"here", true},
           {"pins", PinCount(o.id)},
           {"producer_pid", o.producer_pid},
           {"commit_time_ns", o.commit_time_ns}};
@@ -546,6 +591,27 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
   CSM_RETURN_IF_ERROR(in.GetString(&after, 4096));
   CSM_RETURN_IF_ERROR(in.Get(&limit));
   limit = std::clamp<uint32_t>(limit, 1, 1000);  // a page stays far below 1 MiB
+  if (cluster_ != nullptr) {
+    // Across the cluster: every published object with its owner; pins are this node's.
+    bool more = false;
+    auto records = cluster_->List(after, limit, &more);
+    WireWriter out(MessageType::kJsonReply);
+    out.PutStatus(records.status());
+    nlohmann::json page = {{"objects", nlohmann::json::array()}, {"more", more}};
+    if (records.ok()) {
+      for (const auto& r : *records) {
+        auto local = keys_.find(r.key);
+        page["objects"].push_back({{"key", r.key}, {"type_name", r.type_name},
+                                   {"type_id", Hex(r.type_id)}, {"size", r.size},
+                                   {"owner_node", r.owner_node}, {"owner_alive", r.owner_alive},
+                                   {"pins", local == keys_.end() ? 0 : PinCount(local->second)},
+                                   {"here", local != keys_.end()},
+                                   {"commit_time_ns", r.commit_time_ns}});
+      }
+    }
+    out.PutString(records.ok() ? page.dump() : "");
+    return Reply(c, out);
+  }
   std::vector<const std::string*> keys;
   for (const auto& [key, id] : keys_) {
     if (key > after) keys.push_back(&key);
@@ -572,6 +638,8 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["used"] = used_;
   j["objects"] = keys_.size();
   j["objects_awaiting_unpin"] = pending_.size();
+  j["fetches"] = fetches_done_;  // objects brought from other nodes
+  j["fetches_in_flight"] = fetches_.size();
   j["arenas"] = arenas_.size();
   j["max_objects"] = config_.max_objects;
   j["clients"] = nlohmann::json::array();

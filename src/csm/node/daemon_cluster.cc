@@ -37,6 +37,19 @@ Status Daemon::Impl::JoinCluster() {
     return InvalidArgument("a node either hosts the coordinator (--coordinate) or joins one "
                            "(--join), not both");
   }
+  transport::PeerOptions peer{co.secret, co.timeout_ms};
+  transport_ = std::make_unique<transport::TcpTransport>(peer);
+  std::string peer_address = co.peer_address;
+  if (!peer_address.empty()) {
+    // Serves our own arenas to nodes that fetch our objects.
+    CSM_ASSIGN_OR_RETURN(transport_server_,
+                         transport::TcpTransportServer::Start(
+                             peer_address, peer,
+                             [this](uint64_t addr, uint64_t len) { return ServeRange(addr, len); }));
+    // With port 0 the system picked one: advertise the real one.
+    peer_address = peer_address.substr(0, peer_address.rfind(':') + 1) +
+                   std::to_string(transport_server_->port());
+  }
   if (!co.coordinate.empty()) {
     coordinator_ = std::make_unique<directory::Coordinator>(
         co.name, config_.window, BuildFingerprint(), BuildFingerprintText(), co.dead_after_ms);
@@ -51,7 +64,7 @@ Status Daemon::Impl::JoinCluster() {
   directory::NodeInfo self;
   self.node_id = node_id_;
   self.cluster = co.name;
-  self.peer_address = co.peer_address;
+  self.peer_address = peer_address;
   self.window = config_.window;
   self.fingerprint = BuildFingerprint();
   self.fingerprint_text = BuildFingerprintText();
@@ -72,6 +85,18 @@ void Daemon::Impl::HeartbeatLoop() {
     if (!s.ok() && !failing) CSM_LOG_WARN("heartbeat failed: %s", s.ToString().c_str());
     if (s.ok() && failing) CSM_LOG_INFO("heartbeats reach the cluster again");
     failing = !s.ok();
+    // Replicas of objects deleted or replaced by their owner, or whose owner died, go.
+    std::vector<directory::ClusterDirectory::Held> held;
+    {
+      std::lock_guard<std::mutex> replicas(replicas_mu_);
+      held = replicas_;
+    }
+    if (s.ok() && !held.empty()) {
+      auto stale = cluster_->Stale(held);
+      if (stale.ok() && !stale->empty()) {
+        Post([this, keys = std::move(*stale)] { DropStaleReplicas(keys); });
+      }
+    }
     lock.lock();
   }
 }
@@ -83,6 +108,335 @@ void Daemon::Impl::StopHeartbeat() {
   }
   heartbeat_cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+// ---- tasks from other threads -------------------------------------------------------
+
+void Daemon::Impl::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    posted_.push_back(std::move(task));
+  }
+  uint64_t one = 1;
+  ssize_t ignored = ::write(wake_fd_.get(), &one, sizeof(one));
+  (void)ignored;
+}
+
+void Daemon::Impl::RunPosted() {
+  uint64_t count = 0;
+  ssize_t ignored = ::read(wake_fd_.get(), &count, sizeof(count));
+  (void)ignored;
+  std::deque<std::function<void()>> tasks;
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    tasks.swap(posted_);
+  }
+  for (auto& task : tasks) task();
+}
+
+// ---- serving peers ------------------------------------------------------------------
+
+void Daemon::Impl::ServeArena(const Arena& a) {
+  if (transport_server_ == nullptr) return;
+  int fd = ::fcntl(a.fd.get(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return;
+  std::lock_guard<std::mutex> lock(served_mu_);
+  served_[a.addr] = Served{std::make_shared<os::UniqueFd>(fd), a.size};
+}
+
+void Daemon::Impl::StopServingArena(const Arena& a) {
+  std::lock_guard<std::mutex> lock(served_mu_);
+  served_.erase(a.addr);
+}
+
+Result<transport::SourceRange> Daemon::Impl::ServeRange(uint64_t addr, uint64_t len) {
+  std::lock_guard<std::mutex> lock(served_mu_);
+  auto it = served_.upper_bound(addr);
+  if (it != served_.begin()) {
+    --it;
+    if (addr >= it->first && len <= it->second.size && addr - it->first <= it->second.size - len) {
+      return transport::SourceRange{it->second.fd->get(), addr - it->first, it->second.fd};
+    }
+  }
+  return NotFound("node " + std::to_string(node_id_) + " holds no arena with [" + Hex(addr) +
+                  ", +" + std::to_string(len) + "): a peer is served only from this node's "
+                  "own segments");
+}
+
+// ---- remote gets --------------------------------------------------------------------
+
+// A record comes from another node (through the coordinator): input to check before it
+// decides what memory we create and where.
+Status Daemon::Impl::CheckRecord(const directory::ObjectRecord& r) const {
+  constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
+  const WindowConfig& w = config_.window;
+  auto ours = [&](uint64_t addr, uint64_t size) {
+    for (const auto& l : leases_) {
+      uint64_t b = w.base + l.first * w.segment_size, e = b + l.count * w.segment_size;
+      if (addr < e && addr + size > b) return true;
+    }
+    return false;
+  };
+  for (const auto& a : r.arenas) {
+    if (a.length == 0 || a.addr % kAlign || a.length % kAlign || a.addr < w.base ||
+        a.length > w.base + w.size - a.addr || ours(a.addr, a.length)) {
+      return Corruption("object '" + r.key + "' names an arena outside node " +
+                        std::to_string(r.owner_node) + "'s part of the window");
+    }
+  }
+  uint64_t total = 0;
+  bool root_inside = false;
+  for (const auto& e : r.extents) {
+    bool inside = false;
+    for (const auto& a : r.arenas) {
+      inside |= e.addr >= a.addr && e.length > 0 && e.length <= a.addr + a.length - e.addr;
+    }
+    if (!inside) return Corruption("object '" + r.key + "' has an extent outside its arenas");
+    total += e.length;
+    root_inside |= r.root >= e.addr && r.root < e.addr + e.length;
+  }
+  if (total != r.size || r.extents.front().addr != r.header || !root_inside ||
+      r.extents.front().length < sizeof(ObjectHeader)) {
+    return Corruption("object '" + r.key + "' has inconsistent sizes, header or root");
+  }
+  return Status::OK();
+}
+
+Arena* Daemon::Impl::FirstArenaOverlapping(uint64_t addr, uint64_t size) {
+  auto it = arenas_by_addr_.upper_bound(addr);
+  if (it != arenas_by_addr_.begin()) {
+    Arena& prev = arenas_.at(std::prev(it)->second);
+    if (prev.addr + prev.size > addr) return &prev;
+  }
+  if (it != arenas_by_addr_.end() && it->first < addr + size) return &arenas_.at(it->second);
+  return nullptr;
+}
+
+Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory::ObjectRecord& r) {
+  std::vector<uint64_t> ids;
+  for (const auto& span : r.arenas) {
+    Arena* a = FirstArenaOverlapping(span.addr, span.length);
+    if (a != nullptr && !(a->addr == span.addr && a->size == span.length &&
+                          a->replica_of == r.owner_node)) {
+      // Space still taken by a replica of an older arena of the owner's.
+      if (a->replica_of != 0 && a->objects == 0 && a->fetching == 0) {
+        MaybeDestroyArena(*a);
+        a = FirstArenaOverlapping(span.addr, span.length);
+      }
+      if (a != nullptr) {
+        for (uint64_t id : ids) --arenas_.at(id).fetching;
+        return Unavailable("the addresses of '" + r.key + "' are still held here by copies of "
+                           "objects node " + std::to_string(r.owner_node) + " has since "
+                           "replaced: retry once their readers let go");
+      }
+    }
+    if (a == nullptr) {
+      uint64_t id = next_arena_++;
+      auto fd = os::CreateMemfd("csm-replica-" + std::to_string(id), span.length);
+      if (!fd.ok()) {
+        for (uint64_t done : ids) --arenas_.at(done).fetching;
+        return fd.status();
+      }
+      Arena& fresh = arenas_[id];
+      fresh = Arena{id, next_seq_++, span.addr, span.length, std::move(*fd), 0, false, 0, {}, 0,
+                    r.owner_node, 0};
+      arenas_by_addr_[fresh.addr] = id;
+      arenas_by_seq_[fresh.seq] = id;
+      dir_->header().arena_seq.store(fresh.seq);
+      a = &fresh;
+    }
+    ++a->fetching;
+    ids.push_back(a->id);
+  }
+  return ids;
+}
+
+Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
+  std::string key;
+  CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
+  auto reply = [&](const Status& s) { return SendStatus(c, MessageType::kStatusReply, s); };
+  if (keys_.count(key)) return reply(Status::OK());
+  if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
+  auto pending = fetches_.find(key);
+  if (pending != fetches_.end()) {  // one fetch per node, however many readers ask
+    pending->second.waiters.push_back(c.id);
+    return Status::OK();
+  }
+  auto record = cluster_->Lookup(key);
+  if (!record.ok()) return reply(record.status());
+  const directory::ObjectRecord& r = *record;
+  if (r.owner_node == node_id_) return reply(NotFound("'" + key + "' was deleted"));
+  if (!r.owner_alive) {
+    return reply(Unavailable("node " + std::to_string(r.owner_node) + ", which owns '" + key +
+                             "', is not alive: its objects are gone with it"));
+  }
+  if (r.owner_address.empty()) {
+    return reply(Unavailable("node " + std::to_string(r.owner_node) + " serves no peers (it "
+                             "was started without --peer-address)"));
+  }
+  if (used_ + r.size > config_.capacity) {
+    return reply(CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(r.size) +
+                                  "): capacity " + FormatSize(config_.capacity) + ", in use " +
+                                  FormatSize(used_)));
+  }
+  Status valid = CheckRecord(r);
+  if (!valid.ok()) return reply(valid);
+  auto ids = PrepareReplicaArenas(r);
+  if (!ids.ok()) return reply(ids.status());
+
+  struct Target {
+    uint64_t addr, size;
+    std::shared_ptr<os::UniqueFd> fd;
+  };
+  std::vector<Target> targets;
+  for (uint64_t id : *ids) {
+    const Arena& a = arenas_.at(id);
+    targets.push_back({a.addr, a.size,
+                       std::make_shared<os::UniqueFd>(::fcntl(a.fd.get(), F_DUPFD_CLOEXEC, 0))});
+  }
+  Fetch& f = fetches_[key];
+  f.waiters.push_back(c.id);
+  // The worker writes only into the replica memfds (mapped anywhere: the bytes appear at
+  // the object's addresses in every process that maps the replica) and posts the result.
+  f.worker = std::thread([this, key, r, targets, arena_ids = *ids, t = transport_.get()] {
+    std::vector<std::pair<const Target*, char*>> maps;
+    Status s;
+    for (const auto& tg : targets) {
+      void* p = ::mmap(nullptr, tg.size, PROT_READ | PROT_WRITE, MAP_SHARED, tg.fd->get(), 0);
+      if (p == MAP_FAILED) {
+        s = ErrnoError("mapping a replica arena", errno);
+        break;
+      }
+      maps.push_back({&tg, static_cast<char*>(p)});
+    }
+    auto locate = [&](uint64_t addr, uint64_t len) -> Result<char*> {
+      for (const auto& [tg, base] : maps) {
+        if (addr >= tg->addr && len <= tg->addr + tg->size - addr) return base + (addr - tg->addr);
+      }
+      return Corruption("extent outside the replica arenas");
+    };
+    if (s.ok()) s = t->Fetch(r.owner_address, r.extents, locate);
+    if (s.ok()) {  // the bytes must be the ones committed
+      Checksum sum;
+      for (size_t i = 0; i < r.extents.size(); ++i) {
+        uint64_t skip = i == 0 ? sizeof(ObjectHeader) : 0;
+        sum.Update(*locate(r.extents[i].addr, r.extents[i].length) + skip, r.extents[i].length - skip);
+      }
+      if (sum.Digest() != r.checksum) {
+        s = Corruption("the bytes of '" + key + "' fetched from node " +
+                       std::to_string(r.owner_node) + " do not match its checksum");
+      }
+    }
+    for (const auto& [tg, base] : maps) ::munmap(base, tg->size);
+    Post([this, key, s, r, arena_ids] { FinishFetch(key, s, r, arena_ids); });
+  });
+  return Status::OK();
+}
+
+void Daemon::Impl::FinishFetch(const std::string& key, Status status,
+                               const directory::ObjectRecord& r,
+                               const std::vector<uint64_t>& arena_ids) {
+  auto it = fetches_.find(key);
+  if (it == fetches_.end()) return;
+  std::vector<uint64_t> waiters = std::move(it->second.waiters);
+  it->second.worker.join();  // it has posted this; it is done
+  fetches_.erase(it);
+  for (uint64_t id : arena_ids) --arenas_.at(id).fetching;
+
+  if (status.ok() && keys_.count(key) == 0) {
+    Object o;
+    o.id = next_object_++;
+    o.key = key;
+    o.type_id = r.type_id;
+    o.type_name = r.type_name;
+    o.header = ObjectHeader{};
+    o.header.magic = object::kObjectMagic;
+    o.header.layout_version = object::kObjectLayoutVersion;
+    o.header.type_id = r.type_id;
+    o.header.data_size = r.size;
+    o.header.root = r.root;
+    o.header.checksum = r.checksum;
+    o.header_addr = r.header;
+    o.extents = r.extents;
+    o.arena_ids = arena_ids;
+    o.producer_pid = 0;
+    o.commit_time_ns = r.commit_time_ns;
+    o.owner_node = r.owner_node;
+    o.remote_id = r.object_id;
+    directory::SlotData d{};
+    d.object_id = o.id;
+    d.key_hash = Hash64(key);
+    d.type_id = r.type_id;
+    d.header = r.header;
+    d.root = r.root;
+    d.data_size = r.size;
+    d.checksum = r.checksum;
+    for (uint64_t id : arena_ids) d.arena_seq_max = std::max(d.arena_seq_max, arenas_.at(id).seq);
+    d.commit_time_ns = r.commit_time_ns;
+    d.owner_node = r.owner_node;
+    d.state = static_cast<uint16_t>(directory::SlotState::kLive);
+    d.key_length = static_cast<uint16_t>(std::min<size_t>(key.size(), directory::kMaxKeyLength));
+    std::memcpy(d.key, key.data(), d.key_length);
+    auto slot = dir_->Insert(d);
+    if (slot.ok()) {
+      o.slot = *slot;
+      const uint64_t page = os::PageSize();
+      for (const auto& e : o.extents) {
+        Arena* a = ArenaAt(e.addr);
+        a->committed[e.addr] = e.addr + e.length;
+        uint64_t bytes = (e.length + page - 1) / page * page;
+        a->charged += bytes;
+        used_ += bytes;
+      }
+      for (uint64_t id : arena_ids) ++arenas_.at(id).objects;
+      keys_[key] = o.id;
+      objects_.emplace(o.id, std::move(o));
+      ++fetches_done_;
+      RefreshReplicaList();
+      AnnounceChange();
+    } else {
+      status = slot.status();
+    }
+  }
+  if (!status.ok()) {
+    CSM_LOG_WARN("fetching '%s' from node %u: %s", key.c_str(), r.owner_node, status.ToString().c_str());
+    for (uint64_t id : arena_ids) {
+      auto a = arenas_.find(id);
+      if (a != arenas_.end()) MaybeDestroyArena(a->second);
+    }
+  }
+  for (uint64_t id : waiters) {
+    auto c = clients_.find(id);
+    if (c != clients_.end() && !SendStatus(c->second, MessageType::kStatusReply, status).ok()) {
+      DropClient(id);
+    }
+  }
+}
+
+void Daemon::Impl::DropStaleReplicas(const std::vector<std::string>& keys) {
+  for (const auto& key : keys) {
+    auto it = keys_.find(key);
+    if (it == keys_.end()) continue;
+    Object& o = objects_.at(it->second);
+    if (o.owner_node == 0) continue;  // our own: not a replica
+    CSM_LOG_INFO("dropping the copy of '%s': node %u deleted it or is gone", key.c_str(), o.owner_node);
+    keys_.erase(it);
+    dir_->MarkDeleted(o.slot);
+    o.deleted = true;
+    pending_.insert(o.id);
+  }
+  RefreshReplicaList();
+  Sweep();
+}
+
+void Daemon::Impl::RefreshReplicaList() {
+  std::vector<directory::ClusterDirectory::Held> held;
+  for (const auto& [key, id] : keys_) {
+    const Object& o = objects_.at(id);
+    if (o.owner_node != 0) held.push_back({key, o.remote_id, o.owner_node});
+  }
+  std::lock_guard<std::mutex> lock(replicas_mu_);
+  replicas_ = std::move(held);
 }
 
 Status Daemon::Impl::HandleNodes(Client& c) {

@@ -87,6 +87,8 @@ struct Arena {
   // Committed extents inside this arena: start → end. Objects never overlap.
   std::map<uint64_t, uint64_t> committed;
   uint32_t objects = 0;  // committed objects (live or deleted-but-pinned) touching it
+  uint32_t replica_of = 0;  // a copy of that node's arena (its addresses are not ours)
+  uint32_t fetching = 0;    // fetches writing into this replica now
 };
 
 struct Object {
@@ -102,6 +104,8 @@ struct Object {
   bool deleted = false;
   pid_t producer_pid;
   int64_t commit_time_ns;
+  uint32_t owner_node = 0;  // the node whose object this is a replica of (0: our own)
+  uint64_t remote_id = 0;   // and that node's id for it
 };
 
 struct DestroyedArena {
@@ -135,7 +139,13 @@ class Daemon::Impl {
         segments_(config.window),
         addresses_([this](uint64_t count) { return LeaseSegments(count); },
                    config.window.segment_size) {}
-  ~Impl() { StopHeartbeat(); }
+  ~Impl() {
+    StopHeartbeat();
+    transport_server_.reset();  // its threads read served_
+    for (auto& [key, f] : fetches_) {
+      if (f.worker.joinable()) f.worker.join();
+    }
+  }
 
   Status Init();
   Status Run();
@@ -183,6 +193,42 @@ class Daemon::Impl {
   void DropClient(uint64_t client_id);
   uint64_t PinCount(uint64_t object_id) const;
 
+  // ---- tasks from other threads (fetch workers, heartbeat) ----
+  void Post(std::function<void()> task);  // any thread
+  void RunPosted();
+  os::UniqueFd wake_fd_;
+  std::mutex posted_mu_;
+  std::deque<std::function<void()>> posted_;  // guarded by posted_mu_
+
+  // ---- serving peers: our own arenas, readable by the transport's threads ----
+  struct Served {
+    std::shared_ptr<os::UniqueFd> fd;
+    uint64_t size;
+  };
+  Result<transport::SourceRange> ServeRange(uint64_t addr, uint64_t len);  // any thread
+  void ServeArena(const Arena& a);
+  void StopServingArena(const Arena& a);
+  std::mutex served_mu_;
+  std::map<uint64_t, Served> served_;  // by address; guarded by served_mu_
+
+  // ---- remote gets ----
+  Status HandleResolve(Client& c, WireReader& in);
+  Status CheckRecord(const directory::ObjectRecord& r) const;
+  Arena* FirstArenaOverlapping(uint64_t addr, uint64_t size);
+  Result<std::vector<uint64_t>> PrepareReplicaArenas(const directory::ObjectRecord& r);
+  void FinishFetch(const std::string& key, Status status, const directory::ObjectRecord& r,
+                   const std::vector<uint64_t>& arena_ids);
+  void DropStaleReplicas(const std::vector<std::string>& keys);
+  void RefreshReplicaList();
+  struct Fetch {
+    std::vector<uint64_t> waiters;  // client ids waiting for the Resolve reply
+    std::thread worker;
+  };
+  std::map<std::string, Fetch> fetches_;  // in flight, by key: one fetch per node
+  uint64_t fetches_done_ = 0;
+  std::mutex replicas_mu_;
+  std::vector<directory::ClusterDirectory::Held> replicas_;  // guarded; read by heartbeat
+
   // Cluster membership (cluster mode only).
   Status JoinCluster();
   void HeartbeatLoop();
@@ -198,6 +244,8 @@ class Daemon::Impl {
   std::unique_ptr<directory::Coordinator> coordinator_;  // if this node hosts it
   std::unique_ptr<directory::CoordinatorServer> coordinator_server_;
   std::unique_ptr<directory::ClusterDirectory> cluster_;  // null on a lone node
+  std::unique_ptr<transport::Transport> transport_;
+  std::unique_ptr<transport::TcpTransportServer> transport_server_;
   std::thread heartbeat_;
   std::mutex heartbeat_mu_;
   std::condition_variable heartbeat_cv_;

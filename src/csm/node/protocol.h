@@ -32,6 +32,8 @@ enum class MessageType : uint16_t {
   kUnpinned = 9,      // one-way: this process dropped its last pin on a deleted object
   kList = 10,         // → kJsonReply: one page of objects, in key order
   kNodes = 11,        // → kJsonReply: the cluster's members, liveness and leases
+  kResolve = 12,      // → kStatusReply once the key's object is in the local directory
+                      //   (fetched from its owner node if need be)
   kHelloReply = 101,
   kArenaReply = 102,
   kSyncReply = 104,

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ namespace csm::transport {
 struct SourceRange {
   int fd;
   uint64_t offset;
+  std::shared_ptr<void> keep_alive;  // holds fd open while the range is being sent
 };
 using ExtentSource = std::function<Result<SourceRange>(uint64_t addr, uint64_t len)>;
 
