@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev libxxhash-dev libssl-dev
+  libcli11-dev nlohmann-json3-dev libxxhash-dev libssl-dev libcpp-httplib-dev
+  etcd-server iproute2
 )
 
 missing=()

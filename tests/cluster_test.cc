@@ -1,5 +1,7 @@
-// Several real csmd processes forming one cluster through the embedded coordinator:
-// membership, disjoint segment leases, refusals at join, death detection.
+// Several real csmd processes forming one cluster, with each directory backend: the
+// embedded coordinator (hosted by node 1) and a real etcd server started by the test.
+// Membership, disjoint segment leases, refusals at join, death detection, and objects
+// built on one node used at the same addresses on the others.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -13,26 +15,19 @@
 namespace csm {
 namespace {
 
-using testing::Node;
 using nlohmann::json;
+using testing::Node;
 
 std::string Helper() { return testing::BinaryDir() + "/csm_test_helper"; }
 std::string Csmd() { return testing::BinaryDir() + "/csmd"; }
+std::string CsmCli() { return testing::BinaryDir() + "/csm"; }
 
-std::vector<std::string> Flags(int id, const std::string& role, const std::string& addr,
-                               std::vector<std::string> more = {}) {
-  std::vector<std::string> f = {"--node-id", std::to_string(id), role, addr,
-                                "--cluster-secret", "test-secret", "--dead-after-ms", "1000"};
-  f.insert(f.end(), more.begin(), more.end());
-  return f;
-}
-
-// The coordinator's address, from the line csmd prints when it hosts one.
-std::string CoordinatorAddress(Node& node) {
-  const std::string& out = node.process().output();
-  auto at = out.find("csmd coordinator port ");
-  EXPECT_NE(at, std::string::npos) << out;
-  return "127.0.0.1:" + std::to_string(std::atoi(out.c_str() + at + 22));
+int RunHelper(const Node& node, std::vector<std::string> args) {
+  args.insert(args.begin(), Helper());
+  auto p = testing::Process::Spawn(args, node.Env());
+  int status = p->Wait(120000);
+  EXPECT_EQ(status, 0) << p->output();
+  return status;
 }
 
 json Nodes(const Node& node) {
@@ -50,18 +45,63 @@ json Member(const json& nodes, int id) {
   }
   return json::object();
 }
+bool Alive(const json& nodes, int id) { return Member(nodes, id).value("alive", false); }
 
-TEST(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {
-  Node a(Flags(1, "--coordinate", "127.0.0.1:0"));
-  std::string coordinator = CoordinatorAddress(a);
-  Node b(Flags(2, "--join", coordinator));
-  Node c(Flags(3, "--join", coordinator));
-  std::vector<Node*> nodes = {&a, &b, &c};
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    auto p = testing::Process::Spawn({Helper(), "big", "obj-" + std::to_string(i + 1), "8"}, nodes[i]->Env());
-    ASSERT_EQ(p->Wait(), 0) << p->output();
+uint64_t Fetches(const Node& node) {
+  auto c = Client::Connect(node.ClientConfig());
+  return json::parse(*(*c)->InfoJson())["fetches"].get<uint64_t>();
+}
+
+class ClusterTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  bool etcd() const { return GetParam() == "etcd"; }
+
+  // Flags that put a node in this test's cluster (node 1 hosts the coordinator).
+  std::vector<std::string> DirectoryFlags(int id) {
+    if (etcd()) {
+      if (!etcd_) etcd_ = std::make_unique<testing::Etcd>();
+      return {"--etcd", etcd_->endpoint()};
+    }
+    if (id == 1) return {"--coordinate", "127.0.0.1:0"};
+    return {"--join", coordinator_};
   }
-  json members = Nodes(b);
+
+  std::vector<std::string> Flags(int id, std::vector<std::string> more = {}) {
+    std::vector<std::string> f = {"--node-id", std::to_string(id), "--cluster-secret", "test-secret",
+                                  "--dead-after-ms", "1000", "--peer-address", "127.0.0.1:0"};
+    auto dir = DirectoryFlags(id);
+    f.insert(f.end(), dir.begin(), dir.end());
+    f.insert(f.end(), more.begin(), more.end());
+    return f;
+  }
+
+  std::unique_ptr<Node> Start(int id, std::vector<std::string> more = {}) {
+    auto node = std::make_unique<Node>(Flags(id, std::move(more)));
+    if (!etcd() && id == 1) {
+      const std::string& out = node->process().output();
+      auto at = out.find("csmd coordinator port ");
+      EXPECT_NE(at, std::string::npos) << out;
+      coordinator_ = "127.0.0.1:" + std::to_string(std::atoi(out.c_str() + at + 22));
+    }
+    return node;
+  }
+
+  void StartThree() {
+    a_ = Start(1);
+    b_ = Start(2);
+    c_ = Start(3);
+  }
+
+  std::unique_ptr<testing::Etcd> etcd_;  // first: outlives the nodes
+  std::string coordinator_;
+  std::unique_ptr<Node> a_, b_, c_;
+};
+
+TEST_P(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {
+  StartThree();
+  std::vector<Node*> nodes = {a_.get(), b_.get(), c_.get()};
+  for (size_t i = 0; i < nodes.size(); ++i) RunHelper(*nodes[i], {"big", "obj-" + std::to_string(i + 1), "8"});
+  json members = Nodes(*b_);
   ASSERT_EQ(members["members"].size(), 3u) << members.dump();
   const uint64_t seg = DefaultConfig().window.segment_size, base = DefaultConfig().window.base;
   std::vector<std::pair<uint64_t, uint64_t>> all;  // [begin, end) of every lease
@@ -85,10 +125,9 @@ TEST(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {
   }
 }
 
-TEST(ClusterTest, JoinRefusalsSayWhy) {
-  Node a(Flags(1, "--coordinate", "127.0.0.1:0"));
-  std::string coordinator = CoordinatorAddress(a);
-  Node b(Flags(2, "--join", coordinator));
+TEST_P(ClusterTest, JoinRefusalsSayWhy) {
+  a_ = Start(1);
+  b_ = Start(2);
   auto refused = [&](std::vector<std::string> flags, const std::string& why) {
     std::vector<std::string> argv = {Csmd(), "--socket", "/tmp/csm-test-refused.sock"};
     argv.insert(argv.end(), flags.begin(), flags.end());
@@ -96,58 +135,44 @@ TEST(ClusterTest, JoinRefusalsSayWhy) {
     EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
     EXPECT_NE(r.err.find(why), std::string::npos) << r.err;
   };
-  refused(Flags(3, "--join", coordinator, {"--heap-size", "8T"}), "start every node with the same heap_base");
-  refused({"--node-id", "3", "--join", coordinator, "--cluster-secret", "guess"}, "refused our cluster secret");
-  refused(Flags(3, "--join", coordinator, {"--cluster", "other"}), "belongs to cluster 'other'");
-  refused(Flags(2, "--join", coordinator), "node id 2 is taken by a live node");
-  refused({"--node-id", "3", "--join", coordinator}, "needs a shared secret");
-  refused(Flags(3, "--join", "127.0.0.1:1"), "unreachable");
-  EXPECT_EQ(Nodes(a)["members"].size(), 2u) << "no refused node became a member";
+  refused(Flags(3, {"--heap-size", "8T"}), "start every node with the same heap_base");
+  std::vector<std::string> wrong_secret = {"--node-id", "3", "--cluster-secret", "guess"};
+  auto dir = DirectoryFlags(3);
+  wrong_secret.insert(wrong_secret.end(), dir.begin(), dir.end());
+  refused(wrong_secret, etcd() ? "secret differs" : "refused our cluster secret");
+  refused(Flags(2), "node id 2 is taken by a live node");
+  std::vector<std::string> no_secret = {"--node-id", "3"};
+  no_secret.insert(no_secret.end(), dir.begin(), dir.end());
+  refused(no_secret, "needs a shared secret");
+  if (!etcd()) refused(Flags(3, {"--cluster", "other"}), "belongs to cluster 'other'");
+  refused({"--node-id", "3", "--cluster-secret", "s",
+           etcd() ? "--etcd" : "--join", etcd() ? "http://127.0.0.1:1" : "127.0.0.1:1"},
+          "unreachable");
+  EXPECT_EQ(Nodes(*a_)["members"].size(), 2u) << "no refused node became a member";
 }
 
-TEST(ClusterTest, DeadNodeIsReportedAndItsIdCanRejoin) {
-  Node a(Flags(1, "--coordinate", "127.0.0.1:0"));
-  std::string coordinator = CoordinatorAddress(a);
-  Node b(Flags(2, "--join", coordinator));
-  auto c = std::make_unique<Node>(Flags(3, "--join", coordinator));
-  auto p = testing::Process::Spawn({Helper(), "big", "obj", "8"}, c->Env());
-  ASSERT_EQ(p->Wait(), 0);
-  ASSERT_TRUE(Member(Nodes(a), 3).value("alive", false)) << Nodes(a).dump();
-  c->process().Kill(SIGKILL);
-  EXPECT_TRUE(testing::Eventually([&] { return !Member(Nodes(a), 3).value("alive", true); }, 5000));
-  EXPECT_TRUE(Member(Nodes(a), 2).value("alive", false)) << "the others stay alive";
-  c.reset();
+TEST_P(ClusterTest, DeadNodeIsReportedAndItsIdCanRejoin) {
+  StartThree();
+  RunHelper(*c_, {"big", "obj", "8"});
+  ASSERT_TRUE(Alive(Nodes(*a_), 3));
+  c_->process().Kill(SIGKILL);
+  EXPECT_TRUE(testing::Eventually([&] { return !Alive(Nodes(*a_), 3); }, 8000));
+  EXPECT_TRUE(Alive(Nodes(*a_), 2)) << "the others stay alive";
+  c_.reset();
   // A new incarnation of node 3 starts afresh: alive, and none of the dead one's leases.
-  Node again(Flags(3, "--join", coordinator));
-  json m = Member(Nodes(a), 3);
+  auto again = Start(3);
+  json m = Member(Nodes(*a_), 3);
   ASSERT_FALSE(m.empty());
   EXPECT_TRUE(m.value("alive", false));
   EXPECT_TRUE(m.at("leases").empty());
 }
 
-// Three nodes that serve peers (each transport on a port of its own choosing).
-struct ThreeNodes {
-  ThreeNodes()
-      : a(Flags(1, "--coordinate", "127.0.0.1:0", {"--peer-address", "127.0.0.1:0"})),
-        coordinator(CoordinatorAddress(a)),
-        b(Flags(2, "--join", coordinator, {"--peer-address", "127.0.0.1:0"})),
-        c(Flags(3, "--join", coordinator, {"--peer-address", "127.0.0.1:0"})) {}
-  Node a;
-  std::string coordinator;
-  Node b, c;
-};
-
-uint64_t Fetches(const Node& node) {
-  auto c = Client::Connect(node.ClientConfig());
-  return json::parse(*(*c)->InfoJson())["fetches"].get<uint64_t>();
-}
-
-TEST(ClusterTest, MapBuiltOnOneNodeIsReadAtTheSameAddressOnTheOthers) {
-  ThreeNodes cluster;
-  auto producer = testing::Process::Spawn({Helper(), "produce", "shared/map", "100000"}, cluster.a.Env());
+TEST_P(ClusterTest, MapBuiltOnOneNodeIsReadAtTheSameAddressOnTheOthers) {
+  StartThree();
+  auto producer = testing::Process::Spawn({Helper(), "produce", "shared/map", "100000"}, a_->Env());
   std::string produced = producer->WaitForLine("committed", 120000);
   ASSERT_EQ(producer->Wait(), 0) << producer->output();
-  for (Node* reader : {&cluster.b, &cluster.c}) {
+  for (Node* reader : {b_.get(), c_.get()}) {
     auto consumer = testing::Process::Spawn({Helper(), "consume", "shared/map", "100000"}, reader->Env());
     std::string consumed = consumer->WaitForLine("verified", 120000);
     EXPECT_EQ(consumer->Wait(), 0) << consumer->output();
@@ -157,32 +182,34 @@ TEST(ClusterTest, MapBuiltOnOneNodeIsReadAtTheSameAddressOnTheOthers) {
     EXPECT_NE(consumed.find("csm-replica-"), std::string::npos) << consumed;
     EXPECT_EQ(Fetches(*reader), 1u);
   }
-  // csm ls on any node lists the object with its owner.
-  auto ls = testing::Run({testing::BinaryDir() + "/csm", "ls"}, cluster.c.Env());
+  // csm ls on any node lists the object with its owner; the owner is node 1.
+  auto ls = testing::Run({CsmCli(), "ls"}, c_->Env());
   EXPECT_NE(ls.out.find("shared/map"), std::string::npos) << ls.out;
+  // A key is unique across the cluster.
+  auto dup = testing::Process::Spawn({Helper(), "produce", "shared/map", "10"}, b_->Env());
+  EXPECT_FALSE(dup->WaitForLine("already committed on node 1").empty()) << dup->output();
 }
 
-TEST(ClusterTest, ConcurrentReadersOnANodeCauseOneFetch) {
-  ThreeNodes cluster;
-  auto producer = testing::Process::Spawn({Helper(), "big", "blob", "64"}, cluster.a.Env());
-  ASSERT_EQ(producer->Wait(), 0) << producer->output();
+TEST_P(ClusterTest, ConcurrentReadersOnANodeCauseOneFetch) {
+  StartThree();
+  RunHelper(*a_, {"big", "blob", "64"});
   std::vector<std::unique_ptr<testing::Process>> readers;
   for (int i = 0; i < 4; ++i) {
-    readers.push_back(testing::Process::Spawn({Helper(), "check-big", "blob", "64"}, cluster.b.Env()));
+    readers.push_back(testing::Process::Spawn({Helper(), "check-big", "blob", "64"}, b_->Env()));
   }
   for (auto& r : readers) EXPECT_EQ(r->Wait(), 0) << r->output();
-  EXPECT_EQ(Fetches(cluster.b), 1u) << "one fetch per node however many readers";
-  EXPECT_EQ(Fetches(cluster.c), 0u);
+  EXPECT_EQ(Fetches(*b_), 1u) << "one fetch per node however many readers";
+  EXPECT_EQ(Fetches(*c_), 0u);
 }
 
-TEST(ClusterTest, DeadOwnersObjectsAreUnavailableOthersStayReadable) {
-  ThreeNodes cluster;  // A hosts the coordinator; C is the owner that dies
-  ASSERT_EQ(testing::Process::Spawn({Helper(), "produce", "on-c", "1000"}, cluster.c.Env())->Wait(), 0);
-  ASSERT_EQ(testing::Process::Spawn({Helper(), "produce", "on-a", "1000"}, cluster.a.Env())->Wait(), 0);
+TEST_P(ClusterTest, DeadOwnersObjectsAreUnavailableOthersStayReadable) {
+  StartThree();  // C is the owner that dies (with the embedded directory A hosts it)
+  RunHelper(*c_, {"produce", "on-c", "1000"});
+  RunHelper(*a_, {"produce", "on-a", "1000"});
   // B already holds a copy of C's object: it must not outlive C either.
-  ASSERT_EQ(testing::Process::Spawn({Helper(), "consume", "on-c", "1000"}, cluster.b.Env())->Wait(), 0);
-  cluster.c.process().Kill(SIGKILL);
-  auto client = Client::Connect(cluster.b.ClientConfig());
+  RunHelper(*b_, {"consume", "on-c", "1000"});
+  c_->process().Kill(SIGKILL);
+  auto client = Client::Connect(b_->ClientConfig());
   ASSERT_TRUE(client.ok());
   int64_t start = os::MonotonicNanos();
   Status s;
@@ -197,22 +224,24 @@ TEST(ClusterTest, DeadOwnersObjectsAreUnavailableOthersStayReadable) {
   EXPECT_EQ(workload::Verify(**other, 1000), "");
 }
 
-TEST(ClusterTest, DeletingOnTheOwnerRemovesTheCopies) {
-  ThreeNodes cluster;
-  ASSERT_EQ(testing::Process::Spawn({Helper(), "produce", "k", "1000"}, cluster.a.Env())->Wait(), 0);
-  ASSERT_EQ(testing::Process::Spawn({Helper(), "consume", "k", "1000"}, cluster.b.Env())->Wait(), 0);
-  std::string csm = testing::BinaryDir() + "/csm";
-  auto refused = testing::Run({csm, "rm", "k"}, cluster.b.Env());
+TEST_P(ClusterTest, DeletingOnTheOwnerRemovesTheCopies) {
+  StartThree();
+  RunHelper(*a_, {"produce", "k", "1000"});
+  RunHelper(*b_, {"consume", "k", "1000"});
+  auto refused = testing::Run({CsmCli(), "rm", "k"}, b_->Env());
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("delete it on that node"), std::string::npos) << refused.err;
-  EXPECT_EQ(testing::Run({csm, "rm", "k"}, cluster.a.Env()).exit_code, 0);
-  auto client = Client::Connect(cluster.b.ClientConfig());
+  EXPECT_EQ(testing::Run({CsmCli(), "rm", "k"}, a_->Env()).exit_code, 0);
+  auto client = Client::Connect(b_->ClientConfig());
   EXPECT_TRUE(testing::Eventually([&] {
     return (*client)->Get<workload::HeapMap>("k").status().IsNotFound();
   }, 5000));
   // The key is free across the cluster again.
-  EXPECT_EQ(testing::Process::Spawn({Helper(), "produce", "k", "10"}, cluster.c.Env())->Wait(), 0);
+  RunHelper(*c_, {"produce", "k", "10"});
 }
+
+INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest, ::testing::Values("embedded", "etcd"),
+                         [](const auto& param_info) { return param_info.param; });
 
 }  // namespace
 }  // namespace csm

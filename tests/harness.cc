@@ -1,7 +1,10 @@
 // Test harness implementation; see harness.h.
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -184,6 +187,40 @@ Config Node::ClientConfig() const {
   Config c = DefaultConfig();
   c.socket_path = socket_;
   return c;
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+Etcd::Etcd() {
+  char tmpl[] = "/tmp/csm-etcd-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  std::string client = "http://127.0.0.1:" + std::to_string(FreePort());
+  std::string peer = "http://127.0.0.1:" + std::to_string(FreePort());
+  endpoint_ = client;
+  std::string cmd = "exec etcd --data-dir " + dir_ + "/data --listen-client-urls " + client +
+                    " --advertise-client-urls " + client + " --listen-peer-urls " + peer +
+                    " --initial-advertise-peer-urls " + peer + " --initial-cluster default=" +
+                    peer + " 2>&1";
+  process_ = Process::Spawn({"/bin/sh", "-c", cmd});
+  if (process_->WaitForLine("ready to serve client requests", 30000).empty()) {
+    throw std::runtime_error("etcd did not start: " + process_->output());
+  }
+}
+
+Etcd::~Etcd() {
+  process_->Kill(SIGTERM);
+  process_->Wait(10000);
+  std::system(("rm -rf " + dir_).c_str());
 }
 
 bool Eventually(const std::function<bool()>& fn, int timeout_ms) {

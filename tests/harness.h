@@ -70,6 +70,22 @@ class Node {
   std::unique_ptr<Process> process_;
 };
 
+// A real etcd server (Debian's etcd-server) on free loopback ports with a private data
+// directory, stopped and removed on destruction.
+class Etcd {
+ public:
+  Etcd();
+  ~Etcd();
+  const std::string& endpoint() const { return endpoint_; }  // http://127.0.0.1:PORT
+
+ private:
+  std::string dir_, endpoint_;
+  std::unique_ptr<Process> process_;
+};
+
+// A TCP port nothing listens on right now.
+int FreePort();
+
 // Polls fn() every few ms until it returns true or timeout; returns the last result.
 bool Eventually(const std::function<bool()>& fn, int timeout_ms = 10000);
 

@@ -32,6 +32,7 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--coordinate", f->coordinate,
                   "host:port: host the cluster's coordinator here (the first node)");
   app->add_option("--join", f->join, "host:port of the cluster's coordinator");
+  app->add_option("--etcd", f->etcd, "http://host:port: keep the cluster directory in etcd");
   app->add_option("--peer-address", f->peer_address, "host:port where this node serves objects");
   app->add_option("--dead-after-ms", f->dead_after_ms,
                   "coordinator: a node silent this long is dead")->check(CLI::Range(100, 3600000));
@@ -66,6 +67,7 @@ int RunNode(const NodeFlags& f) {
   }
   options.cluster.coordinate = f.coordinate;
   options.cluster.join = f.join;
+  options.cluster.etcd = f.etcd;
   options.cluster.peer_address = f.peer_address;
   options.cluster.dead_after_ms = f.dead_after_ms;
   auto daemon = s.ok() ? node::Daemon::Create(*config, options)

@@ -11,7 +11,7 @@ struct NodeFlags {
   std::string socket, capacity, arena_size, heap_base, heap_size, segment_size;
   uint32_t max_objects = 0;
   uint32_t node_id = 1;
-  std::string cluster = "csm", cluster_secret, coordinate, join, peer_address;
+  std::string cluster = "csm", cluster_secret, coordinate, join, etcd, peer_address;
   int dead_after_ms = 3000;
 };
 

@@ -6,103 +6,13 @@
 #include <nlohmann/json.hpp>
 
 #include "csm/base/log.h"
+#include "csm/directory/records_json.h"
 #include "csm/os/memory.h"
 
 namespace csm::directory {
 namespace {
 
 using nlohmann::json;
-
-std::string Hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-std::string Describe(const WindowConfig& w) {
-  return "base " + Hex(w.base) + ", size " + FormatSize(w.size) + ", segments of " +
-         FormatSize(w.segment_size);
-}
-
-json ToJson(const NodeInfo& n) {
-  json leases = json::array();
-  for (const auto& l : n.leases) leases.push_back({l.first, l.count});
-  return {{"node_id", n.node_id},
-          {"cluster", n.cluster},
-          {"peer_address", n.peer_address},
-          {"window", {n.window.base, n.window.size, n.window.segment_size}},
-          {"fingerprint", n.fingerprint},
-          {"fingerprint_text", n.fingerprint_text},
-          {"alive", n.alive},
-          {"last_seen_ms_ago", n.last_seen_ms_ago},
-          {"leases", leases}};
-}
-
-// Peer input: every field checked; a wrong type is Corruption, not an exception.
-Result<NodeInfo> NodeFromJson(const json& j) {
-  NodeInfo n;
-  try {
-    n.node_id = j.at("node_id").get<uint32_t>();
-    n.cluster = j.at("cluster").get<std::string>();
-    n.peer_address = j.at("peer_address").get<std::string>();
-    const auto& w = j.at("window");
-    n.window = {w.at(0).get<uint64_t>(), w.at(1).get<uint64_t>(), w.at(2).get<uint64_t>()};
-    n.fingerprint = j.at("fingerprint").get<uint64_t>();
-    n.fingerprint_text = j.at("fingerprint_text").get<std::string>();
-    n.alive = j.value("alive", false);
-    n.last_seen_ms_ago = j.value("last_seen_ms_ago", int64_t{0});
-    for (const auto& l : j.value("leases", json::array())) {
-      n.leases.push_back({l.at(0).get<uint64_t>(), l.at(1).get<uint64_t>()});
-    }
-  } catch (const json::exception& e) {
-    return Corruption(std::string("malformed node description: ") + e.what());
-  }
-  return n;
-}
-
-json ExtentsToJson(const std::vector<object::ObjectExtent>& v) {
-  json a = json::array();
-  for (const auto& e : v) a.push_back({e.addr, e.length});
-  return a;
-}
-
-json ToJson(const ObjectRecord& r) {
-  return {{"key", r.key},           {"owner_node", r.owner_node},
-          {"object_id", r.object_id}, {"type_id", r.type_id},
-          {"type_name", r.type_name}, {"header", r.header},
-          {"root", r.root},         {"size", r.size},
-          {"checksum", r.checksum}, {"extents", ExtentsToJson(r.extents)},
-          {"arenas", ExtentsToJson(r.arenas)}, {"owner_address", r.owner_address},
-          {"commit_time_ns", r.commit_time_ns},
-          {"owner_alive", r.owner_alive}};
-}
-
-Result<ObjectRecord> RecordFromJson(const json& j) {
-  ObjectRecord r;
-  try {
-    r.key = j.at("key").get<std::string>();
-    r.owner_node = j.at("owner_node").get<uint32_t>();
-    r.object_id = j.at("object_id").get<uint64_t>();
-    r.type_id = j.at("type_id").get<uint64_t>();
-    r.type_name = j.at("type_name").get<std::string>();
-    r.header = j.at("header").get<uint64_t>();
-    r.root = j.at("root").get<uint64_t>();
-    r.size = j.at("size").get<uint64_t>();
-    r.checksum = j.at("checksum").get<uint64_t>();
-    for (const auto& e : j.at("extents")) r.extents.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
-    for (const auto& e : j.at("arenas")) r.arenas.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
-    r.owner_address = j.value("owner_address", std::string());
-    r.commit_time_ns = j.value("commit_time_ns", int64_t{0});
-    r.owner_alive = j.value("owner_alive", false);
-  } catch (const json::exception& e) {
-    return Corruption(std::string("malformed object record: ") + e.what());
-  }
-  if (r.key.empty() || r.extents.empty() || r.extents.size() > object::kMaxExtents ||
-      r.arenas.empty() || r.arenas.size() > object::kMaxExtents) {
-    return Corruption("object record with no or too many extents");
-  }
-  return r;
-}
 
 json Reply(const Status& s) { return {{"status", static_cast<int>(s.code())}, {"message", s.message()}}; }
 

@@ -293,9 +293,11 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
     return InvalidArgument("keys are 1 to " + std::to_string(directory::kMaxKeyLength) +
                            " bytes; got " + std::to_string(key.size()));
   }
-  if (keys_.count(key)) {
-    return AlreadyExists("key '" + key + "' is already committed: objects are immutable; " +
-                         "delete it first (csm rm) or choose another key");
+  if (auto taken = keys_.find(key); taken != keys_.end()) {
+    uint32_t owner = objects_.at(taken->second).owner_node;
+    return AlreadyExists("key '" + key + "' is already committed" +
+                         (owner != 0 ? " on node " + std::to_string(owner) : std::string()) +
+                         ": objects are immutable; delete it first (csm rm) or choose another key");
   }
   Object o;
   o.key = std::move(key);

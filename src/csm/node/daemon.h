@@ -33,12 +33,13 @@ struct ClusterOptions {
   std::string secret;             // shared by every node of the cluster; required
   std::string coordinate;         // host:port: this node hosts the coordinator there
   std::string join;               // host:port of the coordinator to join
+  std::string etcd;               // or: http://host:port of an etcd that holds the directory
   std::string peer_address;       // host:port where this node serves object bytes
   int dead_after_ms = 3000;       // (coordinator) silent this long = dead
   int heartbeat_ms = 500;
   int timeout_ms = 10000;         // bound on every call to the coordinator
   uint64_t lease_segments = 16;   // segments leased at a time
-  bool enabled() const { return !coordinate.empty() || !join.empty(); }
+  bool enabled() const { return !coordinate.empty() || !join.empty() || !etcd.empty(); }
 };
 
 struct NodeOptions {

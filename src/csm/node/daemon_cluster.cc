@@ -33,9 +33,9 @@ Status Daemon::Impl::JoinCluster() {
     return InvalidArgument("a cluster needs a shared secret: pass --cluster-secret (or set "
                            "CSM_CLUSTER_SECRET) on every node");
   }
-  if (!co.coordinate.empty() && !co.join.empty()) {
-    return InvalidArgument("a node either hosts the coordinator (--coordinate) or joins one "
-                           "(--join), not both");
+  if (!co.coordinate.empty() + !co.join.empty() + !co.etcd.empty() != 1) {
+    return InvalidArgument("choose one directory: host the coordinator (--coordinate), join "
+                           "one (--join), or use etcd (--etcd)");
   }
   transport::PeerOptions peer{co.secret, co.timeout_ms};
   transport_ = std::make_unique<transport::TcpTransport>(peer);
@@ -57,6 +57,10 @@ Status Daemon::Impl::JoinCluster() {
                          directory::CoordinatorServer::Start(co.coordinate, co.secret,
                                                              co.timeout_ms, coordinator_.get()));
     cluster_ = std::make_unique<directory::LocalCoordinatorDirectory>(coordinator_.get(), node_id_);
+  } else if (!co.etcd.empty()) {
+    directory::EtcdOptions eo{co.etcd, co.name, co.secret,
+                              std::max(1, (co.dead_after_ms + 999) / 1000), co.timeout_ms};
+    CSM_ASSIGN_OR_RETURN(cluster_, directory::EtcdDirectory::Connect(eo, node_id_));
   } else {
     cluster_ = std::make_unique<directory::RemoteCoordinator>(co.join, co.secret, co.timeout_ms,
                                                               node_id_);

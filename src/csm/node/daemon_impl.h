@@ -29,6 +29,7 @@
 #include "csm/base/log.h"
 #include "csm/directory/coordinator.h"
 #include "csm/directory/directory_table.h"
+#include "csm/directory/etcd_directory.h"
 #include "csm/node/daemon.h"
 #include "csm/node/protocol.h"
 #include "csm/object/object_layout.h"

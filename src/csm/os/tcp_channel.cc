@@ -117,6 +117,20 @@ Status StatusFromWire(int32_t code, std::string message) {
   return Status(static_cast<StatusCode>(code), std::move(message));
 }
 
+std::string SecretVerifier(const std::string& secret, const std::string& context) {
+  uint8_t mac[kMac];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const uint8_t*>(context.data()), context.size(), mac, &len);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[mac[i] >> 4];
+    out += kHex[mac[i] & 15];
+  }
+  return out;
+}
+
 Status ReadAll(int fd, void* buf, size_t len, int timeout_ms, const char* what) {
   auto* p = static_cast<char*>(buf);
   int64_t deadline = DeadlineIn(timeout_ms);

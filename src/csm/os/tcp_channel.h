@@ -73,7 +73,11 @@ class TcpServer {
   bool stopping_ = false;                // guarded by mu_
 };
 
-// "host:port" of a status code sent over the wire, checked.
+// A status code received over the wire, checked.
 Status StatusFromWire(int32_t code, std::string message);
+
+// Hex HMAC-SHA256(secret, context): lets a shared store (etcd) hold proof that a joining
+// node knows the cluster secret without holding the secret itself.
+std::string SecretVerifier(const std::string& secret, const std::string& context);
 
 }  // namespace csm::os

@@ -1,0 +1,365 @@
+// The etcd cluster directory; see etcd_directory.h and docs/cluster.md.
+#include "csm/directory/etcd_directory.h"
+
+#include <httplib.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "csm/base/log.h"
+#include "csm/directory/records_json.h"
+#include "csm/os/tcp_channel.h"
+
+namespace csm::directory {
+namespace {
+
+using nlohmann::json;
+
+std::string Base64(const std::string& in) {
+  std::string out(4 * ((in.size() + 2) / 3), '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+Result<std::string> Unbase64(const std::string& in) {
+  if (in.size() % 4 != 0) return Corruption("etcd returned malformed base64");
+  std::string out(in.size() / 4 * 3, '\0');
+  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  if (n < 0) return Corruption("etcd returned malformed base64");
+  size_t pad = in.empty() ? 0 : (in.back() == '=') + (in.size() > 1 && in[in.size() - 2] == '=');
+  out.resize(static_cast<size_t>(n) - pad);
+  return out;
+}
+
+// The first key after every key that starts with `prefix`: etcd's range_end for it.
+std::string PrefixEnd(std::string prefix) {
+  prefix.back() = static_cast<char>(prefix.back() + 1);
+  return prefix;
+}
+
+// etcd's JSON omits zero fields and writes 64-bit numbers as strings.
+int64_t Num(const json& j, const char* field) {
+  if (!j.contains(field)) return 0;
+  const json& v = j[field];
+  if (v.is_string()) return std::strtoll(v.get<std::string>().c_str(), nullptr, 10);
+  return v.is_number() ? v.get<int64_t>() : 0;
+}
+
+json Put(const std::string& key, const std::string& value, int64_t lease = 0) {
+  json p = {{"key", Base64(key)}, {"value", Base64(value)}};
+  if (lease != 0) p["lease"] = std::to_string(lease);
+  return {{"requestPut", p}};
+}
+json Get(const std::string& key) { return {{"requestRange", {{"key", Base64(key)}}}}; }
+json GetPrefix(const std::string& prefix) {
+  return {{"requestRange", {{"key", Base64(prefix)}, {"range_end", Base64(PrefixEnd(prefix))}}}};
+}
+json Delete(const std::string& key) { return {{"requestDeleteRange", {{"key", Base64(key)}}}}; }
+json Created(const std::string& key, int64_t revision) {  // create_revision == revision
+  return {{"key", Base64(key)}, {"target", "CREATE"}, {"createRevision", std::to_string(revision)}};
+}
+json Modified(const std::string& key, int64_t revision) {
+  return {{"key", Base64(key)}, {"target", "MOD"}, {"modRevision", std::to_string(revision)}};
+}
+
+struct Kv {
+  std::string key, value;
+  int64_t mod_revision;
+};
+
+// The key-values of one range response (a txn response's entry or a /kv/range reply).
+Result<std::vector<Kv>> Kvs(const json& range) {
+  std::vector<Kv> out;
+  if (!range.contains("kvs")) return out;
+  for (const auto& kv : range["kvs"]) {
+    CSM_ASSIGN_OR_RETURN(std::string k, Unbase64(kv.value("key", std::string())));
+    CSM_ASSIGN_OR_RETURN(std::string v, Unbase64(kv.value("value", std::string())));
+    out.push_back({std::move(k), std::move(v), Num(kv, "mod_revision")});
+  }
+  return out;
+}
+
+Result<json> ParseValue(const std::string& text, const char* what) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return Corruption(std::string("etcd holds a malformed ") + what);
+  return j;
+}
+
+// The range response at position i of a txn reply ({} if there is none).
+const json& RangeAt(const json& txn, size_t i) {
+  static const json kEmpty = json::object();
+  if (!txn.contains("responses") || !txn["responses"].is_array() || txn["responses"].size() <= i) {
+    return kEmpty;
+  }
+  const json& r = txn["responses"][i];
+  return r.contains("response_range") ? r["response_range"] : kEmpty;
+}
+
+}  // namespace
+
+EtcdDirectory::EtcdDirectory(EtcdOptions options, uint32_t node_id)
+    : options_(std::move(options)), node_id_(node_id), prefix_("/csm/" + options_.cluster + "/") {}
+
+EtcdDirectory::~EtcdDirectory() {
+  if (lease_id_ != 0) (void)Post("lease/revoke", {{"ID", std::to_string(lease_id_)}});
+}
+
+Result<std::unique_ptr<EtcdDirectory>> EtcdDirectory::Connect(const EtcdOptions& options,
+                                                              uint32_t node_id) {
+  std::unique_ptr<EtcdDirectory> d(new EtcdDirectory(options, node_id));
+  d->http_ = std::make_unique<httplib::Client>(options.endpoint);
+  if (!d->http_->is_valid()) return InvalidArgument("bad etcd endpoint '" + options.endpoint + "'");
+  auto ms = std::chrono::milliseconds(options.timeout_ms);
+  d->http_->set_connection_timeout(ms);
+  d->http_->set_read_timeout(ms);
+  d->http_->set_write_timeout(ms);
+  CSM_RETURN_IF_ERROR(d->Post("kv/range", {{"key", Base64(d->Key("config"))}}).status());
+  return d;
+}
+
+Result<json> EtcdDirectory::Post(const std::string& path, const json& body) {
+  std::lock_guard<std::mutex> lock(mu_);
+  httplib::Result res = http_->Post(("/v3/" + path).c_str(), body.dump(), "application/json");
+  if (!res) {
+    return Unavailable("etcd at " + options_.endpoint + " is unreachable (" +
+                       httplib::to_string(res.error()) + "): is it running?");
+  }
+  json j = json::parse(res->body, nullptr, false);
+  if (j.is_discarded()) return Corruption("etcd answered " + path + " with something not JSON");
+  if (res->status != 200) {
+    return Unavailable("etcd refused " + path + ": " + j.value("message", res->body));
+  }
+  return j;
+}
+
+Status EtcdDirectory::Join(const NodeInfo& self) {
+  segment_count_ = self.window.size / self.window.segment_size;
+  // The cluster's window and build: set by the first node, checked by the others.
+  const std::string verifier = os::SecretVerifier(options_.secret, "csm cluster " + options_.cluster);
+  json config = {{"window", {self.window.base, self.window.size, self.window.segment_size}},
+                 {"fingerprint", self.fingerprint}, {"fingerprint_text", self.fingerprint_text},
+                 {"secret_verifier", verifier}};
+  CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"compare", {Created(Key("config"), 0)}},
+                                                 {"success", {Put(Key("config"), config.dump())}},
+                                                 {"failure", {Get(Key("config"))}}}));
+  if (!txn.value("succeeded", false)) {
+    CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(RangeAt(txn, 0)));
+    if (kvs.empty()) return Corruption("etcd lost the cluster config");
+    CSM_ASSIGN_OR_RETURN(json c, ParseValue(kvs[0].value, "cluster config"));
+    NodeInfo cluster;
+    try {
+      cluster.window = {c.at("window").at(0).get<uint64_t>(), c.at("window").at(1).get<uint64_t>(),
+                        c.at("window").at(2).get<uint64_t>()};
+      cluster.fingerprint = c.at("fingerprint").get<uint64_t>();
+      cluster.fingerprint_text = c.at("fingerprint_text").get<std::string>();
+      if (c.at("secret_verifier").get<std::string>() != verifier) {
+        return PermissionDenied("this node's cluster secret differs from the one cluster '" +
+                                options_.cluster + "' was started with: every node must be "
+                                "started with the same secret");
+      }
+    } catch (const json::exception& e) {
+      return Corruption(std::string("etcd holds a malformed cluster config: ") + e.what());
+    }
+    if (!(cluster.window == self.window)) {
+      return FailedPrecondition("node " + std::to_string(self.node_id) + " uses window " +
+                                Describe(self.window) + " but the cluster uses " +
+                                Describe(cluster.window) + ": start every node with the same "
+                                "heap_base, heap_size and segment_size");
+    }
+    if (cluster.fingerprint != self.fingerprint) {
+      return FailedPrecondition("node " + std::to_string(self.node_id) + " runs a different csm "
+                                "build (" + self.fingerprint_text + ") than the cluster (" +
+                                cluster.fingerprint_text + "): objects are shared in place only "
+                                "between identical builds");
+    }
+  }
+  CSM_ASSIGN_OR_RETURN(json grant, Post("lease/grant", {{"TTL", options_.ttl_seconds}}));
+  lease_id_ = Num(grant, "ID");
+  if (lease_id_ == 0) return Corruption("etcd granted no lease");
+  std::string member = Key("members/" + std::to_string(self.node_id));
+  CSM_ASSIGN_OR_RETURN(json joined, Post("kv/txn", {{"compare", {Created(member, 0)}},
+                                                    {"success", {Put(member, ToJson(self).dump(), lease_id_)}}}));
+  if (!joined.value("succeeded", false)) {
+    return AlreadyExists("node id " + std::to_string(self.node_id) + " is taken by a live node: "
+                         "give every node its own --node-id (a restarted node can rejoin " +
+                         std::to_string(options_.ttl_seconds) + " s after its old one stopped)");
+  }
+  return Status::OK();
+}
+
+Status EtcdDirectory::Heartbeat() {
+  CSM_ASSIGN_OR_RETURN(json r, Post("lease/keepalive", {{"ID", std::to_string(lease_id_)}}));
+  if (!r.contains("result") || Num(r["result"], "TTL") <= 0) {
+    return FailedPrecondition("this node's etcd lease expired: the cluster counts it as dead; "
+                              "restart it");
+  }
+  return Status::OK();
+}
+
+Result<uint64_t> EtcdDirectory::LeaseSegments(uint64_t count) {
+  const std::string version = Key("segments_version"), segments = Key("segments/");
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    // Read the taken runs and the version key at one revision, pick the first gap, and
+    // take it only if nobody took anything in between.
+    CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"success", {Get(version), GetPrefix(segments)}}}));
+    CSM_ASSIGN_OR_RETURN(auto v, Kvs(RangeAt(txn, 0)));
+    CSM_ASSIGN_OR_RETURN(auto taken, Kvs(RangeAt(txn, 1)));
+    int64_t seen = v.empty() ? 0 : v[0].mod_revision;
+    std::vector<std::pair<uint64_t, uint64_t>> runs;
+    for (const auto& kv : taken) {
+      CSM_ASSIGN_OR_RETURN(json run, ParseValue(kv.value, "segment lease"));
+      runs.push_back({run.value("first", uint64_t{0}), run.value("count", uint64_t{0})});
+    }
+    std::sort(runs.begin(), runs.end());
+    uint64_t first = 0;
+    for (const auto& [f, n] : runs) {
+      if (f >= first + count) break;
+      first = std::max(first, f + n);
+    }
+    if (first + count > segment_count_) {
+      return CapacityExceeded("the cluster's window has no run of " + std::to_string(count) +
+                              " free segments left: raise heap_size on every node");
+    }
+    char name[32];
+    std::snprintf(name, sizeof(name), "%020llu", static_cast<unsigned long long>(first));
+    json run = {{"first", first}, {"count", count}, {"node", node_id_}};
+    CSM_ASSIGN_OR_RETURN(json took, Post("kv/txn", {{"compare", {Modified(version, seen)}},
+                                                    {"success", {Put(version, "1"),
+                                                                 Put(segments + name, run.dump(), lease_id_)}}}));
+    if (took.value("succeeded", false)) return first;
+  }
+  return Unavailable("could not lease segments: too much contention in etcd, try again");
+}
+
+Result<std::map<uint32_t, NodeInfo>> EtcdDirectory::LiveMembers() {
+  CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"success", {GetPrefix(Key("members/")),
+                                                              GetPrefix(Key("segments/"))}}}));
+  CSM_ASSIGN_OR_RETURN(auto members, Kvs(RangeAt(txn, 0)));
+  CSM_ASSIGN_OR_RETURN(auto segments, Kvs(RangeAt(txn, 1)));
+  std::map<uint32_t, NodeInfo> out;
+  for (const auto& kv : members) {
+    CSM_ASSIGN_OR_RETURN(json j, ParseValue(kv.value, "member"));
+    CSM_ASSIGN_OR_RETURN(NodeInfo n, NodeFromJson(j));
+    n.alive = true;  // its key lives only as long as its lease
+    n.leases.clear();
+    out[n.node_id] = std::move(n);
+  }
+  for (const auto& kv : segments) {
+    CSM_ASSIGN_OR_RETURN(json run, ParseValue(kv.value, "segment lease"));
+    auto it = out.find(run.value("node", 0u));
+    if (it != out.end()) it->second.leases.push_back({run.value("first", uint64_t{0}), run.value("count", uint64_t{0})});
+  }
+  return out;
+}
+
+Result<std::vector<NodeInfo>> EtcdDirectory::Members() {
+  CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+  std::vector<NodeInfo> out;
+  for (auto& [id, n] : live) out.push_back(std::move(n));
+  return out;
+}
+
+Status EtcdDirectory::Publish(const ObjectRecord& record) {
+  const std::string key = Key("objects/" + record.key);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"compare", {Created(key, 0)}},
+                                                   {"success", {Put(key, ToJson(record).dump())}},
+                                                   {"failure", {Get(key)}}}));
+    if (txn.value("succeeded", false)) return Status::OK();
+    CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(RangeAt(txn, 0)));
+    if (kvs.empty()) continue;  // deleted meanwhile: try again
+    CSM_ASSIGN_OR_RETURN(json j, ParseValue(kvs[0].value, "object record"));
+    CSM_ASSIGN_OR_RETURN(ObjectRecord existing, RecordFromJson(j));
+    CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+    if (live.count(existing.owner_node)) {
+      return AlreadyExists("key '" + record.key + "' is already committed on node " +
+                           std::to_string(existing.owner_node) +
+                           ": objects are immutable; delete it first or choose another key");
+    }
+    // Its owner is dead and the object with it: take the key over, if still unchanged.
+    CSM_ASSIGN_OR_RETURN(json took, Post("kv/txn", {{"compare", {Modified(key, kvs[0].mod_revision)}},
+                                                    {"success", {Put(key, ToJson(record).dump())}}}));
+    if (took.value("succeeded", false)) return Status::OK();
+  }
+  return Unavailable("could not publish '" + record.key + "': too much contention in etcd");
+}
+
+Status EtcdDirectory::Unpublish(const std::string& key, uint32_t owner_node) {
+  const std::string k = Key("objects/" + key);
+  CSM_ASSIGN_OR_RETURN(json range, Post("kv/range", {{"key", Base64(k)}}));
+  CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(range));
+  if (kvs.empty()) return NotFound("no object '" + key + "' in the cluster");
+  CSM_ASSIGN_OR_RETURN(json j, ParseValue(kvs[0].value, "object record"));
+  CSM_ASSIGN_OR_RETURN(ObjectRecord r, RecordFromJson(j));
+  if (r.owner_node != owner_node) {
+    return NotFound("node " + std::to_string(owner_node) + " publishes no object '" + key + "'");
+  }
+  CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"compare", {Modified(k, kvs[0].mod_revision)}},
+                                                 {"success", {Delete(k)}}}));
+  if (!txn.value("succeeded", false)) return NotFound("'" + key + "' changed while being deleted");
+  return Status::OK();
+}
+
+Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key) {
+  CSM_ASSIGN_OR_RETURN(json range, Post("kv/range", {{"key", Base64(Key("objects/" + key))}}));
+  CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(range));
+  if (kvs.empty()) return NotFound("no object under key '" + key + "' in the cluster");
+  CSM_ASSIGN_OR_RETURN(json j, ParseValue(kvs[0].value, "object record"));
+  CSM_ASSIGN_OR_RETURN(ObjectRecord r, RecordFromJson(j));
+  CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+  auto owner = live.find(r.owner_node);
+  r.owner_alive = owner != live.end();
+  r.owner_address = r.owner_alive ? owner->second.peer_address : "";
+  return r;
+}
+
+Result<std::vector<ObjectRecord>> EtcdDirectory::List(const std::string& after, uint32_t limit,
+                                                      bool* more) {
+  const std::string prefix = Key("objects/");
+  std::string from = after.empty() ? prefix : prefix + after + std::string(1, '\0');
+  CSM_ASSIGN_OR_RETURN(json range, Post("kv/range", {{"key", Base64(from)},
+                                                     {"range_end", Base64(PrefixEnd(prefix))},
+                                                     {"limit", std::to_string(limit)}}));
+  CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(range));
+  CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+  std::vector<ObjectRecord> out;
+  for (const auto& kv : kvs) {
+    CSM_ASSIGN_OR_RETURN(json j, ParseValue(kv.value, "object record"));
+    CSM_ASSIGN_OR_RETURN(ObjectRecord r, RecordFromJson(j));
+    auto owner = live.find(r.owner_node);
+    r.owner_alive = owner != live.end();
+    r.owner_address = r.owner_alive ? owner->second.peer_address : "";
+    out.push_back(std::move(r));
+  }
+  *more = range.value("more", false);
+  return out;
+}
+
+Result<std::vector<std::string>> EtcdDirectory::Stale(const std::vector<Held>& held) {
+  CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+  std::vector<std::string> stale;
+  constexpr size_t kOpsPerTxn = 100;  // etcd allows 128 by default
+  for (size_t i = 0; i < held.size(); i += kOpsPerTxn) {
+    json ops = json::array();
+    size_t end = std::min(held.size(), i + kOpsPerTxn);
+    for (size_t k = i; k < end; ++k) ops.push_back(Get(Key("objects/" + held[k].key)));
+    CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"success", ops}}));
+    for (size_t k = i; k < end; ++k) {
+      CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(RangeAt(txn, k - i)));
+      bool same = false;
+      if (!kvs.empty()) {
+        CSM_ASSIGN_OR_RETURN(json j, ParseValue(kvs[0].value, "object record"));
+        CSM_ASSIGN_OR_RETURN(ObjectRecord r, RecordFromJson(j));
+        same = r.object_id == held[k].object_id && r.owner_node == held[k].owner_node;
+      }
+      if (!same || !live.count(held[k].owner_node)) stale.push_back(held[k].key);
+    }
+  }
+  return stale;
+}
+
+}  // namespace csm::directory

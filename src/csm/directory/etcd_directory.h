@@ -1,0 +1,71 @@
+// The etcd cluster directory: membership, segment leases and object records kept in a
+// real etcd (3.4+) through its JSON gateway (POST /v3/..., keys and values base64).
+// No node is special: any node may die and the directory survives. docs/cluster.md
+// lists the keys.
+//
+// Liveness rides on an etcd lease: the node's member key and its segment leases are
+// attached to it and vanish when the node stops renewing it (heartbeats), so a dead
+// node's segments become free and its objects Unavailable cluster-wide. Every write
+// that could race (join, segment leases, publishing a key) is a compare-and-set txn.
+//
+// Thread-safety: every method may be called from any thread (one HTTP client, locked).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "csm/directory/cluster_directory.h"
+
+namespace httplib {
+class Client;
+}
+
+namespace csm::directory {
+
+struct EtcdOptions {
+  std::string endpoint;    // "http://host:port" of an etcd client URL
+  std::string cluster;     // keys live under /csm/<cluster>/
+  std::string secret;      // the cluster secret (etcd keeps only a verifier of it)
+  int ttl_seconds = 3;     // the node counts as dead this long after its last heartbeat
+  int timeout_ms = 10000;  // bound on every request
+};
+
+class EtcdDirectory : public ClusterDirectory {
+ public:
+  // Checks that etcd answers; Unavailable with the endpoint if not.
+  static Result<std::unique_ptr<EtcdDirectory>> Connect(const EtcdOptions& options,
+                                                        uint32_t node_id);
+  ~EtcdDirectory() override;  // revokes the lease: the node leaves at once
+
+  Status Join(const NodeInfo& self) override;
+  Result<uint64_t> LeaseSegments(uint64_t count) override;
+  Status Heartbeat() override;
+  Result<std::vector<NodeInfo>> Members() override;
+  Status Publish(const ObjectRecord& record) override;
+  Status Unpublish(const std::string& key, uint32_t owner_node) override;
+  Result<ObjectRecord> Lookup(const std::string& key) override;
+  Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
+                                         bool* more) override;
+  Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;
+
+ private:
+  EtcdDirectory(EtcdOptions options, uint32_t node_id);
+  // POSTs to /v3/<path>; the reply's JSON, or Unavailable / the error etcd reports.
+  Result<nlohmann::json> Post(const std::string& path, const nlohmann::json& body);
+  std::string Key(const std::string& suffix) const { return prefix_ + suffix; }
+  // The members that hold a live lease, by id.
+  Result<std::map<uint32_t, NodeInfo>> LiveMembers();
+
+  EtcdOptions options_;
+  uint32_t node_id_;
+  std::string prefix_;
+  std::mutex mu_;  // guards http_
+  std::unique_ptr<httplib::Client> http_;
+  int64_t lease_id_ = 0;
+  uint64_t segment_count_ = 0;  // of the window, known from Join
+};
+
+}  // namespace csm::directory
