@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -164,11 +165,56 @@ CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::s
   return r;
 }
 
-Node::Node(std::vector<std::string> extra_flags) {
+namespace {
+void Sh(const std::string& cmd) {
+  if (std::system((cmd + " 2>&1").c_str()) != 0) throw std::runtime_error("failed: " + cmd);
+}
+}  // namespace
+
+NetworkLab::NetworkLab(int hosts) : hosts_(hosts) {
+  static std::atomic<int> labs{0};
+  int n = labs++;
+  prefix_ = "csm" + std::to_string(::getpid() % 100000) + "x" + std::to_string(n);
+  subnet_ = "10." + std::to_string(100 + ::getpid() % 100) + "." + std::to_string(1 + (::getpid() / 100 + n) % 250);
+  std::string hub = Namespace(0);
+  Sh("ip netns add " + hub);
+  Sh("ip -n " + hub + " link set lo up");
+  Sh("ip -n " + hub + " link add br0 type bridge");
+  Sh("ip -n " + hub + " addr add " + Ip(0) + "/24 dev br0");
+  Sh("ip -n " + hub + " link set br0 up");
+  for (int i = 1; i <= hosts; ++i) {
+    std::string ns = Namespace(i), a = prefix_ + "a" + std::to_string(i), b = prefix_ + "b" + std::to_string(i);
+    Sh("ip netns add " + ns);
+    Sh("ip -n " + ns + " link set lo up");
+    Sh("ip link add " + a + " mtu 65535 type veth peer name " + b + " mtu 65535");
+    Sh("ip link set " + a + " netns " + ns);
+    Sh("ip link set " + b + " netns " + hub);
+    Sh("ip -n " + ns + " addr add " + Ip(i) + "/24 dev " + a);
+    Sh("ip -n " + ns + " link set " + a + " up");
+    Sh("ip -n " + hub + " link set " + b + " master br0");
+    Sh("ip -n " + hub + " link set " + b + " up");
+  }
+}
+
+NetworkLab::~NetworkLab() {
+  for (int i = 0; i <= hosts_; ++i) {
+    std::string cmd = "ip netns del " + Namespace(i) + " 2>/dev/null";
+    if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", Namespace(i).c_str());
+  }
+}
+
+std::string NetworkLab::Namespace(int host) const {
+  return prefix_ + (host == 0 ? std::string("hub") : "h" + std::to_string(host));
+}
+std::string NetworkLab::Ip(int host) const { return subnet_ + "." + std::to_string(host == 0 ? 254 : host); }
+
+Node::Node(std::vector<std::string> extra_flags, const std::string& netns) {
   char tmpl[] = "/tmp/csm-test-XXXXXX";
   dir_ = mkdtemp(tmpl);
   socket_ = dir_ + "/node.sock";
   std::vector<std::string> argv = {BinaryDir() + "/csmd", "--socket", socket_};
+  // `ip netns exec` enters the namespace and execs csmd: same pid, so signals reach it.
+  if (!netns.empty()) argv.insert(argv.begin(), {"/usr/sbin/ip", "netns", "exec", netns});
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   process_ = Process::Spawn(argv);
   if (process_->WaitForLine("csmd ready", 20000).empty()) {
@@ -201,16 +247,17 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-Etcd::Etcd() {
+Etcd::Etcd(const std::string& netns, const std::string& ip) {
   char tmpl[] = "/tmp/csm-etcd-XXXXXX";
   dir_ = mkdtemp(tmpl);
-  std::string client = "http://127.0.0.1:" + std::to_string(FreePort());
-  std::string peer = "http://127.0.0.1:" + std::to_string(FreePort());
+  std::string client = "http://" + ip + ":" + std::to_string(FreePort());
+  std::string peer = "http://" + ip + ":" + std::to_string(FreePort());
   endpoint_ = client;
   std::string cmd = "exec etcd --data-dir " + dir_ + "/data --listen-client-urls " + client +
                     " --advertise-client-urls " + client + " --listen-peer-urls " + peer +
                     " --initial-advertise-peer-urls " + peer + " --initial-cluster default=" +
                     peer + " 2>&1";
+  if (!netns.empty()) cmd = "exec ip netns exec " + netns + " sh -c '" + cmd + "'";
   process_ = Process::Spawn({"/bin/sh", "-c", cmd});
   if (process_->WaitForLine("ready to serve client requests", 30000).empty()) {
     throw std::runtime_error("etcd did not start: " + process_->output());

@@ -53,10 +53,28 @@ struct CommandResult {
 CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
                   int timeout_ms = 60000);
 
+// Separate network hosts on this machine: a hub namespace holding a bridge, and
+// `hosts` namespaces each joined to it by a veth pair (MTU 65535), with addresses
+// 10.X.Y.i/24 (host i) and 10.X.Y.254 (hub). Everything is removed on destruction.
+// Needs root and iproute2.
+class NetworkLab {
+ public:
+  explicit NetworkLab(int hosts);
+  ~NetworkLab();
+  std::string Namespace(int host) const;  // 0: the hub
+  std::string Ip(int host) const;          // 0: the hub
+
+ private:
+  std::string prefix_, subnet_;
+  int hosts_;
+};
+
 // A real csmd on a private socket, stopped (SIGTERM, then SIGKILL) on destruction.
+// With `netns`, it runs inside that network namespace (its Unix socket is still a file
+// every process here can reach).
 class Node {
  public:
-  explicit Node(std::vector<std::string> extra_flags = {});
+  explicit Node(std::vector<std::string> extra_flags = {}, const std::string& netns = "");
   ~Node();
   const std::string& socket() const { return socket_; }
   // Environment for helpers and csm commands: CSM_SOCKET=...
@@ -74,7 +92,8 @@ class Node {
 // directory, stopped and removed on destruction.
 class Etcd {
  public:
-  Etcd();
+  // On loopback, or inside network namespace `netns` listening on `ip`.
+  explicit Etcd(const std::string& netns = "", const std::string& ip = "127.0.0.1");
   ~Etcd();
   const std::string& endpoint() const { return endpoint_; }  // http://127.0.0.1:PORT
 
