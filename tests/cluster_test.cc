@@ -68,7 +68,9 @@ class ClusterTest : public ::testing::TestWithParam<std::string> {
 
   std::vector<std::string> Flags(int id, std::vector<std::string> more = {}) {
     std::vector<std::string> f = {"--node-id", std::to_string(id), "--cluster-secret", "test-secret",
-                                  "--dead-after-ms", "1000", "--peer-address", "127.0.0.1:0"};
+                                  "--dead-after-ms", "1000", "--peer-address", "127.0.0.1:0",
+                                  // small arenas: objects span several, as large ones do
+                                  "--arena-size", "8M"};
     auto dir = DirectoryFlags(id);
     f.insert(f.end(), dir.begin(), dir.end());
     f.insert(f.end(), more.begin(), more.end());

@@ -28,7 +28,8 @@ TEST_P(NetnsClusterTest, ObjectsCrossTheNetworkAtTheSameAddresses) {
   std::string coordinator = lab.Ip(1) + ":7401";
   auto flags = [&](int host) {
     std::vector<std::string> f = {"--node-id", std::to_string(host), "--cluster-secret", "lab-secret",
-                                  "--dead-after-ms", "1000", "--peer-address", lab.Ip(host) + ":7400"};
+                                  "--dead-after-ms", "1000", "--peer-address", lab.Ip(host) + ":7400",
+                                  "--arena-size", "8M"};
     if (etcd) {
       f.insert(f.end(), {"--etcd", etcd->endpoint()});
     } else if (host == 1) {

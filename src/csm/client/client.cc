@@ -8,6 +8,7 @@
 
 #include "csm/base/hash.h"
 #include "csm/base/log.h"
+#include "csm/base/range.h"
 #include "csm/base/tsan.h"
 #include "csm/client/client_impl.h"
 #include "csm/os/memory.h"
@@ -493,7 +494,7 @@ bool ClientImpl::ExtentMapped(uint64_t addr, uint64_t len) {
   auto it = mapped_.upper_bound(addr);
   if (it == mapped_.begin()) return false;
   --it;
-  return addr >= it->first && len <= it->first + it->second.size - addr;
+  return RangeWithin(addr, len, it->first, it->second.size);
 }
 
 Status ClientImpl::Verify(const ObjectInfo& info) {

@@ -1,5 +1,6 @@
 // csmd's event loop and local bookkeeping; see daemon.h, daemon_impl.h and
 // docs/protocol.md.
+#include "csm/base/range.h"
 #include "csm/node/daemon_impl.h"
 
 namespace csm::node {
@@ -274,7 +275,7 @@ Arena* Daemon::Impl::ArenaAt(uint64_t addr) {
 Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
                               std::vector<uint64_t>* arena_ids) {
   Arena* a = ArenaAt(addr);
-  if (a == nullptr || a->owner != c.id || len > a->addr + a->size - addr) {
+  if (a == nullptr || a->owner != c.id || !RangeWithin(addr, len, a->addr, a->size)) {
     return Corruption("range [" + Hex(addr) + ", +" + std::to_string(len) +
                       ") is not inside an arena this process may write");
   }

@@ -1,5 +1,6 @@
 // csmd in a cluster: membership, segment leases, serving peers, remote gets; see
 // daemon_impl.h and docs/cluster.md.
+#include "csm/base/range.h"
 #include "csm/node/daemon_impl.h"
 
 namespace csm::node {
@@ -193,7 +194,7 @@ Status Daemon::Impl::CheckRecord(const directory::ObjectRecord& r) const {
   for (const auto& e : r.extents) {
     bool inside = false;
     for (const auto& a : r.arenas) {
-      inside |= e.addr >= a.addr && e.length > 0 && e.length <= a.addr + a.length - e.addr;
+      inside |= e.length > 0 && RangeWithin(e.addr, e.length, a.addr, a.length);
     }
     if (!inside) return Corruption("object '" + r.key + "' has an extent outside its arenas");
     total += e.length;
@@ -315,7 +316,7 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
     }
     auto locate = [&](uint64_t addr, uint64_t len) -> Result<char*> {
       for (const auto& [tg, base] : maps) {
-        if (addr >= tg->addr && len <= tg->addr + tg->size - addr) return base + (addr - tg->addr);
+        if (RangeWithin(addr, len, tg->addr, tg->size)) return base + (addr - tg->addr);
       }
       return Corruption("extent outside the replica arenas");
     };

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "csm/base/range.h"
 #include "csm/config.h"
 #include "csm/status.h"
 
@@ -29,7 +30,7 @@ class Window {
   uint64_t base() const { return config_.base; }
   uint64_t end() const { return config_.base + config_.size; }
   bool Contains(uint64_t addr, uint64_t len) const {
-    return addr >= base() && len <= end() - addr && addr <= end();
+    return RangeWithin(addr, len, base(), config_.size);
   }
 
  private:

@@ -1,0 +1,469 @@
+// wire_bench: csm's cross-node get against serializers over the same link, in one run
+// (scripts/run-wire-bench sets up two network namespaces joined by veth).
+//
+//   produce-csm  on node A: commit every workload `rounds` times in the global heap
+//   serve        in A's namespace: on request, serialize a workload with a format and
+//                send it (the structure is already in memory, as csm's is)
+//   measure      in B's namespace: for each workload and format, time
+//                  usable: request → a process on B holds a usable structure
+//                          (csm: Get returns; serializer: serialize + send + receive +
+//                          deserialize, or verify + attach for in-place formats)
+//                  used:   usable + one traversal that checksums every entry
+//                and print medians, wire bytes and ratios against csm.
+#include <arpa/inet.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/archive/binary_iarchive.hpp>
+#include <boost/archive/binary_oarchive.hpp>
+#include <boost/iostreams/device/array.hpp>
+#include <boost/iostreams/device/back_inserter.hpp>
+#include <boost/iostreams/stream.hpp>
+#include <boost/serialization/map.hpp>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
+#include <cereal/archives/binary.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+#include <sstream>
+
+#include "csm/client.h"
+#include "stats.h"
+#include "wire.capnp.h"
+#include "wire.pb.h"
+#include "wire_generated.h"
+#include "workload.h"
+
+namespace {
+
+using namespace csm::bench;
+using StdMap = csm::workload::StdMap;
+using StdInts = std::vector<int32_t>;
+using HeapInts = csm::vector<int32_t>;
+
+struct Workload {
+  std::string name;
+  bool is_map;
+  int64_t n;  // keys or ints
+};
+const std::vector<Workload> kWorkloads = {{"tiny-map", true, 5},       {"map-1k", true, 1000},
+                                          {"map-100k", true, 100000},  {"map-1M", true, 1000000},
+                                          {"ints-1M", false, 1 << 20}, {"ints-64M", false, 64 << 20}};
+const std::vector<std::string> kFormats = {"raw-link", "cereal", "boost", "protobuf",
+                                           "flatbuffers", "capnp-inplace", "capnp-materialized"};
+
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "wire_bench: %s\n", what.c_str());
+  return 1;
+}
+
+// ---- traversals: the "used" measure, the same work for every representation ----------
+
+uint64_t Mix(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ULL; }
+
+template <typename Map>
+uint64_t TraverseMap(const Map& m) {
+  uint64_t h = 0;
+  for (const auto& [k, v] : m) {
+    h = Mix(h, static_cast<uint64_t>(k));
+    for (const auto& s : v) h = Mix(Mix(h, s.size()), static_cast<uint8_t>(s[s.size() - 1]));
+  }
+  return h;
+}
+template <typename Vec>
+uint64_t TraverseInts(const Vec& v) {
+  uint64_t h = 0;
+  for (int32_t x : v) h += static_cast<uint64_t>(x);
+  return h;
+}
+
+// ---- sockets ---------------------------------------------------------------------------
+
+void SendAll(int fd, const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t w = ::send(fd, c, std::min<size_t>(n, 1 << 20), MSG_NOSIGNAL);
+    if (w <= 0) throw std::runtime_error("send failed");
+    c += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+void RecvAll(int fd, void* p, size_t n) {
+  char* c = static_cast<char*>(p);
+  while (n > 0) {
+    ssize_t r = ::recv(fd, c, n, 0);
+    if (r <= 0) throw std::runtime_error("peer closed");
+    c += r;
+    n -= static_cast<size_t>(r);
+  }
+}
+void Tune(int fd) {
+  int one = 1, buf = 8 << 20;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+}
+
+// ---- serializers: build from the in-memory structure, send; receive, make usable --------
+
+std::string Serialize(const std::string& format, const StdMap* m, const StdInts* v) {
+  if (format == "cereal") {
+    std::ostringstream os;
+    cereal::BinaryOutputArchive ar(os);
+    if (m) ar(*m); else ar(*v);
+    return std::move(os).str();
+  }
+  if (format == "boost") {
+    std::string out;
+    boost::iostreams::stream<boost::iostreams::back_insert_device<std::string>> os(out);
+    {
+      boost::archive::binary_oarchive ar(os, boost::archive::no_header);
+      if (m) ar << *m; else ar << *v;
+    }
+    os.flush();
+    return out;
+  }
+  if (format == "protobuf") {
+    if (m) {
+      csmbench::Map msg;
+      for (const auto& [k, vals] : *m) {
+        auto* e = msg.add_entries();
+        e->set_key(k);
+        for (const auto& s : vals) e->add_values(s);
+      }
+      return msg.SerializeAsString();
+    }
+    csmbench::Ints msg;
+    msg.mutable_v()->Add(v->begin(), v->end());
+    return msg.SerializeAsString();
+  }
+  if (format == "flatbuffers") {
+    flatbuffers::FlatBufferBuilder b(1 << 20);
+    if (m) {
+      std::vector<flatbuffers::Offset<csmbench::fb::Entry>> entries;
+      entries.reserve(m->size());
+      std::vector<flatbuffers::Offset<flatbuffers::String>> strs;
+      for (const auto& [k, vals] : *m) {
+        strs.clear();
+        for (const auto& s : vals) strs.push_back(b.CreateString(s));
+        entries.push_back(csmbench::fb::CreateEntry(b, k, b.CreateVector(strs)));
+      }
+      b.Finish(csmbench::fb::CreateMap(b, b.CreateVector(entries)));
+    } else {
+      b.Finish(csmbench::fb::CreateInts(b, b.CreateVector(*v)));
+    }
+    return std::string(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize());
+  }
+  // capnp (both ways of reading send the same message)
+  capnp::MallocMessageBuilder msg;
+  if (m) {
+    auto entries = msg.initRoot<Map>().initEntries(static_cast<unsigned>(m->size()));
+    unsigned i = 0;
+    for (const auto& [k, vals] : *m) {
+      auto e = entries[i++];
+      e.setKey(k);
+      auto list = e.initValues(static_cast<unsigned>(vals.size()));
+      for (unsigned j = 0; j < vals.size(); ++j) list.set(j, vals[j]);
+    }
+  } else {
+    auto list = msg.initRoot<Ints>().initV(static_cast<unsigned>(v->size()));
+    for (unsigned i = 0; i < v->size(); ++i) list.set(i, (*v)[i]);
+  }
+  auto words = capnp::messageToFlatArray(msg);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+// Makes the received bytes usable (deserialize, or verify + attach), then traverses.
+// Returns {usable_seconds, used_seconds} measured from `t0`.
+std::pair<double, double> UseBytes(const std::string& format, const std::string& bytes, bool is_map,
+                                   Clock::time_point t0, uint64_t* sum) {
+  Clock::time_point usable;
+  if (format == "cereal" || format == "boost") {
+    StdMap m;
+    StdInts v;
+    if (format == "cereal") {
+      std::istringstream is(bytes);
+      cereal::BinaryInputArchive ar(is);
+      if (is_map) ar(m); else ar(v);
+    } else {
+      boost::iostreams::stream<boost::iostreams::array_source> is(bytes.data(), bytes.size());
+      boost::archive::binary_iarchive ar(is, boost::archive::no_header);
+      if (is_map) ar >> m; else ar >> v;
+    }
+    usable = Clock::now();
+    *sum = is_map ? TraverseMap(m) : TraverseInts(v);
+  } else if (format == "protobuf") {
+    if (is_map) {
+      csmbench::Map msg;
+      if (!msg.ParseFromString(bytes)) throw std::runtime_error("protobuf parse");
+      usable = Clock::now();
+      uint64_t h = 0;
+      for (const auto& e : msg.entries()) {
+        h = Mix(h, static_cast<uint64_t>(e.key()));
+        for (const auto& s : e.values()) h = Mix(Mix(h, s.size()), static_cast<uint8_t>(s[s.size() - 1]));
+      }
+      *sum = h;
+    } else {
+      csmbench::Ints msg;
+      if (!msg.ParseFromString(bytes)) throw std::runtime_error("protobuf parse");
+      usable = Clock::now();
+      *sum = TraverseInts(msg.v());
+    }
+  } else if (format == "flatbuffers") {
+    flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+                                   64, 1u << 31);
+    if (is_map) {
+      if (!verifier.VerifyBuffer<csmbench::fb::Map>(nullptr)) throw std::runtime_error("flatbuffers verify");
+      auto* map = flatbuffers::GetRoot<csmbench::fb::Map>(bytes.data());
+      usable = Clock::now();
+      uint64_t h = 0;
+      for (const auto* e : *map->entries()) {
+        h = Mix(h, static_cast<uint64_t>(e->key()));
+        for (const auto* s : *e->values()) h = Mix(Mix(h, s->size()), static_cast<uint8_t>(s->c_str()[s->size() - 1]));
+      }
+      *sum = h;
+    } else {
+      if (!verifier.VerifyBuffer<csmbench::fb::Ints>(nullptr)) throw std::runtime_error("flatbuffers verify");
+      auto* ints = flatbuffers::GetRoot<csmbench::fb::Ints>(bytes.data());
+      usable = Clock::now();
+      *sum = TraverseInts(*ints->v());
+    }
+  } else {  // capnp
+    kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()),
+                                          bytes.size() / sizeof(capnp::word));
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = UINT64_MAX / 16;
+    capnp::FlatArrayMessageReader reader(words, options);
+    bool inplace = format == "capnp-inplace";
+    if (is_map) {
+      auto entries = reader.getRoot<Map>().getEntries();
+      if (inplace) {
+        usable = Clock::now();
+        uint64_t h = 0;
+        for (auto e : entries) {
+          h = Mix(h, static_cast<uint64_t>(e.getKey()));
+          for (auto s : e.getValues()) h = Mix(Mix(h, s.size()), static_cast<uint8_t>(s[s.size() - 1]));
+        }
+        *sum = h;
+      } else {
+        StdMap m;
+        for (auto e : entries) {
+          auto& vals = m[e.getKey()];
+          for (auto s : e.getValues()) vals.emplace_back(s.cStr(), s.size());
+        }
+        usable = Clock::now();
+        *sum = TraverseMap(m);
+      }
+    } else {
+      auto list = reader.getRoot<Ints>().getV();
+      if (inplace) {
+        usable = Clock::now();
+        uint64_t h = 0;
+        for (int32_t x : list) h += static_cast<uint64_t>(x);
+        *sum = h;
+      } else {
+        StdInts v;
+        v.reserve(list.size());
+        for (int32_t x : list) v.push_back(x);
+        usable = Clock::now();
+        *sum = TraverseInts(v);
+      }
+    }
+  }
+  Clock::time_point used = Clock::now();
+  return {Seconds(t0, usable), Seconds(t0, used)};
+}
+
+void BuildStd(const Workload& w, StdMap* m, StdInts* v) {
+  if (w.is_map) {
+    csm::workload::Fill(*m, static_cast<int32_t>(w.n));
+  } else {
+    v->resize(static_cast<size_t>(w.n));
+    for (int64_t i = 0; i < w.n; ++i) (*v)[i] = static_cast<int32_t>(i * 7);
+  }
+}
+
+// ---- roles ---------------------------------------------------------------------------
+
+int ProduceCsm(int rounds) {
+  auto client = csm::Client::Connect();
+  if (!client.ok()) return Fail(client.status().ToString());
+  for (const auto& w : kWorkloads) {
+    for (int r = 0; r < rounds; ++r) {
+      auto b = (*client)->NewBuilder();
+      if (!b.ok()) return Fail(b.status().ToString());
+      csm::Status s;
+      if (w.is_map) {
+        auto m = b->New<csm::workload::HeapMap>();
+        s = b->Populate([&] { csm::workload::Fill(**m, static_cast<int32_t>(w.n)); });
+      } else {
+        auto v = b->New<HeapInts>();
+        s = b->Populate([&] {
+          (*v)->resize(static_cast<size_t>(w.n));
+          for (int64_t i = 0; i < w.n; ++i) (**v)[i] = static_cast<int32_t>(i * 7);
+        });
+      }
+      if (s.ok()) s = b->Commit("bench/" + w.name + "/" + std::to_string(r));
+      if (!s.ok()) return Fail(s.ToString());
+    }
+  }
+  std::printf("committed\n");
+  std::fflush(stdout);
+  return 0;
+}
+
+int Serve(int port) {
+  int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(ls, 4) != 0) return Fail("bind");
+  std::vector<StdMap> maps(kWorkloads.size());
+  std::vector<StdInts> ints(kWorkloads.size());
+  for (size_t i = 0; i < kWorkloads.size(); ++i) BuildStd(kWorkloads[i], &maps[i], &ints[i]);
+  std::printf("serving\n");
+  std::fflush(stdout);
+  int fd = ::accept(ls, nullptr, nullptr);
+  Tune(fd);
+  std::string raw(64 << 20, '\0');
+  for (;;) {
+    uint32_t req[2];  // workload index, format index
+    try {
+      RecvAll(fd, req, sizeof(req));
+    } catch (...) {
+      return 0;
+    }
+    const Workload& w = kWorkloads.at(req[0]);
+    const std::string& format = kFormats.at(req[1]);
+    if (format == "raw-link") {  // the link's limit: the csm object's bytes, 1 MiB writes
+      uint64_t n = 0;
+      RecvAll(fd, &n, sizeof(n));
+      SendAll(fd, &n, sizeof(n));
+      for (uint64_t left = n; left > 0;) {
+        uint64_t k = std::min<uint64_t>(left, raw.size());
+        SendAll(fd, raw.data(), k);
+        left -= k;
+      }
+      continue;
+    }
+    std::string bytes = Serialize(format, w.is_map ? &maps[req[0]] : nullptr, w.is_map ? nullptr : &ints[req[0]]);
+    uint64_t n = bytes.size();
+    SendAll(fd, &n, sizeof(n));
+    SendAll(fd, bytes.data(), bytes.size());
+  }
+}
+
+int Measure(const std::string& peer, int port, int rounds) {
+  auto client = csm::Client::Connect();
+  if (!client.ok()) return Fail(client.status().ToString());
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  Tune(fd);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, peer.c_str(), &a.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return Fail("connect to serve");
+  uint64_t sum = 0;  // keeps every traversal's result alive
+  std::printf("%-9s %-19s %11s %11s %11s %8s %8s\n", "workload", "format", "wire bytes",
+              "usable p50", "used p50", "usable", "used");
+  std::printf("%-9s %-19s %11s %11s %11s %8s %8s\n", "", "", "", "", "", "vs csm", "vs csm");
+  for (size_t wi = 0; wi < kWorkloads.size(); ++wi) {
+    const Workload& w = kWorkloads[wi];
+    // csm: Get on this node fetches the object from node A into the same addresses.
+    std::vector<double> cu, cd;
+    uint64_t csm_bytes = 0;
+    for (int r = 0; r < rounds; ++r) {
+      std::string key = "bench/" + w.name + "/" + std::to_string(r);
+      auto t0 = Clock::now();
+      if (w.is_map) {
+        auto ref = (*client)->Get<csm::workload::HeapMap>(key, std::chrono::seconds(60));
+        if (!ref.ok()) return Fail(ref.status().ToString());
+        auto t1 = Clock::now();
+        sum += TraverseMap(**ref);
+        cu.push_back(Seconds(t0, t1));
+        cd.push_back(Seconds(t0, Clock::now()));
+        csm_bytes = ref->info().size;
+      } else {
+        auto ref = (*client)->Get<HeapInts>(key, std::chrono::seconds(60));
+        if (!ref.ok()) return Fail(ref.status().ToString());
+        auto t1 = Clock::now();
+        sum += TraverseInts(**ref);
+        cu.push_back(Seconds(t0, t1));
+        cd.push_back(Seconds(t0, Clock::now()));
+        csm_bytes = ref->info().size;
+      }
+    }
+    double csm_usable = Summarize(cu).p50, csm_used = Summarize(cd).p50;
+    std::printf("%-9s %-19s %11llu %11s %11s %8s %8s\n", w.name.c_str(), "csm (tcp)",
+                (unsigned long long)csm_bytes, Human(csm_usable).c_str(), Human(csm_used).c_str(), "1.00",
+                "1.00");
+    for (size_t fi = 0; fi < kFormats.size(); ++fi) {
+      std::vector<double> us, ud;
+      uint64_t wire = 0;
+      for (int r = 0; r < rounds; ++r) {
+        uint32_t req[2] = {static_cast<uint32_t>(wi), static_cast<uint32_t>(fi)};
+        auto t0 = Clock::now();
+        SendAll(fd, req, sizeof(req));
+        if (kFormats[fi] == "raw-link") {
+          SendAll(fd, &csm_bytes, sizeof(csm_bytes));
+        }
+        uint64_t n = 0;
+        RecvAll(fd, &n, sizeof(n));
+        std::string bytes(n, '\0');
+        RecvAll(fd, bytes.data(), n);
+        wire = n;
+        if (kFormats[fi] == "raw-link") {
+          double t = Seconds(t0, Clock::now());
+          us.push_back(t);
+          ud.push_back(t);
+          continue;
+        }
+        auto [usable, used] = UseBytes(kFormats[fi], bytes, w.is_map, t0, &sum);
+        us.push_back(usable);
+        ud.push_back(used);
+      }
+      double u = Summarize(us).p50, d = Summarize(ud).p50;
+      char ru[16], rd[16];
+      std::snprintf(ru, sizeof(ru), "%.2fx", u / csm_usable);
+      std::snprintf(rd, sizeof(rd), "%.2fx", d / csm_used);
+      std::printf("%-9s %-19s %11llu %11s %11s %8s %8s\n", "", kFormats[fi].c_str(),
+                  (unsigned long long)wire, Human(u).c_str(), Human(d).c_str(), ru, rd);
+    }
+    std::fflush(stdout);
+  }
+  std::printf("(ratios: the format's time / csm's; > 1 means csm is faster. checksum %llu)\n",
+              (unsigned long long)sum);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"wire_bench: csm cross-node get vs serializers over one link"};
+  app.require_subcommand(1);
+  int rounds = 5, port = 7500;
+  std::string peer;
+  auto* produce = app.add_subcommand("produce-csm", "commit the workloads on this node");
+  auto* serve = app.add_subcommand("serve", "serialize and send on request");
+  auto* measure = app.add_subcommand("measure", "time every format from the other node");
+  for (auto* s : {produce, measure}) s->add_option("--rounds", rounds);
+  for (auto* s : {serve, measure}) s->add_option("--port", port);
+  measure->add_option("--peer", peer, "serve's IPv4 address")->required();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (produce->parsed()) return ProduceCsm(rounds);
+    if (serve->parsed()) return Serve(port);
+    return Measure(peer, port, rounds);
+  } catch (const std::exception& e) {
+    return Fail(e.what());
+  }
+}
