@@ -270,6 +270,13 @@ Etcd::~Etcd() {
   std::system(("rm -rf " + dir_).c_str());
 }
 
+std::string Field(const std::string& line, const std::string& name) {
+  size_t at = line.find(name + "=");
+  if (at == std::string::npos) return "";
+  at += name.size() + 1;
+  return line.substr(at, line.find(' ', at) - at);
+}
+
 bool Eventually(const std::function<bool()>& fn, int timeout_ms) {
   int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
   for (;;) {

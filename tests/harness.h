@@ -105,6 +105,9 @@ class Etcd {
 // A TCP port nothing listens on right now.
 int FreePort();
 
+// The value of `name=value` in a helper's report line ("" if absent).
+std::string Field(const std::string& line, const std::string& name);
+
 // Polls fn() every few ms until it returns true or timeout; returns the last result.
 bool Eventually(const std::function<bool()>& fn, int timeout_ms = 10000);
 

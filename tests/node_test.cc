@@ -46,14 +46,6 @@ Status CommitMap(Client& c, const std::string& key, int32_t keys) {
   return b.Commit(key);
 }
 
-// "inode=N" field of a helper's report.
-std::string Field(const std::string& line, const std::string& name) {
-  size_t at = line.find(name + "=");
-  if (at == std::string::npos) return "";
-  size_t end = line.find(' ', at);
-  return line.substr(at + name.size() + 1, end == std::string::npos ? std::string::npos : end - at - name.size() - 1);
-}
-
 TEST(NodeTest, ConsumerProcessReadsProducersMapInPlace) {
   Node node;
   auto producer = Process::Spawn({Helper(), "produce", "big-map", "120000"}, node.Env());
@@ -67,8 +59,8 @@ TEST(NodeTest, ConsumerProcessReadsProducersMapInPlace) {
   EXPECT_EQ(consumer->Wait(), 0);
   // Same address, and the consumer maps the very memfd the producer wrote, read-only
   // and shared: no copy was made.
-  EXPECT_EQ(Field(produced, "root"), Field(consumed, "root"));
-  EXPECT_EQ(Field(produced, "inode"), Field(consumed, "inode"));
+  EXPECT_EQ(testing::Field(produced, "root"), testing::Field(consumed, "root"));
+  EXPECT_EQ(testing::Field(produced, "inode"), testing::Field(consumed, "inode"));
   EXPECT_NE(consumed.find("r--s"), std::string::npos) << consumed;
   EXPECT_NE(produced.find("rw-s"), std::string::npos) << produced;
   EXPECT_NE(consumed.find("csm-arena-"), std::string::npos) << consumed;
