@@ -8,6 +8,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libxxhash-dev libssl-dev libcpp-httplib-dev
   etcd-server iproute2
+  # the serializers bench/wire_bench compares csm with
+  libcereal-dev libboost-serialization-dev libboost-iostreams-dev libprotobuf-dev protobuf-compiler
+  libflatbuffers-dev flatbuffers-compiler capnproto libcapnp-dev
 )
 
 missing=()
