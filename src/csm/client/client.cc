@@ -58,6 +58,15 @@ ObjectInfo InfoFromSlot(const directory::SlotData& d) {
   return info;
 }
 
+// Reads a reply's header and status: the status it carries, or Corruption.
+Status ReplyStatus(node::WireReader& in) {
+  node::MessageType type{};
+  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+  Status carried;
+  CSM_RETURN_IF_ERROR(in.GetStatus(&carried));
+  return carried;
+}
+
 }  // namespace
 
 void* AllocateSlow(size_t bytes, size_t align) {
@@ -125,11 +134,7 @@ Status ClientImpl::Hello() {
   req.Put(node::BuildFingerprint()).Put(config_.window);
   CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kHelloReply));
   node::WireReader in(reply.bytes);
-  node::MessageType type{};
-  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
-  Status st;
-  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
-  CSM_RETURN_IF_ERROR(st);
+  CSM_RETURN_IF_ERROR(ReplyStatus(in));
   uint64_t client_id = 0;
   uint32_t node_id = 0, max_objects = 0, pins = 0;
   uint64_t arena_size = 0;
@@ -211,11 +216,7 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
   req.Put(min_size).Put(static_cast<uint8_t>(dedicated));
   CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kArenaReply));
   node::WireReader in(reply.bytes);
-  node::MessageType type{};
-  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
-  Status st;
-  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
-  CSM_RETURN_IF_ERROR(st);
+  CSM_RETURN_IF_ERROR(ReplyStatus(in));
   Grant g{};
   uint64_t seq = 0;
   CSM_RETURN_IF_ERROR(in.Get(&g.arena_id));
@@ -247,11 +248,7 @@ Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed) {
     req.Put(synced_seq_.load());
     CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kSyncReply));
     node::WireReader in(reply.bytes);
-    node::MessageType type{};
-    CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
-    Status st;
-    CSM_RETURN_IF_ERROR(in.GetStatus(&st));
-    CSM_RETURN_IF_ERROR(st);
+    CSM_RETURN_IF_ERROR(ReplyStatus(in));
     uint32_t destroyed = 0, fresh = 0;
     uint64_t upto = 0;
     CSM_RETURN_IF_ERROR(in.Get(&destroyed));
@@ -419,11 +416,7 @@ Status ClientImpl::Resolve(std::string_view key, int timeout_ms) {
   req.PutString(key);
   CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kStatusReply, timeout_ms));
   node::WireReader in(reply.bytes);
-  node::MessageType type{};
-  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
-  Status st;
-  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
-  return st;
+  return ReplyStatus(in);
 }
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
@@ -432,11 +425,7 @@ Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::stri
   req.Put(header).Put(type_id).PutString(key).PutString(type_name);
   CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kCommitReply));
   node::WireReader in(reply.bytes);
-  node::MessageType type{};
-  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
-  Status st;
-  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
-  CSM_RETURN_IF_ERROR(st);
+  CSM_RETURN_IF_ERROR(ReplyStatus(in));
   uint64_t id = 0;
   CSM_RETURN_IF_ERROR(in.Get(&id));
   return id;
@@ -447,11 +436,7 @@ Status ClientImpl::Delete(std::string_view key) {
   req.PutString(key);
   CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kStatusReply));
   node::WireReader in(reply.bytes);
-  node::MessageType type{};
-  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
-  Status st;
-  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
-  return st;
+  return ReplyStatus(in);
 }
 
 Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view key,
@@ -461,11 +446,7 @@ Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view ke
   if (type == node::MessageType::kList) req.PutString(key).Put(limit);
   CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kJsonReply));
   node::WireReader in(reply.bytes);
-  node::MessageType t{};
-  CSM_RETURN_IF_ERROR(in.ReadHeader(&t));
-  Status st;
-  CSM_RETURN_IF_ERROR(in.GetStatus(&st));
-  CSM_RETURN_IF_ERROR(st);
+  CSM_RETURN_IF_ERROR(ReplyStatus(in));
   std::string json;
   CSM_RETURN_IF_ERROR(in.GetString(&json, os::kMaxMessageBytes));
   return json;
