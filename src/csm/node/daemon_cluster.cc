@@ -219,6 +219,14 @@ Arena* Daemon::Impl::FirstArenaOverlapping(uint64_t addr, uint64_t size) {
 
 Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory::ObjectRecord& r) {
   std::vector<uint64_t> ids;
+  // On failure, let go of what this call took (and free replicas it created empty).
+  auto undo = [&] {
+    for (uint64_t id : ids) {
+      Arena& a = arenas_.at(id);
+      --a.fetching;
+      MaybeDestroyArena(a);
+    }
+  };
   for (const auto& span : r.arenas) {
     Arena* a = FirstArenaOverlapping(span.addr, span.length);
     if (a != nullptr && !(a->addr == span.addr && a->size == span.length &&
@@ -229,7 +237,7 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory
         a = FirstArenaOverlapping(span.addr, span.length);
       }
       if (a != nullptr) {
-        for (uint64_t id : ids) --arenas_.at(id).fetching;
+        undo();
         return Unavailable("the addresses of '" + r.key + "' are still held here by copies of "
                            "objects node " + std::to_string(r.owner_node) + " has since "
                            "replaced: retry once their readers let go");
@@ -239,7 +247,7 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory
       uint64_t id = next_arena_++;
       auto fd = os::CreateMemfd("csm-replica-" + std::to_string(id), span.length);
       if (!fd.ok()) {
-        for (uint64_t done : ids) --arenas_.at(done).fetching;
+        undo();
         return fd.status();
       }
       Arena& fresh = arenas_[id];
