@@ -362,7 +362,7 @@ int Serve(int port) {
   }
 }
 
-int Measure(const std::string& peer, int port, int rounds) {
+int Measure(const std::string& peer, int port, int rounds, const std::string& only) {
   auto client = csm::Client::Connect();
   if (!client.ok()) return Fail(client.status().ToString());
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -379,6 +379,7 @@ int Measure(const std::string& peer, int port, int rounds) {
   std::printf("%-9s %-19s %11s %11s %11s %8s %8s\n", "", "", "", "", "", "vs csm", "vs csm");
   for (size_t wi = 0; wi < kWorkloads.size(); ++wi) {
     const Workload& w = kWorkloads[wi];
+    if (!only.empty() && w.name != only) continue;
     // csm: Get on this node fetches the object from node A into the same addresses.
     std::vector<double> cu, cd;
     uint64_t csm_bytes = 0;
@@ -462,11 +463,13 @@ int main(int argc, char** argv) {
   for (auto* s : {produce, measure}) s->add_option("--rounds", rounds);
   for (auto* s : {serve, measure}) s->add_option("--port", port);
   measure->add_option("--peer", peer, "serve's IPv4 address")->required();
+  std::string only;
+  measure->add_option("--only", only, "measure this workload only");
   CLI11_PARSE(app, argc, argv);
   try {
     if (produce->parsed()) return ProduceCsm(rounds);
     if (serve->parsed()) return Serve(port);
-    return Measure(peer, port, rounds);
+    return Measure(peer, port, rounds, only);
   } catch (const std::exception& e) {
     return Fail(e.what());
   }
