@@ -11,6 +11,7 @@ packages=(
   # the serializers bench/wire_bench compares csm with
   libcereal-dev libboost-serialization-dev libboost-iostreams-dev libprotobuf-dev protobuf-compiler
   libflatbuffers-dev flatbuffers-compiler capnproto libcapnp-dev
+  libucx-dev ucx-utils
 )
 
 missing=()

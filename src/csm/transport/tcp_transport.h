@@ -29,14 +29,14 @@ class TcpTransport : public Transport {
   PeerOptions options_;
 };
 
-class TcpTransportServer {
+class TcpTransportServer : public TransportServer {
  public:
   // Listens on `address` ("host:port"; port 0 picks one: see port()).
   static Result<std::unique_ptr<TcpTransportServer>> Start(const std::string& address,
                                                            PeerOptions options,
                                                            ExtentSource source,
                                                            int max_connections = 64);
-  uint16_t port() const { return server_->port(); }
+  uint16_t port() const override { return server_->port(); }
 
  private:
   TcpTransportServer(PeerOptions options, ExtentSource source)

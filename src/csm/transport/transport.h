@@ -12,6 +12,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "csm/object/object_layout.h"
@@ -43,6 +45,7 @@ struct PeerOptions {
 // Unavailable if the peer cannot be reached (dead node), PermissionDenied if either
 // side fails authentication, the peer's error if it refuses the request, Timeout if a
 // transfer stalls, Corruption if the peer breaks the protocol.
+// Thread-safety: Fetch may be called from several threads at once.
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -50,5 +53,31 @@ class Transport {
                        const std::vector<object::ObjectExtent>& extents,
                        const ExtentSink& sink) = 0;
 };
+
+// Serves this node's memory to peers until destroyed. The ExtentSource is called from
+// the server's own threads.
+class TransportServer {
+ public:
+  virtual ~TransportServer() = default;
+  virtual uint16_t port() const = 0;  // the TCP port peers dial (its control channel)
+};
+
+// The transports a cluster can use. A node advertises its peer address with the
+// transport's scheme ("ucx://host:port"; plain "host:port" is tcp), so a fetching node
+// knows how to talk to each owner.
+enum class TransportKind { kTcp, kUcx };
+
+Result<TransportKind> ParseTransportKind(std::string_view name);  // "tcp" | "ucx"
+const char* TransportName(TransportKind kind);
+// "ucx://10.0.0.1:7000" -> {kUcx, "10.0.0.1:7000"}; "10.0.0.1:7000" -> {kTcp, same}.
+Result<std::pair<TransportKind, std::string>> SplitPeerAddress(const std::string& address);
+std::string JoinPeerAddress(TransportKind kind, const std::string& host_port);
+
+Result<std::unique_ptr<Transport>> MakeTransport(TransportKind kind, PeerOptions options);
+// Listens on `address` ("host:port"; port 0 picks one: see port()).
+Result<std::unique_ptr<TransportServer>> StartTransportServer(TransportKind kind,
+                                                              const std::string& address,
+                                                              PeerOptions options,
+                                                              ExtentSource source);
 
 }  // namespace csm::transport

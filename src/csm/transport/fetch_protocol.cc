@@ -1,0 +1,93 @@
+// The fetch request shared by the transports; see fetch_protocol.h.
+#include "csm/transport/fetch_protocol.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "csm/os/tcp_channel.h"
+
+namespace csm::transport {
+namespace {
+
+constexpr uint64_t kMaxFetchBytes = 1ULL << 40;
+constexpr uint32_t kMaxVerdictMessage = 4096;
+
+struct FetchHeader {
+  uint32_t magic;
+  uint32_t extent_count;
+  uint64_t total_bytes;
+};
+static_assert(sizeof(FetchHeader) == 16);
+
+struct VerdictHeader {
+  int32_t status;
+  uint32_t message_length;
+};
+static_assert(sizeof(VerdictHeader) == 8);
+
+}  // namespace
+
+Status SendFetchRequest(int fd, uint32_t magic, const std::vector<object::ObjectExtent>& extents,
+                        int timeout_ms) {
+  if (extents.empty() || extents.size() > object::kMaxExtents) {
+    return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
+  }
+  uint64_t total = 0;
+  for (const auto& e : extents) total += e.length;
+  std::string request(sizeof(FetchHeader) + extents.size() * sizeof(object::ObjectExtent), '\0');
+  FetchHeader header{magic, static_cast<uint32_t>(extents.size()), total};
+  std::memcpy(request.data(), &header, sizeof(header));
+  std::memcpy(request.data() + sizeof(header), extents.data(),
+              extents.size() * sizeof(object::ObjectExtent));
+  return os::WriteAll(fd, request.data(), request.size(), timeout_ms, "the request");
+}
+
+Status ReceiveVerdict(int fd, int timeout_ms) {
+  VerdictHeader v{};
+  CSM_RETURN_IF_ERROR(os::ReadAll(fd, &v, sizeof(v), timeout_ms, "the reply"));
+  if (v.message_length > kMaxVerdictMessage) return Corruption("the peer sent an oversized reply");
+  std::string message(v.message_length, '\0');
+  CSM_RETURN_IF_ERROR(os::ReadAll(fd, message.data(), message.size(), timeout_ms, "the reply"));
+  if (v.status == 0) return Status::OK();
+  return os::StatusFromWire(v.status, std::move(message));
+}
+
+Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms) {
+  FetchHeader h{};
+  CSM_RETURN_IF_ERROR(os::ReadAll(fd, &h, sizeof(h), timeout_ms, "request"));
+  if (h.magic != magic || h.extent_count == 0 || h.extent_count > object::kMaxExtents ||
+      h.total_bytes > kMaxFetchBytes) {
+    return Corruption("malformed fetch request");
+  }
+  FetchRequest r;
+  r.total_bytes = h.total_bytes;
+  r.extents.resize(h.extent_count);
+  CSM_RETURN_IF_ERROR(os::ReadAll(fd, r.extents.data(), r.extents.size() * sizeof(object::ObjectExtent),
+                                  timeout_ms, "request"));
+  return r;
+}
+
+Result<std::vector<SourceRange>> CheckFetchRequest(const FetchRequest& request,
+                                                   const ExtentSource& source) {
+  std::vector<SourceRange> ranges;
+  ranges.reserve(request.extents.size());
+  uint64_t sum = 0;
+  for (const auto& e : request.extents) {
+    if (e.length == 0 || e.addr + e.length < e.addr) return InvalidArgument("empty or wrapping extent");
+    sum += e.length;
+    CSM_ASSIGN_OR_RETURN(SourceRange r, source(e.addr, e.length));
+    ranges.push_back(std::move(r));
+  }
+  if (sum != request.total_bytes) return InvalidArgument("extent lengths do not add up");
+  return ranges;
+}
+
+Status SendVerdict(int fd, const Status& verdict, int timeout_ms) {
+  VerdictHeader v{static_cast<int32_t>(verdict.code()),
+                  static_cast<uint32_t>(std::min<size_t>(verdict.message().size(), kMaxVerdictMessage))};
+  CSM_RETURN_IF_ERROR(os::WriteAll(fd, &v, sizeof(v), timeout_ms, "reply"));
+  return os::WriteAll(fd, verdict.message().data(), v.message_length, timeout_ms, "reply");
+}
+
+}  // namespace csm::transport

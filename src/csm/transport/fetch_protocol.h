@@ -1,0 +1,39 @@
+// The fetch request both transports speak on their TCP channel (docs/transport.md):
+// what a fetching node asks for, how the serving node checks it, and the verdict.
+//
+//   request: {u32 magic, u32 extent_count (1..kMaxExtents), u64 total_bytes (<= 1 TiB)}
+//            then extent_count x {u64 addr, u64 length}
+//   verdict: {i32 status, u32 message_length (<= 4096)} then the message
+//
+// After an OK verdict each transport moves the bytes its own way.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "csm/object/object_layout.h"
+#include "csm/transport/transport.h"
+
+namespace csm::transport {
+
+struct FetchRequest {
+  std::vector<object::ObjectExtent> extents;
+  uint64_t total_bytes = 0;
+};
+
+// Client side.
+Status SendFetchRequest(int fd, uint32_t magic, const std::vector<object::ObjectExtent>& extents,
+                        int timeout_ms);
+// The serving node's verdict: OK, or its error (e.g. NotFound for a range it does not own).
+Status ReceiveVerdict(int fd, int timeout_ms);
+
+// Server side. An error means the peer broke the protocol (or hung up): close the
+// connection. Bad magic, counts or sizes are refused before anything is allocated.
+Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms);
+// Checks the whole request before a byte is served: every extent non-empty and lying in
+// memory this node owns (`source`), the lengths adding up to total_bytes.
+Result<std::vector<SourceRange>> CheckFetchRequest(const FetchRequest& request,
+                                                   const ExtentSource& source);
+Status SendVerdict(int fd, const Status& verdict, int timeout_ms);
+
+}  // namespace csm::transport
