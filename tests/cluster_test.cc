@@ -52,9 +52,11 @@ uint64_t Fetches(const Node& node) {
   return json::parse(*(*c)->InfoJson())["fetches"].get<uint64_t>();
 }
 
+// Parameter: "<directory>_<transport>", e.g. "etcd_tcp".
 class ClusterTest : public ::testing::TestWithParam<std::string> {
  protected:
-  bool etcd() const { return GetParam() == "etcd"; }
+  bool etcd() const { return GetParam().starts_with("etcd"); }
+  std::string transport() const { return GetParam().substr(GetParam().find('_') + 1); }
 
   // Flags that put a node in this test's cluster (node 1 hosts the coordinator).
   std::vector<std::string> DirectoryFlags(int id) {
@@ -69,6 +71,7 @@ class ClusterTest : public ::testing::TestWithParam<std::string> {
   std::vector<std::string> Flags(int id, std::vector<std::string> more = {}) {
     std::vector<std::string> f = {"--node-id", std::to_string(id), "--cluster-secret", "test-secret",
                                   "--dead-after-ms", "1000", "--peer-address", "127.0.0.1:0",
+                                  "--transport", transport(),
                                   // small arenas: objects span several, as large ones do
                                   "--arena-size", "8M"};
     auto dir = DirectoryFlags(id);
@@ -242,7 +245,8 @@ TEST_P(ClusterTest, DeletingOnTheOwnerRemovesTheCopies) {
   RunHelper(*c_, {"produce", "k", "10"});
 }
 
-INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest, ::testing::Values("embedded", "etcd"),
+INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,
+                         ::testing::Values("embedded_tcp", "etcd_tcp", "embedded_ucx"),
                          [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

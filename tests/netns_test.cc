@@ -19,17 +19,19 @@ using testing::Node;
 
 std::string Helper() { return testing::BinaryDir() + "/csm_test_helper"; }
 
+// Parameter: "<directory>_<transport>", e.g. "etcd_ucx".
 class NetnsClusterTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(NetnsClusterTest, ObjectsCrossTheNetworkAtTheSameAddresses) {
   testing::NetworkLab lab(3);
   std::unique_ptr<testing::Etcd> etcd;
-  if (GetParam() == "etcd") etcd = std::make_unique<testing::Etcd>(lab.Namespace(0), lab.Ip(0));
+  const std::string transport = GetParam().substr(GetParam().find('_') + 1);
+  if (GetParam().starts_with("etcd")) etcd = std::make_unique<testing::Etcd>(lab.Namespace(0), lab.Ip(0));
   std::string coordinator = lab.Ip(1) + ":7401";
   auto flags = [&](int host) {
     std::vector<std::string> f = {"--node-id", std::to_string(host), "--cluster-secret", "lab-secret",
                                   "--dead-after-ms", "1000", "--peer-address", lab.Ip(host) + ":7400",
-                                  "--arena-size", "8M"};
+                                  "--transport", transport, "--arena-size", "8M"};
     if (etcd) {
       f.insert(f.end(), {"--etcd", etcd->endpoint()});
     } else if (host == 1) {
@@ -49,6 +51,15 @@ TEST_P(NetnsClusterTest, ObjectsCrossTheNetworkAtTheSameAddresses) {
     EXPECT_EQ(p->Wait(), 0) << p->output();
     return line;
   };
+  {  // every member advertises the transport it serves with
+    auto c = Client::Connect(nodes[0]->ClientConfig());
+    ASSERT_TRUE(c.ok());
+    auto members = json::parse(*(*c)->NodesJson())["members"];
+    ASSERT_EQ(members.size(), 3u);
+    for (const auto& m : members) {
+      EXPECT_EQ(m["peer_address"].get<std::string>().starts_with("ucx://"), transport == "ucx") << m;
+    }
+  }
   std::string produced = run(1, {"produce", "lab/map", "100000"});
   run(3, {"produce", "lab/other", "1000"});
   for (int host : {2, 3}) {
@@ -77,7 +88,8 @@ TEST_P(NetnsClusterTest, ObjectsCrossTheNetworkAtTheSameAddresses) {
   EXPECT_EQ(workload::Verify(**still, 100000), "");
 }
 
-INSTANTIATE_TEST_SUITE_P(Directories, NetnsClusterTest, ::testing::Values("embedded", "etcd"),
+INSTANTIATE_TEST_SUITE_P(Directories, NetnsClusterTest,
+                         ::testing::Values("embedded_tcp", "etcd_tcp", "embedded_ucx", "etcd_ucx"),
                          [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

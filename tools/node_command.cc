@@ -34,6 +34,8 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--join", f->join, "host:port of the cluster's coordinator");
   app->add_option("--etcd", f->etcd, "http://host:port: keep the cluster directory in etcd");
   app->add_option("--peer-address", f->peer_address, "host:port where this node serves objects");
+  app->add_option("--transport", f->transport, "how peers fetch this node's objects: tcp or ucx")
+      ->check(CLI::IsMember({"tcp", "ucx"}));
   app->add_option("--dead-after-ms", f->dead_after_ms,
                   "coordinator: a node silent this long is dead")->check(CLI::Range(100, 3600000));
 }
@@ -69,6 +71,7 @@ int RunNode(const NodeFlags& f) {
   options.cluster.join = f.join;
   options.cluster.etcd = f.etcd;
   options.cluster.peer_address = f.peer_address;
+  options.cluster.transport = f.transport;
   options.cluster.dead_after_ms = f.dead_after_ms;
   auto daemon = s.ok() ? node::Daemon::Create(*config, options)
                        : Result<std::unique_ptr<node::Daemon>>(s);

@@ -12,6 +12,7 @@ struct NodeFlags {
   uint32_t max_objects = 0;
   uint32_t node_id = 1;
   std::string cluster = "csm", cluster_secret, coordinate, join, etcd, peer_address;
+  std::string transport = "tcp";
   int dead_after_ms = 3000;
 };
 

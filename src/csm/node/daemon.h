@@ -35,6 +35,7 @@ struct ClusterOptions {
   std::string join;               // host:port of the coordinator to join
   std::string etcd;               // or: http://host:port of an etcd that holds the directory
   std::string peer_address;       // host:port where this node serves object bytes
+  std::string transport = "tcp";  // how it serves them: tcp | ucx (docs/transport.md)
   int dead_after_ms = 3000;       // (coordinator) silent this long = dead
   int heartbeat_ms = 500;
   int timeout_ms = 10000;         // bound on every call to the coordinator

@@ -38,18 +38,19 @@ Status Daemon::Impl::JoinCluster() {
     return InvalidArgument("choose one directory: host the coordinator (--coordinate), join "
                            "one (--join), or use etcd (--etcd)");
   }
-  transport::PeerOptions peer{co.secret, co.timeout_ms};
-  transport_ = std::make_unique<transport::TcpTransport>(peer);
+  CSM_ASSIGN_OR_RETURN(transport::TransportKind kind, transport::ParseTransportKind(co.transport));
+  CSM_RETURN_IF_ERROR(TransportFor(kind).status());
   std::string peer_address = co.peer_address;
   if (!peer_address.empty()) {
     // Serves our own arenas to nodes that fetch our objects.
     CSM_ASSIGN_OR_RETURN(transport_server_,
-                         transport::TcpTransportServer::Start(
-                             peer_address, peer,
+                         transport::StartTransportServer(
+                             kind, peer_address, {co.secret, co.timeout_ms},
                              [this](uint64_t addr, uint64_t len) { return ServeRange(addr, len); }));
-    // With port 0 the system picked one: advertise the real one.
-    peer_address = peer_address.substr(0, peer_address.rfind(':') + 1) +
-                   std::to_string(transport_server_->port());
+    // With port 0 the system picked one: advertise the real one, with its scheme.
+    peer_address = transport::JoinPeerAddress(
+        kind, peer_address.substr(0, peer_address.rfind(':') + 1) +
+                  std::to_string(transport_server_->port()));
   }
   if (!co.coordinate.empty()) {
     coordinator_ = std::make_unique<directory::Coordinator>(
@@ -113,6 +114,20 @@ void Daemon::Impl::StopHeartbeat() {
   }
   heartbeat_cv_.notify_all();
   if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+Result<transport::Transport*> Daemon::Impl::TransportFor(transport::TransportKind kind) {
+  auto& t = transports_[kind];
+  if (t == nullptr) {
+    auto made = transport::MakeTransport(kind, {options_.cluster.secret, options_.cluster.timeout_ms});
+    if (!made.ok()) {
+      transports_.erase(kind);
+      return made.status().WithContext(std::string("starting the ") + transport::TransportName(kind) +
+                                       " transport");
+    }
+    t = std::move(*made);
+  }
+  return t.get();
 }
 
 // ---- tasks from other threads -------------------------------------------------------
@@ -287,6 +302,12 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
     return reply(Unavailable("node " + std::to_string(r.owner_node) + " serves no peers (it "
                              "was started without --peer-address)"));
   }
+  auto peer = transport::SplitPeerAddress(r.owner_address);
+  if (!peer.ok()) return reply(Corruption("node " + std::to_string(r.owner_node) +
+                                          " advertises a peer address this node cannot use: " +
+                                          peer.status().message()));
+  auto t = TransportFor(peer->first);
+  if (!t.ok()) return reply(t.status());
   if (used_ + r.size > config_.capacity) {
     return reply(CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(r.size) +
                                   "): capacity " + FormatSize(config_.capacity) + ", in use " +
@@ -311,7 +332,8 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
   f.waiters.push_back(c.id);
   // The worker writes only into the replica memfds (mapped anywhere: the bytes appear at
   // the object's addresses in every process that maps the replica) and posts the result.
-  f.worker = std::thread([this, key, r, targets, arena_ids = *ids, t = transport_.get()] {
+  f.worker = std::thread([this, key, r, targets, arena_ids = *ids, transport = *t,
+                          address = peer->second] {
     std::vector<std::pair<const Target*, char*>> maps;
     Status s;
     for (const auto& tg : targets) {
@@ -338,7 +360,7 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
       uintptr_t hi = (reinterpret_cast<uintptr_t>(*dest) + e.length + page - 1) & ~(page - 1);
       (void)::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_WRITE);  // a hint
     }
-    if (s.ok()) s = t->Fetch(r.owner_address, r.extents, locate);
+    if (s.ok()) s = transport->Fetch(address, r.extents, locate);
     if (s.ok()) {  // the bytes must be the ones committed
       Checksum sum;
       for (size_t i = 0; i < r.extents.size(); ++i) {

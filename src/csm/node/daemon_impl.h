@@ -36,7 +36,7 @@
 #include "csm/os/memory.h"
 #include "csm/os/unix_socket.h"
 #include "csm/space/segment_table.h"
-#include "csm/transport/tcp_transport.h"
+#include "csm/transport/transport.h"
 
 namespace csm::node {
 namespace internal {
@@ -245,8 +245,11 @@ class Daemon::Impl {
   std::unique_ptr<directory::Coordinator> coordinator_;  // if this node hosts it
   std::unique_ptr<directory::CoordinatorServer> coordinator_server_;
   std::unique_ptr<directory::ClusterDirectory> cluster_;  // null on a lone node
-  std::unique_ptr<transport::Transport> transport_;
-  std::unique_ptr<transport::TcpTransportServer> transport_server_;
+  // Transports to fetch with, by the scheme of each owner's peer address; made on first
+  // use (on the event loop), never removed while fetch workers may use them.
+  Result<transport::Transport*> TransportFor(transport::TransportKind kind);
+  std::map<transport::TransportKind, std::unique_ptr<transport::Transport>> transports_;
+  std::unique_ptr<transport::TransportServer> transport_server_;
   std::thread heartbeat_;
   std::mutex heartbeat_mu_;
   std::condition_variable heartbeat_cv_;
