@@ -4,6 +4,8 @@
 //   produce-csm  on node A: commit every workload `rounds` times in the global heap
 //   serve        in A's namespace: on request, serialize a workload with a format and
 //                send it (the structure is already in memory, as csm's is)
+//   csm-get      on node B (spawned by measure, one process per cluster and workload):
+//                Get every round's object, print the medians
 //   measure      in B's namespace: for each workload and format, time
 //                  usable: request → a process on B holds a usable structure
 //                          (csm: Get returns; serializer: serialize + send + receive +
@@ -31,7 +33,9 @@
 #include <cereal/types/map.hpp>
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
+#include <filesystem>
 #include <sstream>
+#include <type_traits>
 
 #include "csm/client.h"
 #include "stats.h"
@@ -362,9 +366,72 @@ int Serve(int port) {
   }
 }
 
-int Measure(const std::string& peer, int port, int rounds, const std::string& only) {
+// One process on node B: Get each round's copy of a workload (fetched from node A into
+// the same addresses), traverse it, print "usable_p50 used_p50 bytes checksum".
+int CsmGet(const std::string& workload, int rounds) {
   auto client = csm::Client::Connect();
   if (!client.ok()) return Fail(client.status().ToString());
+  const Workload* w = nullptr;
+  for (const auto& candidate : kWorkloads) {
+    if (candidate.name == workload) w = &candidate;
+  }
+  if (w == nullptr) return Fail("unknown workload " + workload);
+  std::vector<double> cu, cd;
+  uint64_t bytes = 0, sum = 0;
+  for (int r = 0; r < rounds; ++r) {
+    std::string key = "bench/" + w->name + "/" + std::to_string(r);
+    auto t0 = Clock::now();
+    auto get = [&](auto tag) -> csm::Status {
+      using T = typename decltype(tag)::type;
+      auto ref = (*client)->Get<T>(key, std::chrono::seconds(60));
+      if (!ref.ok()) return ref.status();
+      auto t1 = Clock::now();
+      if constexpr (std::is_same_v<T, HeapInts>) {
+        sum += TraverseInts(**ref);
+      } else {
+        sum += TraverseMap(**ref);
+      }
+      cu.push_back(Seconds(t0, t1));
+      cd.push_back(Seconds(t0, Clock::now()));
+      bytes = ref->info().size;
+      return csm::Status::OK();
+    };
+    csm::Status s = w->is_map ? get(std::type_identity<csm::workload::HeapMap>{})
+                              : get(std::type_identity<HeapInts>{});
+    if (!s.ok()) return Fail(s.ToString());
+  }
+  std::printf("%.9f %.9f %llu %llu\n", Summarize(cu).p50, Summarize(cd).p50,
+              (unsigned long long)bytes, (unsigned long long)sum);
+  return 0;
+}
+
+struct CsmResult {
+  double usable = 0, used = 0;
+  uint64_t bytes = 0;
+};
+
+// Runs csm-get in a child process against the node at `socket` (one client per process:
+// each cluster's window sits at the same base).
+CsmResult RunCsmGet(const std::string& self, const std::string& socket, const std::string& workload,
+                    int rounds, uint64_t* sum) {
+  std::string command = "CSM_SOCKET='" + socket + "' '" + self + "' csm-get --workload " + workload +
+                        " --rounds " + std::to_string(rounds);
+  FILE* child = ::popen(command.c_str(), "r");
+  if (child == nullptr) throw std::runtime_error("cannot run " + command);
+  CsmResult r;
+  unsigned long long bytes = 0, checksum = 0;
+  int fields = std::fscanf(child, "%lf %lf %llu %llu", &r.usable, &r.used, &bytes, &checksum);
+  int status = ::pclose(child);
+  if (fields != 4 || status != 0) throw std::runtime_error("csm-get failed for " + workload + " on " + socket);
+  r.bytes = bytes;
+  *sum += checksum;
+  return r;
+}
+
+// `csms`: (transport label, csmd socket on node B) of each cluster to measure.
+int Measure(const std::string& self, const std::vector<std::pair<std::string, std::string>>& csms,
+            const std::string& peer, int port, int rounds, const std::string& only) {
+  if (csms.empty()) return Fail("name at least one csm cluster with --csm LABEL=SOCKET");
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   Tune(fd);
   sockaddr_in a{};
@@ -381,33 +448,21 @@ int Measure(const std::string& peer, int port, int rounds, const std::string& on
     const Workload& w = kWorkloads[wi];
     if (!only.empty() && w.name != only) continue;
     // csm: Get on this node fetches the object from node A into the same addresses.
-    std::vector<double> cu, cd;
-    uint64_t csm_bytes = 0;
-    for (int r = 0; r < rounds; ++r) {
-      std::string key = "bench/" + w.name + "/" + std::to_string(r);
-      auto t0 = Clock::now();
-      if (w.is_map) {
-        auto ref = (*client)->Get<csm::workload::HeapMap>(key, std::chrono::seconds(60));
-        if (!ref.ok()) return Fail(ref.status().ToString());
-        auto t1 = Clock::now();
-        sum += TraverseMap(**ref);
-        cu.push_back(Seconds(t0, t1));
-        cd.push_back(Seconds(t0, Clock::now()));
-        csm_bytes = ref->info().size;
-      } else {
-        auto ref = (*client)->Get<HeapInts>(key, std::chrono::seconds(60));
-        if (!ref.ok()) return Fail(ref.status().ToString());
-        auto t1 = Clock::now();
-        sum += TraverseInts(**ref);
-        cu.push_back(Seconds(t0, t1));
-        cd.push_back(Seconds(t0, Clock::now()));
-        csm_bytes = ref->info().size;
+    std::vector<CsmResult> csm_results;
+    for (const auto& [label, socket] : csms) {
+      csm_results.push_back(RunCsmGet(self, socket, w.name, rounds, &sum));
+      const CsmResult& c = csm_results.back();
+      char ru[16] = "1.00", rd[16] = "1.00";
+      if (csm_results.size() > 1) {
+        std::snprintf(ru, sizeof(ru), "%.2fx", c.usable / csm_results[0].usable);
+        std::snprintf(rd, sizeof(rd), "%.2fx", c.used / csm_results[0].used);
       }
+      std::printf("%-9s %-19s %11llu %11s %11s %8s %8s\n", csm_results.size() == 1 ? w.name.c_str() : "",
+                  ("csm (" + label + ")").c_str(), (unsigned long long)c.bytes, Human(c.usable).c_str(),
+                  Human(c.used).c_str(), ru, rd);
     }
-    double csm_usable = Summarize(cu).p50, csm_used = Summarize(cd).p50;
-    std::printf("%-9s %-19s %11llu %11s %11s %8s %8s\n", w.name.c_str(), "csm (tcp)",
-                (unsigned long long)csm_bytes, Human(csm_usable).c_str(), Human(csm_used).c_str(), "1.00",
-                "1.00");
+    const double csm_usable = csm_results[0].usable, csm_used = csm_results[0].used;
+    const uint64_t csm_bytes = csm_results[0].bytes;
     for (size_t fi = 0; fi < kFormats.size(); ++fi) {
       std::vector<double> us, ud;
       uint64_t wire = 0;
@@ -445,7 +500,8 @@ int Measure(const std::string& peer, int port, int rounds, const std::string& on
     }
     std::fflush(stdout);
   }
-  std::printf("(ratios: the format's time / csm's; > 1 means csm is faster. checksum %llu)\n",
+  std::printf("(ratios: the format's time / csm (%s)'s; > 1 means csm is faster. checksum %llu)\n",
+              csms[0].first.c_str(),
               (unsigned long long)sum);
   return 0;
 }
@@ -460,7 +516,12 @@ int main(int argc, char** argv) {
   auto* produce = app.add_subcommand("produce-csm", "commit the workloads on this node");
   auto* serve = app.add_subcommand("serve", "serialize and send on request");
   auto* measure = app.add_subcommand("measure", "time every format from the other node");
-  for (auto* s : {produce, measure}) s->add_option("--rounds", rounds);
+  auto* csm_get = app.add_subcommand("csm-get", "(for measure) Get one workload's objects");
+  for (auto* s : {produce, measure, csm_get}) s->add_option("--rounds", rounds);
+  std::string workload;
+  csm_get->add_option("--workload", workload)->required();
+  std::vector<std::string> csm_flags;
+  measure->add_option("--csm", csm_flags, "LABEL=SOCKET: a csm cluster's node B (repeat; the first is the baseline)");
   for (auto* s : {serve, measure}) s->add_option("--port", port);
   measure->add_option("--peer", peer, "serve's IPv4 address")->required();
   std::string only;
@@ -469,7 +530,14 @@ int main(int argc, char** argv) {
   try {
     if (produce->parsed()) return ProduceCsm(rounds);
     if (serve->parsed()) return Serve(port);
-    return Measure(peer, port, rounds, only);
+    if (csm_get->parsed()) return CsmGet(workload, rounds);
+    std::vector<std::pair<std::string, std::string>> csms;
+    for (const auto& f : csm_flags) {
+      size_t eq = f.find('=');
+      if (eq == std::string::npos) return Fail("--csm takes LABEL=SOCKET, not " + f);
+      csms.emplace_back(f.substr(0, eq), f.substr(eq + 1));
+    }
+    return Measure(std::filesystem::read_symlink("/proc/self/exe").string(), csms, peer, port, rounds, only);
   } catch (const std::exception& e) {
     return Fail(e.what());
   }

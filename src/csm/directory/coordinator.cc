@@ -287,10 +287,21 @@ std::string CoordinatorServer::Handle(const std::string& text) {
 
 Result<std::string> RemoteCoordinator::Call(const std::string& request) {
   auto context = [&](const Status& s) { return s.WithContext("coordinator at " + address_); };
-  CSM_ASSIGN_OR_RETURN(os::UniqueFd sock,
-                       os::DialAuthenticated(address_, secret_, kCoordinatorMagic, timeout_ms_));
-  CSM_RETURN_IF_ERROR(context(os::SendFrame(sock.get(), request, timeout_ms_)));
-  CSM_ASSIGN_OR_RETURN(std::string reply, os::ReceiveFrame(sock.get(), 16 << 20, timeout_ms_));
+  std::string reply;
+  for (int attempt = 0;; ++attempt) {
+    CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
+                         attempt == 0 ? pool_.Acquire(address_) : pool_.Dial(address_));
+    // The coordinator hangs up only connections idle past its timeout, before reading a
+    // request: a reused connection that fails so was not acted on, and may be retried.
+    Status sent = os::SendFrame(conn.fd.get(), request, timeout_ms_);
+    auto received = sent.ok() ? os::ReceiveFrame(conn.fd.get(), 16 << 20, timeout_ms_)
+                              : Result<std::string>(sent);
+    if (!received.ok() && conn.reused && received.status().IsUnavailable()) continue;
+    if (!received.ok()) return context(received.status());
+    reply = std::move(*received);
+    pool_.Release(address_, std::move(conn.fd));
+    break;
+  }
   json r = json::parse(reply, nullptr, false);
   if (r.is_discarded() || !r.is_object() || !r.contains("status") || !r["status"].is_number_integer()) {
     return Corruption("malformed reply from the coordinator at " + address_);

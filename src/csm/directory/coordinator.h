@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "csm/directory/cluster_directory.h"
+#include "csm/os/connection_pool.h"
 #include "csm/os/tcp_channel.h"
 #include "csm/space/segment_table.h"
 
@@ -105,8 +106,8 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
 class RemoteCoordinator : public ClusterDirectory {
  public:
   RemoteCoordinator(std::string address, std::string secret, int timeout_ms, uint32_t node_id)
-      : address_(std::move(address)), secret_(std::move(secret)), timeout_ms_(timeout_ms),
-        node_id_(node_id) {}
+      : address_(std::move(address)), timeout_ms_(timeout_ms), node_id_(node_id),
+        pool_(std::move(secret), kCoordinatorMagic, timeout_ms, timeout_ms / 2) {}
   Status Join(const NodeInfo& self) override;
   Result<uint64_t> LeaseSegments(uint64_t count) override;
   Status Heartbeat() override;
@@ -120,10 +121,12 @@ class RemoteCoordinator : public ClusterDirectory {
 
  private:
   // Sends one JSON request, returns the reply's JSON text once its status is OK.
+  // Connections are kept for the next call (heartbeats keep one warm).
   Result<std::string> Call(const std::string& request);
-  std::string address_, secret_;
+  std::string address_;
   int timeout_ms_;
   uint32_t node_id_;
+  os::ConnectionPool pool_;
 };
 
 }  // namespace csm::directory

@@ -43,14 +43,14 @@ Status SendFetchRequest(int fd, uint32_t magic, const std::vector<object::Object
   return os::WriteAll(fd, request.data(), request.size(), timeout_ms, "the request");
 }
 
-Status ReceiveVerdict(int fd, int timeout_ms) {
+Result<Verdict> ReceiveVerdict(int fd, int timeout_ms) {
   VerdictHeader v{};
   CSM_RETURN_IF_ERROR(os::ReadAll(fd, &v, sizeof(v), timeout_ms, "the reply"));
   if (v.message_length > kMaxVerdictMessage) return Corruption("the peer sent an oversized reply");
   std::string message(v.message_length, '\0');
   CSM_RETURN_IF_ERROR(os::ReadAll(fd, message.data(), message.size(), timeout_ms, "the reply"));
-  if (v.status == 0) return Status::OK();
-  return os::StatusFromWire(v.status, std::move(message));
+  if (v.status == 0) return Verdict{};
+  return Verdict{os::StatusFromWire(v.status, std::move(message))};
 }
 
 Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms) {

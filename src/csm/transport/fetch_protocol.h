@@ -24,8 +24,13 @@ struct FetchRequest {
 // Client side.
 Status SendFetchRequest(int fd, uint32_t magic, const std::vector<object::ObjectExtent>& extents,
                         int timeout_ms);
-// The serving node's verdict: OK, or its error (e.g. NotFound for a range it does not own).
-Status ReceiveVerdict(int fd, int timeout_ms);
+// The serving node's verdict: OK, or its refusal (e.g. NotFound for a range it does not
+// own; the connection stays usable). An error of the Result itself is a broken
+// connection or protocol.
+struct Verdict {
+  Status refusal;
+};
+Result<Verdict> ReceiveVerdict(int fd, int timeout_ms);
 
 // Server side. An error means the peer broke the protocol (or hung up): close the
 // connection. Bad magic, counts or sizes are refused before anything is allocated.

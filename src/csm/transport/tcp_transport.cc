@@ -14,15 +14,25 @@ Status TcpTransport::Fetch(const std::string& address,
   if (extents.empty() || extents.size() > object::kMaxExtents) {
     return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
   }
-  CSM_ASSIGN_OR_RETURN(os::UniqueFd sock,
-                       os::DialAuthenticated(address, options_.secret, kTransportMagic, timeout));
-  CSM_RETURN_IF_ERROR(context(SendFetchRequest(sock.get(), kTransportMagic, extents, timeout)));
-  CSM_RETURN_IF_ERROR(context(ReceiveVerdict(sock.get(), timeout)));
-  for (const auto& e : extents) {
-    CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
-    CSM_RETURN_IF_ERROR(context(os::ReadAll(sock.get(), dest, e.length, timeout, "an extent")));
+  for (int attempt = 0;; ++attempt) {
+    CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
+                         attempt == 0 ? pool_.Acquire(address) : pool_.Dial(address));
+    const int fd = conn.fd.get();
+    Status sent = SendFetchRequest(fd, kTransportMagic, extents, timeout);
+    auto verdict = sent.ok() ? ReceiveVerdict(fd, timeout) : Result<Verdict>(sent);
+    if (!verdict.ok() && conn.reused && verdict.status().IsUnavailable()) continue;  // went stale
+    if (!verdict.ok()) return context(verdict.status());
+    if (!verdict->refusal.ok()) {
+      pool_.Release(address, std::move(conn.fd));
+      return context(verdict->refusal);
+    }
+    for (const auto& e : extents) {
+      CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
+      CSM_RETURN_IF_ERROR(context(os::ReadAll(fd, dest, e.length, timeout, "an extent")));
+    }
+    pool_.Release(address, std::move(conn.fd));
+    return Status::OK();
   }
-  return Status::OK();
 }
 
 Result<std::unique_ptr<TcpTransportServer>> TcpTransportServer::Start(

@@ -1,4 +1,5 @@
-// The `tcp` transport: one authenticated TCP connection per fetch (docs/transport.md).
+// The `tcp` transport: fetches over authenticated TCP connections, kept open for the
+// next fetch from the same peer (docs/transport.md).
 //
 // Both ends prove they know the cluster secret (os/tcp_channel.h) before any byte of an
 // object moves. The server sends extents with sendfile() from its arena memfds (no copy
@@ -12,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "csm/os/connection_pool.h"
 #include "csm/os/tcp_channel.h"
 #include "csm/transport/transport.h"
 
@@ -21,12 +23,15 @@ inline constexpr uint32_t kTransportMagic = 0x54534d43;  // "CMST"
 
 class TcpTransport : public Transport {
  public:
-  explicit TcpTransport(PeerOptions options) : options_(std::move(options)) {}
+  explicit TcpTransport(PeerOptions options)
+      : options_(std::move(options)),
+        pool_(options_.secret, kTransportMagic, options_.timeout_ms, options_.timeout_ms / 2) {}
   Status Fetch(const std::string& address, const std::vector<object::ObjectExtent>& extents,
                const ExtentSink& sink) override;
 
  private:
   PeerOptions options_;
+  os::ConnectionPool pool_;
 };
 
 class TcpTransportServer : public TransportServer {

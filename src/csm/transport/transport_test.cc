@@ -120,6 +120,22 @@ TEST_P(TransportTest, ConcurrentFetchesThroughOneClient) {
   EXPECT_TRUE(replica.Matches(kBase, 16 << 20));
 }
 
+TEST_P(TransportTest, AConnectionKeptFromAnEarlierFetchThatWentStaleIsRedialed) {
+  OwnedMemory node(1 << 20);
+  auto client = Client();
+  Replica replica(1 << 20);
+  auto server = Serve(node);
+  const uint16_t port = server->port();
+  Status first = client->Fetch(Addr(port), {{kBase, 4096}}, replica.Sink());
+  ASSERT_TRUE(first.ok()) << first.ToString();
+  server.reset();  // hangs up the connection the client keeps
+  auto again = StartTransportServer(GetParam(), Addr(port), {"s3cret", 2000}, node.Source());
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  Status second = client->Fetch(Addr(port), {{kBase + 4096, 4096}}, replica.Sink());
+  EXPECT_TRUE(second.ok()) << second.ToString();
+  EXPECT_TRUE(replica.Matches(kBase, 8192));
+}
+
 TEST_P(TransportTest, WrongSecretIsRefusedAndTheServerKeepsServing) {
   OwnedMemory node(1 << 20);
   auto server = Serve(node);

@@ -211,7 +211,9 @@ void OnEndpointError(void* arg, ucp_ep_h, ucs_status_t status) {
 }  // namespace
 
 UcxTransport::UcxTransport(PeerOptions options, std::unique_ptr<UcxWorker> worker)
-    : options_(std::move(options)), worker_(std::move(worker)) {}
+    : options_(std::move(options)),
+      pool_(options_.secret, kUcxTransportMagic, options_.timeout_ms, options_.timeout_ms / 2),
+      worker_(std::move(worker)) {}
 UcxTransport::~UcxTransport() = default;
 
 Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(PeerOptions options) {
@@ -227,11 +229,32 @@ Status UcxTransport::Fetch(const std::string& address,
   if (extents.empty() || extents.size() > object::kMaxExtents) {
     return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
   }
-  CSM_ASSIGN_OR_RETURN(os::UniqueFd sock, os::DialAuthenticated(address, options_.secret,
-                                                                kUcxTransportMagic, timeout));
-  const int fd = sock.get();
-  CSM_RETURN_IF_ERROR(context(SendFetchRequest(fd, kUcxTransportMagic, extents, timeout)));
-  CSM_RETURN_IF_ERROR(context(ReceiveVerdict(fd, timeout)));
+  for (int attempt = 0;; ++attempt) {
+    CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
+                         attempt == 0 ? pool_.Acquire(address) : pool_.Dial(address));
+    const int fd = conn.fd.get();
+    Status sent = SendFetchRequest(fd, kUcxTransportMagic, extents, timeout);
+    auto verdict = sent.ok() ? ReceiveVerdict(fd, timeout) : Result<Verdict>(sent);
+    if (!verdict.ok() && conn.reused && verdict.status().IsUnavailable()) continue;  // went stale
+    if (!verdict.ok()) return context(verdict.status());
+    if (!verdict->refusal.ok()) {
+      pool_.Release(address, std::move(conn.fd));
+      return context(verdict->refusal);
+    }
+    Status s = FetchOver(fd, address, extents, sink);
+    // The server waits for our word after every fetch; it came through only if s is OK
+    // or the peer refused nothing on the control channel itself.
+    if (s.ok()) pool_.Release(address, std::move(conn.fd));
+    return s;
+  }
+}
+
+// After an OK verdict: the keys, the gets, and our word that we are done.
+Status UcxTransport::FetchOver(int fd, const std::string& address,
+                               const std::vector<object::ObjectExtent>& extents,
+                               const ExtentSink& sink) {
+  const int timeout = options_.timeout_ms;
+  auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
 
   uint32_t address_length = 0;
   CSM_RETURN_IF_ERROR(context(os::ReadAll(fd, &address_length, 4, timeout, "the worker address")));
@@ -314,7 +337,8 @@ Status UcxTransport::Fetch(const std::string& address,
     (void)worker_->Wait(c, os::MonotonicNanos() + int64_t{timeout} * 1'000'000, "closing the endpoint");
   }
   int32_t done = static_cast<int32_t>(result.code());
-  (void)os::WriteAll(fd, &done, sizeof(done), timeout, "done");
+  Status told = os::WriteAll(fd, &done, sizeof(done), timeout, "done");
+  if (result.ok() && !told.ok()) result = told;  // the connection is not reusable then
   return context(result);
 }
 

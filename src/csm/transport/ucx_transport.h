@@ -28,6 +28,7 @@
 #include <string>
 #include <thread>
 
+#include "csm/os/connection_pool.h"
 #include "csm/os/tcp_channel.h"
 #include "csm/transport/transport.h"
 
@@ -46,7 +47,10 @@ class UcxTransport : public Transport {
 
  private:
   UcxTransport(PeerOptions options, std::unique_ptr<UcxWorker> worker);
+  Status FetchOver(int fd, const std::string& address,
+                   const std::vector<object::ObjectExtent>& extents, const ExtentSink& sink);
   PeerOptions options_;
+  os::ConnectionPool pool_;
   std::unique_ptr<UcxWorker> worker_;
 };
 
