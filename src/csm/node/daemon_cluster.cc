@@ -334,6 +334,7 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
   // the object's addresses in every process that maps the replica) and posts the result.
   f.worker = std::thread([this, key, r, targets, arena_ids = *ids, transport = *t,
                           address = peer->second] {
+    const int64_t t_start = os::MonotonicNanos();
     std::vector<std::pair<const Target*, char*>> maps;
     Status s;
     for (const auto& tg : targets) {
@@ -360,7 +361,9 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
       uintptr_t hi = (reinterpret_cast<uintptr_t>(*dest) + e.length + page - 1) & ~(page - 1);
       (void)::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_WRITE);  // a hint
     }
+    const int64_t t_prepared = os::MonotonicNanos();
     if (s.ok()) s = transport->Fetch(address, r.extents, locate);
+    const int64_t t_moved = os::MonotonicNanos();
     if (s.ok()) {  // the bytes must be the ones committed
       Checksum sum;
       for (size_t i = 0; i < r.extents.size(); ++i) {
@@ -373,6 +376,12 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
       }
     }
     for (const auto& [tg, base] : maps) ::munmap(base, tg->size);
+    if (s.ok()) {
+      const int64_t t_end = os::MonotonicNanos();
+      CSM_LOG_DEBUG("fetched '%s' (%s) from node %u in %.2f ms: prepare %.2f, transfer %.2f, verify %.2f",
+                    key.c_str(), FormatSize(r.size).c_str(), r.owner_node, (t_end - t_start) / 1e6,
+                    (t_prepared - t_start) / 1e6, (t_moved - t_prepared) / 1e6, (t_end - t_moved) / 1e6);
+    }
     Post([this, key, s, r, arena_ids] { FinishFetch(key, s, r, arena_ids); });
   });
   return Status::OK();

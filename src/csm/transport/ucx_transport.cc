@@ -214,7 +214,58 @@ UcxTransport::UcxTransport(PeerOptions options, std::unique_ptr<UcxWorker> worke
     : options_(std::move(options)),
       pool_(options_.secret, kUcxTransportMagic, options_.timeout_ms, options_.timeout_ms / 2),
       worker_(std::move(worker)) {}
-UcxTransport::~UcxTransport() = default;
+struct UcxTransport::Endpoint {
+  ucp_ep_h ep = nullptr;
+  std::atomic<int> error{UCS_OK};  // set by UCX's error callback (a ucs_status_t)
+};
+
+UcxTransport::~UcxTransport() {
+  std::lock_guard<std::mutex> lock(endpoints_mu_);
+  endpoints_.clear();  // closes them while the worker is still there
+}
+
+// Endpoints are kept per peer worker: connecting (UCX's wire-up) costs milliseconds.
+// The last holder closes one (forcibly: nothing is outstanding on it by then).
+Result<std::shared_ptr<UcxTransport::Endpoint>> UcxTransport::EndpointTo(const std::string& worker_address) {
+  std::lock_guard<std::mutex> lock(endpoints_mu_);
+  auto it = endpoints_.find(worker_address);
+  if (it != endpoints_.end() && it->second->error.load() == UCS_OK) return it->second;
+  UcxWorker* worker = worker_.get();
+  std::shared_ptr<Endpoint> e(new Endpoint, [worker](Endpoint* dead) {
+    if (dead->ep != nullptr) {
+      ucp_request_param_t close{};
+      close.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      close.flags = UCP_EP_CLOSE_FLAG_FORCE;
+      ucs_status_ptr_t closing = ucp_ep_close_nbx(dead->ep, &close);
+      if (closing != nullptr && !UCS_PTR_IS_ERR(closing)) {
+        std::vector<ucs_status_ptr_t> c{closing};
+        (void)worker->Wait(c, os::MonotonicNanos() + 1'000'000'000, "closing an endpoint");
+      }
+    }
+    delete dead;
+  });
+  ucp_ep_params_t ep_params{};
+  ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                         UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  ep_params.address = reinterpret_cast<const ucp_address_t*>(worker_address.data());
+  ep_params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  ep_params.err_handler.cb = OnEndpointError;
+  ep_params.err_handler.arg = &e->error;
+  ucs_status_t s = ucp_ep_create(worker_->worker(), &ep_params, &e->ep);
+  if (s != UCS_OK) {
+    e->ep = nullptr;
+    return FromUcs(s, "connecting to the peer's UCX worker");
+  }
+  if (endpoints_.size() >= kMaxEndpoints) endpoints_.clear();  // peers come and go: start over
+  endpoints_[worker_address] = e;
+  return e;
+}
+
+void UcxTransport::ForgetEndpoint(const std::string& worker_address, const std::shared_ptr<Endpoint>& e) {
+  std::lock_guard<std::mutex> lock(endpoints_mu_);
+  auto it = endpoints_.find(worker_address);
+  if (it != endpoints_.end() && it->second == e) endpoints_.erase(it);
+}
 
 Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(PeerOptions options) {
   CSM_ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(""));
@@ -280,18 +331,10 @@ Status UcxTransport::FetchOver(int fd, const std::string& address,
     CSM_RETURN_IF_ERROR(context(os::ReadAll(fd, k.packed.data(), h.rkey_length, timeout, "a remote key")));
   }
 
-  ucp_worker_h w = worker_->worker();
-  std::atomic<int> ep_error{UCS_OK};
-  ucp_ep_params_t ep_params{};
-  ep_params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
-                         UCP_EP_PARAM_FIELD_ERR_HANDLER;
-  ep_params.address = reinterpret_cast<const ucp_address_t*>(worker_address.data());
-  ep_params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
-  ep_params.err_handler.cb = OnEndpointError;
-  ep_params.err_handler.arg = &ep_error;
-  ucp_ep_h ep = nullptr;
-  ucs_status_t s = ucp_ep_create(w, &ep_params, &ep);
-  if (s != UCS_OK) return context(FromUcs(s, "connecting to the peer's UCX worker"));
+  auto endpoint = EndpointTo(worker_address);
+  if (!endpoint.ok()) return context(endpoint.status());
+  ucp_ep_h ep = (*endpoint)->ep;
+  ucs_status_t s = UCS_OK;
 
   uint64_t total = 0;
   Status result;
@@ -324,18 +367,12 @@ Status UcxTransport::FetchOver(int fd, const std::string& address,
   Status waited = worker_->Wait(requests, os::MonotonicNanos() + TransferBudgetMs(total, timeout) * 1'000'000,
                                 "reading the extents");
   if (result.ok()) result = waited;
-  if (result.ok() && ep_error.load() != UCS_OK) {
-    result = FromUcs(static_cast<ucs_status_t>(ep_error.load()), "the connection to the peer");
+  const int ep_error = (*endpoint)->error.load();
+  if (result.ok() && ep_error != UCS_OK) {
+    result = FromUcs(static_cast<ucs_status_t>(ep_error), "the connection to the peer");
   }
   for (auto k : rkeys) ucp_rkey_destroy(k);
-  ucp_request_param_t close{};
-  close.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  close.flags = result.ok() ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
-  ucs_status_ptr_t closing = ucp_ep_close_nbx(ep, &close);
-  if (closing != nullptr && !UCS_PTR_IS_ERR(closing)) {
-    std::vector<ucs_status_ptr_t> c{closing};
-    (void)worker_->Wait(c, os::MonotonicNanos() + int64_t{timeout} * 1'000'000, "closing the endpoint");
-  }
+  if (!result.ok()) ForgetEndpoint(worker_address, *endpoint);  // the next fetch connects afresh
   int32_t done = static_cast<int32_t>(result.code());
   Status told = os::WriteAll(fd, &done, sizeof(done), timeout, "done");
   if (result.ok() && !told.ok()) result = told;  // the connection is not reusable then

@@ -24,6 +24,8 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -49,9 +51,16 @@ class UcxTransport : public Transport {
   UcxTransport(PeerOptions options, std::unique_ptr<UcxWorker> worker);
   Status FetchOver(int fd, const std::string& address,
                    const std::vector<object::ObjectExtent>& extents, const ExtentSink& sink);
+  struct Endpoint;  // a UCX endpoint to one peer worker (ucx_transport.cc)
+  static constexpr size_t kMaxEndpoints = 256;
+  Result<std::shared_ptr<Endpoint>> EndpointTo(const std::string& worker_address);
+  void ForgetEndpoint(const std::string& worker_address, const std::shared_ptr<Endpoint>& e);
+
   PeerOptions options_;
   os::ConnectionPool pool_;
   std::unique_ptr<UcxWorker> worker_;
+  std::mutex endpoints_mu_;
+  std::map<std::string, std::shared_ptr<Endpoint>> endpoints_;  // by peer worker address
 };
 
 class UcxTransportServer : public TransportServer {
