@@ -296,10 +296,11 @@ void BuildStd(const Workload& w, StdMap* m, StdInts* v) {
 
 // ---- roles ---------------------------------------------------------------------------
 
-int ProduceCsm(int rounds) {
+int ProduceCsm(int rounds, const std::string& only) {
   auto client = csm::Client::Connect();
   if (!client.ok()) return Fail(client.status().ToString());
   for (const auto& w : kWorkloads) {
+    if (!only.empty() && w.name != only) continue;
     for (int r = 0; r < rounds; ++r) {
       auto b = (*client)->NewBuilder();
       if (!b.ok()) return Fail(b.status().ToString());
@@ -323,6 +324,21 @@ int ProduceCsm(int rounds) {
   return 0;
 }
 
+// Deletes what produce-csm committed (the copies on other nodes go with it), so each
+// workload is measured with the same memory in use.
+int DropCsm(int rounds, const std::string& only) {
+  auto client = csm::Client::Connect();
+  if (!client.ok()) return Fail(client.status().ToString());
+  for (const auto& w : kWorkloads) {
+    if (!only.empty() && w.name != only) continue;
+    for (int r = 0; r < rounds; ++r) {
+      csm::Status s = (*client)->Delete("bench/" + w.name + "/" + std::to_string(r));
+      if (!s.ok() && !s.IsNotFound()) return Fail(s.ToString());
+    }
+  }
+  return 0;
+}
+
 int Serve(int port) {
   int ls = ::socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
@@ -336,15 +352,21 @@ int Serve(int port) {
   for (size_t i = 0; i < kWorkloads.size(); ++i) BuildStd(kWorkloads[i], &maps[i], &ints[i]);
   std::printf("serving\n");
   std::fflush(stdout);
-  int fd = ::accept(ls, nullptr, nullptr);
-  Tune(fd);
   std::string raw(64 << 20, '\0');
+  int fd = -1;
   for (;;) {
+    if (fd < 0) {  // one measuring process after another
+      fd = ::accept(ls, nullptr, nullptr);
+      if (fd < 0) return Fail("accept");
+      Tune(fd);
+    }
     uint32_t req[2];  // workload index, format index
     try {
       RecvAll(fd, req, sizeof(req));
     } catch (...) {
-      return 0;
+      ::close(fd);
+      fd = -1;
+      continue;
     }
     const Workload& w = kWorkloads.at(req[0]);
     const std::string& format = kFormats.at(req[1]);
@@ -430,7 +452,7 @@ CsmResult RunCsmGet(const std::string& self, const std::string& socket, const st
 
 // `csms`: (transport label, csmd socket on node B) of each cluster to measure.
 int Measure(const std::string& self, const std::vector<std::pair<std::string, std::string>>& csms,
-            const std::string& peer, int port, int rounds, const std::string& only) {
+            const std::string& peer, int port, int rounds, const std::string& only, bool header) {
   if (csms.empty()) return Fail("name at least one csm cluster with --csm LABEL=SOCKET");
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   Tune(fd);
@@ -441,9 +463,12 @@ int Measure(const std::string& self, const std::vector<std::pair<std::string, st
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return Fail("connect to serve");
   uint64_t sum = 0;  // keeps every traversal's result alive
   std::string warm;  // raw-link receive buffer, reused
-  std::printf("%-9s %-19s %11s %11s %11s %8s %8s\n", "workload", "format", "wire bytes",
-              "usable p50", "used p50", "usable", "used");
-  std::printf("%-9s %-19s %11s %11s %11s %8s %8s\n", "", "", "", "", "", "vs csm", "vs csm");
+  if (header) {
+    std::printf("%-9s %-19s %11s %11s %11s %8s %8s\n", "workload", "format", "wire bytes",
+                "usable p50", "used p50", "usable", "used");
+    std::printf("%-9s %-19s %11s %11s %11s %8s %8s\n", "", "", "", "", "", "vs csm", "vs csm");
+    std::printf("(ratios: the format's time / csm (%s)'s; > 1 means csm is faster)\n", csms[0].first.c_str());
+  }
   for (size_t wi = 0; wi < kWorkloads.size(); ++wi) {
     const Workload& w = kWorkloads[wi];
     if (!only.empty() && w.name != only) continue;
@@ -500,8 +525,7 @@ int Measure(const std::string& self, const std::vector<std::pair<std::string, st
     }
     std::fflush(stdout);
   }
-  std::printf("(ratios: the format's time / csm (%s)'s; > 1 means csm is faster. checksum %llu)\n",
-              csms[0].first.c_str(),
+  std::fprintf(stderr, "(checksum %llu)\n",
               (unsigned long long)sum);
   return 0;
 }
@@ -517,7 +541,10 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "serialize and send on request");
   auto* measure = app.add_subcommand("measure", "time every format from the other node");
   auto* csm_get = app.add_subcommand("csm-get", "(for measure) Get one workload's objects");
-  for (auto* s : {produce, measure, csm_get}) s->add_option("--rounds", rounds);
+  auto* drop = app.add_subcommand("drop-csm", "delete what produce-csm committed");
+  for (auto* s : {produce, measure, csm_get, drop}) s->add_option("--rounds", rounds);
+  bool no_header = false;
+  measure->add_flag("--no-header", no_header, "print the rows only");
   std::string workload;
   csm_get->add_option("--workload", workload)->required();
   std::vector<std::string> csm_flags;
@@ -525,10 +552,11 @@ int main(int argc, char** argv) {
   for (auto* s : {serve, measure}) s->add_option("--port", port);
   measure->add_option("--peer", peer, "serve's IPv4 address")->required();
   std::string only;
-  measure->add_option("--only", only, "measure this workload only");
+  for (auto* s : {produce, measure, drop}) s->add_option("--only", only, "this workload only");
   CLI11_PARSE(app, argc, argv);
   try {
-    if (produce->parsed()) return ProduceCsm(rounds);
+    if (produce->parsed()) return ProduceCsm(rounds, only);
+    if (drop->parsed()) return DropCsm(rounds, only);
     if (serve->parsed()) return Serve(port);
     if (csm_get->parsed()) return CsmGet(workload, rounds);
     std::vector<std::pair<std::string, std::string>> csms;
@@ -537,7 +565,8 @@ int main(int argc, char** argv) {
       if (eq == std::string::npos) return Fail("--csm takes LABEL=SOCKET, not " + f);
       csms.emplace_back(f.substr(0, eq), f.substr(eq + 1));
     }
-    return Measure(std::filesystem::read_symlink("/proc/self/exe").string(), csms, peer, port, rounds, only);
+    return Measure(std::filesystem::read_symlink("/proc/self/exe").string(), csms, peer, port, rounds, only,
+                   !no_header);
   } catch (const std::exception& e) {
     return Fail(e.what());
   }
