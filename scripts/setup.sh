@@ -12,6 +12,8 @@ packages=(
   libcereal-dev libboost-serialization-dev libboost-iostreams-dev libprotobuf-dev protobuf-compiler
   libflatbuffers-dev flatbuffers-compiler capnproto libcapnp-dev
   libucx-dev ucx-utils
+  # Apache Arrow C++ comes from the pinned pyarrow wheel, in the project's virtualenv
+  python3-venv python3-pip
 )
 
 missing=()
@@ -25,5 +27,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Arrow C++ (libraries and headers) from a pinned pyarrow wheel, unless CMake finds an
+# installed Arrow. The wheel's libarrow.so.NNNN is linked with an rpath (CMakeLists.txt).
+pyarrow_version=26.0.1
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if ! "$venv/bin/python" -c "import pyarrow, sys; sys.exit(pyarrow.__version__ != '$pyarrow_version')" 2>/dev/null; then
+  echo "setup: installing pyarrow $pyarrow_version into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "pyarrow==$pyarrow_version"
 fi
 echo "setup: all dependencies present"

@@ -48,6 +48,12 @@ struct ObjectInfo {
   int64_t commit_time_ns;
 };
 
+// A range of the global heap: one piece of an object's memory.
+struct Extent {
+  uint64_t addr;
+  uint64_t length;
+};
+
 namespace internal {
 class BuilderCore;
 class ClientImpl;
@@ -69,6 +75,9 @@ class PinnedObject {
   // Recomputes the checksum of the object's bytes and compares it with the one
   // committed: Corruption if they differ.
   Status Verify() const;
+  // The object's extents, checked to be mapped and to add up to its size (Corruption
+  // otherwise). Everything the object's pointers may point to lies inside them.
+  Result<std::vector<Extent>> Extents() const;
 
  private:
   ClientImpl* client_ = nullptr;
@@ -92,6 +101,7 @@ class Ref {
   explicit operator bool() const { return pin_.valid(); }
   const ObjectInfo& info() const { return pin_.info(); }
   Status Verify() const { return pin_.Verify(); }
+  Result<std::vector<Extent>> Extents() const { return pin_.Extents(); }
   void Reset() { pin_.Reset(); }
 
  private:
@@ -142,6 +152,9 @@ class Builder {
   Status Commit(std::string_view key);
   // Bytes taken so far (header and extent table included).
   uint64_t bytes_used() const;
+  // Whether [p, p+n) lies in memory this Builder has handed out (it will be part of the
+  // object when committed).
+  bool Contains(const void* p, size_t n) const;
 
  private:
   friend class Client;

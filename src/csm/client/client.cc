@@ -478,6 +478,29 @@ bool ClientImpl::ExtentMapped(uint64_t addr, uint64_t len) {
   return RangeWithin(addr, len, it->first, it->second.size);
 }
 
+Result<std::vector<Extent>> ClientImpl::Extents(const ObjectInfo& info) {
+  const auto* h = reinterpret_cast<const object::ObjectHeader*>(info.header);
+  std::lock_guard<std::mutex> lock(map_mu_);
+  uint64_t count = h->extent_count;
+  if (count == 0 || count > object::kMaxExtents ||
+      !ExtentMapped(h->extents, count * sizeof(object::ObjectExtent))) {
+    return Corruption("object '" + info.key + "' has a damaged extent table");
+  }
+  const auto* table = reinterpret_cast<const object::ObjectExtent*>(h->extents);
+  std::vector<Extent> out;
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    object::ObjectExtent e = table[i];
+    if (!ExtentMapped(e.addr, e.length)) {
+      return Corruption("object '" + info.key + "' lists an extent outside its memory");
+    }
+    out.push_back({e.addr, e.length});
+    total += e.length;
+  }
+  if (total != info.size) return Corruption("object '" + info.key + "' has extents that do not add up to its size");
+  return out;
+}
+
 Status ClientImpl::Verify(const ObjectInfo& info) {
   const auto* h = reinterpret_cast<const object::ObjectHeader*>(info.header);
   std::lock_guard<std::mutex> lock(map_mu_);
@@ -538,6 +561,11 @@ Status PinnedObject::Verify() const {
   return client_->Verify(info_);
 }
 
+Result<std::vector<Extent>> PinnedObject::Extents() const {
+  if (client_ == nullptr) return FailedPrecondition("empty Ref");
+  return client_->Extents(info_);
+}
+
 // ---- BuilderCore --------------------------------------------------------------------
 
 Status BuilderCore::Start() {
@@ -572,6 +600,16 @@ void* BuilderCore::Refill(size_t bytes, size_t align) {
   uintptr_t p = (region.cur + align - 1) & ~(uintptr_t{align} - 1);
   region.cur = p + bytes;
   return reinterpret_cast<void*>(p);
+}
+
+bool BuilderCore::Contains(uint64_t addr, uint64_t len) const {
+  auto within = [&](uint64_t base, uint64_t size) {
+    return addr >= base && len <= size && addr - base <= size - len;
+  };
+  for (const auto& e : extents_) {
+    if (within(e.addr, e.length)) return true;
+  }
+  return !chunks_.empty() && !finalized_ && within(chunks_.back().addr, region.cur - chunks_.back().addr);
 }
 
 uint64_t BuilderCore::bytes_used() const {
@@ -687,6 +725,9 @@ Status Builder::SetRoot(void* root, uint64_t type_id, std::string type_name) {
 
 Status Builder::Commit(std::string_view key) { return core_->Commit(key); }
 uint64_t Builder::bytes_used() const { return core_->bytes_used(); }
+bool Builder::Contains(const void* p, size_t n) const {
+  return core_->Contains(reinterpret_cast<uint64_t>(p), n);
+}
 
 Result<std::unique_ptr<Client>> Client::Connect() {
   CSM_ASSIGN_OR_RETURN(Config config, LoadConfig());

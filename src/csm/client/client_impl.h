@@ -52,6 +52,7 @@ class ClientImpl : public alloc::ArenaSource {
   void AddPin(uint64_t object_id);
   void Unpin(uint64_t object_id);
   Status Verify(const ObjectInfo& info);
+  Result<std::vector<Extent>> Extents(const ObjectInfo& info);
 
  private:
   ClientImpl(const Config& config) : config_(config) {}
@@ -124,6 +125,7 @@ class BuilderCore {
   Status Commit(std::string_view key);
   const Status& status() const { return status_; }
   uint64_t bytes_used() const;
+  bool Contains(uint64_t addr, uint64_t len) const;
 
   BumpRegion region{0, 0};
   std::atomic<int> scopes{0};  // Scopes currently making it current

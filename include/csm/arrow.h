@@ -1,0 +1,91 @@
+// Apache Arrow data in the global heap: build arrays straight into an object, publish a
+// table under a key with only a descriptor, and get it in any process of any node as
+// an arrow::Table whose buffers point into the heap (docs/arrow.md).
+//
+//   auto builder = client->NewBuilder();
+//   csm::HeapMemoryPool pool(&*builder);                  // Arrow allocates in the object
+//   arrow::Int64Builder b(&pool); ... ; auto table = arrow::Table::Make(schema, {array});
+//   auto put = csm::PutTable(*builder, "trades", *table);  // commits: nothing copied
+//   ...
+//   auto got = csm::GetTable(*client, "trades");           // any process, any node
+//
+// The descriptor (an object of type csm::ArrowDescriptor, src/csm/arrow/arrow_layout.h)
+// holds the schema as Arrow IPC bytes and every array's layout: type (from the schema),
+// length, null count, offset, buffer addresses and lengths, children, dictionary. A
+// buffer that does not lie in the Builder's memory is copied into it once; PutStats
+// says how many bytes that was.
+//
+// A Get's result keeps the object pinned until the last of its buffers is released
+// (like Plasma's PlasmaBuffer). The descriptor is input from another process or node:
+// every buffer must lie inside the object's own extents, indices and counts must be
+// consistent, and Arrow's full validation must pass; anything else is Corruption.
+#pragma once
+
+#include <arrow/api.h>
+
+#include <chrono>
+#include <memory>
+#include <string_view>
+
+#include "csm/client.h"
+
+namespace csm {
+
+// An arrow::MemoryPool that allocates inside a Builder's object (64-byte aligned).
+// Arrow may call it from several threads; each call takes a lock and makes the Builder
+// current on the calling thread for the allocation. Do not use the same Builder from
+// another thread (Populate, csm::allocator) while Arrow is using the pool.
+// Free() gives memory back only if it was the latest allocation; the rest is reclaimed
+// with the object. The pool must outlive the Builder's use by Arrow.
+class HeapMemoryPool : public arrow::MemoryPool {
+ public:
+  explicit HeapMemoryPool(Builder* builder) : builder_(builder) {}
+
+  using arrow::MemoryPool::Allocate;
+  using arrow::MemoryPool::Free;
+  using arrow::MemoryPool::Reallocate;
+  arrow::Status Allocate(int64_t size, int64_t alignment, uint8_t** out) override;
+  arrow::Status Reallocate(int64_t old_size, int64_t new_size, int64_t alignment,
+                           uint8_t** ptr) override;
+  void Free(uint8_t* buffer, int64_t size, int64_t alignment) override;
+  int64_t bytes_allocated() const override { return bytes_allocated_.load(); }
+  int64_t max_memory() const override { return max_memory_.load(); }
+  int64_t total_bytes_allocated() const override { return total_allocated_.load(); }
+  int64_t num_allocations() const override { return num_allocations_.load(); }
+  std::string backend_name() const override { return "csm"; }
+
+ private:
+  Builder* builder_;
+  std::mutex mu_;
+  std::atomic<int64_t> bytes_allocated_{0}, max_memory_{0}, total_allocated_{0}, num_allocations_{0};
+};
+
+struct PutStats {
+  uint64_t descriptor_bytes = 0;  // the descriptor (schema + layouts)
+  uint64_t buffers_in_place = 0;  // buffers already in the Builder's memory
+  uint64_t buffers_copied = 0;    // buffers copied in (built outside the heap pool)
+  uint64_t bytes_copied = 0;
+};
+
+// Publishes `table` under `key` and commits `builder`. Buffers outside the Builder's
+// memory are copied into it first (see PutStats).
+Result<PutStats> PutTable(Builder& builder, std::string_view key, const arrow::Table& table);
+Result<PutStats> PutRecordBatch(Builder& builder, std::string_view key, const arrow::RecordBatch& batch);
+Result<PutStats> PutChunkedArray(Builder& builder, std::string_view key, const arrow::ChunkedArray& array);
+Result<PutStats> PutArray(Builder& builder, std::string_view key, const arrow::Array& array);
+// The same with a fresh Builder: every buffer is copied in.
+Result<PutStats> PutTable(Client& client, std::string_view key, const arrow::Table& table);
+
+// Gets what was put under `key` (waiting up to `timeout` for it to appear). TypeMismatch
+// if it is another kind (a RecordBatch can be read as a Table, and a one-column value as
+// a ChunkedArray; an Array as a one-chunk ChunkedArray).
+Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key,
+                                               std::chrono::milliseconds timeout = {});
+Result<std::shared_ptr<arrow::RecordBatch>> GetRecordBatch(Client& client, std::string_view key,
+                                                           std::chrono::milliseconds timeout = {});
+Result<std::shared_ptr<arrow::ChunkedArray>> GetChunkedArray(Client& client, std::string_view key,
+                                                             std::chrono::milliseconds timeout = {});
+Result<std::shared_ptr<arrow::Array>> GetArray(Client& client, std::string_view key,
+                                               std::chrono::milliseconds timeout = {});
+
+}  // namespace csm

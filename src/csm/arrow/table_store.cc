@@ -1,0 +1,413 @@
+// Put and Get of Arrow data through a descriptor object; see csm/arrow.h,
+// arrow_layout.h and docs/arrow.md.
+#include <arrow/extension_type.h>
+#include <arrow/io/memory.h>
+#include <arrow/ipc/api.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "csm/arrow.h"
+#include "csm/arrow/arrow_layout.h"
+
+namespace csm {
+namespace {
+
+alignas(64) const uint8_t kEmpty[64] = {};
+
+Status FromArrow(const arrow::Status& s, const std::string& what) {
+  if (s.ok()) return Status::OK();
+  if (s.IsOutOfMemory()) return CapacityExceeded(what + ": " + s.ToString());
+  return InvalidArgument(what + ": " + s.ToString());
+}
+
+// ---- put ----------------------------------------------------------------------------
+
+// Lays out ArrayData trees as flat ArrowArrayLayout/ArrowBufferLayout tables, copying
+// into the Builder any buffer that is not already in its memory.
+class DescriptorWriter {
+ public:
+  explicit DescriptorWriter(Builder& builder) : builder_(builder) {}
+
+  Result<uint32_t> AddRoot(const arrow::ArrayData& data) {
+    uint32_t index = static_cast<uint32_t>(arrays_.size());
+    arrays_.emplace_back();
+    CSM_RETURN_IF_ERROR(Fill(index, data));
+    return index;
+  }
+
+  Status Finish(ArrowKind kind, int64_t num_rows, const arrow::Schema& schema,
+                const std::vector<uint32_t>& column_chunks, const std::vector<uint32_t>& chunks) {
+    auto schema_bytes = arrow::ipc::SerializeSchema(schema);
+    if (!schema_bytes.ok()) return FromArrow(schema_bytes.status(), "serializing the schema");
+    const arrow::Buffer& sb = **schema_bytes;
+    CSM_ASSIGN_OR_RETURN(ArrowDescriptor * d, builder_.New<ArrowDescriptor>());
+    return builder_.Populate([&] {
+      d->magic = kArrowDescriptorMagic;
+      d->version = kArrowDescriptorVersion;
+      d->kind = static_cast<uint32_t>(kind);
+      d->reserved = 0;
+      d->num_rows = num_rows;
+      d->schema.assign(sb.data(), sb.data() + sb.size());
+      d->column_chunks.assign(column_chunks.begin(), column_chunks.end());
+      d->chunks.assign(chunks.begin(), chunks.end());
+      d->arrays.assign(arrays_.begin(), arrays_.end());
+      d->buffers.assign(buffers_.begin(), buffers_.end());
+      stats.descriptor_bytes = sizeof(ArrowDescriptor) + sb.size() +
+                               (column_chunks.size() + chunks.size()) * sizeof(uint32_t) +
+                               arrays_.size() * sizeof(ArrowArrayLayout) +
+                               buffers_.size() * sizeof(ArrowBufferLayout);
+    });
+  }
+
+  PutStats stats;
+
+ private:
+  Status Fill(uint32_t index, const arrow::ArrayData& data) {
+    ArrowArrayLayout layout{};
+    layout.length = data.length;
+    layout.null_count = data.GetNullCount();
+    layout.offset = data.offset;
+    layout.first_buffer = static_cast<uint32_t>(buffers_.size());
+    layout.buffer_count = static_cast<uint32_t>(data.buffers.size());
+    for (const auto& b : data.buffers) CSM_RETURN_IF_ERROR(AddBuffer(b));
+    layout.first_child = static_cast<uint32_t>(arrays_.size());
+    layout.child_count = static_cast<uint32_t>(data.child_data.size());
+    arrays_.resize(arrays_.size() + data.child_data.size());  // children sit side by side
+    for (size_t i = 0; i < data.child_data.size(); ++i) {
+      CSM_RETURN_IF_ERROR(Fill(layout.first_child + static_cast<uint32_t>(i), *data.child_data[i]));
+    }
+    layout.dictionary = -1;
+    if (data.dictionary != nullptr) {
+      layout.dictionary = static_cast<int64_t>(arrays_.size());
+      arrays_.emplace_back();
+      CSM_RETURN_IF_ERROR(Fill(static_cast<uint32_t>(layout.dictionary), *data.dictionary));
+    }
+    arrays_[index] = layout;
+    return Status::OK();
+  }
+
+  Status AddBuffer(const std::shared_ptr<arrow::Buffer>& b) {
+    if (b == nullptr) {
+      buffers_.push_back({0, 0, 0});
+      return Status::OK();
+    }
+    if (b->size() == 0) {
+      buffers_.push_back({0, 0, 1});
+      return Status::OK();
+    }
+    if (!b->is_cpu()) return InvalidArgument("only buffers in CPU memory can be put in the global heap");
+    const size_t n = static_cast<size_t>(b->size());
+    const uint8_t* data = b->data();
+    if (builder_.Contains(data, n)) {
+      ++stats.buffers_in_place;
+    } else {
+      void* copy = nullptr;
+      CSM_RETURN_IF_ERROR(builder_.Populate([&] { copy = internal::Allocate(n, 64); }));
+      std::memcpy(copy, data, n);
+      data = static_cast<const uint8_t*>(copy);
+      ++stats.buffers_copied;
+      stats.bytes_copied += n;
+    }
+    buffers_.push_back({reinterpret_cast<uint64_t>(data), n, 1});
+    return Status::OK();
+  }
+
+  Builder& builder_;
+  std::vector<ArrowArrayLayout> arrays_;
+  std::vector<ArrowBufferLayout> buffers_;
+};
+
+Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind kind,
+                            const arrow::Schema& schema, int64_t num_rows,
+                            const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
+  DescriptorWriter writer(builder);
+  std::vector<uint32_t> column_chunks, chunks;
+  for (const auto& column : columns) {
+    column_chunks.push_back(static_cast<uint32_t>(chunks.size()));
+    for (const auto& chunk : column->chunks()) {
+      CSM_ASSIGN_OR_RETURN(uint32_t root, writer.AddRoot(*chunk->data()));
+      chunks.push_back(root);
+    }
+  }
+  column_chunks.push_back(static_cast<uint32_t>(chunks.size()));
+  CSM_RETURN_IF_ERROR(writer.Finish(kind, num_rows, schema, column_chunks, chunks));
+  CSM_RETURN_IF_ERROR(builder.Commit(key));
+  return writer.stats;
+}
+
+std::shared_ptr<arrow::Schema> OneColumn(const std::shared_ptr<arrow::DataType>& type) {
+  return arrow::schema({arrow::field("", type)});
+}
+
+// ---- get ----------------------------------------------------------------------------
+
+// A buffer inside a pinned object; the object stays pinned while any such buffer lives.
+class HeapBuffer : public arrow::Buffer {
+ public:
+  HeapBuffer(const uint8_t* data, int64_t size, std::shared_ptr<const void> pin)
+      : arrow::Buffer(data, size), pin_(std::move(pin)) {}
+
+ private:
+  std::shared_ptr<const void> pin_;
+};
+
+// Reads a descriptor that another process or node wrote: every index, count and range
+// is checked before it is followed.
+class DescriptorReader {
+ public:
+  DescriptorReader(std::shared_ptr<Ref<ArrowDescriptor>> ref, std::vector<Extent> extents)
+      : ref_(std::move(ref)), d_(**ref_), extents_(std::move(extents)) {
+    std::sort(extents_.begin(), extents_.end(), [](const Extent& a, const Extent& b) { return a.addr < b.addr; });
+  }
+
+  struct Loaded {
+    ArrowKind kind;
+    std::shared_ptr<arrow::Schema> schema;
+    std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
+    int64_t num_rows;
+  };
+
+  Result<Loaded> Read() {
+    if (d_.magic != kArrowDescriptorMagic) return Bad("not an Arrow descriptor (bad magic)");
+    if (d_.version != kArrowDescriptorVersion) {
+      return Bad("descriptor version " + std::to_string(d_.version) + ", this build reads " +
+                 std::to_string(kArrowDescriptorVersion));
+    }
+    if (d_.kind < 1 || d_.kind > 4) return Bad("unknown kind " + std::to_string(d_.kind));
+    CSM_RETURN_IF_ERROR(CheckVector(d_.schema, "schema"));
+    CSM_RETURN_IF_ERROR(CheckVector(d_.column_chunks, "column table"));
+    CSM_RETURN_IF_ERROR(CheckVector(d_.chunks, "chunk table"));
+    CSM_RETURN_IF_ERROR(CheckVector(d_.arrays, "array table"));
+    CSM_RETURN_IF_ERROR(CheckVector(d_.buffers, "buffer table"));
+
+    Loaded out{static_cast<ArrowKind>(d_.kind), nullptr, {}, d_.num_rows};
+    auto schema_buffer = std::make_shared<arrow::Buffer>(d_.schema.data(), static_cast<int64_t>(d_.schema.size()));
+    arrow::io::BufferReader reader(schema_buffer);
+    arrow::ipc::DictionaryMemo memo;  // dictionaries are not in the schema: they are arrays here
+    auto schema = arrow::ipc::ReadSchema(&reader, &memo);
+    if (!schema.ok()) return Bad("its schema bytes do not decode: " + schema.status().ToString());
+    out.schema = *schema;
+
+    const size_t columns = static_cast<size_t>(out.schema->num_fields());
+    if (d_.column_chunks.size() != columns + 1 || d_.column_chunks.front() != 0 ||
+        d_.column_chunks.back() != d_.chunks.size()) {
+      return Bad("its column table does not match the schema's " + std::to_string(columns) + " columns");
+    }
+    used_.assign(d_.arrays.size(), false);
+    for (size_t c = 0; c < columns; ++c) {
+      uint32_t begin = d_.column_chunks[c], end = d_.column_chunks[c + 1];
+      if (begin > end) return Bad("its column table is not in order");
+      const auto& type = out.schema->field(static_cast<int>(c))->type();
+      arrow::ArrayVector chunks;
+      int64_t rows = 0;
+      for (uint32_t i = begin; i < end; ++i) {
+        CSM_ASSIGN_OR_RETURN(auto data, Build(d_.chunks[i], type, 0));
+        auto array = arrow::MakeArray(data);
+        arrow::Status valid = array->ValidateFull();
+        if (!valid.ok()) return Bad("column " + std::to_string(c) + " chunk " + std::to_string(i - begin) +
+                                    " fails Arrow's validation: " + valid.ToString());
+        rows += array->length();
+        chunks.push_back(std::move(array));
+      }
+      if (rows != d_.num_rows && out.kind != ArrowKind::kChunkedArray && out.kind != ArrowKind::kArray) {
+        return Bad("column " + std::to_string(c) + " has " + std::to_string(rows) + " rows, the table " +
+                   std::to_string(d_.num_rows));
+      }
+      auto column = arrow::ChunkedArray::Make(std::move(chunks), type);
+      if (!column.ok()) return Bad(column.status().ToString());
+      out.columns.push_back(*column);
+    }
+    return out;
+  }
+
+ private:
+  static constexpr int kMaxDepth = 64;
+
+  Status Bad(const std::string& what) const {
+    return Corruption("the Arrow descriptor of '" + ref_->info().key + "' is invalid: " + what);
+  }
+
+  bool InObject(uint64_t addr, uint64_t len) const {
+    auto it = std::upper_bound(extents_.begin(), extents_.end(), addr,
+                               [](uint64_t a, const Extent& e) { return a < e.addr; });
+    if (it == extents_.begin()) return false;
+    --it;
+    return len <= it->length && addr - it->addr <= it->length - len;
+  }
+
+  // A vector's pointers were written by another process: its storage must lie in the
+  // object (a reversed or wild vector fails here: its size is then huge or outside).
+  template <typename V>
+  Status CheckVector(const V& v, const char* what) const {
+    const uint64_t count = v.size();
+    if (count > ref_->info().size / sizeof(typename V::value_type) ||
+        (count > 0 && !InObject(reinterpret_cast<uint64_t>(v.data()), count * sizeof(typename V::value_type)))) {
+      return Bad(std::string("its ") + what + " lies outside the object");
+    }
+    return Status::OK();
+  }
+
+  Result<std::shared_ptr<arrow::Buffer>> MakeBuffer(const ArrowBufferLayout& b) const {
+    if (b.present == 0) {
+      if (b.addr != 0 || b.length != 0) return Bad("an absent buffer has an address or length");
+      return std::shared_ptr<arrow::Buffer>();
+    }
+    if (b.present != 1) return Bad("a buffer has an unknown presence flag");
+    if (b.length == 0) return std::shared_ptr<arrow::Buffer>(std::make_shared<arrow::Buffer>(kEmpty, 0));
+    if (b.length > static_cast<uint64_t>(INT64_MAX) || !InObject(b.addr, b.length)) {
+      return Bad("a buffer [0x" + Hex(b.addr) + ", +" + std::to_string(b.length) +
+                 ") lies outside the object's memory");
+    }
+    return std::shared_ptr<arrow::Buffer>(std::make_shared<HeapBuffer>(
+        reinterpret_cast<const uint8_t*>(b.addr), static_cast<int64_t>(b.length), ref_));
+  }
+
+  Result<std::shared_ptr<arrow::ArrayData>> Build(uint64_t index, const std::shared_ptr<arrow::DataType>& type,
+                                                  int depth) {
+    if (depth > kMaxDepth) return Bad("arrays nest deeper than " + std::to_string(kMaxDepth));
+    if (index >= d_.arrays.size()) return Bad("an array index is out of range");
+    if (used_[index]) return Bad("an array is referenced twice");
+    used_[index] = true;
+    const ArrowArrayLayout a = d_.arrays[index];
+    if (a.length < 0 || a.offset < 0 || a.null_count < -1 || a.null_count > a.length) {
+      return Bad("an array has a negative length or offset, or more nulls than values");
+    }
+    if (uint64_t{a.first_buffer} + a.buffer_count > d_.buffers.size()) return Bad("a buffer index is out of range");
+    const arrow::DataType* storage = type.get();
+    if (type->id() == arrow::Type::EXTENSION) {
+      storage = static_cast<const arrow::ExtensionType&>(*type).storage_type().get();
+    }
+    if (a.child_count != static_cast<uint32_t>(storage->num_fields())) {
+      return Bad("an array of type " + type->ToString() + " has " + std::to_string(a.child_count) +
+                 " children, its type " + std::to_string(storage->num_fields()));
+    }
+    if (a.child_count > 0 && (a.first_child <= index || uint64_t{a.first_child} + a.child_count > d_.arrays.size())) {
+      return Bad("a child index is out of range");
+    }
+    std::vector<std::shared_ptr<arrow::Buffer>> buffers;
+    for (uint32_t i = 0; i < a.buffer_count; ++i) {
+      CSM_ASSIGN_OR_RETURN(auto b, MakeBuffer(d_.buffers[a.first_buffer + i]));
+      buffers.push_back(std::move(b));
+    }
+    std::vector<std::shared_ptr<arrow::ArrayData>> children;
+    for (uint32_t i = 0; i < a.child_count; ++i) {
+      CSM_ASSIGN_OR_RETURN(auto child, Build(a.first_child + i, storage->field(static_cast<int>(i))->type(), depth + 1));
+      children.push_back(std::move(child));
+    }
+    auto data = arrow::ArrayData::Make(type, a.length, std::move(buffers), std::move(children), a.null_count, a.offset);
+    const bool is_dictionary = storage->id() == arrow::Type::DICTIONARY;
+    if (is_dictionary != (a.dictionary >= 0)) return Bad("a dictionary is missing or unexpected");
+    if (is_dictionary) {
+      if (a.dictionary <= static_cast<int64_t>(index)) return Bad("a dictionary index is out of range");
+      const auto& value_type = static_cast<const arrow::DictionaryType&>(*storage).value_type();
+      CSM_ASSIGN_OR_RETURN(data->dictionary, Build(static_cast<uint64_t>(a.dictionary), value_type, depth + 1));
+    }
+    return data;
+  }
+
+  static std::string Hex(uint64_t v) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%llx", static_cast<unsigned long long>(v));
+    return text;
+  }
+
+  std::shared_ptr<Ref<ArrowDescriptor>> ref_;
+  const ArrowDescriptor& d_;
+  std::vector<Extent> extents_;
+  std::vector<bool> used_;
+};
+
+Result<DescriptorReader::Loaded> Load(Client& client, std::string_view key, std::chrono::milliseconds timeout) {
+  CSM_ASSIGN_OR_RETURN(Ref<ArrowDescriptor> ref, client.Get<ArrowDescriptor>(key, timeout));
+  CSM_ASSIGN_OR_RETURN(std::vector<Extent> extents, ref.Extents());
+  DescriptorReader reader(std::make_shared<Ref<ArrowDescriptor>>(std::move(ref)), std::move(extents));
+  return reader.Read();
+}
+
+const char* KindName(ArrowKind kind) {
+  switch (kind) {
+    case ArrowKind::kTable: return "a Table";
+    case ArrowKind::kRecordBatch: return "a RecordBatch";
+    case ArrowKind::kChunkedArray: return "a ChunkedArray";
+    case ArrowKind::kArray: return "an Array";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Result<PutStats> PutTable(Builder& builder, std::string_view key, const arrow::Table& table) {
+  return PutColumns(builder, key, ArrowKind::kTable, *table.schema(), table.num_rows(), table.columns());
+}
+
+Result<PutStats> PutRecordBatch(Builder& builder, std::string_view key, const arrow::RecordBatch& batch) {
+  std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
+  for (const auto& column : batch.columns()) columns.push_back(std::make_shared<arrow::ChunkedArray>(column));
+  return PutColumns(builder, key, ArrowKind::kRecordBatch, *batch.schema(), batch.num_rows(), columns);
+}
+
+Result<PutStats> PutChunkedArray(Builder& builder, std::string_view key, const arrow::ChunkedArray& array) {
+  auto column = std::make_shared<arrow::ChunkedArray>(array.chunks(), array.type());
+  return PutColumns(builder, key, ArrowKind::kChunkedArray, *OneColumn(array.type()), array.length(), {column});
+}
+
+Result<PutStats> PutArray(Builder& builder, std::string_view key, const arrow::Array& array) {
+  auto column = std::make_shared<arrow::ChunkedArray>(arrow::MakeArray(array.data()));
+  return PutColumns(builder, key, ArrowKind::kArray, *OneColumn(array.type()), array.length(), {column});
+}
+
+Result<PutStats> PutTable(Client& client, std::string_view key, const arrow::Table& table) {
+  CSM_ASSIGN_OR_RETURN(Builder builder, client.NewBuilder());
+  return PutTable(builder, key, table);
+}
+
+Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key,
+                                               std::chrono::milliseconds timeout) {
+  CSM_ASSIGN_OR_RETURN(auto loaded, Load(client, key, timeout));
+  if (loaded.kind != ArrowKind::kTable && loaded.kind != ArrowKind::kRecordBatch) {
+    return TypeMismatch("'" + std::string(key) + "' holds " + KindName(loaded.kind) + ", not a Table");
+  }
+  auto table = arrow::Table::Make(loaded.schema, loaded.columns, loaded.num_rows);
+  arrow::Status valid = table->ValidateFull();
+  if (!valid.ok()) return Corruption("the table under '" + std::string(key) + "' is invalid: " + valid.ToString());
+  return table;
+}
+
+Result<std::shared_ptr<arrow::RecordBatch>> GetRecordBatch(Client& client, std::string_view key,
+                                                           std::chrono::milliseconds timeout) {
+  CSM_ASSIGN_OR_RETURN(auto loaded, Load(client, key, timeout));
+  if (loaded.kind != ArrowKind::kRecordBatch) {
+    return TypeMismatch("'" + std::string(key) + "' holds " + KindName(loaded.kind) + ", not a RecordBatch");
+  }
+  arrow::ArrayVector columns;
+  for (const auto& c : loaded.columns) {
+    if (c->num_chunks() != 1) return Corruption("a RecordBatch column of '" + std::string(key) + "' is not one chunk");
+    columns.push_back(c->chunk(0));
+  }
+  return arrow::RecordBatch::Make(loaded.schema, loaded.num_rows, std::move(columns));
+}
+
+Result<std::shared_ptr<arrow::ChunkedArray>> GetChunkedArray(Client& client, std::string_view key,
+                                                             std::chrono::milliseconds timeout) {
+  CSM_ASSIGN_OR_RETURN(auto loaded, Load(client, key, timeout));
+  if (loaded.columns.size() != 1) {
+    return TypeMismatch("'" + std::string(key) + "' holds " + KindName(loaded.kind) + " of " +
+                        std::to_string(loaded.columns.size()) + " columns, not one array");
+  }
+  return loaded.columns[0];
+}
+
+Result<std::shared_ptr<arrow::Array>> GetArray(Client& client, std::string_view key,
+                                               std::chrono::milliseconds timeout) {
+  CSM_ASSIGN_OR_RETURN(auto loaded, Load(client, key, timeout));
+  if (loaded.kind != ArrowKind::kArray) {
+    return TypeMismatch("'" + std::string(key) + "' holds " + KindName(loaded.kind) + ", not an Array");
+  }
+  if (loaded.columns.size() != 1 || loaded.columns[0]->num_chunks() != 1) {
+    return Corruption("the Array under '" + std::string(key) + "' is not one chunk");
+  }
+  return loaded.columns[0]->chunk(0);
+}
+
+}  // namespace csm

@@ -1,0 +1,360 @@
+// Arrow data in the global heap against a real csmd: round trips of every type family
+// (compared with Equals), tables built straight into the heap with no copy, a consumer
+// in another process, and hostile descriptors rejected cleanly.
+#include <arrow/api.h>
+#include <arrow/extension/bool8.h>
+#include <arrow/extension/uuid.h>
+#include <arrow/json/from_string.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <functional>
+#include <random>
+
+#include "csm/arrow.h"
+#include "csm/arrow/arrow_layout.h"
+#include "harness.h"
+
+namespace csm {
+namespace {
+
+using arrow::json::ArrayFromJSONString;
+using testing::Node;
+
+std::shared_ptr<arrow::Array> Json(const std::shared_ptr<arrow::DataType>& type, const std::string& json) {
+  auto a = ArrayFromJSONString(type, json);
+  EXPECT_TRUE(a.ok()) << type->ToString() << ": " << a.status().ToString();
+  return a.ok() ? *a : nullptr;
+}
+
+class ArrowTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto c = Client::Connect(node_.ClientConfig());
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    client_ = std::move(*c);
+  }
+  void TearDown() override { client_.reset(); }
+
+  // Puts `array` (copied into a fresh Builder), gets it back, compares.
+  void RoundTrip(const std::string& key, const std::shared_ptr<arrow::Array>& array) {
+    ASSERT_NE(array, nullptr);
+    ASSERT_TRUE(array->ValidateFull().ok());
+    auto builder = client_->NewBuilder();
+    ASSERT_TRUE(builder.ok());
+    auto put = PutArray(*builder, key, *array);
+    ASSERT_TRUE(put.ok()) << key << ": " << put.status().ToString();
+    auto got = GetArray(*client_, key);
+    ASSERT_TRUE(got.ok()) << key << ": " << got.status().ToString();
+    EXPECT_TRUE((*got)->Equals(*array)) << key << ":\n" << (*got)->ToString() << "\nvs\n" << array->ToString();
+    EXPECT_TRUE((*got)->type()->Equals(*array->type())) << key;
+  }
+
+  Node node_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ArrowTest, EveryTypeFamilyRoundTrips) {
+  using namespace arrow;
+  RoundTrip("null", Json(null(), "[null, null, null]"));
+  RoundTrip("bool", Json(boolean(), "[true, false, null, true]"));
+  for (const auto& t : {int8(), int16(), int32(), int64(), uint8(), uint16(), uint32(), uint64()}) {
+    RoundTrip("int/" + t->ToString(), Json(t, "[1, 2, null, 100]"));
+  }
+  RoundTrip("half", Json(float16(), "[1.5, null, -2]"));
+  RoundTrip("float", Json(float32(), "[1.5, null, -2.25]"));
+  RoundTrip("double", Json(float64(), "[1.5, null, -2.25e10]"));
+  RoundTrip("decimal128", Json(decimal128(10, 2), R"(["12.34", null, "-0.01"])"));
+  RoundTrip("decimal256", Json(decimal256(40, 5), R"(["123456789.12345", null])"));
+  RoundTrip("date32", Json(date32(), "[0, 19000, null]"));
+  RoundTrip("date64", Json(date64(), "[86400000, null]"));
+  RoundTrip("time32", Json(time32(TimeUnit::MILLI), "[1000, null]"));
+  RoundTrip("time64", Json(time64(TimeUnit::NANO), "[1000000, null]"));
+  RoundTrip("timestamp", Json(timestamp(TimeUnit::MICRO, "UTC"), "[1700000000000000, null]"));
+  RoundTrip("duration", Json(duration(TimeUnit::SECOND), "[60, null]"));
+  RoundTrip("interval_months", Json(month_interval(), "[3, null]"));
+  RoundTrip("interval_dt", Json(day_time_interval(), "[[1, 2], null]"));
+  RoundTrip("interval_mdn", Json(month_day_nano_interval(), "[[1, 2, 3], null]"));
+  RoundTrip("utf8", Json(utf8(), R"(["a", null, "ccc", ""])"));
+  RoundTrip("large_utf8", Json(large_utf8(), R"(["a", null, "ccc"])"));
+  RoundTrip("binary", Json(binary(), R"(["ab", null])"));
+  RoundTrip("large_binary", Json(large_binary(), R"(["ab", null])"));
+  RoundTrip("utf8_view", Json(utf8_view(), R"(["short", null, "a string longer than twelve bytes"])"));
+  RoundTrip("binary_view", Json(binary_view(), R"(["x", "another string longer than twelve bytes"])"));
+  RoundTrip("fixed_size_binary", Json(fixed_size_binary(3), R"(["abc", null, "xyz"])"));
+  RoundTrip("list", Json(list(int32()), "[[1, 2], null, [], [3]]"));
+  RoundTrip("large_list", Json(large_list(utf8()), R"([["a"], null, []])"));
+  RoundTrip("fixed_size_list", Json(fixed_size_list(int16(), 2), "[[1, 2], null, [3, 4]]"));
+  RoundTrip("list_view", Json(list_view(int32()), "[[1, 2], null, [], [3]]"));
+  RoundTrip("large_list_view", Json(large_list_view(int32()), "[[1], null]"));
+  RoundTrip("struct", Json(struct_({field("a", int32()), field("b", utf8())}),
+                           R"([{"a": 1, "b": "x"}, null, {"a": null, "b": "y"}])"));
+  RoundTrip("map", Json(arrow::map(utf8(), int64()), R"([[["k", 1], ["l", 2]], null, []])"));
+  RoundTrip("sparse_union", Json(sparse_union({field("i", int32()), field("s", utf8())}, {0, 1}),
+                                 R"([[0, 5], [1, "x"], [0, null]])"));
+  RoundTrip("dense_union", Json(dense_union({field("i", int32()), field("s", utf8())}, {0, 1}),
+                                R"([[0, 5], [1, "x"], [1, null]])"));
+  {
+    auto dict = arrow::json::DictArrayFromJSONString(dictionary(int32(), utf8()), "[0, 1, 0, null, 2]",
+                                                     R"(["red", "green", "blue"])");
+    ASSERT_TRUE(dict.ok()) << dict.status().ToString();
+    RoundTrip("dictionary", *dict);
+  }
+  {
+    auto ree = RunEndEncodedArray::Make(7, Json(int32(), "[2, 5, 7]"), Json(utf8(), R"(["a", null, "c"])"));
+    ASSERT_TRUE(ree.ok()) << ree.status().ToString();
+    RoundTrip("run_end_encoded", *ree);
+  }
+  {
+    auto storage = Json(int8(), "[1, 0, null, 1]");
+    RoundTrip("extension/bool8", ExtensionType::WrapArray(extension::bool8(), storage));
+    auto uuid_storage = Json(fixed_size_binary(16), R"(["0123456789abcdef", null])");
+    RoundTrip("extension/uuid", ExtensionType::WrapArray(extension::uuid(), uuid_storage));
+  }
+  // Nested all the way down: list of struct of dictionary.
+  RoundTrip("nested", Json(list(struct_({field("x", list(int64())), field("y", boolean())})),
+                           R"([[{"x": [1, 2], "y": true}], null, [{"x": null, "y": false}, {"x": [], "y": null}]])"));
+}
+
+TEST_F(ArrowTest, SlicedArraysAndEmptyTables) {
+  auto a = Json(arrow::utf8(), R"(["a", "b", null, "d", "e", "f"])");
+  RoundTrip("sliced", a->Slice(2, 3));
+  RoundTrip("sliced/empty", a->Slice(6, 0));
+  auto l = Json(arrow::list(arrow::int32()), "[[1], [2, 3], null, [4, 5, 6]]");
+  RoundTrip("sliced/list", l->Slice(1, 2));
+  auto schema = arrow::schema({arrow::field("x", arrow::int64()), arrow::field("s", arrow::utf8())});
+  auto empty = arrow::Table::MakeEmpty(schema);
+  ASSERT_TRUE(empty.ok());
+  ASSERT_TRUE(PutTable(*client_, "empty", **empty).ok());
+  auto got = GetTable(*client_, "empty");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)->num_rows(), 0);
+  EXPECT_TRUE((*got)->Equals(**empty));
+}
+
+TEST_F(ArrowTest, TableWithManyChunksKeepsItsRowOrder) {
+  auto schema = arrow::schema({arrow::field("id", arrow::int64()), arrow::field("name", arrow::utf8())});
+  std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
+  for (int b = 0; b < 20; ++b) {
+    std::string ids = "[", names = "[";
+    for (int i = 0; i < 50; ++i) {
+      ids += std::to_string(b * 50 + i) + (i < 49 ? "," : "]");
+      names += "\"n" + std::to_string(b * 50 + i) + "\"" + (i < 49 ? "," : "]");
+    }
+    batches.push_back(arrow::RecordBatch::Make(schema, 50, {Json(arrow::int64(), ids), Json(arrow::utf8(), names)}));
+  }
+  auto table = *arrow::Table::FromRecordBatches(schema, batches);
+  auto put = PutTable(*client_, "chunks", *table);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ(put->buffers_in_place, 0u);
+  EXPECT_GT(put->bytes_copied, 0u) << "built outside the heap: copied once";
+  auto got = GetTable(*client_, "chunks");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)->column(0)->num_chunks(), 20);
+  EXPECT_TRUE((*got)->Equals(*table));
+  // The RecordBatch and ChunkedArray forms.
+  auto builder = client_->NewBuilder();
+  ASSERT_TRUE(PutRecordBatch(*builder, "batch", *batches[3]).ok());
+  auto batch = GetRecordBatch(*client_, "batch");
+  ASSERT_TRUE(batch.ok()) << batch.status().ToString();
+  EXPECT_TRUE((*batch)->Equals(*batches[3]));
+  auto as_table = GetTable(*client_, "batch");
+  ASSERT_TRUE(as_table.ok());
+  EXPECT_EQ((*as_table)->num_rows(), 50);
+  auto column = GetChunkedArray(*client_, "chunks");
+  EXPECT_EQ(column.status().code(), StatusCode::kTypeMismatch) << "two columns are not one array";
+  auto builder2 = client_->NewBuilder();
+  ASSERT_TRUE(PutChunkedArray(*builder2, "column", *table->column(1)).ok());
+  auto chunked = GetChunkedArray(*client_, "column");
+  ASSERT_TRUE(chunked.ok()) << chunked.status().ToString();
+  EXPECT_TRUE((*chunked)->Equals(*table->column(1)));
+  EXPECT_EQ(GetArray(*client_, "column").status().code(), StatusCode::kTypeMismatch);
+}
+
+TEST_F(ArrowTest, ArraysBuiltWithTheHeapPoolArePutWithoutACopy) {
+  auto builder = client_->NewBuilder();
+  ASSERT_TRUE(builder.ok());
+  HeapMemoryPool pool(&*builder);
+  arrow::Int64Builder ints(&pool);
+  arrow::StringBuilder strings(&pool);
+  for (int64_t i = 0; i < 100000; ++i) {
+    ASSERT_TRUE(ints.Append(i * 3).ok());
+    ASSERT_TRUE(strings.Append("value-" + std::to_string(i)).ok());
+  }
+  std::shared_ptr<arrow::Array> a, s;
+  ASSERT_TRUE(ints.Finish(&a).ok());
+  ASSERT_TRUE(strings.Finish(&s).ok());
+  EXPECT_GT(pool.bytes_allocated(), 100000 * 8);
+  EXPECT_EQ(pool.backend_name(), "csm");
+  auto table = arrow::Table::Make(arrow::schema({arrow::field("i", arrow::int64()), arrow::field("s", arrow::utf8())}),
+                                  {a, s});
+  EXPECT_TRUE(builder->Contains(a->data()->buffers[1]->data(), 100000 * 8)) << "the values are in the object";
+  auto put = PutTable(*builder, "pooled", *table);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ(put->buffers_copied, 0u);
+  EXPECT_EQ(put->bytes_copied, 0u);
+  EXPECT_EQ(put->buffers_in_place, 3u) << "int64 values, utf8 offsets and characters (no nulls: no bitmaps)";
+  EXPECT_LT(put->descriptor_bytes, 4096u) << "the descriptor does not grow with the data";
+  auto got = GetTable(*client_, "pooled");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE((*got)->Equals(*table));
+  EXPECT_EQ((*got)->column(0)->chunk(0)->data()->buffers[1]->data(), a->data()->buffers[1]->data())
+      << "the consumer reads the producer's bytes at the same address";
+}
+
+TEST_F(ArrowTest, ATableBuiltInOneProcessIsReadInAnotherAtTheSameAddresses) {
+  const std::string helper = testing::BinaryDir() + "/csm_arrow_helper";
+  auto producer = testing::Process::Spawn({helper, "produce", "shared/table", "200000"}, node_.Env());
+  std::string committed = producer->WaitForLine("committed", 60000);
+  ASSERT_EQ(producer->Wait(), 0) << producer->output();
+  EXPECT_EQ(testing::Field(committed, "copied"), "0") << "built in the heap: nothing to copy";
+  // A consumer process, and this one.
+  auto consumer = testing::Process::Spawn({helper, "consume", "shared/table", "200000"}, node_.Env());
+  std::string verified = consumer->WaitForLine("verified", 60000);
+  ASSERT_EQ(consumer->Wait(), 0) << consumer->output();
+  EXPECT_EQ(testing::Field(verified, "values"), testing::Field(committed, "values"));
+  auto table = GetTable(*client_, "shared/table");
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ((*table)->num_rows(), 200000);
+  // The object stays pinned while any buffer of the table lives, like Plasma's buffers.
+  auto pins = [&] {
+    auto stat = client_->StatJson("shared/table");
+    return stat.ok() ? nlohmann::json::parse(*stat)["pins"].get<int>() : -1;
+  };
+  auto values = (*table)->column(0)->chunk(0)->data()->buffers[1];
+  table->reset();
+  EXPECT_EQ(reinterpret_cast<const int64_t*>(values->data())[199999], 199999 * 7);
+  EXPECT_TRUE(testing::Eventually([&] { return pins() == 1; }, 5000)) << pins();
+  values.reset();
+  EXPECT_TRUE(testing::Eventually([&] { return pins() == 0; }, 5000)) << pins();
+}
+
+TEST_F(ArrowTest, WrongKindAndMissingKeyAreClearErrors) {
+  auto builder = client_->NewBuilder();
+  ASSERT_TRUE(PutArray(*builder, "one", *Json(arrow::int32(), "[1]")).ok());
+  auto table = GetTable(*client_, "one");
+  EXPECT_EQ(table.status().code(), StatusCode::kTypeMismatch);
+  EXPECT_NE(table.status().message().find("an Array, not a Table"), std::string::npos) << table.status().ToString();
+  EXPECT_TRUE(GetTable(*client_, "absent").status().IsNotFound());
+  // Another csm type under the key.
+  auto other = client_->NewBuilder();
+  auto v = other->New<csm::vector<int>>();
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(other->Commit("not-arrow").ok());
+  EXPECT_TRUE(GetTable(*client_, "not-arrow").status().IsTypeMismatch());
+}
+
+// ---- hostile descriptors ---------------------------------------------------------------
+
+// Puts a valid int32 array, then a copy of its descriptor with `forge` applied.
+class HostileDescriptorTest : public ArrowTest {
+ protected:
+  Status GetForged(const std::string& key, const std::function<void(ArrowDescriptor&)>& forge) {
+    auto builder = client_->NewBuilder();
+    EXPECT_TRUE(PutArray(*builder, key + "/valid", *Json(arrow::utf8(), R"(["a", "bb", null, "dddd"])")).ok());
+    auto valid = client_->Get<ArrowDescriptor>(key + "/valid");
+    EXPECT_TRUE(valid.ok());
+    auto forged = client_->NewBuilder();
+    auto d = forged->New<ArrowDescriptor>();
+    EXPECT_TRUE(d.ok());
+    Status s = forged->Populate([&] {
+      const ArrowDescriptor& from = **valid;
+      ArrowDescriptor& to = **d;
+      to.magic = from.magic;
+      to.version = from.version;
+      to.kind = from.kind;
+      to.num_rows = from.num_rows;
+      to.schema.assign(from.schema.begin(), from.schema.end());
+      to.column_chunks.assign(from.column_chunks.begin(), from.column_chunks.end());
+      to.chunks.assign(from.chunks.begin(), from.chunks.end());
+      to.arrays.assign(from.arrays.begin(), from.arrays.end());
+      // Buffers copied into this object, so the forged descriptor starts out valid.
+      for (const auto& b : from.buffers) {
+        ArrowBufferLayout copy = b;
+        if (b.length > 0) {
+          void* p = internal::Allocate(b.length, 64);
+          std::memcpy(p, reinterpret_cast<const void*>(b.addr), b.length);
+          copy.addr = reinterpret_cast<uint64_t>(p);
+        }
+        to.buffers.push_back(copy);
+      }
+      forge(to);
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_TRUE(forged->Commit(key).ok());
+    return GetArray(*client_, key).status();
+  }
+};
+
+TEST_F(HostileDescriptorTest, UntouchedCopyIsAccepted) {
+  EXPECT_TRUE(GetForged("control", [](ArrowDescriptor&) {}).ok());
+}
+
+TEST_F(HostileDescriptorTest, BufferOutsideTheObjectIsRejected) {
+  static const char outside[64] = {};
+  Status s = GetForged("outside", [](ArrowDescriptor& d) { d.buffers[2].addr = reinterpret_cast<uint64_t>(outside); });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.message().find("outside the object"), std::string::npos) << s.ToString();
+  s = GetForged("wild", [](ArrowDescriptor& d) { d.buffers[1].addr = 0x10; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  s = GetForged("wrap", [](ArrowDescriptor& d) { d.buffers[1].length = ~0ULL - 8; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+}
+
+TEST_F(HostileDescriptorTest, WrongLengthsAndOffsetsAreRejected) {
+  Status s = GetForged("long", [](ArrowDescriptor& d) { d.arrays[0].length = 1000; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.message().find("validation"), std::string::npos) << s.ToString();
+  s = GetForged("offset", [](ArrowDescriptor& d) { d.arrays[0].offset = 3; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  s = GetForged("nulls", [](ArrowDescriptor& d) { d.arrays[0].null_count = 9; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  // Offsets that point past the character data.
+  s = GetForged("bad-offsets", [](ArrowDescriptor& d) {
+    auto* offsets = reinterpret_cast<int32_t*>(d.buffers[1].addr);
+    offsets[2] = 1 << 20;
+  });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  s = GetForged("short-buffer", [](ArrowDescriptor& d) { d.buffers[1].length = 4; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  s = GetForged("buffer-count", [](ArrowDescriptor& d) { d.arrays[0].buffer_count = 1000; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  s = GetForged("children", [](ArrowDescriptor& d) { d.arrays[0].child_count = 2; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+}
+
+TEST_F(HostileDescriptorTest, BadSchemaAndTablesAreRejected) {
+  Status s = GetForged("truncated", [](ArrowDescriptor& d) { d.schema.resize(d.schema.size() / 2); });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.message().find("schema"), std::string::npos) << s.ToString();
+  s = GetForged("garbage-schema", [](ArrowDescriptor& d) { std::fill(d.schema.begin(), d.schema.end(), 0xff); });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  s = GetForged("magic", [](ArrowDescriptor& d) { d.magic = 1; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  s = GetForged("columns", [](ArrowDescriptor& d) { d.column_chunks.push_back(7); });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  s = GetForged("chunk-index", [](ArrowDescriptor& d) { d.chunks[0] = 99; });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+}
+
+TEST_F(HostileDescriptorTest, RandomDamageNeverCrashes) {
+  // Flip random words of the descriptor tables: every outcome is OK or an error.
+  std::mt19937_64 rng(20261121);
+  for (int round = 0; round < 200; ++round) {
+    Status s = GetForged("fuzz/" + std::to_string(round), [&](ArrowDescriptor& d) {
+      auto* arrays = reinterpret_cast<uint64_t*>(d.arrays.data());
+      auto* buffers = reinterpret_cast<uint64_t*>(d.buffers.data());
+      size_t na = d.arrays.size() * sizeof(ArrowArrayLayout) / 8, nb = d.buffers.size() * sizeof(ArrowBufferLayout) / 8;
+      for (int k = 0; k < 2; ++k) {
+        uint64_t value = rng() % 4 == 0 ? rng() : rng() % 64;
+        if (rng() % 2) arrays[rng() % na] = value; else buffers[rng() % nb] = value;
+      }
+    });
+    EXPECT_TRUE(s.ok() || s.IsCorruption()) << s.ToString();
+  }
+}
+
+}  // namespace
+}  // namespace csm
