@@ -2,6 +2,9 @@
 // (compared with Equals), tables built straight into the heap with no copy, a consumer
 // in another process, and hostile descriptors rejected cleanly.
 #include <arrow/api.h>
+#include <arrow/csv/api.h>
+#include <arrow/io/api.h>
+#include <parquet/arrow/writer.h>
 #include <arrow/extension/bool8.h>
 #include <arrow/extension/uuid.h>
 #include <arrow/json/from_string.h>
@@ -229,6 +232,46 @@ TEST_F(ArrowTest, ATableBuiltInOneProcessIsReadInAnotherAtTheSameAddresses) {
   EXPECT_TRUE(testing::Eventually([&] { return pins() == 1; }, 5000)) << pins();
   values.reset();
   EXPECT_TRUE(testing::Eventually([&] { return pins() == 0; }, 5000)) << pins();
+}
+
+TEST_F(ArrowTest, CliPutsFilesStraightIntoTheHeapAndGetsAndCatsThem) {
+  auto table = arrow::Table::Make(
+      arrow::schema({arrow::field("id", arrow::int64()), arrow::field("name", arrow::utf8())}),
+      {Json(arrow::int64(), "[1, 2, 3]"), Json(arrow::utf8(), R"(["a", "b", "c"])")});
+  const std::string dir = ::testing::TempDir();
+  {
+    auto out = arrow::io::FileOutputStream::Open(dir + "/t.parquet");
+    ASSERT_TRUE(out.ok());
+    ASSERT_TRUE(parquet::arrow::WriteTable(*table, arrow::default_memory_pool(), *out, 1024).ok());
+    ASSERT_TRUE((*out)->Close().ok());
+    auto csv = arrow::io::FileOutputStream::Open(dir + "/t.csv");
+    ASSERT_TRUE(csv.ok());
+    ASSERT_TRUE(arrow::csv::WriteCSV(*table, arrow::csv::WriteOptions::Defaults(), csv->get()).ok());
+    ASSERT_TRUE((*csv)->Close().ok());
+  }
+  const std::string csm = testing::BinaryDir() + "/csm";
+  for (const char* kind : {"parquet", "csv"}) {
+    auto put = testing::Run({csm, "put", dir + "/t." + kind, "--key", std::string("cli/") + kind}, node_.Env());
+    ASSERT_EQ(put.exit_code, 0) << put.out << put.err;
+    EXPECT_NE(put.out.find("3 rows, 2 columns"), std::string::npos) << put.out;
+    EXPECT_NE(put.out.find("0 B copied"), std::string::npos) << put.out;
+    auto got = GetTable(*client_, std::string("cli/") + kind);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_TRUE((*got)->Equals(*table)) << (*got)->ToString();
+  }
+  auto get = testing::Run({csm, "get", "cli/parquet"}, node_.Env());
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_NE(get.out.find("rows:    3"), std::string::npos) << get.out;
+  EXPECT_NE(get.out.find("name: string"), std::string::npos) << get.out;
+  auto cat = testing::Run({csm, "cat", "cli/csv", "--format", "csv"}, node_.Env());
+  ASSERT_EQ(cat.exit_code, 0) << cat.err;
+  EXPECT_EQ(cat.out, "\"id\",\"name\"\n1,\"a\"\n2,\"b\"\n3,\"c\"\n");
+  auto missing = testing::Run({csm, "get", "cli/none"}, node_.Env());
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("NotFound"), std::string::npos) << missing.err;
+  auto unknown = testing::Run({csm, "put", dir + "/t.parquet", "--key", "cli/parquet"}, node_.Env());
+  EXPECT_NE(unknown.exit_code, 0) << "the key is taken";
+  EXPECT_NE(unknown.err.find("AlreadyExists"), std::string::npos) << unknown.err;
 }
 
 TEST_F(ArrowTest, WrongKindAndMissingKeyAreClearErrors) {

@@ -7,6 +7,9 @@
 
 #include "csm/client.h"
 #include "node_command.h"
+#ifdef CSM_HAVE_ARROW
+#include "arrow_commands.h"
+#endif
 
 namespace {
 
@@ -45,6 +48,10 @@ int main(int argc, char** argv) {
   rm->add_option("KEY", key)->required();
   auto* info = app.add_subcommand("info", "node capacity, use, objects and clients");
   auto* nodes = app.add_subcommand("nodes", "cluster members, liveness and segment leases");
+#ifdef CSM_HAVE_ARROW
+  csm::tools::ArrowFlags arrow_flags;
+  auto arrow_commands = csm::tools::AddArrowCommands(app, &arrow_flags);
+#endif
   CLI11_PARSE(app, argc, argv);
 
   if (node->parsed()) {
@@ -56,6 +63,9 @@ int main(int argc, char** argv) {
   if (!socket.empty()) config->socket_path = socket;
   auto client = csm::Client::Connect(*config);
   if (!client.ok()) return Fail(client.status());
+#ifdef CSM_HAVE_ARROW
+  if (auto code = csm::tools::RunArrowCommand(arrow_commands, arrow_flags, **client)) return *code;
+#endif
 
   if (ls->parsed()) {
     std::printf("%-32s %11s %5s %5s %6s  %s\n", "KEY", "SIZE", "NODE", "PINS", "AGE", "TYPE");

@@ -1,0 +1,136 @@
+// See arrow_commands.h and docs/arrow.md.
+#include "arrow_commands.h"
+
+#include <arrow/csv/api.h>
+#include <arrow/io/api.h>
+#include <arrow/ipc/api.h>
+#include <parquet/arrow/reader.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "csm/arrow.h"
+
+namespace csm::tools {
+namespace {
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "csm: %s\n", s.ToString().c_str());
+  return 1;
+}
+int Fail(const arrow::Status& s, const std::string& what) {
+  std::fprintf(stderr, "csm: %s: %s\n", what.c_str(), s.ToString().c_str());
+  return 1;
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Reads `path` with every allocation in the heap pool, so the table's buffers are
+// already in the object (nothing is copied at Put).
+arrow::Result<std::shared_ptr<arrow::Table>> ReadFile(const std::string& path, arrow::MemoryPool* pool) {
+  ARROW_ASSIGN_OR_RAISE(auto file, arrow::io::ReadableFile::Open(path, pool));
+  if (EndsWith(path, ".parquet")) {
+    ARROW_ASSIGN_OR_RAISE(auto reader, parquet::arrow::OpenFile(file, pool));
+    return reader->ReadTable();
+  }
+  if (EndsWith(path, ".csv")) {
+    ARROW_ASSIGN_OR_RAISE(auto reader, arrow::csv::TableReader::Make(
+                                           arrow::io::IOContext(pool), file, arrow::csv::ReadOptions::Defaults(),
+                                           arrow::csv::ParseOptions::Defaults(),
+                                           arrow::csv::ConvertOptions::Defaults()));
+    return reader->Read();
+  }
+  if (EndsWith(path, ".arrow") || EndsWith(path, ".feather") || EndsWith(path, ".ipc")) {
+    auto options = arrow::ipc::IpcReadOptions::Defaults();
+    options.memory_pool = pool;
+    auto reader = arrow::ipc::RecordBatchFileReader::Open(file, options);
+    if (reader.ok()) return (*reader)->ToTable();
+    // Not the file format: try the stream format.
+    ARROW_RETURN_NOT_OK(file->Seek(0));
+    ARROW_ASSIGN_OR_RAISE(auto stream, arrow::ipc::RecordBatchStreamReader::Open(file, options));
+    return stream->ToTable();
+  }
+  return arrow::Status::Invalid("unknown file kind (use .parquet, .csv or .arrow): ", path);
+}
+
+int Put(const ArrowFlags& f, Client& client) {
+  auto builder = client.NewBuilder();
+  if (!builder.ok()) return Fail(builder.status());
+  HeapMemoryPool pool(&*builder);
+  auto table = ReadFile(f.file, &pool);
+  if (!table.ok()) return Fail(table.status(), "reading " + f.file);
+  auto put = PutTable(*builder, f.key, **table);
+  if (!put.ok()) return Fail(put.status());
+  std::printf("put '%s': %lld rows, %d columns; object %s (read straight into the heap: %s copied); "
+              "descriptor %llu bytes\n",
+              f.key.c_str(), static_cast<long long>((*table)->num_rows()), (*table)->num_columns(),
+              FormatSize(builder->bytes_used()).c_str(), FormatSize(put->bytes_copied).c_str(),
+              static_cast<unsigned long long>(put->descriptor_bytes));
+  return 0;
+}
+
+int Get(const ArrowFlags& f, Client& client) {
+  auto table = GetTable(client, f.key);
+  if (!table.ok()) return Fail(table.status());
+  auto ref = client.List();
+  uint32_t owner = 0;
+  uint64_t size = 0;
+  for (const auto& o : ref) {
+    if (o.key == f.key) owner = o.owner_node, size = o.size;
+  }
+  const auto& t = **table;
+  int64_t chunks = t.num_columns() > 0 ? t.column(0)->num_chunks() : 0;
+  std::printf("key:     %s\nrows:    %lld\ncolumns: %d (%lld chunks each)\nobject:  %s on node %u\n"
+              "schema:\n%s\n",
+              f.key.c_str(), static_cast<long long>(t.num_rows()), t.num_columns(),
+              static_cast<long long>(chunks), FormatSize(size).c_str(), owner,
+              t.schema()->ToString().c_str());
+  std::printf("first %lld rows:\n%s\n", static_cast<long long>(std::min(f.rows, t.num_rows())),
+              t.Slice(0, f.rows)->ToString().c_str());
+  return 0;
+}
+
+int Cat(const ArrowFlags& f, Client& client) {
+  auto table = GetTable(client, f.key);
+  if (!table.ok()) return Fail(table.status());
+  auto out = arrow::io::FileOutputStream::Open(1);
+  if (!out.ok()) return Fail(out.status(), "opening stdout");
+  arrow::Status s;
+  if (f.format == "csv") {
+    s = arrow::csv::WriteCSV(**table, arrow::csv::WriteOptions::Defaults(), out->get());
+  } else {
+    auto writer = arrow::ipc::MakeFileWriter(*out, (*table)->schema());
+    s = writer.status();
+    if (s.ok()) s = (*writer)->WriteTable(**table);
+    if (s.ok()) s = (*writer)->Close();
+  }
+  if (s.ok()) s = (*out)->Flush();
+  return s.ok() ? 0 : Fail(s, "writing '" + f.key + "'");
+}
+
+}  // namespace
+
+ArrowCommands AddArrowCommands(CLI::App& app, ArrowFlags* f) {
+  ArrowCommands c;
+  c.put = app.add_subcommand("put", "read a .parquet, .csv or .arrow file straight into the heap as a table");
+  c.put->add_option("FILE", f->file)->required()->check(CLI::ExistingFile);
+  c.put->add_option("--key", f->key, "key to commit the table under")->required();
+  c.get = app.add_subcommand("get", "show a table: schema, rows, size, where it lives, first rows");
+  c.get->add_option("KEY", f->key)->required();
+  c.get->add_option("--rows", f->rows, "rows to show")->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  c.cat = app.add_subcommand("cat", "write a table to stdout");
+  c.cat->add_option("KEY", f->key)->required();
+  c.cat->add_option("--format", f->format, "csv or arrow (IPC file)")->check(CLI::IsMember({"csv", "arrow"}));
+  return c;
+}
+
+std::optional<int> RunArrowCommand(const ArrowCommands& c, const ArrowFlags& f, Client& client) {
+  if (c.put->parsed()) return Put(f, client);
+  if (c.get->parsed()) return Get(f, client);
+  if (c.cat->parsed()) return Cat(f, client);
+  return std::nullopt;
+}
+
+}  // namespace csm::tools
