@@ -502,26 +502,16 @@ Result<std::vector<Extent>> ClientImpl::Extents(const ObjectInfo& info) {
 }
 
 Status ClientImpl::Verify(const ObjectInfo& info) {
-  const auto* h = reinterpret_cast<const object::ObjectHeader*>(info.header);
-  std::lock_guard<std::mutex> lock(map_mu_);
-  uint64_t count = h->extent_count;
-  if (count == 0 || count > object::kMaxExtents ||
-      !ExtentMapped(h->extents, count * sizeof(object::ObjectExtent))) {
-    return Corruption("object '" + info.key + "' has a damaged extent table");
+  CSM_ASSIGN_OR_RETURN(std::vector<Extent> extents, Extents(info));
+  if (extents[0].length < sizeof(object::ObjectHeader)) {
+    return Corruption("object '" + info.key + "' lists an extent outside its memory");
   }
-  const auto* extents = reinterpret_cast<const object::ObjectExtent*>(h->extents);
   Checksum sum;
-  uint64_t total = 0;
-  for (uint64_t i = 0; i < count; ++i) {
-    object::ObjectExtent e = extents[i];
-    if (!ExtentMapped(e.addr, e.length) || (i == 0 && e.length < sizeof(object::ObjectHeader))) {
-      return Corruption("object '" + info.key + "' lists an extent outside its memory");
-    }
+  for (size_t i = 0; i < extents.size(); ++i) {
     uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
-    sum.Update(reinterpret_cast<const void*>(e.addr + skip), e.length - skip);
-    total += e.length;
+    sum.Update(reinterpret_cast<const void*>(extents[i].addr + skip), extents[i].length - skip);
   }
-  if (total != info.size || sum.Digest() != info.checksum) {
+  if (sum.Digest() != info.checksum) {
     return Corruption("object '" + info.key + "' does not match its committed checksum");
   }
   return Status::OK();

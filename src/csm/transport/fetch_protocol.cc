@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "csm/base/log.h"
 #include "csm/os/tcp_channel.h"
 
 namespace csm::transport {
@@ -51,6 +52,43 @@ Result<Verdict> ReceiveVerdict(int fd, int timeout_ms) {
   CSM_RETURN_IF_ERROR(os::ReadAll(fd, message.data(), message.size(), timeout_ms, "the reply"));
   if (v.status == 0) return Verdict{};
   return Verdict{os::StatusFromWire(v.status, std::move(message))};
+}
+
+Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std::string& address,
+                                             uint32_t magic,
+                                             const std::vector<object::ObjectExtent>& extents,
+                                             int timeout_ms) {
+  if (extents.empty() || extents.size() > object::kMaxExtents) {
+    return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
+  }
+  for (int attempt = 0;; ++attempt) {
+    CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
+                         attempt == 0 ? pool.Acquire(address) : pool.Dial(address));
+    Status sent = SendFetchRequest(conn.fd.get(), magic, extents, timeout_ms);
+    auto verdict = sent.ok() ? ReceiveVerdict(conn.fd.get(), timeout_ms) : Result<Verdict>(sent);
+    if (!verdict.ok() && conn.reused && verdict.status().IsUnavailable()) continue;  // went stale
+    if (!verdict.ok()) return verdict.status();
+    if (!verdict->refusal.ok()) {
+      pool.Release(address, std::move(conn.fd));
+      return verdict->refusal;
+    }
+    return conn;
+  }
+}
+
+bool AcceptPeer(int fd, const PeerOptions& options, uint32_t magic, const char* service) {
+  Status auth = os::AcceptAuthenticated(fd, options.secret, magic, options.timeout_ms);
+  if (auth.code() == StatusCode::kPermissionDenied) CSM_LOG_WARN("%s: %s", service, auth.message().c_str());
+  return auth.ok();
+}
+
+std::optional<FetchRequest> NextFetchRequest(int fd, uint32_t magic, int timeout_ms, const char* service) {
+  auto request = ReceiveFetchRequest(fd, magic, timeout_ms);
+  if (request.ok()) return std::move(*request);
+  if (request.status().IsCorruption()) {
+    CSM_LOG_WARN("%s: %s; closing the connection", service, request.status().message().c_str());
+  }
+  return std::nullopt;
 }
 
 Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms) {

@@ -9,9 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "csm/object/object_layout.h"
+#include "csm/os/connection_pool.h"
 #include "csm/transport/transport.h"
 
 namespace csm::transport {
@@ -31,6 +34,20 @@ struct Verdict {
   Status refusal;
 };
 Result<Verdict> ReceiveVerdict(int fd, int timeout_ms);
+
+// Client side, whole exchange up to the bytes: sends the request on a kept connection
+// to `address` (redialing once if a kept one went stale) and reads the verdict. A
+// refusal is returned as the error (the connection goes back to the pool); on OK the
+// caller moves the bytes, then gives the connection back with pool.Release.
+Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std::string& address,
+                                             uint32_t magic,
+                                             const std::vector<object::ObjectExtent>& extents,
+                                             int timeout_ms);
+
+// Server side: the peer's handshake (a wrong secret is logged as `service`). False: close.
+bool AcceptPeer(int fd, const PeerOptions& options, uint32_t magic, const char* service);
+// The next request, or nullopt when the peer hung up or broke the protocol (logged).
+std::optional<FetchRequest> NextFetchRequest(int fd, uint32_t magic, int timeout_ms, const char* service);
 
 // Server side. An error means the peer broke the protocol (or hung up): close the
 // connection. Bad magic, counts or sizes are refused before anything is allocated.

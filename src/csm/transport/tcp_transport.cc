@@ -11,28 +11,14 @@ Status TcpTransport::Fetch(const std::string& address,
                            const ExtentSink& sink) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address); };
-  if (extents.empty() || extents.size() > object::kMaxExtents) {
-    return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
+  auto conn = StartFetch(pool_, address, kTransportMagic, extents, timeout);
+  if (!conn.ok()) return context(conn.status());
+  for (const auto& e : extents) {
+    CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
+    CSM_RETURN_IF_ERROR(context(os::ReadAll(conn->fd.get(), dest, e.length, timeout, "an extent")));
   }
-  for (int attempt = 0;; ++attempt) {
-    CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
-                         attempt == 0 ? pool_.Acquire(address) : pool_.Dial(address));
-    const int fd = conn.fd.get();
-    Status sent = SendFetchRequest(fd, kTransportMagic, extents, timeout);
-    auto verdict = sent.ok() ? ReceiveVerdict(fd, timeout) : Result<Verdict>(sent);
-    if (!verdict.ok() && conn.reused && verdict.status().IsUnavailable()) continue;  // went stale
-    if (!verdict.ok()) return context(verdict.status());
-    if (!verdict->refusal.ok()) {
-      pool_.Release(address, std::move(conn.fd));
-      return context(verdict->refusal);
-    }
-    for (const auto& e : extents) {
-      CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
-      CSM_RETURN_IF_ERROR(context(os::ReadAll(fd, dest, e.length, timeout, "an extent")));
-    }
-    pool_.Release(address, std::move(conn.fd));
-    return Status::OK();
-  }
+  pool_.Release(address, std::move(conn->fd));
+  return Status::OK();
 }
 
 Result<std::unique_ptr<TcpTransportServer>> TcpTransportServer::Start(
@@ -47,19 +33,10 @@ Result<std::unique_ptr<TcpTransportServer>> TcpTransportServer::Start(
 
 void TcpTransportServer::Serve(int fd) {
   const int timeout = options_.timeout_ms;
-  Status auth = os::AcceptAuthenticated(fd, options_.secret, kTransportMagic, timeout);
-  if (!auth.ok()) {
-    if (auth.code() == StatusCode::kPermissionDenied) CSM_LOG_WARN("transport: %s", auth.message().c_str());
-    return;
-  }
+  if (!AcceptPeer(fd, options_, kTransportMagic, "transport")) return;
   for (;;) {  // fetches until the peer hangs up
-    auto request = ReceiveFetchRequest(fd, kTransportMagic, timeout);
-    if (!request.ok()) {
-      if (request.status().IsCorruption()) {
-        CSM_LOG_WARN("transport: %s; closing the connection", request.status().message().c_str());
-      }
-      return;
-    }
+    auto request = NextFetchRequest(fd, kTransportMagic, timeout, "transport");
+    if (!request) return;
     auto ranges = CheckFetchRequest(*request, source_);
     if (!SendVerdict(fd, ranges.status(), timeout).ok()) return;
     if (!ranges.ok()) continue;

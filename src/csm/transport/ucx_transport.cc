@@ -275,29 +275,12 @@ Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(PeerOptions options) 
 Status UcxTransport::Fetch(const std::string& address,
                            const std::vector<object::ObjectExtent>& extents,
                            const ExtentSink& sink) {
-  const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
-  if (extents.empty() || extents.size() > object::kMaxExtents) {
-    return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
-  }
-  for (int attempt = 0;; ++attempt) {
-    CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
-                         attempt == 0 ? pool_.Acquire(address) : pool_.Dial(address));
-    const int fd = conn.fd.get();
-    Status sent = SendFetchRequest(fd, kUcxTransportMagic, extents, timeout);
-    auto verdict = sent.ok() ? ReceiveVerdict(fd, timeout) : Result<Verdict>(sent);
-    if (!verdict.ok() && conn.reused && verdict.status().IsUnavailable()) continue;  // went stale
-    if (!verdict.ok()) return context(verdict.status());
-    if (!verdict->refusal.ok()) {
-      pool_.Release(address, std::move(conn.fd));
-      return context(verdict->refusal);
-    }
-    Status s = FetchOver(fd, address, extents, sink);
-    // The server waits for our word after every fetch; it came through only if s is OK
-    // or the peer refused nothing on the control channel itself.
-    if (s.ok()) pool_.Release(address, std::move(conn.fd));
-    return s;
-  }
+  auto conn = StartFetch(pool_, address, kUcxTransportMagic, extents, options_.timeout_ms);
+  if (!conn.ok()) return context(conn.status());
+  Status s = FetchOver(conn->fd.get(), address, extents, sink);
+  if (s.ok()) pool_.Release(address, std::move(conn->fd));  // the server heard we are done
+  return s;
 }
 
 // After an OK verdict: the keys, the gets, and our word that we are done.
@@ -462,19 +445,10 @@ class ExposedExtent {
 
 void UcxTransportServer::Serve(int fd) {
   const int timeout = options_.timeout_ms;
-  Status auth = os::AcceptAuthenticated(fd, options_.secret, kUcxTransportMagic, timeout);
-  if (!auth.ok()) {
-    if (auth.code() == StatusCode::kPermissionDenied) CSM_LOG_WARN("ucx transport: %s", auth.message().c_str());
-    return;
-  }
+  if (!AcceptPeer(fd, options_, kUcxTransportMagic, "ucx transport")) return;
   for (;;) {  // fetches until the peer hangs up
-    auto request = ReceiveFetchRequest(fd, kUcxTransportMagic, timeout);
-    if (!request.ok()) {
-      if (request.status().IsCorruption()) {
-        CSM_LOG_WARN("ucx transport: %s; closing the connection", request.status().message().c_str());
-      }
-      return;
-    }
+    auto request = NextFetchRequest(fd, kUcxTransportMagic, timeout, "ucx transport");
+    if (!request) return;
     auto ranges = CheckFetchRequest(*request, source_);
     std::vector<std::unique_ptr<ExposedExtent>> exposed;
     Status verdict = ranges.status();
