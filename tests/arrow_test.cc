@@ -15,6 +15,7 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <thread>
 
 #include "csm/arrow.h"
 #include "csm/arrow/arrow_layout.h"
@@ -176,6 +177,135 @@ TEST_F(ArrowTest, TableWithManyChunksKeepsItsRowOrder) {
   EXPECT_EQ(GetArray(*client_, "column").status().code(), StatusCode::kTypeMismatch);
 }
 
+// A table of `rows` rows: column "writer" = writer, column "seq" = first, first+1, ...
+std::shared_ptr<arrow::Table> Part(int32_t writer, int64_t first, int64_t rows) {
+  arrow::Int32Builder w;
+  arrow::Int64Builder seq;
+  for (int64_t i = 0; i < rows; ++i) {
+    EXPECT_TRUE(w.Append(writer).ok());
+    EXPECT_TRUE(seq.Append(first + i).ok());
+  }
+  return arrow::Table::Make(arrow::schema({arrow::field("writer", arrow::int32()), arrow::field("seq", arrow::int64())}),
+                            {*w.Finish(), *seq.Finish()});
+}
+
+TEST_F(ArrowTest, AppendedPartsFormOneTableInAppendOrder) {
+  for (int i = 0; i < 3; ++i) {
+    auto appended = AppendTable(*client_, "parts", *Part(0, i * 10, 10));
+    ASSERT_TRUE(appended.ok()) << appended.status().ToString();
+    EXPECT_EQ(appended->part, static_cast<uint64_t>(i));
+    EXPECT_EQ(appended->part_key, "parts#" + std::to_string(i));
+  }
+  auto got = GetTable(*client_, "parts");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)->num_rows(), 30);
+  EXPECT_EQ((*got)->column(0)->num_chunks(), 3);
+  auto whole = *arrow::ConcatenateTables({Part(0, 0, 10), Part(0, 10, 10), Part(0, 20, 10)});
+  EXPECT_TRUE((*got)->Equals(*whole)) << (*got)->ToString();
+  auto parts = TableParts(*client_, "parts");
+  ASSERT_TRUE(parts.ok()) << parts.status().ToString();
+  ASSERT_EQ(parts->size(), 3u);
+  EXPECT_EQ((*parts)[2].key, "parts#2");
+  EXPECT_EQ((*parts)[2].num_rows, 10);
+  EXPECT_GT((*parts)[2].bytes, 0u);
+
+  // Another schema is refused, and so is appending to a table put whole.
+  auto other = arrow::Table::Make(arrow::schema({arrow::field("x", arrow::utf8())}), {Json(arrow::utf8(), R"(["a"])")});
+  auto refused = AppendTable(*client_, "parts", *other);
+  EXPECT_TRUE(refused.status().IsTypeMismatch()) << refused.status().ToString();
+  ASSERT_TRUE(PutTable(*client_, "whole", *Part(0, 0, 3)).ok());
+  auto not_parts = AppendTable(*client_, "whole", *Part(0, 3, 3));
+  EXPECT_EQ(not_parts.status().code(), StatusCode::kFailedPrecondition) << not_parts.status().ToString();
+  EXPECT_TRUE(AppendTable(*client_, std::string(kMaxTableKeyLength + 1, 'k'), *Part(0, 0, 1)).status().code() ==
+              StatusCode::kInvalidArgument);
+  // A part that is not a table (written by someone else under a part key) is Corruption.
+  auto builder = client_->NewBuilder();
+  ASSERT_TRUE(PutArray(*builder, "parts#3", *Json(arrow::int32(), "[1]")).ok());
+  EXPECT_TRUE(GetTable(*client_, "parts").status().IsCorruption());
+}
+
+TEST_F(ArrowTest, ConcurrentAppendersEachKeepTheirOrder) {
+  constexpr int kWriters = 4, kAppends = 6, kRows = 5;
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kAppends; ++i) {
+        if (!AppendTable(*client_, "busy", *Part(w, i * kRows, kRows)).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto got = GetTable(*client_, "busy");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ((*got)->num_rows(), kWriters * kAppends * kRows);
+  // Every row once; each writer's rows in the order it appended them.
+  std::vector<int64_t> next(kWriters, 0);
+  for (const auto& batch : *arrow::TableBatchReader(**got).ToRecordBatches()) {
+    const auto& writer = static_cast<const arrow::Int32Array&>(*batch->column(0));
+    const auto& seq = static_cast<const arrow::Int64Array&>(*batch->column(1));
+    for (int64_t r = 0; r < batch->num_rows(); ++r) {
+      ASSERT_EQ(seq.Value(r), next[writer.Value(r)]++) << "writer " << writer.Value(r);
+    }
+  }
+  for (int w = 0; w < kWriters; ++w) EXPECT_EQ(next[w], kAppends * kRows);
+}
+
+// Offsets and lengths past 2^31: a 2.25 GiB column and a large_binary column whose data
+// buffer is past 2 GiB, built in the heap, put, got back and compared.
+TEST_F(ArrowTest, TablesLargerThan2GiB) {
+  constexpr int64_t kRows = (int64_t{9} << 30) / 4 / 8;  // 2.25 GiB of int64
+  auto builder = client_->NewBuilder();
+  ASSERT_TRUE(builder.ok());
+  HeapMemoryPool pool(&*builder);
+  auto values = arrow::AllocateBuffer(kRows * 8, &pool);
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  auto* v = reinterpret_cast<int64_t*>((*values)->mutable_data());
+  for (int64_t i = 0; i < kRows; ++i) v[i] = i * 3;
+  auto ints = std::make_shared<arrow::Int64Array>(kRows, std::shared_ptr<arrow::Buffer>(std::move(*values)));
+  auto table = arrow::Table::Make(arrow::schema({arrow::field("n", arrow::int64())}), {ints});
+  auto put = PutTable(*builder, "big", *table);
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ(put->bytes_copied, 0u);
+  auto got = GetTable(*client_, "big");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  ASSERT_EQ((*got)->num_rows(), kRows);
+  EXPECT_TRUE((*got)->Equals(*table));
+  const auto& n = static_cast<const arrow::Int64Array&>(*(*got)->column(0)->chunk(0));
+  EXPECT_EQ(n.Value(kRows - 1), (kRows - 1) * 3);
+  got->reset();
+  table.reset();
+  ints.reset();
+  ASSERT_TRUE(client_->Delete("big").ok());
+
+  auto blob_builder = client_->NewBuilder();
+  ASSERT_TRUE(blob_builder.ok());
+  HeapMemoryPool blob_pool(&*blob_builder);
+  // 3 rows of large_binary: the last value starts past 2 GiB.
+  constexpr int64_t kBlob = (int64_t{1} << 30) + 7;
+  auto data = arrow::AllocateBuffer(2 * kBlob + 5, &blob_pool);
+  ASSERT_TRUE(data.ok());
+  std::memset((*data)->mutable_data(), 'x', static_cast<size_t>((*data)->size()));
+  std::memcpy((*data)->mutable_data() + 2 * kBlob, "tail!", 5);
+  auto offsets = arrow::AllocateBuffer(4 * 8, &blob_pool);
+  ASSERT_TRUE(offsets.ok());
+  auto* o = reinterpret_cast<int64_t*>((*offsets)->mutable_data());
+  o[0] = 0, o[1] = kBlob, o[2] = 2 * kBlob, o[3] = 2 * kBlob + 5;
+  auto blobs = std::make_shared<arrow::LargeBinaryArray>(3, std::shared_ptr<arrow::Buffer>(std::move(*offsets)),
+                                                         std::shared_ptr<arrow::Buffer>(std::move(*data)));
+  auto blob_table = arrow::Table::Make(arrow::schema({arrow::field("b", arrow::large_binary())}), {blobs});
+  auto blob_put = PutTable(*blob_builder, "blobs", *blob_table);
+  ASSERT_TRUE(blob_put.ok()) << blob_put.status().ToString();
+  EXPECT_EQ(blob_put->bytes_copied, 0u);
+  auto got_blobs = GetTable(*client_, "blobs");
+  ASSERT_TRUE(got_blobs.ok()) << got_blobs.status().ToString();
+  const auto& b = static_cast<const arrow::LargeBinaryArray&>(*(*got_blobs)->column(0)->chunk(0));
+  EXPECT_EQ(b.value_offset(2), 2 * kBlob);
+  EXPECT_EQ(b.GetView(2), "tail!");
+  EXPECT_EQ(b.GetView(0).size(), static_cast<size_t>(kBlob));
+}
+
 TEST_F(ArrowTest, ArraysBuiltWithTheHeapPoolArePutWithoutACopy) {
   auto builder = client_->NewBuilder();
   ASSERT_TRUE(builder.ok());
@@ -269,6 +399,16 @@ TEST_F(ArrowTest, CliPutsFilesStraightIntoTheHeapAndGetsAndCatsThem) {
   auto missing = testing::Run({csm, "get", "cli/none"}, node_.Env());
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("NotFound"), std::string::npos) << missing.err;
+  // Two files appended as the parts of one table.
+  for (const char* kind : {"parquet", "csv"}) {
+    auto append = testing::Run({csm, "put", dir + "/t." + kind, "--key", "cli/parts", "--append"}, node_.Env());
+    ASSERT_EQ(append.exit_code, 0) << append.out << append.err;
+  }
+  auto parts = testing::Run({csm, "get", "cli/parts"}, node_.Env());
+  ASSERT_EQ(parts.exit_code, 0) << parts.err;
+  EXPECT_NE(parts.out.find("rows:    6"), std::string::npos) << parts.out;
+  EXPECT_NE(parts.out.find("parts:   2"), std::string::npos) << parts.out;
+  EXPECT_NE(parts.out.find("cli/parts#1"), std::string::npos) << parts.out;
   auto unknown = testing::Run({csm, "put", dir + "/t.parquet", "--key", "cli/parquet"}, node_.Env());
   EXPECT_NE(unknown.exit_code, 0) << "the key is taken";
   EXPECT_NE(unknown.err.find("AlreadyExists"), std::string::npos) << unknown.err;

@@ -1,7 +1,9 @@
 // csm_arrow_helper: the other process of the Arrow tests. Attaches to the node named by
 // CSM_SOCKET.
-//   produce KEY ROWS   build a table straight into the heap (HeapMemoryPool), put it
-//   consume KEY ROWS   get the table, check every row, print where its values live
+//   produce KEY ROWS         build a table straight into the heap (HeapMemoryPool), put it
+//   append KEY FIRST ROWS    build rows FIRST.. the same way, append them as the next part
+//   consume KEY ROWS         get the table, check every row, print where its first values
+//                            live and which nodes its parts are on
 #include <arrow/api.h>
 
 #include <cinttypes>
@@ -21,13 +23,14 @@ int Fail(const std::string& what) {
 
 std::string Name(int64_t i) { return "row-" + std::to_string(i); }
 
-int Produce(csm::Client& client, const std::string& key, int64_t rows) {
+// Row i: id i*7, name "row-i" or null every fifth row.
+int Produce(csm::Client& client, const std::string& key, int64_t first, int64_t rows, bool append) {
   auto builder = client.NewBuilder();
   if (!builder.ok()) return Fail(builder.status().ToString());
   csm::HeapMemoryPool pool(&*builder);
   arrow::Int64Builder ids(&pool);
   arrow::StringBuilder names(&pool);
-  for (int64_t i = 0; i < rows; ++i) {
+  for (int64_t i = first; i < first + rows; ++i) {
     if (!ids.Append(i * 7).ok() || !(i % 5 == 0 ? names.AppendNull() : names.Append(Name(i))).ok()) {
       return Fail("append");
     }
@@ -36,10 +39,20 @@ int Produce(csm::Client& client, const std::string& key, int64_t rows) {
   if (!ids.Finish(&a).ok() || !names.Finish(&b).ok()) return Fail("finish");
   auto table = arrow::Table::Make(
       arrow::schema({arrow::field("id", arrow::int64()), arrow::field("name", arrow::utf8())}), {a, b});
-  auto put = csm::PutTable(*builder, key, *table);
-  if (!put.ok()) return Fail(put.status().ToString());
-  std::printf("committed values=0x%" PRIxPTR " copied=%" PRIu64 "\n",
-              reinterpret_cast<uintptr_t>(a->data()->buffers[1]->data()), put->bytes_copied);
+  csm::PutStats put;
+  std::string committed = key;
+  if (append) {
+    auto appended = csm::AppendTable(client, *builder, key, *table);
+    if (!appended.ok()) return Fail(appended.status().ToString());
+    put = *appended;
+    committed = appended->part_key;
+  } else {
+    auto whole = csm::PutTable(*builder, key, *table);
+    if (!whole.ok()) return Fail(whole.status().ToString());
+    put = *whole;
+  }
+  std::printf("committed key=%s values=0x%" PRIxPTR " copied=%" PRIu64 "\n", committed.c_str(),
+              reinterpret_cast<uintptr_t>(a->data()->buffers[1]->data()), put.bytes_copied);
   std::fflush(stdout);
   return 0;
 }
@@ -47,19 +60,30 @@ int Produce(csm::Client& client, const std::string& key, int64_t rows) {
 int Consume(csm::Client& client, const std::string& key, int64_t rows) {
   auto table = csm::GetTable(client, key, std::chrono::seconds(30));
   if (!table.ok()) return Fail(table.status().ToString());
-  auto combined = (*table)->CombineChunksToBatch();
-  if (!combined.ok()) return Fail(combined.status().ToString());
   if ((*table)->num_rows() != rows) return Fail("rows " + std::to_string((*table)->num_rows()));
-  const auto& ids = static_cast<const arrow::Int64Array&>(*(*table)->column(0)->chunk(0));
-  const auto& names = static_cast<const arrow::StringArray&>(*(*table)->column(1)->chunk(0));
-  for (int64_t i = 0; i < rows; ++i) {
-    if (ids.Value(i) != i * 7) return Fail("id of row " + std::to_string(i));
-    if ((i % 5 == 0) != names.IsNull(i) || (i % 5 != 0 && names.GetView(i) != Name(i))) {
-      return Fail("name of row " + std::to_string(i));
+  // Row by row across the chunks (a table of parts has one or more chunks per part).
+  const auto& id_column = *(*table)->column(0);
+  const auto& name_column = *(*table)->column(1);
+  if (id_column.num_chunks() != name_column.num_chunks()) return Fail("columns chunked differently");
+  int64_t i = 0;
+  for (int c = 0; c < id_column.num_chunks(); ++c) {
+    const auto& ids = static_cast<const arrow::Int64Array&>(*id_column.chunk(c));
+    const auto& names = static_cast<const arrow::StringArray&>(*name_column.chunk(c));
+    if (ids.length() != names.length()) return Fail("chunk " + std::to_string(c) + " lengths differ");
+    for (int64_t j = 0; j < ids.length(); ++j, ++i) {
+      if (ids.Value(j) != i * 7) return Fail("id of row " + std::to_string(i));
+      if ((i % 5 == 0) != names.IsNull(j) || (i % 5 != 0 && names.GetView(j) != Name(i))) {
+        return Fail("name of row " + std::to_string(i));
+      }
     }
   }
-  std::printf("verified rows=%" PRId64 " values=0x%" PRIxPTR "\n", rows,
-              reinterpret_cast<uintptr_t>(ids.data()->buffers[1]->data()));
+  auto parts = csm::TableParts(client, key);
+  if (!parts.ok()) return Fail(parts.status().ToString());
+  std::string owners;
+  for (const auto& p : *parts) owners += (owners.empty() ? "" : ",") + std::to_string(p.owner_node);
+  std::printf("verified rows=%" PRId64 " values=0x%" PRIxPTR " chunks=%d owners=%s\n", rows,
+              reinterpret_cast<uintptr_t>(id_column.chunk(0)->data()->buffers[1]->data()),
+              id_column.num_chunks(), owners.c_str());
   std::fflush(stdout);
   return 0;
 }
@@ -67,12 +91,15 @@ int Consume(csm::Client& client, const std::string& key, int64_t rows) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) return Fail("usage: csm_arrow_helper produce|consume KEY ROWS");
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (argc != (mode == "append" ? 5 : 4)) {
+    return Fail("usage: csm_arrow_helper produce KEY ROWS | append KEY FIRST ROWS | consume KEY ROWS");
+  }
   auto client = csm::Client::Connect();
   if (!client.ok()) return Fail(client.status().ToString());
-  std::string mode = argv[1];
-  int64_t rows = std::atoll(argv[3]);
-  if (mode == "produce") return Produce(**client, argv[2], rows);
+  const int64_t rows = std::atoll(argv[argc - 1]);
+  if (mode == "produce") return Produce(**client, argv[2], 0, rows, false);
+  if (mode == "append") return Produce(**client, argv[2], std::atoll(argv[3]), rows, true);
   if (mode == "consume") return Consume(**client, argv[2], rows);
   return Fail("unknown mode " + mode);
 }

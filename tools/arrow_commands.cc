@@ -61,32 +61,41 @@ int Put(const ArrowFlags& f, Client& client) {
   HeapMemoryPool pool(&*builder);
   auto table = ReadFile(f.file, &pool);
   if (!table.ok()) return Fail(table.status(), "reading " + f.file);
-  auto put = PutTable(*builder, f.key, **table);
-  if (!put.ok()) return Fail(put.status());
+  PutStats put;
+  std::string committed = f.key;
+  if (f.append) {
+    auto appended = AppendTable(client, *builder, f.key, **table);
+    if (!appended.ok()) return Fail(appended.status());
+    put = *appended;
+    committed = appended->part_key;
+  } else {
+    auto whole = PutTable(*builder, f.key, **table);
+    if (!whole.ok()) return Fail(whole.status());
+    put = *whole;
+  }
   std::printf("put '%s': %lld rows, %d columns; object %s (read straight into the heap: %s copied); "
               "descriptor %llu bytes\n",
-              f.key.c_str(), static_cast<long long>((*table)->num_rows()), (*table)->num_columns(),
-              FormatSize(builder->bytes_used()).c_str(), FormatSize(put->bytes_copied).c_str(),
-              static_cast<unsigned long long>(put->descriptor_bytes));
+              committed.c_str(), static_cast<long long>((*table)->num_rows()), (*table)->num_columns(),
+              FormatSize(builder->bytes_used()).c_str(), FormatSize(put.bytes_copied).c_str(),
+              static_cast<unsigned long long>(put.descriptor_bytes));
   return 0;
 }
 
 int Get(const ArrowFlags& f, Client& client) {
   auto table = GetTable(client, f.key);
   if (!table.ok()) return Fail(table.status());
-  auto ref = client.List();
-  uint32_t owner = 0;
-  uint64_t size = 0;
-  for (const auto& o : ref) {
-    if (o.key == f.key) owner = o.owner_node, size = o.size;
-  }
+  auto parts = TableParts(client, f.key);
+  if (!parts.ok()) return Fail(parts.status());
   const auto& t = **table;
   int64_t chunks = t.num_columns() > 0 ? t.column(0)->num_chunks() : 0;
-  std::printf("key:     %s\nrows:    %lld\ncolumns: %d (%lld chunks each)\nobject:  %s on node %u\n"
-              "schema:\n%s\n",
+  std::printf("key:     %s\nrows:    %lld\ncolumns: %d (%lld chunks each)\nparts:   %zu\n",
               f.key.c_str(), static_cast<long long>(t.num_rows()), t.num_columns(),
-              static_cast<long long>(chunks), FormatSize(size).c_str(), owner,
-              t.schema()->ToString().c_str());
+              static_cast<long long>(chunks), parts->size());
+  for (const auto& p : *parts) {
+    std::printf("  %-24s %10lld rows  %10s  on node %u\n", p.key.c_str(), static_cast<long long>(p.num_rows),
+                FormatSize(p.bytes).c_str(), p.owner_node);
+  }
+  std::printf("schema:\n%s\n", t.schema()->ToString().c_str());
   std::printf("first %lld rows:\n%s\n", static_cast<long long>(std::min(f.rows, t.num_rows())),
               t.Slice(0, f.rows)->ToString().c_str());
   return 0;
@@ -117,6 +126,8 @@ ArrowCommands AddArrowCommands(CLI::App& app, ArrowFlags* f) {
   c.put = app.add_subcommand("put", "read a .parquet, .csv or .arrow file straight into the heap as a table");
   c.put->add_option("FILE", f->file)->required()->check(CLI::ExistingFile);
   c.put->add_option("--key", f->key, "key to commit the table under")->required();
+  c.put->add_flag("--append", f->append,
+                  "add the file as the next part of the table under KEY (from any node; its schema must match)");
   c.get = app.add_subcommand("get", "show a table: schema, rows, size, where it lives, first rows");
   c.get->add_option("KEY", f->key)->required();
   c.get->add_option("--rows", f->rows, "rows to show")->check(CLI::Range(int64_t{0}, int64_t{1} << 40));

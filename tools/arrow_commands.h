@@ -12,6 +12,7 @@ namespace csm::tools {
 struct ArrowFlags {
   std::string file, key, format = "csv";
   int64_t rows = 10;
+  bool append = false;
 };
 
 struct ArrowCommands {

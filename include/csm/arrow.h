@@ -76,9 +76,41 @@ Result<PutStats> PutArray(Builder& builder, std::string_view key, const arrow::A
 // The same with a fresh Builder: every buffer is copied in.
 Result<PutStats> PutTable(Client& client, std::string_view key, const arrow::Table& table);
 
+// Tables that grow by parts, appended from any process of any node (docs/arrow.md).
+// AppendTable commits `part` as the next part of the table under `key`: the first append
+// publishes the table's head (its schema) under `key`, and part n is an ordinary table
+// object under "<key>#<n>", owned by the node that appended it. Every part must have the
+// head's schema (TypeMismatch otherwise). Parts are numbered by the order their commits
+// reach the cluster directory; GetTable(key) returns every part's chunks in that order,
+// so rows keep the order of the appends. Appending costs one directory round trip per
+// existing part (the number is claimed by committing); deleting a part ends the table
+// there.
+inline constexpr size_t kMaxTableKeyLength = 160;  // the part keys add "#<n>"
+
+struct AppendStats : PutStats {
+  uint64_t part = 0;      // the part's number
+  std::string part_key;   // "<key>#<part>"
+};
+Result<AppendStats> AppendTable(Client& client, Builder& builder, std::string_view key, const arrow::Table& part);
+// The same with a fresh Builder: every buffer is copied in.
+Result<AppendStats> AppendTable(Client& client, std::string_view key, const arrow::Table& part);
+
+// Where the table under `key` lives: one entry per part, in row order (a table put
+// whole is its own only part). Gets (and so fetches) every part.
+struct TablePart {
+  std::string key;
+  uint32_t owner_node = 0;  // the node that committed it
+  int64_t num_rows = 0;
+  uint64_t bytes = 0;       // the part's object, descriptor included
+};
+Result<std::vector<TablePart>> TableParts(Client& client, std::string_view key,
+                                          std::chrono::milliseconds timeout = {});
+
 // Gets what was put under `key` (waiting up to `timeout` for it to appear). TypeMismatch
 // if it is another kind (a RecordBatch can be read as a Table, and a one-column value as
-// a ChunkedArray; an Array as a one-chunk ChunkedArray).
+// a ChunkedArray; an Array as a one-chunk ChunkedArray). GetTable also reads a table of
+// parts: its parts on other nodes are fetched (once per node), and a part whose node is
+// dead makes the Get fail with that part's error (Unavailable) rather than lose rows.
 Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key,
                                                std::chrono::milliseconds timeout = {});
 Result<std::shared_ptr<arrow::RecordBatch>> GetRecordBatch(Client& client, std::string_view key,

@@ -19,7 +19,9 @@ namespace csm {
 inline constexpr uint32_t kArrowDescriptorMagic = 0x41525743;  // "CWRA"
 inline constexpr uint32_t kArrowDescriptorVersion = 1;
 
-enum class ArrowKind : uint32_t { kTable = 1, kRecordBatch = 2, kChunkedArray = 3, kArray = 4 };
+// kTableHead: the head of a table that grows by parts (csm::AppendTable): its schema and
+// no chunks; part n is a kTable descriptor under "<key>#<n>", on whichever node added it.
+enum class ArrowKind : uint32_t { kTable = 1, kRecordBatch = 2, kChunkedArray = 3, kArray = 4, kTableHead = 5 };
 
 struct ArrowBufferLayout {
   uint64_t addr;    // in the object's extents; 0 for an absent buffer

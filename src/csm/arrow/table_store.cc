@@ -118,9 +118,9 @@ class DescriptorWriter {
   std::vector<ArrowBufferLayout> buffers_;
 };
 
-Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind kind,
-                            const arrow::Schema& schema, int64_t num_rows,
-                            const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
+// Writes the descriptor of `columns` as the Builder's root (not committed yet).
+Result<PutStats> WriteColumns(Builder& builder, ArrowKind kind, const arrow::Schema& schema, int64_t num_rows,
+                              const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
   DescriptorWriter writer(builder);
   std::vector<uint32_t> column_chunks, chunks;
   for (const auto& column : columns) {
@@ -132,8 +132,15 @@ Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind ki
   }
   column_chunks.push_back(static_cast<uint32_t>(chunks.size()));
   CSM_RETURN_IF_ERROR(writer.Finish(kind, num_rows, schema, column_chunks, chunks));
-  CSM_RETURN_IF_ERROR(builder.Commit(key));
   return writer.stats;
+}
+
+Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind kind,
+                            const arrow::Schema& schema, int64_t num_rows,
+                            const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
+  CSM_ASSIGN_OR_RETURN(PutStats stats, WriteColumns(builder, kind, schema, num_rows, columns));
+  CSM_RETURN_IF_ERROR(builder.Commit(key));
+  return stats;
 }
 
 std::shared_ptr<arrow::Schema> OneColumn(const std::shared_ptr<arrow::DataType>& type) {
@@ -162,6 +169,7 @@ class DescriptorReader {
   }
 
   struct Loaded {
+    ObjectInfo info;
     ArrowKind kind;
     std::shared_ptr<arrow::Schema> schema;
     std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
@@ -174,14 +182,17 @@ class DescriptorReader {
       return Bad("descriptor version " + std::to_string(d_.version) + ", this build reads " +
                  std::to_string(kArrowDescriptorVersion));
     }
-    if (d_.kind < 1 || d_.kind > 4) return Bad("unknown kind " + std::to_string(d_.kind));
+    if (d_.kind < 1 || d_.kind > 5) return Bad("unknown kind " + std::to_string(d_.kind));
     CSM_RETURN_IF_ERROR(CheckVector(d_.schema, "schema"));
     CSM_RETURN_IF_ERROR(CheckVector(d_.column_chunks, "column table"));
     CSM_RETURN_IF_ERROR(CheckVector(d_.chunks, "chunk table"));
     CSM_RETURN_IF_ERROR(CheckVector(d_.arrays, "array table"));
     CSM_RETURN_IF_ERROR(CheckVector(d_.buffers, "buffer table"));
+    if (d_.kind == static_cast<uint32_t>(ArrowKind::kTableHead) && (!d_.chunks.empty() || d_.num_rows != 0)) {
+      return Bad("a table head holds rows");
+    }
 
-    Loaded out{static_cast<ArrowKind>(d_.kind), nullptr, {}, d_.num_rows};
+    Loaded out{ref_->info(), static_cast<ArrowKind>(d_.kind), nullptr, {}, d_.num_rows};
     auto schema_buffer = std::make_shared<arrow::Buffer>(d_.schema.data(), static_cast<int64_t>(d_.schema.size()));
     arrow::io::BufferReader reader(schema_buffer);
     arrow::ipc::DictionaryMemo memo;  // dictionaries are not in the schema: they are arrays here
@@ -331,8 +342,81 @@ const char* KindName(ArrowKind kind) {
     case ArrowKind::kRecordBatch: return "a RecordBatch";
     case ArrowKind::kChunkedArray: return "a ChunkedArray";
     case ArrowKind::kArray: return "an Array";
+    case ArrowKind::kTableHead: return "a table of parts";
   }
   return "?";
+}
+
+// ---- tables of parts ----------------------------------------------------------------
+
+constexpr uint64_t kMaxParts = uint64_t{1} << 20;
+
+std::string PartKey(std::string_view key, uint64_t n) { return std::string(key) + "#" + std::to_string(n); }
+
+// What a key holds, read as a table: one Loaded per part (a table put whole is its own
+// only part), in row order.
+struct LoadedTable {
+  std::shared_ptr<arrow::Schema> schema;
+  std::vector<DescriptorReader::Loaded> parts;
+};
+
+Result<LoadedTable> LoadTable(Client& client, std::string_view key, std::chrono::milliseconds timeout) {
+  CSM_ASSIGN_OR_RETURN(auto head, Load(client, key, timeout));
+  if (head.kind != ArrowKind::kTable && head.kind != ArrowKind::kRecordBatch && head.kind != ArrowKind::kTableHead) {
+    return TypeMismatch("'" + std::string(key) + "' holds " + KindName(head.kind) + ", not a Table");
+  }
+  LoadedTable out{head.schema, {}};
+  if (head.kind != ArrowKind::kTableHead) {
+    out.parts.push_back(std::move(head));
+    return out;
+  }
+  // Parts are committed under consecutive numbers (AppendTable claims the first free
+  // one), so the first number with no part ends the table.
+  for (uint64_t n = 0; n < kMaxParts; ++n) {
+    std::string part_key = PartKey(key, n);
+    auto part = Load(client, part_key, std::chrono::milliseconds(0));
+    if (part.status().IsNotFound()) break;
+    if (!part.ok()) {
+      return part.status().WithContext("reading part " + std::to_string(n) + " of table '" + std::string(key) + "'");
+    }
+    if (part->kind != ArrowKind::kTable) {
+      return Corruption("'" + part_key + "' holds " + KindName(part->kind) + ", not a part of table '" +
+                        std::string(key) + "'");
+    }
+    if (!part->schema->Equals(*head.schema, /*check_metadata=*/false)) {
+      return Corruption("'" + part_key + "' has schema {" + part->schema->ToString() + "}, its table '" +
+                        std::string(key) + "' {" + head.schema->ToString() + "}");
+    }
+    out.parts.push_back(*std::move(part));
+  }
+  return out;
+}
+
+// The head of the table of parts under `key`, published now if there is none yet.
+Result<std::shared_ptr<arrow::Schema>> EnsureHead(Client& client, std::string_view key,
+                                                  const std::shared_ptr<arrow::Schema>& schema) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto head = Load(client, key, std::chrono::milliseconds(0));
+    if (head.ok()) {
+      if (head->kind != ArrowKind::kTableHead) {
+        return FailedPrecondition("'" + std::string(key) + "' holds " + KindName(head->kind) +
+                                  " put whole; append to a table started by AppendTable (or use another key)");
+      }
+      return head->schema;
+    }
+    if (!head.status().IsNotFound()) return head.status();
+    CSM_ASSIGN_OR_RETURN(Builder builder, client.NewBuilder());
+    std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
+    for (const auto& field : schema->fields()) {  // no chunks: the head holds no rows
+      columns.push_back(std::make_shared<arrow::ChunkedArray>(arrow::ArrayVector{}, field->type()));
+    }
+    Status s = PutColumns(builder, key, ArrowKind::kTableHead, *schema, 0, columns).status();
+    if (s.ok()) return schema;
+    if (!s.IsAlreadyExists()) return s;
+    // Another appender published the head first: read theirs.
+  }
+  return FailedPrecondition("the head of table '" + std::string(key) +
+                            "' was published and deleted while appending: retry");
 }
 
 }  // namespace
@@ -362,14 +446,68 @@ Result<PutStats> PutTable(Client& client, std::string_view key, const arrow::Tab
   return PutTable(builder, key, table);
 }
 
+Result<AppendStats> AppendTable(Client& client, Builder& builder, std::string_view key, const arrow::Table& part) {
+  if (key.empty() || key.size() > kMaxTableKeyLength) {
+    return InvalidArgument("a table of parts needs a key of 1 to " + std::to_string(kMaxTableKeyLength) +
+                           " bytes (its parts are '<key>#<n>')");
+  }
+  CSM_ASSIGN_OR_RETURN(auto schema, EnsureHead(client, key, part.schema()));
+  if (!schema->Equals(*part.schema(), /*check_metadata=*/false)) {
+    return TypeMismatch("the part has schema {" + part.schema()->ToString() + "}, table '" + std::string(key) +
+                        "' {" + schema->ToString() + "}");
+  }
+  AppendStats stats;
+  CSM_ASSIGN_OR_RETURN(static_cast<PutStats&>(stats),
+                       WriteColumns(builder, ArrowKind::kTable, *part.schema(), part.num_rows(), part.columns()));
+  // Claim the first free part number: a key is committed once cluster-wide, so two
+  // appenders never take the same number, and a Builder stays usable on AlreadyExists.
+  for (uint64_t n = 0; n < kMaxParts; ++n) {
+    std::string part_key = PartKey(key, n);
+    Status s = builder.Commit(part_key);
+    if (s.ok()) {
+      stats.part = n;
+      stats.part_key = std::move(part_key);
+      return stats;
+    }
+    if (!s.IsAlreadyExists()) return s;
+  }
+  return CapacityExceeded("table '" + std::string(key) + "' has " + std::to_string(kMaxParts) + " parts already");
+}
+
+Result<AppendStats> AppendTable(Client& client, std::string_view key, const arrow::Table& part) {
+  CSM_ASSIGN_OR_RETURN(Builder builder, client.NewBuilder());
+  return AppendTable(client, builder, key, part);
+}
+
+Result<std::vector<TablePart>> TableParts(Client& client, std::string_view key, std::chrono::milliseconds timeout) {
+  CSM_ASSIGN_OR_RETURN(LoadedTable loaded, LoadTable(client, key, timeout));
+  std::vector<TablePart> parts;
+  for (const auto& p : loaded.parts) parts.push_back({p.info.key, p.info.owner_node, p.num_rows, p.info.size});
+  return parts;
+}
+
 Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key,
                                                std::chrono::milliseconds timeout) {
-  CSM_ASSIGN_OR_RETURN(auto loaded, Load(client, key, timeout));
-  if (loaded.kind != ArrowKind::kTable && loaded.kind != ArrowKind::kRecordBatch) {
-    return TypeMismatch("'" + std::string(key) + "' holds " + KindName(loaded.kind) + ", not a Table");
+  CSM_ASSIGN_OR_RETURN(LoadedTable loaded, LoadTable(client, key, timeout));
+  std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
+  int64_t num_rows = 0;
+  if (loaded.parts.size() == 1) {
+    columns = loaded.parts[0].columns;
+    num_rows = loaded.parts[0].num_rows;
+  } else {
+    for (int c = 0; c < loaded.schema->num_fields(); ++c) {
+      arrow::ArrayVector chunks;
+      for (const auto& p : loaded.parts) {
+        const auto& part_chunks = p.columns[static_cast<size_t>(c)]->chunks();
+        chunks.insert(chunks.end(), part_chunks.begin(), part_chunks.end());
+      }
+      columns.push_back(std::make_shared<arrow::ChunkedArray>(std::move(chunks), loaded.schema->field(c)->type()));
+    }
+    for (const auto& p : loaded.parts) num_rows += p.num_rows;
   }
-  auto table = arrow::Table::Make(loaded.schema, loaded.columns, loaded.num_rows);
-  arrow::Status valid = table->ValidateFull();
+  auto table = arrow::Table::Make(loaded.schema, std::move(columns), num_rows);
+  // Every chunk passed ValidateFull as it was read; this checks the columns agree.
+  arrow::Status valid = table->Validate();
   if (!valid.ok()) return Corruption("the table under '" + std::string(key) + "' is invalid: " + valid.ToString());
   return table;
 }

@@ -1,0 +1,90 @@
+// An Arrow table spanning three nodes, each csmd in its own network namespace joined by
+// veth (the cluster directory embedded in node 1, or a real etcd in the hub namespace):
+// every node appends a part built in its own heap, every node reads the whole table
+// with its rows in append order, and a dead node's part makes the table Unavailable
+// instead of silently shorter.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "csm/arrow.h"
+#include "harness.h"
+
+namespace csm {
+namespace {
+
+using testing::Node;
+
+std::string Helper() { return testing::BinaryDir() + "/csm_arrow_helper"; }
+
+// Parameter: "<directory>_<transport>".
+class ArrowClusterTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ArrowClusterTest, ATableSpansThreeNodes) {
+  testing::NetworkLab lab(3);
+  std::unique_ptr<testing::Etcd> etcd;
+  const std::string transport = GetParam().substr(GetParam().find('_') + 1);
+  if (GetParam().starts_with("etcd")) etcd = std::make_unique<testing::Etcd>(lab.Namespace(0), lab.Ip(0));
+  const std::string coordinator = lab.Ip(1) + ":7401";
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (int host = 1; host <= 3; ++host) {
+    std::vector<std::string> f = {"--node-id", std::to_string(host), "--cluster-secret", "lab-secret",
+                                  "--dead-after-ms", "1000", "--peer-address", lab.Ip(host) + ":7400",
+                                  "--transport", transport, "--arena-size", "8M"};
+    if (etcd) {
+      f.insert(f.end(), {"--etcd", etcd->endpoint()});
+    } else {
+      f.insert(f.end(), {host == 1 ? "--coordinate" : "--join", coordinator});
+    }
+    nodes.push_back(std::make_unique<Node>(f, lab.Namespace(host)));
+  }
+  auto run = [&](int host, std::vector<std::string> args, const std::string& expect) {
+    args.insert(args.begin(), Helper());
+    auto p = testing::Process::Spawn(args, nodes[host - 1]->Env());
+    std::string line = p->WaitForLine(expect, 120000);
+    EXPECT_EQ(p->Wait(), 0) << p->output();
+    return line;
+  };
+
+  // Parts of 30000, 20000 and 50000 rows, appended by nodes 1, 2 and 3 in turn.
+  const int64_t rows[] = {30000, 20000, 50000};
+  int64_t first = 0;
+  for (int host = 1; host <= 3; ++host) {
+    std::string line = run(host, {"append", "lab/table", std::to_string(first), std::to_string(rows[host - 1])},
+                           "committed");
+    EXPECT_EQ(testing::Field(line, "key"), "lab/table#" + std::to_string(host - 1)) << line;
+    EXPECT_EQ(testing::Field(line, "copied"), "0") << "built in the heap: nothing to copy";
+    first += rows[host - 1];
+  }
+  // Every node reads every row in order; the parts stay where they were built.
+  std::string values_on_1;
+  for (int host : {1, 2, 3}) {
+    std::string line = run(host, {"consume", "lab/table", std::to_string(first)}, "verified");
+    EXPECT_EQ(testing::Field(line, "owners"), "1,2,3") << line;
+    EXPECT_EQ(testing::Field(line, "chunks"), "3") << line;
+    if (host == 1) values_on_1 = testing::Field(line, "values");
+    EXPECT_EQ(testing::Field(line, "values"), values_on_1) << "the same addresses on every node";
+  }
+  // The CLI says where each part lives.
+  auto get = testing::Run({testing::BinaryDir() + "/csm", "get", "lab/table", "--rows", "2"}, nodes[1]->Env());
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_NE(get.out.find("rows:    100000"), std::string::npos) << get.out;
+  EXPECT_NE(get.out.find("parts:   3"), std::string::npos) << get.out;
+  EXPECT_NE(get.out.find("on node 3"), std::string::npos) << get.out;
+
+  // Node 3 dies: its part goes with it, and the table says so rather than lose rows.
+  nodes[2]->process().Kill(SIGKILL);
+  auto c = Client::Connect(nodes[1]->ClientConfig());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  Status s;
+  EXPECT_TRUE(testing::Eventually([&] {
+    s = GetTable(**c, "lab/table").status();
+    return s.IsUnavailable();
+  }, 10000)) << s.ToString();
+  EXPECT_NE(s.message().find("part 2 of table 'lab/table'"), std::string::npos) << s.ToString();
+}
+
+INSTANTIATE_TEST_SUITE_P(Directories, ArrowClusterTest, ::testing::Values("embedded_tcp", "etcd_ucx"),
+                         [](const auto& param_info) { return param_info.param; });
+
+}  // namespace
+}  // namespace csm
