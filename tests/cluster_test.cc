@@ -245,6 +245,24 @@ TEST_P(ClusterTest, DeletingOnTheOwnerRemovesTheCopies) {
   RunHelper(*c_, {"produce", "k", "10"});
 }
 
+// A dropped copy's memory is kept (populated) for the next copy of the same size, which
+// then shows its own bytes only.
+TEST_P(ClusterTest, DroppedCopiesMemoryIsReusedForTheNextCopy) {
+  StartThree();
+  auto info = [&](const char* field) {
+    auto c = Client::Connect(b_->ClientConfig());
+    return json::parse(*(*c)->InfoJson())[field].get<uint64_t>();
+  };
+  RunHelper(*a_, {"produce", "first", "100000"});
+  RunHelper(*b_, {"consume", "first", "100000"});
+  EXPECT_EQ(info("spare_replica_bytes"), 0u);
+  EXPECT_EQ(testing::Run({CsmCli(), "rm", "first"}, a_->Env()).exit_code, 0);
+  EXPECT_TRUE(testing::Eventually([&] { return info("spare_replica_bytes") > 0; }, 5000));
+  RunHelper(*a_, {"produce", "second", "60000"});
+  RunHelper(*b_, {"consume", "second", "60000"});  // checks every entry
+  EXPECT_GT(info("replica_memory_reused"), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,
                          ::testing::Values("embedded_tcp", "etcd_tcp", "embedded_ucx"),
                          [](const auto& param_info) { return param_info.param; });

@@ -514,6 +514,10 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
     addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
   }
   used_ -= a.charged;
+  if (a.replica_of != 0 && a.size <= config_.capacity / 8 - std::min(config_.capacity / 8, spare_bytes_)) {
+    spare_bytes_ += a.size;
+    spare_replicas_.emplace(a.size, std::move(a.fd));
+  }
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   for (auto& [id, c] : clients_) {
     if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});
@@ -643,6 +647,8 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["objects_awaiting_unpin"] = pending_.size();
   j["fetches"] = fetches_done_;  // objects brought from other nodes
   j["fetches_in_flight"] = fetches_.size();
+  j["spare_replica_bytes"] = spare_bytes_;     // dropped copies' memory kept for reuse
+  j["replica_memory_reused"] = spare_reuses_;  // copies that reused it
   j["arenas"] = arenas_.size();
   j["max_objects"] = config_.max_objects;
   j["clients"] = nlohmann::json::array();

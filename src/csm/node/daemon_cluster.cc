@@ -1,5 +1,9 @@
 // csmd in a cluster: membership, segment leases, serving peers, remote gets; see
 // daemon_impl.h and docs/cluster.md.
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
 #include "csm/base/range.h"
 #include "csm/node/daemon_impl.h"
 
@@ -232,6 +236,44 @@ Arena* Daemon::Impl::FirstArenaOverlapping(uint64_t addr, uint64_t size) {
   return nullptr;
 }
 
+Result<os::UniqueFd> Daemon::Impl::TakeSpareReplica(const directory::ObjectRecord& r,
+                                                    const object::ObjectExtent& span) {
+  auto it = spare_replicas_.find(span.length);
+  if (it == spare_replicas_.end()) return NotFound("no spare replica memory of that size");
+  os::UniqueFd fd = std::move(it->second);
+  spare_replicas_.erase(it);
+  spare_bytes_ -= span.length;
+  ++spare_reuses_;
+  // Its pages hold a dropped copy: the fetch overwrites the object's extents; every whole
+  // page outside them is freed (reads as zeros) so nothing of the old copy shows.
+  const uint64_t page = os::PageSize();
+  std::vector<std::pair<uint64_t, uint64_t>> keep;
+  for (const auto& e : r.extents) {
+    if (RangeWithin(e.addr, e.length, span.addr, span.length)) keep.emplace_back(e.addr, e.addr + e.length);
+  }
+  std::sort(keep.begin(), keep.end());
+  uint64_t cursor = span.addr;
+  auto clear = [&](uint64_t from, uint64_t to) {  // [from, to): zeros, whole pages freed
+    uint64_t first = (from + page - 1) / page * page, last = to / page * page;
+    if (first < last) (void)os::PunchHole(fd.get(), first - span.addr, last - first);
+    auto zero = [&](uint64_t a, uint64_t b) {
+      if (a < b) (void)::pwrite(fd.get(), std::string(b - a, '\0').data(), b - a, static_cast<off_t>(a - span.addr));
+    };
+    if (first < last) {
+      zero(from, first);
+      zero(last, to);
+    } else {
+      zero(from, to);
+    }
+  };
+  for (const auto& [start, end] : keep) {
+    if (start > cursor) clear(cursor, start);
+    cursor = std::max(cursor, end);
+  }
+  if (cursor < span.addr + span.length) clear(cursor, span.addr + span.length);
+  return fd;
+}
+
 Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory::ObjectRecord& r) {
   std::vector<uint64_t> ids;
   // On failure, let go of what this call took (and free replicas it created empty).
@@ -260,7 +302,8 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory
     }
     if (a == nullptr) {
       uint64_t id = next_arena_++;
-      auto fd = os::CreateMemfd("csm-replica-" + std::to_string(id), span.length);
+      Result<os::UniqueFd> fd = TakeSpareReplica(r, span);
+      if (!fd.ok()) fd = os::CreateMemfd("csm-replica-" + std::to_string(id), span.length);
       if (!fd.ok()) {
         undo();
         return fd.status();
@@ -351,18 +394,29 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
       }
       return Corruption("extent outside the replica arenas");
     };
-    // Fault each extent's pages in with one call rather than one fault per 4 KiB page
-    // while receiving (the replica memfds are sparse: only these pages get memory).
-    const uintptr_t page = os::PageSize();
-    for (const auto& e : r.extents) {
-      auto dest = locate(e.addr, e.length);
-      if (!dest.ok()) break;
-      uintptr_t lo = reinterpret_cast<uintptr_t>(*dest) & ~(page - 1);
-      uintptr_t hi = (reinterpret_cast<uintptr_t>(*dest) + e.length + page - 1) & ~(page - 1);
-      (void)::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_WRITE);  // a hint
-    }
+    // Fresh shared memory costs more to fault in than the link takes to fill it (see
+    // docs/benchmarks.md), so a second thread faults the extents' pages in, a slice at a
+    // time and in the order they arrive, while the transport receives into them. It is
+    // only a hint: where the receiver gets ahead, it takes the faults itself.
+    std::atomic<bool> transferred{false};
+    std::thread populate([&] {
+      constexpr uintptr_t kSlice = uintptr_t{8} << 20;
+      const uintptr_t page = os::PageSize();
+      for (const auto& e : r.extents) {
+        auto dest = locate(e.addr, e.length);
+        if (!dest.ok()) return;
+        uintptr_t lo = reinterpret_cast<uintptr_t>(*dest) & ~(page - 1);
+        const uintptr_t hi = (reinterpret_cast<uintptr_t>(*dest) + e.length + page - 1) & ~(page - 1);
+        for (; lo < hi; lo += kSlice) {
+          if (transferred.load(std::memory_order_relaxed)) return;
+          (void)::madvise(reinterpret_cast<void*>(lo), std::min(kSlice, hi - lo), MADV_POPULATE_WRITE);
+        }
+      }
+    });
     const int64_t t_prepared = os::MonotonicNanos();
     if (s.ok()) s = transport->Fetch(address, r.extents, locate);
+    transferred = true;
+    populate.join();
     const int64_t t_moved = os::MonotonicNanos();
     if (s.ok()) {  // the bytes must be the ones committed
       Checksum sum;

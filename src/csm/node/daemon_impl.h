@@ -217,6 +217,8 @@ class Daemon::Impl {
   Status CheckRecord(const directory::ObjectRecord& r) const;
   Arena* FirstArenaOverlapping(uint64_t addr, uint64_t size);
   Result<std::vector<uint64_t>> PrepareReplicaArenas(const directory::ObjectRecord& r);
+  // A spare replica memfd of the span's size, cleared outside r's extents; NotFound if none.
+  Result<os::UniqueFd> TakeSpareReplica(const directory::ObjectRecord& r, const object::ObjectExtent& span);
   void FinishFetch(const std::string& key, Status status, const directory::ObjectRecord& r,
                    const std::vector<uint64_t>& arena_ids);
   void DropStaleReplicas(const std::vector<std::string>& keys);
@@ -272,6 +274,11 @@ class Daemon::Impl {
   bool sweep_requested_ = false;
   int64_t last_sweep_ns_ = 0;
   uint64_t used_ = 0;
+  // Memfds of dropped replicas, pages still populated, by size: the next replica of the
+  // same size reuses one instead of faulting fresh shared memory in (docs/cluster.md).
+  // At most capacity/8 bytes, on top of capacity.
+  std::multimap<uint64_t, os::UniqueFd> spare_replicas_;
+  uint64_t spare_bytes_ = 0, spare_reuses_ = 0;
   uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
 };
 
