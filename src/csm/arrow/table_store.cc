@@ -5,7 +5,9 @@
 #include <arrow/ipc/api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <thread>
 
 #include "csm/arrow.h"
 #include "csm/arrow/arrow_layout.h"
@@ -206,6 +208,7 @@ class DescriptorReader {
       return Bad("its column table does not match the schema's " + std::to_string(columns) + " columns");
     }
     used_.assign(d_.arrays.size(), false);
+    std::vector<Unvalidated> to_validate;
     for (size_t c = 0; c < columns; ++c) {
       uint32_t begin = d_.column_chunks[c], end = d_.column_chunks[c + 1];
       if (begin > end) return Bad("its column table is not in order");
@@ -215,10 +218,8 @@ class DescriptorReader {
       for (uint32_t i = begin; i < end; ++i) {
         CSM_ASSIGN_OR_RETURN(auto data, Build(d_.chunks[i], type, 0));
         auto array = arrow::MakeArray(data);
-        arrow::Status valid = array->ValidateFull();
-        if (!valid.ok()) return Bad("column " + std::to_string(c) + " chunk " + std::to_string(i - begin) +
-                                    " fails Arrow's validation: " + valid.ToString());
         rows += array->length();
+        to_validate.push_back({c, i - begin, array});
         chunks.push_back(std::move(array));
       }
       if (rows != d_.num_rows && out.kind != ArrowKind::kChunkedArray && out.kind != ArrowKind::kArray) {
@@ -229,10 +230,44 @@ class DescriptorReader {
       if (!column.ok()) return Bad(column.status().ToString());
       out.columns.push_back(*column);
     }
+    CSM_RETURN_IF_ERROR(ValidateAll(to_validate));
     return out;
   }
 
  private:
+  struct Unvalidated {
+    size_t column;
+    uint32_t chunk;
+    std::shared_ptr<arrow::Array> array;
+  };
+
+  // Arrow's full validation of every chunk (offsets, UTF-8, dictionary indices …). It
+  // reads every variable-length byte, so a large descriptor's chunks are spread over the
+  // cores; a small one is checked on this thread (no thread start on the fast path).
+  Status ValidateAll(const std::vector<Unvalidated>& chunks) const {
+    uint64_t bytes = 0;
+    for (const auto& b : d_.buffers) bytes += b.length;
+    const size_t threads = bytes < (uint64_t{16} << 20)
+                               ? 1
+                               : std::min<size_t>({chunks.size(), std::max(1u, std::thread::hardware_concurrency()), 8});
+    std::vector<arrow::Status> results(chunks.size());
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i; (i = next.fetch_add(1)) < chunks.size();) results[i] = chunks[i].array->ValidateFull();
+    };
+    std::vector<std::thread> helpers;
+    for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
+    work();
+    for (auto& t : helpers) t.join();
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      if (!results[i].ok()) {
+        return Bad("column " + std::to_string(chunks[i].column) + " chunk " + std::to_string(chunks[i].chunk) +
+                   " fails Arrow's validation: " + results[i].ToString());
+      }
+    }
+    return Status::OK();
+  }
+
   static constexpr int kMaxDepth = 64;
 
   Status Bad(const std::string& what) const {
