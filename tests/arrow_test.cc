@@ -522,6 +522,28 @@ TEST_F(HostileDescriptorTest, BadSchemaAndTablesAreRejected) {
   EXPECT_TRUE(s.IsCorruption()) << s.ToString();
 }
 
+// Large enough that the chunks are validated on several threads: the bad one is named.
+TEST_F(ArrowTest, InvalidUtf8InOneChunkOfALargeTableIsCorruption) {
+  constexpr int kChunks = 20;
+  constexpr int64_t kValue = 1024, kRows = 1024;  // 1 MiB of string data a chunk
+  arrow::ArrayVector chunks;
+  for (int c = 0; c < kChunks; ++c) {
+    auto offsets = *arrow::AllocateBuffer((kRows + 1) * 4);
+    auto* o = reinterpret_cast<int32_t*>(offsets->mutable_data());
+    for (int64_t i = 0; i <= kRows; ++i) o[i] = static_cast<int32_t>(i * kValue);
+    auto data = *arrow::AllocateBuffer(kRows * kValue);
+    std::memset(data->mutable_data(), 'a', static_cast<size_t>(data->size()));
+    if (c == 13) data->mutable_data()[5000] = static_cast<uint8_t>(0xff);  // not UTF-8
+    chunks.push_back(std::make_shared<arrow::StringArray>(kRows, std::move(offsets), std::move(data)));
+  }
+  auto table = arrow::Table::Make(arrow::schema({arrow::field("s", arrow::utf8())}),
+                                  {std::make_shared<arrow::ChunkedArray>(chunks)});
+  ASSERT_TRUE(PutTable(*client_, "bad-utf8", *table).ok());
+  auto got = GetTable(*client_, "bad-utf8");
+  EXPECT_TRUE(got.status().IsCorruption()) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("column 0 chunk 13"), std::string::npos) << got.status().ToString();
+}
+
 TEST_F(HostileDescriptorTest, RandomDamageNeverCrashes) {
   // Flip random words of the descriptor tables: every outcome is OK or an error.
   std::mt19937_64 rng(20261121);
