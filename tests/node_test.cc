@@ -143,6 +143,25 @@ TEST(NodeTest, MemoryFullIsCapacityExceededAndNodeKeepsServing) {
   EXPECT_TRUE(CommitMap(*c, "after", 100).ok());
 }
 
+TEST(NodeTest, ADeferredChecksumIsSaidSoByVerify) {
+  Node node;
+  auto c = Attach(node);
+  auto b = c->NewBuilder();
+  ASSERT_TRUE(b.ok());
+  auto v = b->New<csm::vector<int>>();
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(b->Populate([&] { (*v)->assign(1000, 7); }).ok());
+  b->DeferChecksum();
+  ASSERT_TRUE(b->Commit("deferred").ok());
+  auto ref = c->Get<csm::vector<int>>("deferred");
+  ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+  EXPECT_EQ((*ref)->at(999), 7);
+  EXPECT_EQ(ref->info().checksum, 0u);
+  Status s = ref->Verify();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("without a checksum"), std::string::npos) << s.ToString();
+}
+
 TEST(NodeTest, ReaderWritingIntoCommittedObjectFaultsOnlyTheReader) {
   Node node;
   auto producer = Process::Spawn({Helper(), "produce", "ro", "5000"}, node.Env());

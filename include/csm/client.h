@@ -44,7 +44,7 @@ struct ObjectInfo {
   uint64_t header;     // address of the object's header
   uint64_t root;       // address of the root value
   uint64_t size;       // bytes of all its extents
-  uint64_t checksum;   // XXH3-64 of its extents
+  uint64_t checksum;   // XXH3-64 of its extents (0 if committed with DeferChecksum)
   int64_t commit_time_ns;
 };
 
@@ -148,8 +148,13 @@ class Builder {
   [[nodiscard]] Scope MakeCurrent() { return Scope(core_.get()); }
 
   // Publishes the object under `key` on this node. On AlreadyExists the Builder stays
-  // usable (commit under another key, or drop it).
+  // usable (commit under another key, or drop it). Commit computes a checksum of every
+  // byte (XXH3, ~90 ms per GiB here) that copies to other nodes are verified against.
   Status Commit(std::string_view key);
+  // Commits without that checksum: Commit then costs the same for any size. Copies to
+  // other nodes are still verified end to end, against a digest the owner computes
+  // while serving them; Ref::Verify() says FailedPrecondition. Call before Commit.
+  void DeferChecksum();
   // Bytes taken so far (header and extent table included).
   uint64_t bytes_used() const;
   // Whether [p, p+n) lies in memory this Builder has handed out (it will be part of the

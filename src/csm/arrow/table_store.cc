@@ -141,6 +141,7 @@ Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind ki
                             const arrow::Schema& schema, int64_t num_rows,
                             const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
   CSM_ASSIGN_OR_RETURN(PutStats stats, WriteColumns(builder, kind, schema, num_rows, columns));
+  builder.DeferChecksum();  // publishing costs the same for any size (docs/arrow.md)
   CSM_RETURN_IF_ERROR(builder.Commit(key));
   return stats;
 }
@@ -494,6 +495,7 @@ Result<AppendStats> AppendTable(Client& client, Builder& builder, std::string_vi
   AppendStats stats;
   CSM_ASSIGN_OR_RETURN(static_cast<PutStats&>(stats),
                        WriteColumns(builder, ArrowKind::kTable, *part.schema(), part.num_rows(), part.columns()));
+  builder.DeferChecksum();
   // Claim the first free part number: a key is committed once cluster-wide, so two
   // appenders never take the same number, and a Builder stays usable on AlreadyExists.
   for (uint64_t n = 0; n < kMaxParts; ++n) {

@@ -506,6 +506,10 @@ Status ClientImpl::Verify(const ObjectInfo& info) {
   if (extents[0].length < sizeof(object::ObjectHeader)) {
     return Corruption("object '" + info.key + "' lists an extent outside its memory");
   }
+  if ((reinterpret_cast<const object::ObjectHeader*>(info.header)->flags & object::kFlagChecksumDeferred) != 0) {
+    return FailedPrecondition("object '" + info.key + "' was committed without a checksum (its copies to "
+                              "other nodes are checked against the owner's digest instead)");
+  }
   Checksum sum;
   for (size_t i = 0; i < extents.size(); ++i) {
     uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
@@ -646,13 +650,17 @@ Status BuilderCore::Finalize() {
   h->root = root_;
   h->extents = reinterpret_cast<uint64_t>(table);
   h->extent_count = static_cast<uint32_t>(extents_.size());
-  Checksum sum;
-  for (size_t i = 0; i < extents_.size(); ++i) {
-    uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
-    sum.Update(reinterpret_cast<const void*>(extents_[i].addr + skip), extents_[i].length - skip);
-    h->data_size += extents_[i].length;
+  for (const auto& e : extents_) h->data_size += e.length;
+  if (defer_checksum) {
+    h->flags = object::kFlagChecksumDeferred;
+  } else {
+    Checksum sum;
+    for (size_t i = 0; i < extents_.size(); ++i) {
+      uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
+      sum.Update(reinterpret_cast<const void*>(extents_[i].addr + skip), extents_[i].length - skip);
+    }
+    h->checksum = sum.Digest();
   }
-  h->checksum = sum.Digest();
   region = BumpRegion{0, 0};
   finalized_ = true;
   return Status::OK();
@@ -714,6 +722,7 @@ Status Builder::SetRoot(void* root, uint64_t type_id, std::string type_name) {
 }
 
 Status Builder::Commit(std::string_view key) { return core_->Commit(key); }
+void Builder::DeferChecksum() { core_->defer_checksum = true; }
 uint64_t Builder::bytes_used() const { return core_->bytes_used(); }
 bool Builder::Contains(const void* p, size_t n) const {
   return core_->Contains(reinterpret_cast<uint64_t>(p), n);

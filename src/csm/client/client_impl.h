@@ -129,6 +129,7 @@ class BuilderCore {
 
   BumpRegion region{0, 0};
   std::atomic<int> scopes{0};  // Scopes currently making it current
+  bool defer_checksum = false;  // Builder::DeferChecksum
 
  private:
   Status Finalize();

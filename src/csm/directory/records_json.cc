@@ -67,7 +67,8 @@ json ToJson(const ObjectRecord& r) {
           {"object_id", r.object_id}, {"type_id", r.type_id},
           {"type_name", r.type_name}, {"header", r.header},
           {"root", r.root},         {"size", r.size},
-          {"checksum", r.checksum}, {"extents", ExtentsToJson(r.extents)},
+          {"checksum", r.checksum}, {"checksum_deferred", r.checksum_deferred},
+          {"extents", ExtentsToJson(r.extents)},
           {"arenas", ExtentsToJson(r.arenas)}, {"owner_address", r.owner_address},
           {"commit_time_ns", r.commit_time_ns},
           {"owner_alive", r.owner_alive}};
@@ -85,6 +86,7 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
     r.root = j.at("root").get<uint64_t>();
     r.size = j.at("size").get<uint64_t>();
     r.checksum = j.at("checksum").get<uint64_t>();
+    r.checksum_deferred = j.at("checksum_deferred").get<bool>();
     for (const auto& e : j.at("extents")) r.extents.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
     for (const auto& e : j.at("arenas")) r.arenas.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
     r.owner_address = j.value("owner_address", std::string());

@@ -307,7 +307,8 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
   CSM_RETURN_IF_ERROR(ReadHeap(header_addr, &o.header, sizeof(ObjectHeader), c, &o.arena_ids));
   const ObjectHeader& h = o.header;
   if (h.magic != object::kObjectMagic || h.layout_version != object::kObjectLayoutVersion ||
-      h.flags != 0) {
+      (h.flags & ~object::kFlagChecksumDeferred) != 0 ||
+      ((h.flags & object::kFlagChecksumDeferred) != 0 && h.checksum != 0)) {
     return Corruption("no valid object header at " + Hex(header_addr));
   }
   if (h.type_id != type_id) return Corruption("object header type id differs from the request");
@@ -372,6 +373,7 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
     r.root = h.root;
     r.size = h.data_size;
     r.checksum = h.checksum;
+    r.checksum_deferred = (h.flags & object::kFlagChecksumDeferred) != 0;
     r.extents = o.extents;
     for (uint64_t id : o.arena_ids) r.arenas.push_back({arenas_.at(id).addr, arenas_.at(id).size});
     r.commit_time_ns = o.commit_time_ns;

@@ -414,17 +414,20 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
       }
     });
     const int64_t t_prepared = os::MonotonicNanos();
-    if (s.ok()) s = transport->Fetch(address, r.extents, locate);
+    // An object committed without a checksum is checked against the owner's digest of
+    // the bytes it served instead (every byte, header included).
+    uint64_t peer_digest = 0;
+    if (s.ok()) s = transport->Fetch(address, r.extents, locate, r.checksum_deferred ? &peer_digest : nullptr);
     transferred = true;
     populate.join();
     const int64_t t_moved = os::MonotonicNanos();
     if (s.ok()) {  // the bytes must be the ones committed
       Checksum sum;
       for (size_t i = 0; i < r.extents.size(); ++i) {
-        uint64_t skip = i == 0 ? sizeof(ObjectHeader) : 0;
+        uint64_t skip = i == 0 && !r.checksum_deferred ? sizeof(ObjectHeader) : 0;
         sum.Update(*locate(r.extents[i].addr, r.extents[i].length) + skip, r.extents[i].length - skip);
       }
-      if (sum.Digest() != r.checksum) {
+      if (sum.Digest() != (r.checksum_deferred ? peer_digest : r.checksum)) {
         s = Corruption("the bytes of '" + key + "' fetched from node " +
                        std::to_string(r.owner_node) + " do not match its checksum");
       }
@@ -464,6 +467,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
     o.header.data_size = r.size;
     o.header.root = r.root;
     o.header.checksum = r.checksum;
+    o.header.flags = r.checksum_deferred ? object::kFlagChecksumDeferred : 0;
     o.header_addr = r.header;
     o.extents = r.extents;
     o.arena_ids = arena_ids;

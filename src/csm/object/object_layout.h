@@ -12,6 +12,10 @@ inline constexpr uint32_t kObjectMagic = 0x4f4d5343;  // "CSMO" little-endian
 inline constexpr uint16_t kObjectLayoutVersion = 1;
 inline constexpr uint32_t kMaxExtents = 4096;
 
+// ObjectHeader::flags: committed without a checksum (Builder::DeferChecksum). A copy to
+// another node is then verified against a digest the owner computes as it serves.
+inline constexpr uint16_t kFlagChecksumDeferred = 1;
+
 // One contiguous byte range of an object.
 struct ObjectExtent {
   uint64_t addr;
@@ -22,14 +26,15 @@ static_assert(std::is_standard_layout_v<ObjectExtent> && sizeof(ObjectExtent) ==
 struct ObjectHeader {
   uint32_t magic;           // kObjectMagic
   uint16_t layout_version;  // kObjectLayoutVersion
-  uint16_t flags;           // none defined yet; must be 0
+  uint16_t flags;           // kFlagChecksumDeferred or 0
   uint64_t type_id;         // TypeInfo<T>::Id() of the root
   uint64_t data_size;       // sum of all extent lengths (this header included)
   uint64_t root;            // address of the root value
   uint64_t extents;         // address of the ObjectExtent table (inside the object)
   uint32_t extent_count;    // entries in that table; extent 0 starts with this header
   uint32_t reserved;        // 0
-  uint64_t checksum;        // XXH3-64 over all extents, this header's 64 bytes excluded
+  uint64_t checksum;        // XXH3-64 over all extents, this header's 64 bytes excluded;
+                            // 0 when deferred
   uint64_t reserved2;       // 0
 };
 static_assert(std::is_standard_layout_v<ObjectHeader> && sizeof(ObjectHeader) == 64);

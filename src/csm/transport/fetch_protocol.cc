@@ -1,11 +1,16 @@
 // The fetch request shared by the transports; see fetch_protocol.h.
 #include "csm/transport/fetch_protocol.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string>
 
+#include "csm/base/hash.h"
 #include "csm/base/log.h"
+#include "csm/os/memory.h"
 #include "csm/os/tcp_channel.h"
 
 namespace csm::transport {
@@ -18,8 +23,10 @@ struct FetchHeader {
   uint32_t magic;
   uint32_t extent_count;
   uint64_t total_bytes;
+  uint32_t flags;
+  uint32_t reserved;
 };
-static_assert(sizeof(FetchHeader) == 16);
+static_assert(sizeof(FetchHeader) == 24);
 
 struct VerdictHeader {
   int32_t status;
@@ -30,14 +37,14 @@ static_assert(sizeof(VerdictHeader) == 8);
 }  // namespace
 
 Status SendFetchRequest(int fd, uint32_t magic, const std::vector<object::ObjectExtent>& extents,
-                        int timeout_ms) {
+                        bool want_digest, int timeout_ms) {
   if (extents.empty() || extents.size() > object::kMaxExtents) {
     return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
   }
   uint64_t total = 0;
   for (const auto& e : extents) total += e.length;
   std::string request(sizeof(FetchHeader) + extents.size() * sizeof(object::ObjectExtent), '\0');
-  FetchHeader header{magic, static_cast<uint32_t>(extents.size()), total};
+  FetchHeader header{magic, static_cast<uint32_t>(extents.size()), total, want_digest ? kWantDigest : 0, 0};
   std::memcpy(request.data(), &header, sizeof(header));
   std::memcpy(request.data() + sizeof(header), extents.data(),
               extents.size() * sizeof(object::ObjectExtent));
@@ -57,14 +64,14 @@ Result<Verdict> ReceiveVerdict(int fd, int timeout_ms) {
 Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std::string& address,
                                              uint32_t magic,
                                              const std::vector<object::ObjectExtent>& extents,
-                                             int timeout_ms) {
+                                             bool want_digest, int timeout_ms) {
   if (extents.empty() || extents.size() > object::kMaxExtents) {
     return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
   }
   for (int attempt = 0;; ++attempt) {
     CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
                          attempt == 0 ? pool.Acquire(address) : pool.Dial(address));
-    Status sent = SendFetchRequest(conn.fd.get(), magic, extents, timeout_ms);
+    Status sent = SendFetchRequest(conn.fd.get(), magic, extents, want_digest, timeout_ms);
     auto verdict = sent.ok() ? ReceiveVerdict(conn.fd.get(), timeout_ms) : Result<Verdict>(sent);
     if (!verdict.ok() && conn.reused && verdict.status().IsUnavailable()) continue;  // went stale
     if (!verdict.ok()) return verdict.status();
@@ -95,11 +102,12 @@ Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms)
   FetchHeader h{};
   CSM_RETURN_IF_ERROR(os::ReadAll(fd, &h, sizeof(h), timeout_ms, "request"));
   if (h.magic != magic || h.extent_count == 0 || h.extent_count > object::kMaxExtents ||
-      h.total_bytes > kMaxFetchBytes) {
+      h.total_bytes > kMaxFetchBytes || (h.flags & ~kWantDigest) != 0 || h.reserved != 0) {
     return Corruption("malformed fetch request");
   }
   FetchRequest r;
   r.total_bytes = h.total_bytes;
+  r.want_digest = (h.flags & kWantDigest) != 0;
   r.extents.resize(h.extent_count);
   CSM_RETURN_IF_ERROR(os::ReadAll(fd, r.extents.data(), r.extents.size() * sizeof(object::ObjectExtent),
                                   timeout_ms, "request"));
@@ -126,6 +134,22 @@ Status SendVerdict(int fd, const Status& verdict, int timeout_ms) {
                   static_cast<uint32_t>(std::min<size_t>(verdict.message().size(), kMaxVerdictMessage))};
   CSM_RETURN_IF_ERROR(os::WriteAll(fd, &v, sizeof(v), timeout_ms, "reply"));
   return os::WriteAll(fd, verdict.message().data(), v.message_length, timeout_ms, "reply");
+}
+
+Result<uint64_t> DigestRanges(const std::vector<SourceRange>& ranges,
+                              const std::vector<object::ObjectExtent>& extents) {
+  Checksum sum;
+  const uint64_t page = os::PageSize();
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const uint64_t start = ranges[i].offset & ~(page - 1);
+    const uint64_t length = ranges[i].offset - start + extents[i].length;
+    void* map = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, ranges[i].fd, static_cast<off_t>(start));
+    if (map == MAP_FAILED) return ErrnoError("mapping an extent to digest it", errno);
+    (void)::madvise(map, length, MADV_SEQUENTIAL);
+    sum.Update(static_cast<const char*>(map) + (ranges[i].offset - start), extents[i].length);
+    ::munmap(map, length);
+  }
+  return sum.Digest();
 }
 
 }  // namespace csm::transport

@@ -1,11 +1,12 @@
 // The fetch request both transports speak on their TCP channel (docs/transport.md):
 // what a fetching node asks for, how the serving node checks it, and the verdict.
 //
-//   request: {u32 magic, u32 extent_count (1..kMaxExtents), u64 total_bytes (<= 1 TiB)}
-//            then extent_count x {u64 addr, u64 length}
+//   request: {u32 magic, u32 extent_count (1..kMaxExtents), u64 total_bytes (<= 1 TiB),
+//             u32 flags (kWantDigest or 0), u32 0} then extent_count x {u64 addr, u64 length}
 //   verdict: {i32 status, u32 message_length (<= 4096)} then the message
 //
-// After an OK verdict each transport moves the bytes its own way.
+// After an OK verdict each transport moves the bytes its own way; with kWantDigest the
+// server ends the fetch with a u64: the XXH3-64 of the bytes it served (DigestRanges).
 #pragma once
 
 #include <cstdint>
@@ -19,14 +20,17 @@
 
 namespace csm::transport {
 
+inline constexpr uint32_t kWantDigest = 1;
+
 struct FetchRequest {
   std::vector<object::ObjectExtent> extents;
   uint64_t total_bytes = 0;
+  bool want_digest = false;
 };
 
 // Client side.
 Status SendFetchRequest(int fd, uint32_t magic, const std::vector<object::ObjectExtent>& extents,
-                        int timeout_ms);
+                        bool want_digest, int timeout_ms);
 // The serving node's verdict: OK, or its refusal (e.g. NotFound for a range it does not
 // own; the connection stays usable). An error of the Result itself is a broken
 // connection or protocol.
@@ -42,7 +46,7 @@ Result<Verdict> ReceiveVerdict(int fd, int timeout_ms);
 Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std::string& address,
                                              uint32_t magic,
                                              const std::vector<object::ObjectExtent>& extents,
-                                             int timeout_ms);
+                                             bool want_digest, int timeout_ms);
 
 // Server side: the peer's handshake (a wrong secret is logged as `service`). False: close.
 bool AcceptPeer(int fd, const PeerOptions& options, uint32_t magic, const char* service);
@@ -57,5 +61,9 @@ Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms)
 Result<std::vector<SourceRange>> CheckFetchRequest(const FetchRequest& request,
                                                    const ExtentSource& source);
 Status SendVerdict(int fd, const Status& verdict, int timeout_ms);
+// Server side: the XXH3-64 of the checked ranges' bytes, in order (read through a
+// read-only mapping of each).
+Result<uint64_t> DigestRanges(const std::vector<SourceRange>& ranges,
+                              const std::vector<object::ObjectExtent>& extents);
 
 }  // namespace csm::transport

@@ -1,6 +1,8 @@
 // The tcp transport; see tcp_transport.h and docs/transport.md.
 #include "csm/transport/tcp_transport.h"
 
+#include <future>
+
 #include "csm/base/log.h"
 #include "csm/transport/fetch_protocol.h"
 
@@ -8,14 +10,18 @@ namespace csm::transport {
 
 Status TcpTransport::Fetch(const std::string& address,
                            const std::vector<object::ObjectExtent>& extents,
-                           const ExtentSink& sink) {
+                           const ExtentSink& sink, uint64_t* peer_digest) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address); };
-  auto conn = StartFetch(pool_, address, kTransportMagic, extents, timeout);
+  auto conn = StartFetch(pool_, address, kTransportMagic, extents, peer_digest != nullptr, timeout);
   if (!conn.ok()) return context(conn.status());
   for (const auto& e : extents) {
     CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
     CSM_RETURN_IF_ERROR(context(os::ReadAll(conn->fd.get(), dest, e.length, timeout, "an extent")));
+  }
+  if (peer_digest != nullptr) {
+    CSM_RETURN_IF_ERROR(context(os::ReadAll(conn->fd.get(), peer_digest, sizeof(*peer_digest), timeout,
+                                            "the digest")));
   }
   pool_.Release(address, std::move(conn->fd));
   return Status::OK();
@@ -40,10 +46,22 @@ void TcpTransportServer::Serve(int fd) {
     auto ranges = CheckFetchRequest(*request, source_);
     if (!SendVerdict(fd, ranges.status(), timeout).ok()) return;
     if (!ranges.ok()) continue;
-    for (size_t i = 0; i < ranges->size(); ++i) {
-      const SourceRange& r = (*ranges)[i];
-      if (!os::SendFileAll(fd, r.fd, r.offset, request->extents[i].length, timeout).ok()) return;
+    // The digest is computed beside the sending, from the same memory.
+    std::future<Result<uint64_t>> digest;
+    if (request->want_digest) {
+      digest = std::async(std::launch::async, [&] { return DigestRanges(*ranges, request->extents); });
     }
+    bool sent = true;
+    for (size_t i = 0; sent && i < ranges->size(); ++i) {
+      const SourceRange& r = (*ranges)[i];
+      sent = os::SendFileAll(fd, r.fd, r.offset, request->extents[i].length, timeout).ok();
+    }
+    if (request->want_digest) {
+      auto d = digest.get();
+      if (!d.ok()) CSM_LOG_WARN("transport: %s", d.status().ToString().c_str());
+      if (!sent || !d.ok() || !os::WriteAll(fd, &*d, sizeof(uint64_t), timeout, "the digest").ok()) return;
+    }
+    if (!sent) return;
   }
 }
 

@@ -49,9 +49,12 @@ struct PeerOptions {
 class Transport {
  public:
   virtual ~Transport() = default;
+  // With `peer_digest`, the peer also computes the XXH3-64 of every byte it serves
+  // (the extents in order) and it is stored there, for the caller to compare with what
+  // arrived (used for objects committed without a checksum).
   virtual Status Fetch(const std::string& address,
                        const std::vector<object::ObjectExtent>& extents,
-                       const ExtentSink& sink) = 0;
+                       const ExtentSink& sink, uint64_t* peer_digest = nullptr) = 0;
 };
 
 // Serves this node's memory to peers until destroyed. The ExtentSource is called from

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <thread>
 
+#include "csm/base/hash.h"
 #include "csm/os/memory.h"
 #include "csm/transport/fetch_protocol.h"
 #include "csm/transport/tcp_transport.h"
@@ -90,6 +91,29 @@ TEST_P(TransportTest, FetchesExtentsIntoTheSink) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   for (const auto& e : extents) EXPECT_TRUE(replica.Matches(e.addr, e.length));
   EXPECT_EQ(replica.bytes[4096], 0) << "nothing outside the extents is written";
+}
+
+// For objects committed without a checksum: the owner digests what it serves.
+TEST_P(TransportTest, ThePeerDigestsWhatItServesWhenAsked) {
+  OwnedMemory node(8 << 20);
+  auto server = Serve(node);
+  Replica replica(8 << 20);
+  std::vector<object::ObjectExtent> extents = {{kBase + 100, 5000}, {kBase + (2 << 20), 3 << 20}};
+  auto client = Client();
+  uint64_t digest = 0;
+  Status s = client->Fetch(Addr(server->port()), extents, replica.Sink(), &digest);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  Checksum expected;
+  for (const auto& e : extents) {
+    EXPECT_TRUE(replica.Matches(e.addr, e.length));
+    expected.Update(replica.bytes.data() + (e.addr - kBase), e.length);
+  }
+  EXPECT_EQ(digest, expected.Digest());
+  // The kept connection goes on serving fetches without a digest.
+  EXPECT_TRUE(client->Fetch(Addr(server->port()), {{kBase, 64}}, replica.Sink()).ok());
+  uint64_t again = 0;
+  ASSERT_TRUE(client->Fetch(Addr(server->port()), extents, replica.Sink(), &again).ok());
+  EXPECT_EQ(again, digest);
 }
 
 TEST_P(TransportTest, LargeObjectInOneExtent) {
@@ -269,7 +293,7 @@ TEST(UcxTransportTest, PeerThatTakesKeysAndVanishesDoesNotHarmTheServer) {
     auto sock = os::DialAuthenticated(Addr((*server)->port()), "s3cret", kUcxTransportMagic, 2000);
     ASSERT_TRUE(sock.ok()) << sock.status().ToString();
     std::vector<object::ObjectExtent> extents = {{kBase, 4096}};
-    ASSERT_TRUE(SendFetchRequest(sock->get(), kUcxTransportMagic, extents, 2000).ok());
+    ASSERT_TRUE(SendFetchRequest(sock->get(), kUcxTransportMagic, extents, false, 2000).ok());
     ASSERT_TRUE(ReceiveVerdict(sock->get(), 2000).ok());
     uint32_t address_length = 0;
     ASSERT_TRUE(os::ReadAll(sock->get(), &address_length, 4, 2000, "address").ok());

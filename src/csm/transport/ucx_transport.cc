@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <future>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -274,11 +275,11 @@ Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(PeerOptions options) 
 
 Status UcxTransport::Fetch(const std::string& address,
                            const std::vector<object::ObjectExtent>& extents,
-                           const ExtentSink& sink) {
+                           const ExtentSink& sink, uint64_t* peer_digest) {
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
-  auto conn = StartFetch(pool_, address, kUcxTransportMagic, extents, options_.timeout_ms);
+  auto conn = StartFetch(pool_, address, kUcxTransportMagic, extents, peer_digest != nullptr, options_.timeout_ms);
   if (!conn.ok()) return context(conn.status());
-  Status s = FetchOver(conn->fd.get(), address, extents, sink);
+  Status s = FetchOver(conn->fd.get(), address, extents, sink, peer_digest);
   if (s.ok()) pool_.Release(address, std::move(conn->fd));  // the server heard we are done
   return s;
 }
@@ -286,7 +287,7 @@ Status UcxTransport::Fetch(const std::string& address,
 // After an OK verdict: the keys, the gets, and our word that we are done.
 Status UcxTransport::FetchOver(int fd, const std::string& address,
                                const std::vector<object::ObjectExtent>& extents,
-                               const ExtentSink& sink) {
+                               const ExtentSink& sink, uint64_t* peer_digest) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
 
@@ -359,6 +360,9 @@ Status UcxTransport::FetchOver(int fd, const std::string& address,
   int32_t done = static_cast<int32_t>(result.code());
   Status told = os::WriteAll(fd, &done, sizeof(done), timeout, "done");
   if (result.ok() && !told.ok()) result = told;  // the connection is not reusable then
+  if (result.ok() && peer_digest != nullptr) {  // the server answers a clean "done" with it
+    result = os::ReadAll(fd, peer_digest, sizeof(*peer_digest), timeout, "the digest");
+  }
   return context(result);
 }
 
@@ -471,14 +475,24 @@ void UcxTransportServer::Serve(int fd) {
     }
     if (!os::WriteAll(fd, keys.data(), keys.size(), timeout, "the keys").ok()) return;
     // The peer reads with one-sided gets now; the memory stays registered until it says
-    // it is done, hangs up, or overruns its budget.
-    int32_t done = 0;
-    if (!os::ReadAll(fd, &done, sizeof(done),
-                     static_cast<int>(std::min<int64_t>(TransferBudgetMs(request->total_bytes, timeout),
-                                                        INT32_MAX)),
-                     "done").ok()) {
-      return;
+    // it is done, hangs up, or overruns its budget. A digest is computed meanwhile.
+    std::future<Result<uint64_t>> digest;
+    if (request->want_digest) {
+      digest = std::async(std::launch::async, [&] { return DigestRanges(*ranges, request->extents); });
     }
+    int32_t done = 0;
+    Status heard = os::ReadAll(fd, &done, sizeof(done),
+                               static_cast<int>(std::min<int64_t>(TransferBudgetMs(request->total_bytes, timeout),
+                                                                  INT32_MAX)),
+                               "done");
+    if (request->want_digest) {
+      auto d = digest.get();
+      if (!d.ok()) CSM_LOG_WARN("ucx transport: %s", d.status().ToString().c_str());
+      if (heard.ok() && done == 0 && (!d.ok() || !os::WriteAll(fd, &*d, sizeof(uint64_t), timeout, "the digest").ok())) {
+        return;
+      }
+    }
+    if (!heard.ok()) return;
   }
 }
 
