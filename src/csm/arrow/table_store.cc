@@ -243,12 +243,11 @@ class DescriptorReader {
   };
 
   // Arrow's full validation of every chunk (offsets, UTF-8, dictionary indices …). It
-  // reads every variable-length byte, so a large descriptor's chunks are spread over the
-  // cores; a small one is checked on this thread (no thread start on the fast path).
+  // reads the buffers of variable-length and nested arrays (fixed-width values need no
+  // reading), so when those are large the chunks are spread over the cores; otherwise
+  // this thread does it (no thread start on the fast path).
   Status ValidateAll(const std::vector<Unvalidated>& chunks) const {
-    uint64_t bytes = 0;
-    for (const auto& b : d_.buffers) bytes += b.length;
-    const size_t threads = bytes < (uint64_t{16} << 20)
+    const size_t threads = validated_bytes_ < (uint64_t{16} << 20)
                                ? 1
                                : std::min<size_t>({chunks.size(), std::max(1u, std::thread::hardware_concurrency()), 8});
     std::vector<arrow::Status> results(chunks.size());
@@ -333,8 +332,12 @@ class DescriptorReader {
       return Bad("a child index is out of range");
     }
     std::vector<std::shared_ptr<arrow::Buffer>> buffers;
+    const arrow::Type::type id = storage->id();
+    const bool read_by_validation =
+        !(arrow::is_primitive(id) || arrow::is_decimal(id) || id == arrow::Type::FIXED_SIZE_BINARY);
     for (uint32_t i = 0; i < a.buffer_count; ++i) {
       CSM_ASSIGN_OR_RETURN(auto b, MakeBuffer(d_.buffers[a.first_buffer + i]));
+      if (read_by_validation && b != nullptr) validated_bytes_ += static_cast<uint64_t>(b->size());
       buffers.push_back(std::move(b));
     }
     std::vector<std::shared_ptr<arrow::ArrayData>> children;
@@ -363,6 +366,7 @@ class DescriptorReader {
   const ArrowDescriptor& d_;
   std::vector<Extent> extents_;
   std::vector<bool> used_;
+  uint64_t validated_bytes_ = 0;  // bytes ValidateFull will read (see ValidateAll)
 };
 
 Result<DescriptorReader::Loaded> Load(Client& client, std::string_view key, std::chrono::milliseconds timeout) {
