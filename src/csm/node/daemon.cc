@@ -518,7 +518,7 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   used_ -= a.charged;
   if (a.replica_of != 0 && a.size <= config_.capacity / 8 - std::min(config_.capacity / 8, spare_bytes_)) {
     spare_bytes_ += a.size;
-    spare_replicas_.emplace(a.size, std::move(a.fd));
+    spare_replicas_.emplace(a.size, SpareReplica{std::move(a.fd), os::MonotonicNanos()});
   }
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   for (auto& [id, c] : clients_) {

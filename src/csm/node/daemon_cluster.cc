@@ -101,6 +101,7 @@ void Daemon::Impl::HeartbeatLoop() {
       std::lock_guard<std::mutex> replicas(replicas_mu_);
       held = replicas_;
     }
+    Post([this] { ExpireSpareReplicas(); });
     if (s.ok() && !held.empty()) {
       auto stale = cluster_->Stale(held);
       if (stale.ok() && !stale->empty()) {
@@ -240,7 +241,7 @@ Result<os::UniqueFd> Daemon::Impl::TakeSpareReplica(const directory::ObjectRecor
                                                     const object::ObjectExtent& span) {
   auto it = spare_replicas_.find(span.length);
   if (it == spare_replicas_.end()) return NotFound("no spare replica memory of that size");
-  os::UniqueFd fd = std::move(it->second);
+  os::UniqueFd fd = std::move(it->second.fd);
   spare_replicas_.erase(it);
   spare_bytes_ -= span.length;
   ++spare_reuses_;
@@ -272,6 +273,18 @@ Result<os::UniqueFd> Daemon::Impl::TakeSpareReplica(const directory::ObjectRecor
   }
   if (cursor < span.addr + span.length) clear(cursor, span.addr + span.length);
   return fd;
+}
+
+void Daemon::Impl::ExpireSpareReplicas() {
+  const int64_t now = os::MonotonicNanos();
+  for (auto it = spare_replicas_.begin(); it != spare_replicas_.end();) {
+    if (now - it->second.dropped_ns < kSpareReplicaMs * 1'000'000) {
+      ++it;
+      continue;
+    }
+    spare_bytes_ -= it->first;
+    it = spare_replicas_.erase(it);  // closing the memfd frees its pages
+  }
 }
 
 Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory::ObjectRecord& r) {

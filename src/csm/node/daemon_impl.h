@@ -219,6 +219,7 @@ class Daemon::Impl {
   Result<std::vector<uint64_t>> PrepareReplicaArenas(const directory::ObjectRecord& r);
   // A spare replica memfd of the span's size, cleared outside r's extents; NotFound if none.
   Result<os::UniqueFd> TakeSpareReplica(const directory::ObjectRecord& r, const object::ObjectExtent& span);
+  void ExpireSpareReplicas();  // gives back the memory of spares kept too long
   void FinishFetch(const std::string& key, Status status, const directory::ObjectRecord& r,
                    const std::vector<uint64_t>& arena_ids);
   void DropStaleReplicas(const std::vector<std::string>& keys);
@@ -276,8 +277,13 @@ class Daemon::Impl {
   uint64_t used_ = 0;
   // Memfds of dropped replicas, pages still populated, by size: the next replica of the
   // same size reuses one instead of faulting fresh shared memory in (docs/cluster.md).
-  // At most capacity/8 bytes, on top of capacity.
-  std::multimap<uint64_t, os::UniqueFd> spare_replicas_;
+  // At most capacity/8 bytes, on top of capacity, each kept for kSpareReplicaMs.
+  struct SpareReplica {
+    os::UniqueFd fd;
+    int64_t dropped_ns;
+  };
+  static constexpr int64_t kSpareReplicaMs = 10000;
+  std::multimap<uint64_t, SpareReplica> spare_replicas_;
   uint64_t spare_bytes_ = 0, spare_reuses_ = 0;
   uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
 };
