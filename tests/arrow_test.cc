@@ -218,6 +218,11 @@ TEST_F(ArrowTest, AppendedPartsFormOneTableInAppendOrder) {
   EXPECT_EQ(not_parts.status().code(), StatusCode::kFailedPrecondition) << not_parts.status().ToString();
   EXPECT_TRUE(AppendTable(*client_, std::string(kMaxTableKeyLength + 1, 'k'), *Part(0, 0, 1)).status().code() ==
               StatusCode::kInvalidArgument);
+  // Only GetTable reads a table of parts (a one-column one is not a ChunkedArray).
+  ASSERT_TRUE(AppendTable(*client_, "one-column", *other).ok());
+  EXPECT_TRUE(GetChunkedArray(*client_, "one-column").status().IsTypeMismatch());
+  EXPECT_TRUE(GetRecordBatch(*client_, "one-column").status().IsTypeMismatch());
+  EXPECT_TRUE(GetArray(*client_, "one-column").status().IsTypeMismatch());
   // A part that is not a table (written by someone else under a part key) is Corruption.
   auto builder = client_->NewBuilder();
   ASSERT_TRUE(PutArray(*builder, "parts#3", *Json(arrow::int32(), "[1]")).ok());

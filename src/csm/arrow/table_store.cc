@@ -570,6 +570,9 @@ Result<std::shared_ptr<arrow::RecordBatch>> GetRecordBatch(Client& client, std::
 Result<std::shared_ptr<arrow::ChunkedArray>> GetChunkedArray(Client& client, std::string_view key,
                                                              std::chrono::milliseconds timeout) {
   CSM_ASSIGN_OR_RETURN(auto loaded, Load(client, key, timeout));
+  if (loaded.kind == ArrowKind::kTableHead) {
+    return TypeMismatch("'" + std::string(key) + "' holds a table of parts: use GetTable");
+  }
   if (loaded.columns.size() != 1) {
     return TypeMismatch("'" + std::string(key) + "' holds " + KindName(loaded.kind) + " of " +
                         std::to_string(loaded.columns.size()) + " columns, not one array");
