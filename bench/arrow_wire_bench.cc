@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "csm/arrow.h"
+#include "sockets.h"
 #include "stats.h"
 
 namespace {
@@ -110,43 +111,6 @@ uint64_t Traverse(const arrow::Table& t) {
 }
 
 // ---- sockets --------------------------------------------------------------------------
-
-void SendAll(int fd, const void* p, size_t n) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = ::send(fd, c, std::min<size_t>(n, 1 << 20), MSG_NOSIGNAL);
-    if (w <= 0) throw std::runtime_error("send failed");
-    c += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-void RecvAll(int fd, void* p, size_t n) {
-  char* c = static_cast<char*>(p);
-  while (n > 0) {
-    ssize_t r = ::recv(fd, c, n, 0);
-    if (r <= 0) throw std::runtime_error("peer closed");
-    c += r;
-    n -= static_cast<size_t>(r);
-  }
-}
-void Tune(int fd) {
-  int one = 1, buf = 8 << 20;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-}
-int Dial(const std::string& ip, int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  Tune(fd);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    throw std::runtime_error("cannot connect to serve at " + ip + ":" + std::to_string(port));
-  }
-  return fd;
-}
 
 // Arrow streams over a connected socket: the IPC writer writes straight to it, the
 // reader reads each message body into a fresh buffer.

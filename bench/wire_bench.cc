@@ -38,6 +38,7 @@
 #include <type_traits>
 
 #include "csm/client.h"
+#include "sockets.h"
 #include "stats.h"
 #include "wire.capnp.h"
 #include "wire.pb.h"
@@ -85,33 +86,6 @@ uint64_t TraverseInts(const Vec& v) {
   uint64_t h = 0;
   for (int32_t x : v) h += static_cast<uint64_t>(x);
   return h;
-}
-
-// ---- sockets ---------------------------------------------------------------------------
-
-void SendAll(int fd, const void* p, size_t n) {
-  const char* c = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t w = ::send(fd, c, std::min<size_t>(n, 1 << 20), MSG_NOSIGNAL);
-    if (w <= 0) throw std::runtime_error("send failed");
-    c += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-void RecvAll(int fd, void* p, size_t n) {
-  char* c = static_cast<char*>(p);
-  while (n > 0) {
-    ssize_t r = ::recv(fd, c, n, 0);
-    if (r <= 0) throw std::runtime_error("peer closed");
-    c += r;
-    n -= static_cast<size_t>(r);
-  }
-}
-void Tune(int fd) {
-  int one = 1, buf = 8 << 20;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 }
 
 // ---- serializers: build from the in-memory structure, send; receive, make usable --------
@@ -454,13 +428,7 @@ CsmResult RunCsmGet(const std::string& self, const std::string& socket, const st
 int Measure(const std::string& self, const std::vector<std::pair<std::string, std::string>>& csms,
             const std::string& peer, int port, int rounds, const std::string& only, bool header) {
   if (csms.empty()) return Fail("name at least one csm cluster with --csm LABEL=SOCKET");
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  Tune(fd);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, peer.c_str(), &a.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) return Fail("connect to serve");
+  int fd = Dial(peer, port);
   uint64_t sum = 0;  // keeps every traversal's result alive
   std::string warm;  // raw-link receive buffer, reused
   if (header) {
