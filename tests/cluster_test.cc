@@ -255,12 +255,12 @@ TEST_P(ClusterTest, DroppedCopiesMemoryIsReusedForTheNextCopy) {
   };
   RunHelper(*a_, {"produce", "first", "100000"});
   RunHelper(*b_, {"consume", "first", "100000"});
-  EXPECT_EQ(info("spare_replica_bytes"), 0u);
+  EXPECT_EQ(info("spare_memory_bytes"), 0u);
   EXPECT_EQ(testing::Run({CsmCli(), "rm", "first"}, a_->Env()).exit_code, 0);
-  EXPECT_TRUE(testing::Eventually([&] { return info("spare_replica_bytes") > 0; }, 5000));
+  EXPECT_TRUE(testing::Eventually([&] { return info("spare_memory_bytes") > 0; }, 5000));
   RunHelper(*a_, {"produce", "second", "60000"});
   RunHelper(*b_, {"consume", "second", "60000"});  // checks every entry
-  EXPECT_GT(info("replica_memory_reused"), 0u);
+  EXPECT_GT(info("spare_memory_reused"), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,

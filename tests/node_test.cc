@@ -27,7 +27,10 @@ constexpr bool kAddressSanitizer = false;
 
 std::string Helper() { return testing::BinaryDir() + "/csm_test_helper"; }
 
-uint64_t Used(Client& c) { return nlohmann::json::parse(*c.InfoJson())["used"].get<uint64_t>(); }
+uint64_t InfoField(Client& c, const char* field) {
+  return nlohmann::json::parse(*c.InfoJson())[field].get<uint64_t>();
+}
+uint64_t Used(Client& c) { return InfoField(c, "used"); }
 uint64_t AwaitingUnpin(Client& c) {
   return nlohmann::json::parse(*c.InfoJson())["objects_awaiting_unpin"].get<uint64_t>();
 }
@@ -250,6 +253,39 @@ TEST(NodeTest, DeletedMemoryIsReusedOnceTheLastPinIsGone) {
   ASSERT_TRUE(b.ok()) << b.status().ToString();
   EXPECT_EQ(b->info().header, header);
   EXPECT_EQ((**b)[8192], 2);
+}
+
+// A deleted object's memory is kept, its pages in place, for the next arena of the same
+// size, which reads as zeros like new memory.
+TEST(NodeTest, ADeletedObjectsMemoryServesTheNextArenaOfItsSizeAsZeros) {
+  Node node({"--arena-size", "16M"});
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  auto big = Process::Spawn({Helper(), "big", "a", "64"}, node.Env());  // its own arena
+  ASSERT_EQ(big->Wait(), 0) << big->output();
+  ASSERT_TRUE(c->Delete("a").ok());
+  ASSERT_TRUE(testing::Eventually([&] { return InfoField(*c, "spare_memory_zeroed_bytes") >= (64u << 20); }));
+  EXPECT_EQ(InfoField(*c, "spare_memory_reused"), 0u);
+
+  auto b = c->NewBuilder();
+  ASSERT_TRUE(b.ok());
+  auto v = b->New<csm::vector<uint8_t>>();
+  ASSERT_TRUE(v.ok());
+  const uint8_t* data = nullptr;
+  uint64_t reused = InfoField(*c, "spare_memory_reused");  // "big"'s small arena may be
+  ASSERT_TRUE(b->Populate([&] {
+    (*v)->reserve(64 << 20);  // the same request "big" made
+    data = (*v)->data();
+  }).ok());
+  EXPECT_EQ(InfoField(*c, "spare_memory_reused"), reused + 1);
+  uint64_t nonzero = 0;
+  for (uint64_t i = 0; i < (64u << 20); ++i) nonzero += data[i] != 0;
+  EXPECT_EQ(nonzero, 0u) << "the old object's bytes show through";
+  ASSERT_TRUE(b->Populate([&] { (*v)->assign(64 << 20, 7); }).ok());
+  ASSERT_TRUE(b->Commit("b").ok());
+  auto ref = c->Get<csm::vector<uint8_t>>("b");
+  ASSERT_TRUE(ref.ok());
+  EXPECT_EQ((**ref)[12345], 7);
 }
 
 TEST(NodeTest, ReleasedArenaGivesBackPagesOfDeletedObjects) {

@@ -130,8 +130,11 @@ int main(int argc, char** argv) {
                 csm::FormatSize(j["window"]["size"].get<uint64_t>()).c_str(),
                 csm::FormatSize(j["window"]["segment_size"].get<uint64_t>()).c_str(),
                 (unsigned long long)j["segments_leased"].get<uint64_t>());
-    std::printf("capacity  %s, used %s\n", csm::FormatSize(j["capacity"].get<uint64_t>()).c_str(),
-                csm::FormatSize(j["used"].get<uint64_t>()).c_str());
+    std::printf("capacity  %s, used %s; spare %s kept for reuse (%llu arenas reused it)\n",
+                csm::FormatSize(j["capacity"].get<uint64_t>()).c_str(),
+                csm::FormatSize(j["used"].get<uint64_t>()).c_str(),
+                csm::FormatSize(j["spare_memory_bytes"].get<uint64_t>()).c_str(),
+                (unsigned long long)j["spare_memory_reused"].get<uint64_t>());
     std::printf("objects   %llu live, %llu deleted awaiting unpin, %llu arenas\n",
                 (unsigned long long)j["objects"].get<uint64_t>(),
                 (unsigned long long)j["objects_awaiting_unpin"].get<uint64_t>(),

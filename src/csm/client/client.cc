@@ -227,9 +227,14 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
     return Corruption("csmd granted an arena outside the window or too small");
   }
   CSM_TSAN_ACQUIRE(&g_tsan_reuse);  // the memory may be a reclaimed object's
-  std::lock_guard<std::mutex> lock(map_mu_);
-  CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, reply.fds[0].get(), /*writable=*/true));
-  RecordMapping(g.arena_id, g.addr, g.size, true);
+  {
+    std::lock_guard<std::mutex> lock(map_mu_);
+    CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, reply.fds[0].get(), /*writable=*/true));
+    RecordMapping(g.arena_id, g.addr, g.size, true);
+  }
+  // A dedicated arena is one object's, about to be written whole: its pages come in
+  // one call rather than a fault per page (often reused pages: see SpareMemory).
+  if (dedicated) os::PrefaultWritable(g.addr, g.size);
   return g;
 }
 

@@ -213,7 +213,8 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
   auto addr = addresses_.Allocate(size);
   if (!addr.ok()) return fail(addr.status());
   uint64_t id = next_arena_++;
-  auto fd = os::CreateMemfd("csm-arena-" + std::to_string(id), size);
+  Result<os::UniqueFd> fd = spare_.TakeZeroed(size);
+  if (!fd->valid()) fd = os::CreateMemfd("csm-arena-" + std::to_string(id), size);
   if (!fd.ok()) {
     addresses_.Free(*addr, size);
     return fail(fd.status());
@@ -516,10 +517,7 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
     addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
   }
   used_ -= a.charged;
-  if (a.replica_of != 0 && a.size <= config_.capacity / 8 - std::min(config_.capacity / 8, spare_bytes_)) {
-    spare_bytes_ += a.size;
-    spare_replicas_.emplace(a.size, SpareReplica{std::move(a.fd), os::MonotonicNanos()});
-  }
+  spare_.Keep(std::move(a.fd), a.size);  // or closed, if over budget
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   for (auto& [id, c] : clients_) {
     if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});
@@ -649,8 +647,10 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["objects_awaiting_unpin"] = pending_.size();
   j["fetches"] = fetches_done_;  // objects brought from other nodes
   j["fetches_in_flight"] = fetches_.size();
-  j["spare_replica_bytes"] = spare_bytes_;     // dropped copies' memory kept for reuse
-  j["replica_memory_reused"] = spare_reuses_;  // copies that reused it
+  SpareMemory::Stats spare = spare_.stats();
+  j["spare_memory_bytes"] = spare.bytes;      // destroyed arenas' memory kept for reuse
+  j["spare_memory_zeroed_bytes"] = spare.zeroed_bytes;  // of which ready for local arenas
+  j["spare_memory_reused"] = spare.reuses;    // arenas that reused it
   j["arenas"] = arenas_.size();
   j["max_objects"] = config_.max_objects;
   j["clients"] = nlohmann::json::array();

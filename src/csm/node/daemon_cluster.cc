@@ -101,7 +101,6 @@ void Daemon::Impl::HeartbeatLoop() {
       std::lock_guard<std::mutex> replicas(replicas_mu_);
       held = replicas_;
     }
-    Post([this] { ExpireSpareReplicas(); });
     if (s.ok() && !held.empty()) {
       auto stale = cluster_->Stale(held);
       if (stale.ok() && !stale->empty()) {
@@ -237,16 +236,11 @@ Arena* Daemon::Impl::FirstArenaOverlapping(uint64_t addr, uint64_t size) {
   return nullptr;
 }
 
-Result<os::UniqueFd> Daemon::Impl::TakeSpareReplica(const directory::ObjectRecord& r,
-                                                    const object::ObjectExtent& span) {
-  auto it = spare_replicas_.find(span.length);
-  if (it == spare_replicas_.end()) return NotFound("no spare replica memory of that size");
-  os::UniqueFd fd = std::move(it->second.fd);
-  spare_replicas_.erase(it);
-  spare_bytes_ -= span.length;
-  ++spare_reuses_;
-  // Its pages hold a dropped copy: the fetch overwrites the object's extents; every whole
-  // page outside them is freed (reads as zeros) so nothing of the old copy shows.
+os::UniqueFd Daemon::Impl::TakeSpareReplica(const directory::ObjectRecord& r, const object::ObjectExtent& span) {
+  os::UniqueFd fd = spare_.TakeAny(span.length);
+  if (!fd.valid()) return fd;
+  // Its pages may hold an old object: the fetch overwrites the new one's extents; every
+  // whole page outside them is freed (reads as zeros) so nothing of the old one shows.
   const uint64_t page = os::PageSize();
   std::vector<std::pair<uint64_t, uint64_t>> keep;
   for (const auto& e : r.extents) {
@@ -273,18 +267,6 @@ Result<os::UniqueFd> Daemon::Impl::TakeSpareReplica(const directory::ObjectRecor
   }
   if (cursor < span.addr + span.length) clear(cursor, span.addr + span.length);
   return fd;
-}
-
-void Daemon::Impl::ExpireSpareReplicas() {
-  const int64_t now = os::MonotonicNanos();
-  for (auto it = spare_replicas_.begin(); it != spare_replicas_.end();) {
-    if (now - it->second.dropped_ns < kSpareReplicaMs * 1'000'000) {
-      ++it;
-      continue;
-    }
-    spare_bytes_ -= it->first;
-    it = spare_replicas_.erase(it);  // closing the memfd frees its pages
-  }
 }
 
 Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory::ObjectRecord& r) {
@@ -316,7 +298,7 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory
     if (a == nullptr) {
       uint64_t id = next_arena_++;
       Result<os::UniqueFd> fd = TakeSpareReplica(r, span);
-      if (!fd.ok()) fd = os::CreateMemfd("csm-replica-" + std::to_string(id), span.length);
+      if (!fd->valid()) fd = os::CreateMemfd("csm-replica-" + std::to_string(id), span.length);
       if (!fd.ok()) {
         undo();
         return fd.status();
@@ -422,7 +404,7 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
         const uintptr_t hi = (reinterpret_cast<uintptr_t>(*dest) + e.length + page - 1) & ~(page - 1);
         for (; lo < hi; lo += kSlice) {
           if (transferred.load(std::memory_order_relaxed)) return;
-          (void)::madvise(reinterpret_cast<void*>(lo), std::min(kSlice, hi - lo), MADV_POPULATE_WRITE);
+          os::PrefaultWritable(lo, std::min(kSlice, hi - lo));
         }
       }
     });

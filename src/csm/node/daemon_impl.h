@@ -32,6 +32,7 @@
 #include "csm/directory/etcd_directory.h"
 #include "csm/node/daemon.h"
 #include "csm/node/protocol.h"
+#include "csm/node/spare_memory.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/memory.h"
 #include "csm/os/unix_socket.h"
@@ -139,7 +140,8 @@ class Daemon::Impl {
         node_id_(options.node_id),
         segments_(config.window),
         addresses_([this](uint64_t count) { return LeaseSegments(count); },
-                   config.window.segment_size) {}
+                   config.window.segment_size),
+        spare_(config.capacity / 8, std::chrono::milliseconds(kSpareMemoryMs)) {}
   ~Impl() {
     StopHeartbeat();
     transport_server_.reset();  // its threads read served_
@@ -217,9 +219,8 @@ class Daemon::Impl {
   Status CheckRecord(const directory::ObjectRecord& r) const;
   Arena* FirstArenaOverlapping(uint64_t addr, uint64_t size);
   Result<std::vector<uint64_t>> PrepareReplicaArenas(const directory::ObjectRecord& r);
-  // A spare replica memfd of the span's size, cleared outside r's extents; NotFound if none.
-  Result<os::UniqueFd> TakeSpareReplica(const directory::ObjectRecord& r, const object::ObjectExtent& span);
-  void ExpireSpareReplicas();  // gives back the memory of spares kept too long
+  // A spare memfd of the span's size, cleared outside r's extents; invalid if none.
+  os::UniqueFd TakeSpareReplica(const directory::ObjectRecord& r, const object::ObjectExtent& span);
   void FinishFetch(const std::string& key, Status status, const directory::ObjectRecord& r,
                    const std::vector<uint64_t>& arena_ids);
   void DropStaleReplicas(const std::vector<std::string>& keys);
@@ -275,17 +276,13 @@ class Daemon::Impl {
   bool sweep_requested_ = false;
   int64_t last_sweep_ns_ = 0;
   uint64_t used_ = 0;
-  // Memfds of dropped replicas, pages still populated, by size: the next replica of the
-  // same size reuses one instead of faulting fresh shared memory in (docs/cluster.md).
-  // At most capacity/8 bytes, on top of capacity, each kept for kSpareReplicaMs.
-  struct SpareReplica {
-    os::UniqueFd fd;
-    int64_t dropped_ns;
-  };
-  static constexpr int64_t kSpareReplicaMs = 10000;
-  std::multimap<uint64_t, SpareReplica> spare_replicas_;
-  uint64_t spare_bytes_ = 0, spare_reuses_ = 0;
   uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
+  // Memfds of destroyed arenas (local and replicas), pages still populated: the next
+  // arena of the same size reuses one instead of faulting fresh shared memory in
+  // (docs/heap_layout.md). At most capacity/8 bytes, on top of capacity, each kept
+  // for kSpareMemoryMs. Declared last: its thread stops before the rest goes.
+  static constexpr int64_t kSpareMemoryMs = 10000;
+  SpareMemory spare_;
 };
 
 }  // namespace csm::node

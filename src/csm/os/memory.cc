@@ -55,6 +55,10 @@ Status UnmapToReservation(uintptr_t addr, size_t size) {
   return Status::OK();
 }
 
+void PrefaultWritable(uintptr_t addr, size_t size) {
+  (void)::madvise(reinterpret_cast<void*>(addr), size, MADV_POPULATE_WRITE);
+}
+
 Status PunchHole(int fd, uint64_t offset, uint64_t len) {
   if (len == 0) return Status::OK();
   if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),

@@ -30,6 +30,11 @@ Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable);
 // Returns [addr, addr+size) to the reservation: PROT_NONE, no backing.
 Status UnmapToReservation(uintptr_t addr, size_t size);
 
+// Faults [addr, addr+size) of a writable shared mapping in now, in one call instead of a
+// trap per page (MADV_POPULATE_WRITE). Only a hint: ignored where the kernel lacks it or
+// memory is short (the pages then fault in when written).
+void PrefaultWritable(uintptr_t addr, size_t size);
+
 // Frees the physical pages of [offset, offset+len) of a memfd; reads then see zeros.
 Status PunchHole(int fd, uint64_t offset, uint64_t len);
 

@@ -1,0 +1,118 @@
+#include "csm/node/spare_memory.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace csm::node {
+namespace {
+
+// Writes zeros over every range of `fd` that holds pages (holes already read as zeros),
+// keeping the pages. false if the kernel refused.
+bool ZeroPages(int fd, uint64_t size) {
+  static const std::vector<char> zeros(1 << 20, 0);
+  off_t at = 0;
+  while (static_cast<uint64_t>(at) < size) {
+    off_t data = ::lseek(fd, at, SEEK_DATA);
+    if (data < 0) return errno == ENXIO;  // no pages past `at`
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return false;
+    for (off_t o = data; o < hole;) {
+      size_t n = std::min<uint64_t>(zeros.size(), static_cast<uint64_t>(hole - o));
+      ssize_t w = ::pwrite(fd, zeros.data(), n, o);
+      if (w <= 0) return false;
+      o += w;
+    }
+    at = hole;
+  }
+  return true;
+}
+
+}  // namespace
+
+SpareMemory::SpareMemory(uint64_t budget, std::chrono::milliseconds keep_for)
+    : budget_(budget), keep_for_(keep_for), zeroer_([this] { ZeroLoop(); }) {}
+
+SpareMemory::~SpareMemory() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  zeroer_.join();
+}
+
+void SpareMemory::Keep(os::UniqueFd fd, uint64_t size) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!fd.valid() || size > budget_ - std::min(budget_, bytes_)) return;  // closed here
+    bytes_ += size;
+    spares_.push_back({size, std::move(fd), std::chrono::steady_clock::now(), State::kDirty});
+  }
+  cv_.notify_all();
+}
+
+os::UniqueFd SpareMemory::TakeZeroed(uint64_t size) { return Take(size, true); }
+os::UniqueFd SpareMemory::TakeAny(uint64_t size) { return Take(size, false); }
+
+os::UniqueFd SpareMemory::Take(uint64_t size, bool zeroed_only) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto best = spares_.end();
+  for (auto it = spares_.begin(); it != spares_.end(); ++it) {
+    if (it->size != size || it->state == State::kZeroing) continue;
+    if (it->state == State::kZeroed) {
+      best = it;
+      break;
+    }
+    if (!zeroed_only && best == spares_.end()) best = it;
+  }
+  if (best == spares_.end()) return {};
+  os::UniqueFd fd = std::move(best->fd);
+  bytes_ -= best->size;
+  ++reuses_;
+  spares_.erase(best);
+  return fd;
+}
+
+SpareMemory::Stats SpareMemory::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t zeroed = 0;
+  for (const Spare& s : spares_) zeroed += s.state == State::kZeroed ? s.size : 0;
+  return {bytes_, zeroed, reuses_};
+}
+
+void SpareMemory::ZeroLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = spares_.begin(); it != spares_.end();) {
+      if (it->state != State::kZeroing && now - it->kept >= keep_for_) {
+        bytes_ -= it->size;
+        it = spares_.erase(it);  // closing the memfd gives its pages back
+      } else {
+        ++it;
+      }
+    }
+    auto dirty = std::find_if(spares_.begin(), spares_.end(), [](const Spare& s) { return s.state == State::kDirty; });
+    if (dirty == spares_.end()) {
+      cv_.wait_for(lock, std::chrono::seconds(1));
+      continue;
+    }
+    // Zeroed outside the lock; takers skip it meanwhile, and list nodes stay put.
+    dirty->state = State::kZeroing;
+    lock.unlock();
+    bool ok = ZeroPages(dirty->fd.get(), dirty->size);
+    lock.lock();
+    if (ok) {
+      dirty->state = State::kZeroed;
+    } else {
+      bytes_ -= dirty->size;
+      spares_.erase(dirty);
+    }
+  }
+  spares_.clear();
+  bytes_ = 0;
+}
+
+}  // namespace csm::node

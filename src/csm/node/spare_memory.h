@@ -1,0 +1,70 @@
+// SpareMemory: the memfds of destroyed arenas, kept with their pages for the next arena
+// of the same size.
+//
+// On the machines csm is measured on, faulting fresh shared memory in costs several
+// times more than writing pages that already exist (docs/benchmarks.md): a node that
+// keeps building and dropping objects, or fetching and dropping copies, would pay it
+// again and again. csmd hands a kept memfd to the next arena of exactly its size instead.
+//
+// A background thread zeroes every kept memfd (only the ranges holding pages), so a
+// reused local arena reads as zeros like a new memfd; a replica may take a spare that
+// is not zeroed yet, because it clears what its fetch does not overwrite.
+// Bounded: at most `budget` bytes in all, each kept at most `keep_for`; spares are not
+// charged to the node's capacity.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "csm/os/fd.h"
+
+namespace csm::node {
+
+class SpareMemory {
+ public:
+  SpareMemory(uint64_t budget, std::chrono::milliseconds keep_for);
+  ~SpareMemory();  // stops the zeroing thread; every spare's memory goes back
+  SpareMemory(const SpareMemory&) = delete;
+  SpareMemory& operator=(const SpareMemory&) = delete;
+
+  // Keeps `fd`, a memfd of `size` bytes nobody maps writable any more, if the budget
+  // allows; otherwise closes it (its pages go back).
+  void Keep(os::UniqueFd fd, uint64_t size);
+  // A spare of exactly `size` bytes that reads as zeros, or an invalid fd if none.
+  os::UniqueFd TakeZeroed(uint64_t size);
+  // A spare of exactly `size` bytes, zeroed or not, or an invalid fd if none.
+  os::UniqueFd TakeAny(uint64_t size);
+
+  struct Stats {
+    uint64_t bytes = 0;         // kept now
+    uint64_t zeroed_bytes = 0;  // of which zeroed already
+    uint64_t reuses = 0;        // arenas that took a spare
+  };
+  Stats stats() const;
+
+ private:
+  enum class State { kDirty, kZeroing, kZeroed };
+  struct Spare {
+    uint64_t size;
+    os::UniqueFd fd;
+    std::chrono::steady_clock::time_point kept;
+    State state;
+  };
+  os::UniqueFd Take(uint64_t size, bool zeroed_only);
+  void ZeroLoop();  // the thread: zeroes dirty spares, gives back expired ones
+
+  const uint64_t budget_;
+  const std::chrono::milliseconds keep_for_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::list<Spare> spares_;  // guarded by mu_; oldest first
+  uint64_t bytes_ = 0, reuses_ = 0;
+  bool stop_ = false;
+  std::thread zeroer_;
+};
+
+}  // namespace csm::node

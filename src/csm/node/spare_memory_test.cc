@@ -1,0 +1,95 @@
+// SpareMemory on its own: what a reused arena reads, the budget, the time limit, and
+// keeps and takes from many threads while the zeroing thread runs (run under TSan too).
+#include "csm/node/spare_memory.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "csm/os/memory.h"
+#include "harness.h"
+
+namespace csm::node {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr uint64_t kMiB = 1 << 20;
+
+// A memfd of `size` bytes whose first `written` bytes hold non-zero bytes.
+os::UniqueFd Written(uint64_t size, uint64_t written) {
+  auto fd = os::CreateMemfd("spare-test", size);
+  EXPECT_TRUE(fd.ok());
+  std::vector<char> ones(written, 1);
+  EXPECT_EQ(::pwrite(fd->get(), ones.data(), ones.size(), 0), static_cast<ssize_t>(written));
+  return std::move(*fd);
+}
+
+// How many bytes of the memfd are not zero.
+uint64_t NonZero(int fd, uint64_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  EXPECT_NE(p, MAP_FAILED);
+  uint64_t n = 0;
+  for (uint64_t i = 0; i < size; ++i) n += static_cast<const char*>(p)[i] != 0;
+  ::munmap(p, size);
+  return n;
+}
+
+TEST(SpareMemoryTest, ATakenSpareReadsAsZerosAndKeepsItsPages) {
+  SpareMemory spares(64 * kMiB, 10s);
+  spares.Keep(Written(8 * kMiB, 5 * kMiB + 3), 8 * kMiB);
+  EXPECT_EQ(spares.stats().bytes, 8 * kMiB);
+  ASSERT_TRUE(testing::Eventually([&] { return spares.stats().zeroed_bytes == 8 * kMiB; }, 5000));
+  EXPECT_FALSE(spares.TakeZeroed(4 * kMiB).valid()) << "only the exact size is handed out";
+  os::UniqueFd fd = spares.TakeZeroed(8 * kMiB);
+  ASSERT_TRUE(fd.valid());
+  EXPECT_EQ(NonZero(fd.get(), 8 * kMiB), 0u);
+  EXPECT_EQ(::lseek(fd.get(), 0, SEEK_DATA), 0) << "the written pages stay in place";
+  EXPECT_EQ(spares.stats().bytes, 0u);
+  EXPECT_EQ(spares.stats().reuses, 1u);
+  EXPECT_FALSE(spares.TakeAny(8 * kMiB).valid()) << "taken once";
+}
+
+TEST(SpareMemoryTest, NoMoreThanTheBudgetIsKept) {
+  SpareMemory spares(8 * kMiB, 10s);
+  spares.Keep(Written(4 * kMiB, kMiB), 4 * kMiB);
+  spares.Keep(Written(4 * kMiB, kMiB), 4 * kMiB);
+  spares.Keep(Written(2 * kMiB, kMiB), 2 * kMiB);  // over the budget: closed
+  EXPECT_EQ(spares.stats().bytes, 8 * kMiB);
+  EXPECT_FALSE(spares.TakeAny(2 * kMiB).valid());
+  // A replica takes any spare, zeroed or not.
+  EXPECT_TRUE(spares.TakeAny(4 * kMiB).valid());
+  EXPECT_EQ(spares.stats().bytes, 4 * kMiB);
+}
+
+TEST(SpareMemoryTest, SparesKeptTooLongGoBack) {
+  SpareMemory spares(64 * kMiB, 100ms);
+  spares.Keep(Written(2 * kMiB, kMiB), 2 * kMiB);
+  EXPECT_TRUE(testing::Eventually([&] { return spares.stats().bytes == 0; }, 5000));
+  EXPECT_FALSE(spares.TakeAny(2 * kMiB).valid());
+}
+
+TEST(SpareMemoryTest, ManyThreadsKeepAndTakeWhileTheZeroerRuns) {
+  SpareMemory spares(16 * kMiB, 10s);
+  std::atomic<int> dirty_zeroed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        spares.Keep(Written(kMiB, kMiB / 2), kMiB);
+        os::UniqueFd fd = spares.TakeZeroed(kMiB);
+        if (fd.valid() && NonZero(fd.get(), kMiB) != 0) ++dirty_zeroed;
+        (void)spares.TakeAny(kMiB);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(dirty_zeroed.load(), 0) << "TakeZeroed handed out memory with old bytes";
+  EXPECT_LE(spares.stats().bytes, 16 * kMiB);
+}
+
+}  // namespace
+}  // namespace csm::node
