@@ -232,9 +232,10 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
     CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, reply.fds[0].get(), /*writable=*/true));
     RecordMapping(g.arena_id, g.addr, g.size, true);
   }
-  // A dedicated arena is one object's, about to be written whole: its pages come in
-  // one call rather than a fault per page (often reused pages: see SpareMemory).
-  if (dedicated) os::PrefaultWritable(g.addr, g.size);
+  // A dedicated arena is one allocation's, about to be written: its pages come in one
+  // call rather than a fault per page (often reused pages: see SpareMemory). Only the
+  // bytes asked for: the rest of the 2 MiB-rounded arena may stay unbacked.
+  if (dedicated) os::PrefaultWritable(g.addr, (min_size + os::PageSize() - 1) / os::PageSize() * os::PageSize());
   return g;
 }
 

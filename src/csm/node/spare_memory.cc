@@ -1,5 +1,7 @@
 #include "csm/node/spare_memory.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,7 +48,18 @@ SpareMemory::~SpareMemory() {
 void SpareMemory::Keep(os::UniqueFd fd, uint64_t size) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!fd.valid() || size > budget_ - std::min(budget_, bytes_)) return;  // closed here
+    if (!fd.valid() || size > budget_) return;  // closed here
+    // The newest memory is the likeliest to be asked for again: the oldest spares make
+    // room (one being zeroed stays; then this one is closed instead).
+    for (auto it = spares_.begin(); it != spares_.end() && bytes_ + size > budget_;) {
+      if (it->state == State::kZeroing) {
+        ++it;
+        continue;
+      }
+      bytes_ -= it->size;
+      it = spares_.erase(it);
+    }
+    if (bytes_ + size > budget_) return;
     bytes_ += size;
     spares_.push_back({size, std::move(fd), std::chrono::steady_clock::now(), State::kDirty});
   }
@@ -83,6 +96,9 @@ SpareMemory::Stats SpareMemory::stats() const {
 }
 
 void SpareMemory::ZeroLoop() {
+  // Zeroing is background work: it runs only on a core nothing else wants.
+  sched_param idle{};
+  (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     auto now = std::chrono::steady_clock::now();

@@ -6,11 +6,12 @@
 // keeps building and dropping objects, or fetching and dropping copies, would pay it
 // again and again. csmd hands a kept memfd to the next arena of exactly its size instead.
 //
-// A background thread zeroes every kept memfd (only the ranges holding pages), so a
-// reused local arena reads as zeros like a new memfd; a replica may take a spare that
+// A background thread (SCHED_IDLE: only on an otherwise idle core) zeroes every kept
+// memfd (only the ranges holding pages), so a reused local arena reads as zeros like a
+// new memfd; a replica may take a spare that
 // is not zeroed yet, because it clears what its fetch does not overwrite.
-// Bounded: at most `budget` bytes in all, each kept at most `keep_for`; spares are not
-// charged to the node's capacity.
+// Bounded: at most `budget` bytes in all (the oldest go first to make room), each kept
+// at most `keep_for`; spares are not charged to the node's capacity.
 #pragma once
 
 #include <chrono>
@@ -31,8 +32,8 @@ class SpareMemory {
   SpareMemory(const SpareMemory&) = delete;
   SpareMemory& operator=(const SpareMemory&) = delete;
 
-  // Keeps `fd`, a memfd of `size` bytes nobody maps writable any more, if the budget
-  // allows; otherwise closes it (its pages go back).
+  // Keeps `fd`, a memfd of `size` bytes nobody maps writable any more, closing the
+  // oldest spares if the budget needs it; closes `fd` itself if it cannot fit.
   void Keep(os::UniqueFd fd, uint64_t size);
   // A spare of exactly `size` bytes that reads as zeros, or an invalid fd if none.
   os::UniqueFd TakeZeroed(uint64_t size);

@@ -53,16 +53,19 @@ TEST(SpareMemoryTest, ATakenSpareReadsAsZerosAndKeepsItsPages) {
   EXPECT_FALSE(spares.TakeAny(8 * kMiB).valid()) << "taken once";
 }
 
-TEST(SpareMemoryTest, NoMoreThanTheBudgetIsKept) {
+TEST(SpareMemoryTest, NoMoreThanTheBudgetIsKeptAndTheOldestGoFirst) {
   SpareMemory spares(8 * kMiB, 10s);
   spares.Keep(Written(4 * kMiB, kMiB), 4 * kMiB);
-  spares.Keep(Written(4 * kMiB, kMiB), 4 * kMiB);
-  spares.Keep(Written(2 * kMiB, kMiB), 2 * kMiB);  // over the budget: closed
-  EXPECT_EQ(spares.stats().bytes, 8 * kMiB);
-  EXPECT_FALSE(spares.TakeAny(2 * kMiB).valid());
+  spares.Keep(Written(2 * kMiB, kMiB), 2 * kMiB);
+  spares.Keep(Written(16 * kMiB, kMiB), 16 * kMiB);  // more than the budget: closed
+  EXPECT_EQ(spares.stats().bytes, 6 * kMiB);
+  spares.Keep(Written(3 * kMiB, kMiB), 3 * kMiB);  // the 4 MiB one makes room
+  EXPECT_EQ(spares.stats().bytes, 5 * kMiB);
+  EXPECT_FALSE(spares.TakeAny(4 * kMiB).valid());
   // A replica takes any spare, zeroed or not.
-  EXPECT_TRUE(spares.TakeAny(4 * kMiB).valid());
-  EXPECT_EQ(spares.stats().bytes, 4 * kMiB);
+  EXPECT_TRUE(spares.TakeAny(3 * kMiB).valid());
+  EXPECT_TRUE(spares.TakeAny(2 * kMiB).valid());
+  EXPECT_EQ(spares.stats().bytes, 0u);
 }
 
 TEST(SpareMemoryTest, SparesKeptTooLongGoBack) {
