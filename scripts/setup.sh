@@ -9,7 +9,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libxxhash-dev libssl-dev libcpp-httplib-dev
   etcd-server iproute2
   # the serializers bench/wire_bench compares csm with
-  libcereal-dev libboost-serialization-dev libboost-iostreams-dev libprotobuf-dev protobuf-compiler
+  libcereal-dev libboost-dev libboost-serialization-dev libboost-iostreams-dev libprotobuf-dev protobuf-compiler
   libflatbuffers-dev flatbuffers-compiler capnproto libcapnp-dev
   libucx-dev ucx-utils
   # Apache Arrow C++ comes from the pinned pyarrow wheel, in the project's virtualenv

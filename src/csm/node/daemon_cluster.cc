@@ -366,12 +366,12 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
     targets.push_back({a.addr, a.size,
                        std::make_shared<os::UniqueFd>(::fcntl(a.fd.get(), F_DUPFD_CLOEXEC, 0))});
   }
-  Fetch& f = fetches_[key];
-  f.waiters.push_back(c.id);
-  // The worker writes only into the replica memfds (mapped anywhere: the bytes appear at
+  fetches_[key].waiters.push_back(c.id);
+  if (fetch_pool_ == nullptr) fetch_pool_ = std::make_unique<boost::asio::thread_pool>(kFetchThreads);
+  // The job writes only into the replica memfds (mapped anywhere: the bytes appear at
   // the object's addresses in every process that maps the replica) and posts the result.
-  f.worker = std::thread([this, key, r, targets, arena_ids = *ids, transport = *t,
-                          address = peer->second] {
+  boost::asio::post(*fetch_pool_, [this, key, r, targets, arena_ids = *ids, transport = *t,
+                                   address = peer->second] {
     const int64_t t_start = os::MonotonicNanos();
     std::vector<std::pair<const Target*, char*>> maps;
     Status s;
@@ -392,10 +392,12 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
     // Fresh shared memory costs more to fault in than the link takes to fill it (see
     // docs/benchmarks.md), so a second thread faults the extents' pages in, a slice at a
     // time and in the order they arrive, while the transport receives into them. It is
-    // only a hint: where the receiver gets ahead, it takes the faults itself.
+    // only a hint: where the receiver gets ahead, it takes the faults itself. Not for an
+    // object of one slice or less: starting the thread would cost more than it saves.
+    constexpr uintptr_t kSlice = uintptr_t{8} << 20;
     std::atomic<bool> transferred{false};
-    std::thread populate([&] {
-      constexpr uintptr_t kSlice = uintptr_t{8} << 20;
+    std::thread populate;
+    if (r.size > kSlice) populate = std::thread([&] {
       const uintptr_t page = os::PageSize();
       for (const auto& e : r.extents) {
         auto dest = locate(e.addr, e.length);
@@ -414,7 +416,7 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
     uint64_t peer_digest = 0;
     if (s.ok()) s = transport->Fetch(address, r.extents, locate, r.checksum_deferred ? &peer_digest : nullptr);
     transferred = true;
-    populate.join();
+    if (populate.joinable()) populate.join();
     const int64_t t_moved = os::MonotonicNanos();
     if (s.ok()) {  // the bytes must be the ones committed
       Checksum sum;
@@ -445,7 +447,6 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
   auto it = fetches_.find(key);
   if (it == fetches_.end()) return;
   std::vector<uint64_t> waiters = std::move(it->second.waiters);
-  it->second.worker.join();  // it has posted this; it is done
   fetches_.erase(it);
   for (uint64_t id : arena_ids) --arenas_.at(id).fetching;
 
