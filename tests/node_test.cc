@@ -258,7 +258,7 @@ TEST(NodeTest, DeletedMemoryIsReusedOnceTheLastPinIsGone) {
 // A deleted object's memory is kept, its pages in place, for the next arena of the same
 // size, which reads as zeros like new memory.
 TEST(NodeTest, ADeletedObjectsMemoryServesTheNextArenaOfItsSizeAsZeros) {
-  Node node({"--arena-size", "16M"});
+  Node node({"--arena-size", "16M", "--spare-memory-ms", "60000"});
   auto c = Attach(node);
   ASSERT_TRUE(c);
   auto big = Process::Spawn({Helper(), "big", "a", "64"}, node.Env());  // its own arena

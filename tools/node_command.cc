@@ -36,6 +36,9 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--peer-address", f->peer_address, "host:port where this node serves objects");
   app->add_option("--transport", f->transport, "how peers fetch this node's objects: tcp or ucx")
       ->check(CLI::IsMember({"tcp", "ucx"}));
+  app->add_option("--spare-memory-ms", f->spare_memory_ms,
+                  "keep a destroyed arena's memory this long for the next arena of its size (0: never)")
+      ->check(CLI::Range(0, 600000));
   app->add_option("--dead-after-ms", f->dead_after_ms,
                   "coordinator: a node silent this long is dead")->check(CLI::Range(100, 3600000));
 }
@@ -73,6 +76,7 @@ int RunNode(const NodeFlags& f) {
   options.cluster.peer_address = f.peer_address;
   options.cluster.transport = f.transport;
   options.cluster.dead_after_ms = f.dead_after_ms;
+  options.spare_memory_ms = f.spare_memory_ms;
   auto daemon = s.ok() ? node::Daemon::Create(*config, options)
                        : Result<std::unique_ptr<node::Daemon>>(s);
   if (!daemon.ok()) {

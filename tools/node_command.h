@@ -14,6 +14,7 @@ struct NodeFlags {
   std::string cluster = "csm", cluster_secret, coordinate, join, etcd, peer_address;
   std::string transport = "tcp";
   int dead_after_ms = 3000;
+  int spare_memory_ms = 3000;
 };
 
 void AddNodeFlags(CLI::App* app, NodeFlags* flags);

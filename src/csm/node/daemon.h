@@ -46,6 +46,9 @@ struct ClusterOptions {
 struct NodeOptions {
   uint32_t node_id = 1;
   ClusterOptions cluster;
+  // How long a destroyed arena's memory is kept for the next arena of its size
+  // (docs/heap_layout.md, "Spare memory"); 0 keeps none.
+  int spare_memory_ms = 3000;
 };
 
 class Daemon {

@@ -143,7 +143,8 @@ class Daemon::Impl {
         segments_(config.window),
         addresses_([this](uint64_t count) { return LeaseSegments(count); },
                    config.window.segment_size),
-        spare_(config.capacity / 8, std::chrono::milliseconds(kSpareMemoryMs)) {}
+        spare_(options.spare_memory_ms > 0 ? config.capacity / 8 : 0,
+               std::chrono::milliseconds(options.spare_memory_ms)) {}
   ~Impl() {
     StopHeartbeat();
     transport_server_.reset();  // its threads read served_
@@ -283,9 +284,8 @@ class Daemon::Impl {
   uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
   // Memfds of destroyed arenas (local and replicas), pages still populated: the next
   // arena of the same size reuses one instead of faulting fresh shared memory in
-  // (docs/heap_layout.md). At most capacity/8 bytes, on top of capacity, each kept
-  // for kSpareMemoryMs. Declared last: its thread stops before the rest goes.
-  static constexpr int64_t kSpareMemoryMs = 10000;
+  // (docs/heap_layout.md). At most capacity/8 bytes, on top of capacity, each kept for
+  // options.spare_memory_ms. Declared last: its thread stops before the rest goes.
   SpareMemory spare_;
 };
 

@@ -7,6 +7,10 @@
 #include <algorithm>
 #include <vector>
 
+#include "csm/base/log.h"
+#include "csm/config.h"
+#include "csm/os/memory.h"
+
 namespace csm::node {
 namespace {
 
@@ -118,7 +122,10 @@ void SpareMemory::ZeroLoop() {
     // Zeroed outside the lock; takers skip it meanwhile, and list nodes stay put.
     dirty->state = State::kZeroing;
     lock.unlock();
+    const int64_t t0 = os::MonotonicNanos();
     bool ok = ZeroPages(dirty->fd.get(), dirty->size);
+    CSM_LOG_DEBUG("spare memory: zeroed %s in %.1f ms%s", FormatSize(dirty->size).c_str(),
+                  (os::MonotonicNanos() - t0) / 1e6, ok ? "" : " (failed: dropped)");
     lock.lock();
     if (ok) {
       dirty->state = State::kZeroed;

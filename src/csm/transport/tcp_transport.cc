@@ -10,14 +10,23 @@ namespace csm::transport {
 
 Status TcpTransport::Fetch(const std::string& address,
                            const std::vector<object::ObjectExtent>& extents,
-                           const ExtentSink& sink, uint64_t* peer_digest) {
+                           const ExtentSink& sink, uint64_t* peer_digest,
+                           std::atomic<uint64_t>* received) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address); };
   auto conn = StartFetch(pool_, address, kTransportMagic, extents, peer_digest != nullptr, timeout);
   if (!conn.ok()) return context(conn.status());
+  constexpr uint64_t kProgressSlice = 4 << 20;  // how often `received` moves
+  uint64_t arrived = 0;
   for (const auto& e : extents) {
     CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
-    CSM_RETURN_IF_ERROR(context(os::ReadAll(conn->fd.get(), dest, e.length, timeout, "an extent")));
+    for (uint64_t at = 0; at < e.length;) {
+      const uint64_t n = received != nullptr ? std::min(kProgressSlice, e.length - at) : e.length - at;
+      CSM_RETURN_IF_ERROR(context(os::ReadAll(conn->fd.get(), dest + at, n, timeout, "an extent")));
+      at += n;
+      arrived += n;
+      if (received != nullptr) received->store(arrived, std::memory_order_release);
+    }
   }
   if (peer_digest != nullptr) {
     CSM_RETURN_IF_ERROR(context(os::ReadAll(conn->fd.get(), peer_digest, sizeof(*peer_digest), timeout,

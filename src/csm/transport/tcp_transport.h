@@ -27,7 +27,8 @@ class TcpTransport : public Transport {
       : options_(std::move(options)),
         pool_(options_.secret, kTransportMagic, options_.timeout_ms, options_.timeout_ms / 2) {}
   Status Fetch(const std::string& address, const std::vector<object::ObjectExtent>& extents,
-               const ExtentSink& sink, uint64_t* peer_digest = nullptr) override;
+               const ExtentSink& sink, uint64_t* peer_digest = nullptr,
+               std::atomic<uint64_t>* received = nullptr) override;
 
  private:
   PeerOptions options_;

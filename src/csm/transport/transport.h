@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -52,9 +53,13 @@ class Transport {
   // With `peer_digest`, the peer also computes the XXH3-64 of every byte it serves
   // (the extents in order) and it is stored there, for the caller to compare with what
   // arrived (used for objects committed without a checksum).
+  // With `received`, how many bytes of the extents (in order) have arrived is stored
+  // there as they arrive (release order), so another thread can work on them behind
+  // the transfer; a transport that cannot tell earlier stores the total at the end.
   virtual Status Fetch(const std::string& address,
                        const std::vector<object::ObjectExtent>& extents,
-                       const ExtentSink& sink, uint64_t* peer_digest = nullptr) = 0;
+                       const ExtentSink& sink, uint64_t* peer_digest = nullptr,
+                       std::atomic<uint64_t>* received = nullptr) = 0;
 };
 
 // Serves this node's memory to peers until destroyed. The ExtentSource is called from

@@ -275,11 +275,12 @@ Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(PeerOptions options) 
 
 Status UcxTransport::Fetch(const std::string& address,
                            const std::vector<object::ObjectExtent>& extents,
-                           const ExtentSink& sink, uint64_t* peer_digest) {
+                           const ExtentSink& sink, uint64_t* peer_digest,
+                           std::atomic<uint64_t>* received) {
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
   auto conn = StartFetch(pool_, address, kUcxTransportMagic, extents, peer_digest != nullptr, options_.timeout_ms);
   if (!conn.ok()) return context(conn.status());
-  Status s = FetchOver(conn->fd.get(), address, extents, sink, peer_digest);
+  Status s = FetchOver(conn->fd.get(), address, extents, sink, peer_digest, received);
   if (s.ok()) pool_.Release(address, std::move(conn->fd));  // the server heard we are done
   return s;
 }
@@ -287,7 +288,8 @@ Status UcxTransport::Fetch(const std::string& address,
 // After an OK verdict: the keys, the gets, and our word that we are done.
 Status UcxTransport::FetchOver(int fd, const std::string& address,
                                const std::vector<object::ObjectExtent>& extents,
-                               const ExtentSink& sink, uint64_t* peer_digest) {
+                               const ExtentSink& sink, uint64_t* peer_digest,
+                               std::atomic<uint64_t>* received) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
 
@@ -357,6 +359,7 @@ Status UcxTransport::FetchOver(int fd, const std::string& address,
   }
   for (auto k : rkeys) ucp_rkey_destroy(k);
   if (!result.ok()) ForgetEndpoint(worker_address, *endpoint);  // the next fetch connects afresh
+  if (result.ok() && received != nullptr) received->store(total, std::memory_order_release);
   int32_t done = static_cast<int32_t>(result.code());
   Status told = os::WriteAll(fd, &done, sizeof(done), timeout, "done");
   if (result.ok() && !told.ok()) result = told;  // the connection is not reusable then

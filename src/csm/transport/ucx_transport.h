@@ -45,13 +45,14 @@ class UcxTransport : public Transport {
   static Result<std::unique_ptr<UcxTransport>> Create(PeerOptions options);
   ~UcxTransport() override;
   Status Fetch(const std::string& address, const std::vector<object::ObjectExtent>& extents,
-               const ExtentSink& sink, uint64_t* peer_digest = nullptr) override;
+               const ExtentSink& sink, uint64_t* peer_digest = nullptr,
+               std::atomic<uint64_t>* received = nullptr) override;
 
  private:
   UcxTransport(PeerOptions options, std::unique_ptr<UcxWorker> worker);
   Status FetchOver(int fd, const std::string& address,
                    const std::vector<object::ObjectExtent>& extents, const ExtentSink& sink,
-                   uint64_t* peer_digest);
+                   uint64_t* peer_digest, std::atomic<uint64_t>* received);
   struct Endpoint;  // a UCX endpoint to one peer worker (ucx_transport.cc)
   static constexpr size_t kMaxEndpoints = 256;
   Result<std::shared_ptr<Endpoint>> EndpointTo(const std::string& worker_address);
