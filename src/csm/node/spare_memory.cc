@@ -52,6 +52,7 @@ SpareMemory::~SpareMemory() {
 void SpareMemory::Keep(os::UniqueFd fd, uint64_t size) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    ExpireLocked();
     if (!fd.valid() || size > budget_) return;  // closed here
     // The newest memory is the likeliest to be asked for again: the oldest spares make
     // room (one being zeroed stays; then this one is closed instead).
@@ -75,6 +76,7 @@ os::UniqueFd SpareMemory::TakeAny(uint64_t size) { return Take(size, false); }
 
 os::UniqueFd SpareMemory::Take(uint64_t size, bool zeroed_only) {
   std::lock_guard<std::mutex> lock(mu_);
+  ExpireLocked();
   auto best = spares_.end();
   for (auto it = spares_.begin(); it != spares_.end(); ++it) {
     if (it->size != size || it->state == State::kZeroing) continue;
@@ -99,21 +101,25 @@ SpareMemory::Stats SpareMemory::stats() const {
   return {bytes_, zeroed, reuses_};
 }
 
+void SpareMemory::ExpireLocked() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = spares_.begin(); it != spares_.end();) {
+    if (it->state != State::kZeroing && now - it->kept >= keep_for_) {
+      bytes_ -= it->size;
+      it = spares_.erase(it);  // closing the memfd gives its pages back
+    } else {
+      ++it;
+    }
+  }
+}
+
 void SpareMemory::ZeroLoop() {
   // Zeroing is background work: it runs only on a core nothing else wants.
   sched_param idle{};
   (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
-    auto now = std::chrono::steady_clock::now();
-    for (auto it = spares_.begin(); it != spares_.end();) {
-      if (it->state != State::kZeroing && now - it->kept >= keep_for_) {
-        bytes_ -= it->size;
-        it = spares_.erase(it);  // closing the memfd gives its pages back
-      } else {
-        ++it;
-      }
-    }
+    ExpireLocked();
     auto dirty = std::find_if(spares_.begin(), spares_.end(), [](const Spare& s) { return s.state == State::kDirty; });
     if (dirty == spares_.end()) {
       cv_.wait_for(lock, std::chrono::seconds(1));

@@ -56,7 +56,9 @@ class SpareMemory {
     State state;
   };
   os::UniqueFd Take(uint64_t size, bool zeroed_only);
-  void ZeroLoop();  // the thread: zeroes dirty spares, gives back expired ones
+  void ExpireLocked();  // gives back spares kept too long; also on every Keep and Take,
+                        // since the zeroing thread may wait long for an idle core
+  void ZeroLoop();      // the thread: zeroes dirty spares, gives back expired ones
 
   const uint64_t budget_;
   const std::chrono::milliseconds keep_for_;
