@@ -245,6 +245,26 @@ TEST_P(ClusterTest, DeletingOnTheOwnerRemovesTheCopies) {
   RunHelper(*c_, {"produce", "k", "10"});
 }
 
+// Bytes that do not match the checksum taken at commit (here its producer wrote into
+// the object afterwards) are refused by the fetching node, which goes on serving.
+TEST_P(ClusterTest, FetchedBytesThatDoNotMatchTheCommitChecksumAreRefused) {
+  a_ = Start(1);
+  b_ = Start(2);
+  RunHelper(*a_, {"produce-damaged", "damaged", "1000"});
+  RunHelper(*a_, {"produce", "sound", "1000"});
+  auto client = Client::Connect(b_->ClientConfig());
+  ASSERT_TRUE(client.ok());
+  auto damaged = (*client)->Get<workload::HeapMap>("damaged");
+  EXPECT_TRUE(damaged.status().IsCorruption()) << damaged.status().ToString();
+  EXPECT_NE(damaged.status().message().find("do not match its checksum"), std::string::npos)
+      << damaged.status().ToString();
+  auto sound = (*client)->Get<workload::HeapMap>("sound");
+  ASSERT_TRUE(sound.ok()) << sound.status().ToString();
+  EXPECT_EQ(workload::Verify(**sound, 1000), "");
+  // Asked again, the damaged object is refused again (no half-made copy was kept).
+  EXPECT_TRUE((*client)->Get<workload::HeapMap>("damaged").status().IsCorruption());
+}
+
 // A dropped copy's memory is kept (populated) for the next copy of the same size, which
 // then shows its own bytes only.
 TEST_P(ClusterTest, DroppedCopiesMemoryIsReusedForTheNextCopy) {

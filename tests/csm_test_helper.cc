@@ -67,6 +67,21 @@ int main(int argc, char** argv) {
     Say(std::string("committed ") + buf + Mapping(reinterpret_cast<uint64_t>(*m)));
     return 0;
   }
+  if (cmd == "produce-damaged") {  // commit a map of n keys, then change one of its bytes
+    auto b = c.NewBuilder();
+    if (!b.ok()) return Fail(b.status());
+    auto m = b->New<HeapMap>();
+    if (!m.ok()) return Fail(m.status());
+    csm::Status s = b->Populate([&] { csm::workload::Fill(**m, static_cast<int32_t>(n)); });
+    if (s.ok()) s = b->Commit(key);
+    if (!s.ok()) return Fail(s);
+    // The producer's own mapping of its arena is still writable: the bytes csmd now
+    // serves no longer match the checksum taken at commit (a bug or a bad DIMM).
+    csm::string& value = (*m)->rbegin()->second.back();
+    value[0] = static_cast<char>(value[0] ^ 0x20);
+    Say("damaged");
+    return 0;
+  }
   if (cmd == "produce-book") {  // unordered_map<string, vector<Trade>> with n venues
     auto b = c.NewBuilder();
     if (!b.ok()) return Fail(b.status());
