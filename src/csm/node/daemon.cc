@@ -512,12 +512,13 @@ void Daemon::Impl::PunchUncommitted(Arena& a) {
 
 void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   if (a.owner != 0 || a.objects != 0 || a.fetching != 0) return;
+  bool served = false;  // to a peer right now: its bytes must stay what they were
   if (a.replica_of == 0) {
-    StopServingArena(a);
+    served = StopServingArena(a);
     addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
   }
   used_ -= a.charged;
-  spare_.Keep(std::move(a.fd), a.size);  // or closed, if over budget
+  if (!served) spare_.Keep(std::move(a.fd), a.size);  // or closed, if over budget
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   for (auto& [id, c] : clients_) {
     if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});

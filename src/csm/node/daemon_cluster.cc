@@ -169,9 +169,14 @@ void Daemon::Impl::ServeArena(const Arena& a) {
   served_[a.addr] = Served{std::make_shared<os::UniqueFd>(fd), a.size};
 }
 
-void Daemon::Impl::StopServingArena(const Arena& a) {
+bool Daemon::Impl::StopServingArena(const Arena& a) {
   std::lock_guard<std::mutex> lock(served_mu_);
-  served_.erase(a.addr);
+  auto it = served_.find(a.addr);
+  if (it == served_.end()) return false;
+  // A transport thread that looked it up before now holds a reference; none can after.
+  bool in_flight = it->second.fd.use_count() > 1;
+  served_.erase(it);
+  return in_flight;
 }
 
 Result<transport::SourceRange> Daemon::Impl::ServeRange(uint64_t addr, uint64_t len) {

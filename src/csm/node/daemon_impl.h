@@ -211,7 +211,7 @@ class Daemon::Impl {
   };
   Result<transport::SourceRange> ServeRange(uint64_t addr, uint64_t len);  // any thread
   void ServeArena(const Arena& a);
-  void StopServingArena(const Arena& a);
+  bool StopServingArena(const Arena& a);  // true if a peer is still being served from it
   std::mutex served_mu_;
   std::map<uint64_t, Served> served_;  // by address; guarded by served_mu_
 
