@@ -112,17 +112,24 @@ uint64_t Traverse(const arrow::Table& t) {
 
 // ---- sockets --------------------------------------------------------------------------
 
+// The socket helpers throw; Arrow's streams return a Status.
+template <typename F>
+arrow::Status AsArrowStatus(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return arrow::Status::IOError(e.what());
+  }
+  return arrow::Status::OK();
+}
+
 // Arrow streams over a connected socket: the IPC writer writes straight to it, the
 // reader reads each message body into a fresh buffer.
 class SocketOutput : public arrow::io::OutputStream {
  public:
   explicit SocketOutput(int fd) : fd_(fd) {}
   arrow::Status Write(const void* data, int64_t n) override {
-    try {
-      SendAll(fd_, data, static_cast<size_t>(n));
-    } catch (const std::exception& e) {
-      return arrow::Status::IOError(e.what());
-    }
+    ARROW_RETURN_NOT_OK(AsArrowStatus([&] { SendAll(fd_, data, static_cast<size_t>(n)); }));
     position_ += n;
     return arrow::Status::OK();
   }
@@ -139,11 +146,7 @@ class SocketInput : public arrow::io::InputStream {
  public:
   explicit SocketInput(int fd) : fd_(fd) {}
   arrow::Result<int64_t> Read(int64_t n, void* out) override {
-    try {
-      RecvAll(fd_, out, static_cast<size_t>(n));
-    } catch (const std::exception& e) {
-      return arrow::Status::IOError(e.what());
-    }
+    ARROW_RETURN_NOT_OK(AsArrowStatus([&] { RecvAll(fd_, out, static_cast<size_t>(n)); }));
     position_ += n;
     return n;
   }
@@ -192,13 +195,7 @@ int Serve(int port, int flight_port, int64_t mib) {
     auto location = Check(arrow::flight::Location::ForGrpcTcp("0.0.0.0", flight_port), "flight location");
     Check(flight->Init(arrow::flight::FlightServerOptions(location)), "flight server");
   }
-  int ls = ::socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(ls, 4) != 0) return Fail("bind");
+  int ls = Listen(port);
   std::printf("serving\n");
   std::fflush(stdout);
   std::string raw(64 << 20, '\0');

@@ -58,4 +58,19 @@ inline int Dial(const std::string& ip, int port) {
   return fd;
 }
 
+// A listening socket on every address at `port`; throws if it cannot bind.
+inline int Listen(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd, 4) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot listen on port " + std::to_string(port));
+  }
+  return fd;
+}
+
 }  // namespace csm::bench

@@ -314,13 +314,7 @@ int DropCsm(int rounds, const std::string& only) {
 }
 
 int Serve(int port) {
-  int ls = ::socket(AF_INET, SOCK_STREAM, 0);
-  int one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (::bind(ls, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(ls, 4) != 0) return Fail("bind");
+  int ls = Listen(port);
   std::vector<StdMap> maps(kWorkloads.size());
   std::vector<StdInts> ints(kWorkloads.size());
   for (size_t i = 0; i < kWorkloads.size(); ++i) BuildStd(kWorkloads[i], &maps[i], &ints[i]);

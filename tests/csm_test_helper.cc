@@ -41,6 +41,16 @@ void Say(const std::string& s) {
   std::fflush(stdout);
 }
 
+// Builds a map of n keys and commits it under `key`; its root stays in this process's
+// (writable) arena mapping.
+csm::Result<HeapMap*> Produce(csm::Client& c, const std::string& key, long n) {
+  CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
+  CSM_ASSIGN_OR_RETURN(HeapMap * m, b.New<HeapMap>());
+  CSM_RETURN_IF_ERROR(b.Populate([&] { csm::workload::Fill(*m, static_cast<int32_t>(n)); }));
+  CSM_RETURN_IF_ERROR(b.Commit(key));
+  return m;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -55,26 +65,16 @@ int main(int argc, char** argv) {
   csm::Client& c = **client;
 
   if (cmd == "produce") {  // build a map of n keys and commit it
-    auto b = c.NewBuilder();
-    if (!b.ok()) return Fail(b.status());
-    auto m = b->New<HeapMap>();
+    auto m = Produce(c, key, n);
     if (!m.ok()) return Fail(m.status());
-    csm::Status s = b->Populate([&] { csm::workload::Fill(**m, static_cast<int32_t>(n)); });
-    if (s.ok()) s = b->Commit(key);
-    if (!s.ok()) return Fail(s);
     char buf[64];
     std::snprintf(buf, sizeof(buf), "root=0x%" PRIx64 " ", reinterpret_cast<uint64_t>(*m));
     Say(std::string("committed ") + buf + Mapping(reinterpret_cast<uint64_t>(*m)));
     return 0;
   }
   if (cmd == "produce-damaged") {  // commit a map of n keys, then change one of its bytes
-    auto b = c.NewBuilder();
-    if (!b.ok()) return Fail(b.status());
-    auto m = b->New<HeapMap>();
+    auto m = Produce(c, key, n);
     if (!m.ok()) return Fail(m.status());
-    csm::Status s = b->Populate([&] { csm::workload::Fill(**m, static_cast<int32_t>(n)); });
-    if (s.ok()) s = b->Commit(key);
-    if (!s.ok()) return Fail(s);
     // The producer's own mapping of its arena is still writable: the bytes csmd now
     // serves no longer match the checksum taken at commit (a bug or a bad DIMM).
     csm::string& value = (*m)->rbegin()->second.back();
