@@ -284,6 +284,34 @@ TEST_P(ClusterTest, DroppedCopiesMemoryIsReusedForTheNextCopy) {
   EXPECT_GT(info("spare_memory_reused"), 0u);
 }
 
+// With the embedded directory a node keeps the records the coordinator pushes: a Get of
+// a remote object asks the directory nothing, and an object deleted and committed again
+// under its key is read anew. (The etcd backend asks etcd every time.)
+TEST_P(ClusterTest, PushedRecordsAnswerRemoteGetsAndFollowReplacements) {
+  a_ = Start(1);
+  b_ = Start(2);
+  RunHelper(*a_, {"produce", "k", "1000"});
+  RunHelper(*b_, {"consume", "k", "1000"});
+  auto client = Client::Connect(b_->ClientConfig());
+  ASSERT_TRUE(client.ok());
+  auto cache = [&](const char* field) {
+    return json::parse(*(*client)->InfoJson())["record_cache"][field].get<uint64_t>();
+  };
+  EXPECT_EQ(cache("hits"), etcd() ? 0u : 1u);
+  EXPECT_EQ(cache("misses"), 0u) << "the record was pushed before the Get";
+
+  EXPECT_EQ(testing::Run({CsmCli(), "rm", "k"}, a_->Env()).exit_code, 0);
+  RunHelper(*a_, {"produce", "k", "10"});
+  std::string verdict;
+  EXPECT_TRUE(testing::Eventually([&] {  // B's old copy goes at its next heartbeat
+    auto ref = (*client)->Get<workload::HeapMap>("k");
+    verdict = ref.ok() ? workload::Verify(**ref, 10) : ref.status().ToString();
+    return verdict.empty();
+  }, 10000)) << verdict;
+  EXPECT_EQ(cache("hits"), etcd() ? 0u : 2u);
+  EXPECT_EQ(cache("records"), etcd() ? 0u : 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,
                          ::testing::Values("embedded_tcp", "etcd_tcp", "embedded_ucx"),
                          [](const auto& param_info) { return param_info.param; });

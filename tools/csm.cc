@@ -139,6 +139,13 @@ int main(int argc, char** argv) {
                 (unsigned long long)j["objects"].get<uint64_t>(),
                 (unsigned long long)j["objects_awaiting_unpin"].get<uint64_t>(),
                 (unsigned long long)j["arenas"].get<uint64_t>());
+    if (j.contains("record_cache")) {
+      const auto& rc = j["record_cache"];
+      std::printf("records   %llu cached from the directory; lookups: %llu answered here, %llu asked\n",
+                  (unsigned long long)rc["records"].get<uint64_t>(),
+                  (unsigned long long)rc["hits"].get<uint64_t>(),
+                  (unsigned long long)rc["misses"].get<uint64_t>());
+    }
     std::printf("clients   %zu\n", j["clients"].size());
     for (const auto& c : j["clients"]) {
       std::printf("  pid %-8d arenas %-4llu pins %llu\n", c["pid"].get<int>(),

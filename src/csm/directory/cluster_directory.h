@@ -53,6 +53,19 @@ struct ObjectRecord {
   // Filled in by Lookup/List:
   std::string owner_address;  // the owner's peer address
   bool owner_alive = false;
+  bool cached = false;  // answered from this node's record cache: may be a moment stale
+};
+
+// How a node's cache of pushed records (directory/record_cache.h) is doing.
+struct RecordCacheStats {
+  uint64_t records = 0;
+  uint64_t hits = 0;    // lookups answered from the cache
+  uint64_t misses = 0;  // lookups that went to the directory
+};
+
+enum class Freshness {
+  kCachedOk,  // a record from the node's cache of pushed records will do
+  kFresh,     // ask the directory itself (e.g. after a cached record failed)
 };
 
 class ClusterDirectory {
@@ -74,7 +87,11 @@ class ClusterDirectory {
   virtual Status Publish(const ObjectRecord& record) = 0;
   // Removes the key if `owner_node` owns it.
   virtual Status Unpublish(const std::string& key, uint32_t owner_node) = 0;
-  virtual Result<ObjectRecord> Lookup(const std::string& key) = 0;
+  // The record under `key`; NotFound if none. With kCachedOk a backend that keeps a
+  // cache of pushed records may answer from it (the record's `cached` is then set).
+  virtual Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) = 0;
+  // The record cache's counters; zeros for a backend without one.
+  virtual RecordCacheStats cache_stats() const { return {}; }
   // Up to `limit` records with keys after `after`, in key order; `more` says if others follow.
   virtual Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                                  bool* more) = 0;

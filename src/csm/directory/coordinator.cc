@@ -1,7 +1,10 @@
 // The embedded coordinator; see coordinator.h and docs/cluster.md.
 #include "csm/directory/coordinator.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -66,6 +69,14 @@ Status Coordinator::Join(const NodeInfo& node) {
   if (it != members_.end()) {
     // A new incarnation: whatever the old one owned died with it.
     for (const auto& l : it->second.info.leases) segments_.Release(l.first, l.count);
+    for (auto o = objects_.begin(); o != objects_.end();) {
+      if (o->second.owner_node != node.node_id) {
+        ++o;
+        continue;
+      }
+      Changed(o->first, nullptr, now);
+      o = objects_.erase(o);
+    }
   }
   Member m{node, now};
   m.info.leases.clear();
@@ -136,6 +147,7 @@ Status Coordinator::Publish(const ObjectRecord& record) {
     // Its owner is dead and the object with it: the key is free again.
   }
   objects_[record.key] = record;
+  Changed(record.key, &record, now);
   return Status::OK();
 }
 
@@ -146,7 +158,45 @@ Status Coordinator::Unpublish(const std::string& key, uint32_t owner_node) {
     return NotFound("node " + std::to_string(owner_node) + " publishes no object '" + key + "'");
   }
   objects_.erase(it);
+  Changed(key, nullptr, os::MonotonicNanos());
   return Status::OK();
+}
+
+void Coordinator::Changed(const std::string& key, const ObjectRecord* record, int64_t now) {
+  RecordChange c{++revision_, key, std::nullopt};
+  if (record != nullptr) c.record = Annotated(*record, now);
+  history_.push_back(std::move(c));
+  while (history_.size() > kWatchHistory) history_.pop_front();
+  changed_.notify_all();
+}
+
+RecordChanges Coordinator::Watch(uint64_t after, int wait_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  RecordChanges out;
+  if (after != kWatchFromNow) {
+    changed_.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                      [&] { return stopping_ || revision_ > after; });
+  }
+  out.revision = revision_;
+  if (after == kWatchFromNow || revision_ == after) return out;
+  // The changes after `after` must all still be kept (a watcher from another
+  // coordinator's life may claim a revision this one never reached).
+  if (after > revision_ || history_.empty() || history_.front().revision > after + 1) {
+    out.reset = true;
+    return out;
+  }
+  auto first = history_.begin() + static_cast<std::ptrdiff_t>(after + 1 - history_.front().revision);
+  for (auto c = first; c != history_.end() && out.changes.size() < kWatchBatch; ++c) {
+    out.changes.push_back(*c);
+  }
+  out.revision = out.changes.back().revision;
+  return out;
+}
+
+void Coordinator::StopWatches() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+  changed_.notify_all();
 }
 
 Result<ObjectRecord> Coordinator::Lookup(const std::string& key) {
@@ -194,7 +244,9 @@ Result<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(const std::s
                                                                     Coordinator* coordinator) {
   if (secret.empty()) return InvalidArgument("the cluster secret must not be empty");
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer(std::move(secret), timeout_ms, coordinator));
-  CSM_ASSIGN_OR_RETURN(s->server_, os::TcpServer::Start(address, [raw = s.get()](int fd) { raw->Serve(fd); }));
+  // Every other node keeps two connections: its requests and its record watch.
+  CSM_ASSIGN_OR_RETURN(s->server_, os::TcpServer::Start(address, [raw = s.get()](int fd) { raw->Serve(fd); },
+                                                        /*max_connections=*/1024));
   return s;
 }
 
@@ -267,6 +319,23 @@ std::string CoordinatorServer::Handle(const std::string& text) {
     r["more"] = more;
     return r.dump();
   }
+  if (op == "watch") {  // a long poll: answered at the first change or after wait_ms
+    if (!req.contains("after") || !req["after"].is_number_unsigned()) {
+      return Reply(Corruption("watch without after")).dump();
+    }
+    const int wait_ms = std::clamp(req.value("wait_ms", 0), 0, timeout_ms_ / 2);
+    RecordChanges changes = coordinator_->Watch(req["after"].get<uint64_t>(), wait_ms);
+    json r = Reply(Status::OK());
+    r["revision"] = changes.revision;
+    r["reset"] = changes.reset;
+    r["changes"] = json::array();
+    for (const auto& c : changes.changes) {
+      json j = {{"revision", c.revision}, {"key", c.key}};
+      if (c.record) j["record"] = ToJson(*c.record);
+      r["changes"].push_back(std::move(j));
+    }
+    return r.dump();
+  }
   if (op == "stale") {
     std::vector<ClusterDirectory::Held> held;
     try {
@@ -311,9 +380,93 @@ Result<std::string> RemoteCoordinator::Call(const std::string& request) {
   return reply;
 }
 
+RemoteCoordinator::~RemoteCoordinator() {
+  {
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watch_stopping_ = true;
+    if (watch_fd_ >= 0) ::shutdown(watch_fd_, SHUT_RDWR);  // ends a long poll now
+  }
+  watch_cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+}
+
 Status RemoteCoordinator::Join(const NodeInfo& self) {
   json req = {{"op", "join"}, {"node_id", self.node_id}, {"node", ToJson(self)}};
-  return Call(req.dump()).status();
+  CSM_RETURN_IF_ERROR(Call(req.dump()).status());
+  if (watcher_.joinable()) return Status::OK();
+  // The watch starts before Join returns: every record published after it is pushed.
+  uint64_t revision = kWatchFromNow;
+  os::UniqueFd fd;
+  auto dialed = os::DialAuthenticated(address_, secret_, kCoordinatorMagic, timeout_ms_);
+  if (dialed.ok() && WatchOnce(dialed->get(), &revision).ok()) {
+    fd = std::move(*dialed);
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    watch_fd_ = fd.get();
+  } else {
+    revision = kWatchFromNow;  // the watcher keeps trying
+  }
+  watcher_ = std::thread([this, fd = std::move(fd), revision]() mutable { WatchLoop(std::move(fd), revision); });
+  return Status::OK();
+}
+
+void RemoteCoordinator::WatchLoop(os::UniqueFd fd, uint64_t revision) {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(watch_mu_);
+      if (watch_stopping_) break;
+    }
+    if (!fd.valid()) {
+      auto dialed = os::DialAuthenticated(address_, secret_, kCoordinatorMagic, timeout_ms_);
+      std::unique_lock<std::mutex> lock(watch_mu_);
+      if (!dialed.ok()) {  // lookups go to the coordinator meanwhile (and report why)
+        watch_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return watch_stopping_; });
+        continue;
+      }
+      if (watch_stopping_) break;
+      fd = std::move(*dialed);
+      watch_fd_ = fd.get();
+      revision = kWatchFromNow;  // what changed while no one watched is not cached
+    }
+    Status s = WatchOnce(fd.get(), &revision);
+    if (!s.ok()) {
+      // Changes may have been missed: forget every cached record, watch afresh.
+      cache_.Clear();
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      if (!watch_stopping_) CSM_LOG_DEBUG("record watch: %s; watching again", s.ToString().c_str());
+      watch_fd_ = -1;
+      fd.Reset();
+    }
+  }
+  std::lock_guard<std::mutex> lock(watch_mu_);
+  watch_fd_ = -1;
+}
+
+Status RemoteCoordinator::WatchOnce(int fd, uint64_t* revision) {
+  json req = {{"op", "watch"}, {"node_id", node_id_}, {"after", *revision},
+              {"wait_ms", std::min(1000, timeout_ms_ / 2)}};
+  CSM_RETURN_IF_ERROR(os::SendFrame(fd, req.dump(), timeout_ms_));
+  CSM_ASSIGN_OR_RETURN(std::string reply, os::ReceiveFrame(fd, 64 << 20, timeout_ms_));
+  json r = json::parse(reply, nullptr, false);
+  if (r.is_discarded() || !r.is_object() || !r.contains("status") || !r["status"].is_number_integer()) {
+    return Corruption("malformed watch reply");
+  }
+  CSM_RETURN_IF_ERROR(os::StatusFromWire(r["status"].get<int32_t>(), r.value("message", std::string())));
+  try {
+    if (r.at("reset").get<bool>()) cache_.Clear();
+    for (const auto& c : r.at("changes")) {
+      if (c.contains("record")) {
+        CSM_ASSIGN_OR_RETURN(ObjectRecord record, RecordFromJson(c["record"]));
+        if (record.key != c.at("key").get<std::string>()) return Corruption("watch change names two keys");
+        cache_.Put(std::move(record));
+      } else {
+        cache_.Erase(c.at("key").get<std::string>());
+      }
+    }
+    *revision = r.at("revision").get<uint64_t>();
+  } catch (const json::exception& e) {
+    return Corruption(std::string("malformed watch reply: ") + e.what());
+  }
+  return Status::OK();
 }
 
 Result<uint64_t> RemoteCoordinator::LeaseSegments(uint64_t count) {
@@ -339,7 +492,10 @@ Status RemoteCoordinator::Unpublish(const std::string& key, uint32_t owner_node)
   return Call(json{{"op", "unpublish"}, {"node_id", node_id_}, {"key", key}}.dump()).status();
 }
 
-Result<ObjectRecord> RemoteCoordinator::Lookup(const std::string& key) {
+Result<ObjectRecord> RemoteCoordinator::Lookup(const std::string& key, Freshness freshness) {
+  if (freshness == Freshness::kCachedOk) {
+    if (auto cached = cache_.Find(key)) return *cached;
+  }
   CSM_ASSIGN_OR_RETURN(std::string reply,
                        Call(json{{"op", "lookup"}, {"node_id", node_id_}, {"key", key}}.dump()));
   json r = json::parse(reply);

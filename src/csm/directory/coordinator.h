@@ -4,11 +4,16 @@
 // (os/tcp_channel.h); docs/cluster.md has the message list.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <thread>
 
 #include "csm/directory/cluster_directory.h"
+#include "csm/directory/record_cache.h"
 #include "csm/os/connection_pool.h"
 #include "csm/os/tcp_channel.h"
 #include "csm/space/segment_table.h"
@@ -16,6 +21,20 @@
 namespace csm::directory {
 
 inline constexpr uint32_t kCoordinatorMagic = 0x44434d43;  // "CMCD"
+
+// A change to the published records, pushed to the nodes that cache them (Watch).
+struct RecordChange {
+  uint64_t revision = 0;
+  std::string key;
+  std::optional<ObjectRecord> record;  // the record now under key; nullopt: removed
+};
+struct RecordChanges {
+  uint64_t revision = 0;  // the coordinator's revision after these changes
+  bool reset = false;     // the watcher fell behind the kept history: drop what it cached
+  std::vector<RecordChange> changes;
+};
+// Watch(kWatchFromNow, …): no changes, only the revision a new watcher starts after.
+inline constexpr uint64_t kWatchFromNow = ~uint64_t{0};
 
 // The state. Thread-safety: internally locked.
 class Coordinator {
@@ -32,6 +51,14 @@ class Coordinator {
   Result<ObjectRecord> Lookup(const std::string& key);
   std::vector<ObjectRecord> List(const std::string& after, uint32_t limit, bool* more);
   std::vector<std::string> Stale(const std::vector<ClusterDirectory::Held>& held);
+  // The changes after revision `after` (at most kWatchBatch), waiting up to wait_ms for
+  // one; reset if changes after it are no longer kept (the last kWatchHistory are).
+  RecordChanges Watch(uint64_t after, int wait_ms);
+  // Ends every Watch now and from then on without waiting (the server is stopping).
+  void StopWatches();
+
+  static constexpr size_t kWatchHistory = 8192;
+  static constexpr size_t kWatchBatch = 1024;
 
  private:
   struct Member {
@@ -49,8 +76,14 @@ class Coordinator {
   space::SegmentTable segments_;
   std::map<uint32_t, Member> members_;
   std::map<std::string, ObjectRecord> objects_;  // key → record
+  uint64_t revision_ = 0;                         // one more per change to objects_
+  std::deque<RecordChange> history_;              // the last kWatchHistory changes
+  std::condition_variable changed_;
+  bool stopping_ = false;
   // With mu_ held: the record as readers see it (owner address and liveness filled in).
   ObjectRecord Annotated(const ObjectRecord& r, int64_t now) const;
+  // With mu_ held: notes a change to objects_[key] (record: its new value, or null).
+  void Changed(const std::string& key, const ObjectRecord* record, int64_t now);
 };
 
 // Serves a Coordinator to the other nodes.
@@ -59,6 +92,8 @@ class CoordinatorServer {
   static Result<std::unique_ptr<CoordinatorServer>> Start(const std::string& address,
                                                           std::string secret, int timeout_ms,
                                                           Coordinator* coordinator);
+  // Ends the watches first: server_ then joins handlers that are no longer waiting.
+  ~CoordinatorServer() { coordinator_->StopWatches(); }
   uint16_t port() const { return server_->port(); }
 
  private:
@@ -88,7 +123,10 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
   Status Unpublish(const std::string& key, uint32_t owner) override {
     return coordinator_->Unpublish(key, owner);
   }
-  Result<ObjectRecord> Lookup(const std::string& key) override { return coordinator_->Lookup(key); }
+  // The coordinator is in this process: nothing to cache.
+  Result<ObjectRecord> Lookup(const std::string& key, Freshness) override {
+    return coordinator_->Lookup(key);
+  }
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override {
     return coordinator_->List(after, limit, more);
@@ -102,31 +140,48 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
   uint32_t node_id_;
 };
 
-// Every other node's view: one request per connection to the coordinator's address.
+// Every other node's view: requests on kept connections to the coordinator's address.
+// Once joined, a thread watches the coordinator's record changes (a long poll on its
+// own connection) into a RecordCache, so most lookups are answered without a round trip.
 class RemoteCoordinator : public ClusterDirectory {
  public:
-  RemoteCoordinator(std::string address, std::string secret, int timeout_ms, uint32_t node_id)
-      : address_(std::move(address)), timeout_ms_(timeout_ms), node_id_(node_id),
-        pool_(std::move(secret), kCoordinatorMagic, timeout_ms, timeout_ms / 2) {}
+  RemoteCoordinator(std::string address, std::string secret, int timeout_ms, uint32_t node_id,
+                    size_t cache_records = 100000)
+      : address_(std::move(address)), secret_(secret), timeout_ms_(timeout_ms), node_id_(node_id),
+        pool_(std::move(secret), kCoordinatorMagic, timeout_ms, timeout_ms / 2),
+        cache_(cache_records) {}
+  ~RemoteCoordinator() override;
   Status Join(const NodeInfo& self) override;
   Result<uint64_t> LeaseSegments(uint64_t count) override;
   Status Heartbeat() override;
   Result<std::vector<NodeInfo>> Members() override;
   Status Publish(const ObjectRecord& record) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;
-  Result<ObjectRecord> Lookup(const std::string& key) override;
+  Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) override;
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;
+  RecordCacheStats cache_stats() const override { return cache_.stats(); }
 
  private:
+  // Long polls on `fd` (redialed when it breaks) from `revision` until destroyed.
+  void WatchLoop(os::UniqueFd fd, uint64_t revision);
+  // One long poll on `fd`: the changes after *revision, applied to the cache.
+  Status WatchOnce(int fd, uint64_t* revision);
   // Sends one JSON request, returns the reply's JSON text once its status is OK.
   // Connections are kept for the next call (heartbeats keep one warm).
   Result<std::string> Call(const std::string& request);
   std::string address_;
+  std::string secret_;
   int timeout_ms_;
   uint32_t node_id_;
   os::ConnectionPool pool_;
+  RecordCache cache_;
+  std::thread watcher_;  // started by the first successful Join
+  std::mutex watch_mu_;
+  std::condition_variable watch_cv_;
+  bool watch_stopping_ = false;
+  int watch_fd_ = -1;  // the watcher's connection, shut down to end a long poll
 };
 
 }  // namespace csm::directory

@@ -304,7 +304,7 @@ Status EtcdDirectory::Unpublish(const std::string& key, uint32_t owner_node) {
   return Status::OK();
 }
 
-Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key) {
+Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key, Freshness /*freshness*/) {
   CSM_ASSIGN_OR_RETURN(json range, Post("kv/range", {{"key", Base64(Key("objects/" + key))}}));
   CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(range));
   if (kvs.empty()) return NotFound("no object under key '" + key + "' in the cluster");

@@ -46,7 +46,8 @@ class EtcdDirectory : public ClusterDirectory {
   Result<std::vector<NodeInfo>> Members() override;
   Status Publish(const ObjectRecord& record) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;
-  Result<ObjectRecord> Lookup(const std::string& key) override;
+  // Always asks etcd: this backend keeps no record cache (yet).
+  Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) override;
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;

@@ -652,6 +652,10 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["spare_memory_bytes"] = spare.bytes;      // destroyed arenas' memory kept for reuse
   j["spare_memory_zeroed_bytes"] = spare.zeroed_bytes;  // of which ready for local arenas
   j["spare_memory_reused"] = spare.reuses;    // arenas that reused it
+  if (cluster_ != nullptr) {  // records pushed by the directory, answering lookups here
+    directory::RecordCacheStats cache = cluster_->cache_stats();
+    j["record_cache"] = {{"records", cache.records}, {"hits", cache.hits}, {"misses", cache.misses}};
+  }
   j["arenas"] = arenas_.size();
   j["max_objects"] = config_.max_objects;
   j["clients"] = nlohmann::json::array();

@@ -340,33 +340,59 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
     pending->second.waiters.push_back(c.id);
     return Status::OK();
   }
-  auto record = cluster_->Lookup(key);
-  if (!record.ok()) return reply(record.status());
+  StartFetch(key, {c.id}, directory::Freshness::kCachedOk);
+  return Status::OK();
+}
+
+void Daemon::Impl::StartFetch(const std::string& key, std::vector<uint64_t> waiters,
+                              directory::Freshness freshness) {
+  Status s = TryStartFetch(key, waiters, freshness);
+  if (!s.ok()) Answer(waiters, s);
+}
+
+void Daemon::Impl::Answer(const std::vector<uint64_t>& waiters, const Status& status) {
+  for (uint64_t id : waiters) {
+    auto c = clients_.find(id);
+    if (c != clients_.end() && !SendStatus(c->second, MessageType::kStatusReply, status).ok()) {
+      DropClient(id);
+    }
+  }
+}
+
+Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<uint64_t>& waiters,
+                                   directory::Freshness freshness) {
+  auto record = cluster_->Lookup(key, freshness);
+  // A cached record naming this node, or a node not alive, may be out of date: ask.
+  if (record.ok() && record->cached && (record->owner_node == node_id_ || !record->owner_alive)) {
+    record = cluster_->Lookup(key, directory::Freshness::kFresh);
+  }
+  if (!record.ok()) return record.status();
   const directory::ObjectRecord& r = *record;
-  if (r.owner_node == node_id_) return reply(NotFound("'" + key + "' was deleted"));
+  if (r.owner_node == node_id_) return NotFound("'" + key + "' was deleted");
   if (!r.owner_alive) {
-    return reply(Unavailable("node " + std::to_string(r.owner_node) + ", which owns '" + key +
-                             "', is not alive: its objects are gone with it"));
+    return Unavailable("node " + std::to_string(r.owner_node) + ", which owns '" + key +
+                       "', is not alive: its objects are gone with it");
   }
   if (r.owner_address.empty()) {
-    return reply(Unavailable("node " + std::to_string(r.owner_node) + " serves no peers (it "
-                             "was started without --peer-address)"));
+    return Unavailable("node " + std::to_string(r.owner_node) + " serves no peers (it "
+                       "was started without --peer-address)");
   }
   auto peer = transport::SplitPeerAddress(r.owner_address);
-  if (!peer.ok()) return reply(Corruption("node " + std::to_string(r.owner_node) +
-                                          " advertises a peer address this node cannot use: " +
-                                          peer.status().message()));
+  if (!peer.ok()) {
+    return Corruption("node " + std::to_string(r.owner_node) +
+                      " advertises a peer address this node cannot use: " + peer.status().message());
+  }
   auto t = TransportFor(peer->first);
-  if (!t.ok()) return reply(t.status());
+  if (!t.ok()) return t.status();
   if (used_ + r.size > config_.capacity) {
-    return reply(CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(r.size) +
-                                  "): capacity " + FormatSize(config_.capacity) + ", in use " +
-                                  FormatSize(used_)));
+    return CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(r.size) +
+                            "): capacity " + FormatSize(config_.capacity) + ", in use " +
+                            FormatSize(used_));
   }
   Status valid = CheckRecord(r);
-  if (!valid.ok()) return reply(valid);
+  if (!valid.ok()) return valid;
   auto ids = PrepareReplicaArenas(r);
-  if (!ids.ok()) return reply(ids.status());
+  if (!ids.ok()) return ids.status();
 
   struct Target {
     uint64_t addr, size;
@@ -378,7 +404,7 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
     targets.push_back({a.addr, a.size,
                        std::make_shared<os::UniqueFd>(::fcntl(a.fd.get(), F_DUPFD_CLOEXEC, 0))});
   }
-  fetches_[key].waiters.push_back(c.id);
+  fetches_[key].waiters = std::move(waiters);
   if (fetch_pool_ == nullptr) fetch_pool_ = std::make_unique<boost::asio::thread_pool>(kFetchThreads);
   // The job writes only into the replica memfds (mapped anywhere: the bytes appear at
   // the object's addresses in every process that maps the replica) and posts the result.
@@ -447,6 +473,18 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
   std::vector<uint64_t> waiters = std::move(it->second.waiters);
   fetches_.erase(it);
   for (uint64_t id : arena_ids) --arenas_.at(id).fetching;
+  if (!status.ok() && r.cached) {
+    // The cached record may have been stale (the object deleted or its owner gone):
+    // once more with the directory's own answer.
+    CSM_LOG_DEBUG("fetching '%s' from a cached record: %s; asking the directory", key.c_str(),
+                  status.ToString().c_str());
+    for (uint64_t id : arena_ids) {
+      auto a = arenas_.find(id);
+      if (a != arenas_.end()) MaybeDestroyArena(a->second);
+    }
+    StartFetch(key, std::move(waiters), directory::Freshness::kFresh);
+    return;
+  }
 
   if (status.ok() && keys_.count(key) == 0) {
     Object o;
@@ -511,12 +549,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
       if (a != arenas_.end()) MaybeDestroyArena(a->second);
     }
   }
-  for (uint64_t id : waiters) {
-    auto c = clients_.find(id);
-    if (c != clients_.end() && !SendStatus(c->second, MessageType::kStatusReply, status).ok()) {
-      DropClient(id);
-    }
-  }
+  Answer(waiters, status);
 }
 
 void Daemon::Impl::DropStaleReplicas(const std::vector<std::string>& keys) {

@@ -217,6 +217,13 @@ class Daemon::Impl {
 
   // ---- remote gets ----
   Status HandleResolve(Client& c, WireReader& in);
+  // Looks `key` up in the cluster and starts fetching it for `waiters` (client ids), or
+  // tells them why not. A fetch from a cached record that fails is retried once kFresh.
+  void StartFetch(const std::string& key, std::vector<uint64_t> waiters,
+                  directory::Freshness freshness);
+  Status TryStartFetch(const std::string& key, std::vector<uint64_t>& waiters,
+                       directory::Freshness freshness);
+  void Answer(const std::vector<uint64_t>& waiters, const Status& status);
   Status CheckRecord(const directory::ObjectRecord& r) const;
   Arena* FirstArenaOverlapping(uint64_t addr, uint64_t size);
   Result<std::vector<uint64_t>> PrepareReplicaArenas(const directory::ObjectRecord& r);

@@ -1,0 +1,227 @@
+// The embedded coordinator's record watch and the RecordCache a joined node keeps with it.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "csm/directory/coordinator.h"
+#include "csm/directory/record_cache.h"
+
+namespace csm::directory {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr WindowConfig kWindow{0x200000000000, uint64_t{1} << 40, uint64_t{1} << 30};
+
+NodeInfo Node(uint32_t id) {
+  NodeInfo n;
+  n.node_id = id;
+  n.cluster = "test";
+  n.peer_address = "10.0.0." + std::to_string(id) + ":7000";
+  n.window = kWindow;
+  n.fingerprint = 42;
+  return n;
+}
+
+ObjectRecord Record(const std::string& key, uint32_t owner, uint64_t id) {
+  ObjectRecord r;
+  r.key = key;
+  r.owner_node = owner;
+  r.object_id = id;
+  r.size = 100;
+  r.header = kWindow.base + id * 4096;
+  r.root = r.header + 64;
+  r.extents = {{r.header, 4096}};
+  r.arenas = {{r.header, 4096}};
+  return r;
+}
+
+Coordinator MakeCoordinator(int dead_after_ms = 60000) {
+  return Coordinator("test", kWindow, 42, "build 42", dead_after_ms);
+}
+
+TEST(CoordinatorWatchTest, ReportsEveryChangeInOrderAfterARevision) {
+  Coordinator co = MakeCoordinator();
+  ASSERT_TRUE(co.Join(Node(1)).ok());
+  const uint64_t start = co.Watch(kWatchFromNow, 0).revision;
+  ASSERT_TRUE(co.Publish(Record("a", 1, 1)).ok());
+  ASSERT_TRUE(co.Publish(Record("b", 1, 2)).ok());
+  ASSERT_TRUE(co.Unpublish("a", 1).ok());
+  EXPECT_TRUE(co.Publish(Record("b", 1, 3)).IsAlreadyExists()) << "a refused publish is no change";
+
+  RecordChanges c = co.Watch(start, 0);
+  EXPECT_FALSE(c.reset);
+  ASSERT_EQ(c.changes.size(), 3u);
+  EXPECT_EQ(c.changes[0].key, "a");
+  ASSERT_TRUE(c.changes[0].record);
+  EXPECT_EQ(c.changes[0].record->object_id, 1u);
+  EXPECT_EQ(c.changes[0].record->owner_address, "10.0.0.1:7000") << "records are annotated";
+  EXPECT_TRUE(c.changes[0].record->owner_alive);
+  EXPECT_EQ(c.changes[1].key, "b");
+  EXPECT_EQ(c.changes[2].key, "a");
+  EXPECT_FALSE(c.changes[2].record) << "an unpublished key is a removal";
+  EXPECT_EQ(c.revision, start + 3);
+  EXPECT_EQ(c.changes[2].revision, start + 3);
+
+  RecordChanges tail = co.Watch(start + 2, 0);
+  ASSERT_EQ(tail.changes.size(), 1u);
+  EXPECT_EQ(tail.changes[0].key, "a");
+}
+
+TEST(CoordinatorWatchTest, WaitsForTheNextChangeAndWakesAtIt) {
+  Coordinator co = MakeCoordinator();
+  ASSERT_TRUE(co.Join(Node(1)).ok());
+  const uint64_t now = co.Watch(kWatchFromNow, 0).revision;
+  auto t0 = Clock::now();
+  RecordChanges idle = co.Watch(now, 50);
+  EXPECT_TRUE(idle.changes.empty());
+  EXPECT_EQ(idle.revision, now);
+  EXPECT_GE(Clock::now() - t0, std::chrono::milliseconds(45)) << "it waited for a change";
+
+  std::thread publisher([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_TRUE(co.Publish(Record("k", 1, 1)).ok());
+  });
+  t0 = Clock::now();
+  RecordChanges woke = co.Watch(now, 10000);
+  publisher.join();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5)) << "the publish ended the wait";
+  ASSERT_EQ(woke.changes.size(), 1u);
+  EXPECT_EQ(woke.changes[0].key, "k");
+
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    co.StopWatches();
+  });
+  t0 = Clock::now();
+  RecordChanges stopped = co.Watch(woke.revision, 10000);
+  stopper.join();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5)) << "StopWatches ended the wait";
+  EXPECT_TRUE(stopped.changes.empty());
+}
+
+TEST(CoordinatorWatchTest, AWatcherTooFarBehindIsToldToReset) {
+  Coordinator co = MakeCoordinator();
+  ASSERT_TRUE(co.Join(Node(1)).ok());
+  const uint64_t start = co.Watch(kWatchFromNow, 0).revision;
+  const size_t n = Coordinator::kWatchHistory + 10;
+  for (size_t i = 0; i < n; ++i) ASSERT_TRUE(co.Publish(Record("k" + std::to_string(i), 1, i + 1)).ok());
+  RecordChanges behind = co.Watch(start, 0);
+  EXPECT_TRUE(behind.reset);
+  EXPECT_TRUE(behind.changes.empty());
+  EXPECT_TRUE(co.Watch(start + n + 5, 0).reset) << "a revision this coordinator never reached";
+
+  // Kept changes come in batches: a watcher catches up batch by batch.
+  uint64_t at = start + 20;
+  size_t seen = 0;
+  for (int i = 0; i < 100 && at < start + n; ++i) {
+    RecordChanges c = co.Watch(at, 0);
+    ASSERT_FALSE(c.reset);
+    ASSERT_LE(c.changes.size(), Coordinator::kWatchBatch);
+    seen += c.changes.size();
+    at = c.revision;
+  }
+  EXPECT_EQ(seen, n - 20);
+}
+
+TEST(CoordinatorWatchTest, ARejoiningNodesOldRecordsAreRemoved) {
+  Coordinator co = MakeCoordinator(/*dead_after_ms=*/30);
+  ASSERT_TRUE(co.Join(Node(2)).ok());
+  ASSERT_TRUE(co.Publish(Record("old", 2, 7)).ok());
+  const uint64_t before = co.Watch(kWatchFromNow, 0).revision;
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));  // node 2 is seen dead
+  ASSERT_TRUE(co.Join(Node(2)).ok()) << "a new incarnation";
+  EXPECT_TRUE(co.Lookup("old").status().IsNotFound()) << "its memory died with the old one";
+  RecordChanges c = co.Watch(before, 0);
+  ASSERT_EQ(c.changes.size(), 1u);
+  EXPECT_EQ(c.changes[0].key, "old");
+  EXPECT_FALSE(c.changes[0].record);
+}
+
+TEST(RecordCacheTest, AnswersWhatItHoldsAndDropsTheOldestPastCapacity) {
+  RecordCache cache(3);
+  for (int i = 0; i < 4; ++i) cache.Put(Record("k" + std::to_string(i), 1, i + 1));
+  EXPECT_FALSE(cache.Find("k0")) << "the oldest went first";
+  auto k1 = cache.Find("k1");
+  ASSERT_TRUE(k1);
+  EXPECT_TRUE(k1->cached);
+  EXPECT_EQ(k1->object_id, 2u);
+  cache.Put(Record("k1", 1, 9));  // replaced: now the newest
+  cache.Put(Record("k4", 1, 5));
+  EXPECT_FALSE(cache.Find("k2"));
+  EXPECT_EQ(cache.Find("k1")->object_id, 9u);
+  cache.Erase("k1");
+  EXPECT_FALSE(cache.Find("k1"));
+  RecordCacheStats s = cache.stats();
+  EXPECT_EQ(s.records, 2u);
+  EXPECT_EQ(s.hits, 2u);
+  EXPECT_EQ(s.misses, 3u);
+  cache.Clear();
+  EXPECT_EQ(cache.stats().records, 0u);
+}
+
+// Over TCP: a joined RemoteCoordinator's cache follows the coordinator's changes, and
+// forgets everything when the coordinator goes away.
+TEST(RemoteCoordinatorTest, ItsCacheFollowsTheCoordinator) {
+  Coordinator co = MakeCoordinator();
+  auto server = CoordinatorServer::Start("127.0.0.1:0", "secret", 5000, &co);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ASSERT_TRUE(co.Join(Node(1)).ok());
+  ASSERT_TRUE(co.Publish(Record("before", 1, 1)).ok());
+  auto remote = std::make_unique<RemoteCoordinator>(
+      "127.0.0.1:" + std::to_string((*server)->port()), "secret", 5000, 2);
+  ASSERT_TRUE(remote->Join(Node(2)).ok());
+
+  auto wait_for = [&](auto done) {
+    for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return done();
+  };
+  // Records published before the watch began are asked of the coordinator.
+  auto before = remote->Lookup("before", Freshness::kCachedOk);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  EXPECT_FALSE(before->cached);
+
+  ASSERT_TRUE(co.Publish(Record("pushed", 1, 2)).ok());
+  ASSERT_TRUE(wait_for([&] { return remote->cache_stats().records == 1; }));
+  auto pushed = remote->Lookup("pushed", Freshness::kCachedOk);
+  ASSERT_TRUE(pushed.ok());
+  EXPECT_TRUE(pushed->cached);
+  EXPECT_EQ(pushed->object_id, 2u);
+  EXPECT_EQ(pushed->owner_address, "10.0.0.1:7000");
+  auto fresh = remote->Lookup("pushed", Freshness::kFresh);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_FALSE(fresh->cached);
+  EXPECT_EQ(remote->cache_stats().hits, 1u);
+
+  ASSERT_TRUE(co.Unpublish("pushed", 1).ok());
+  ASSERT_TRUE(wait_for([&] { return remote->cache_stats().records == 0; }));
+  EXPECT_TRUE(remote->Lookup("pushed", Freshness::kCachedOk).status().IsNotFound());
+
+  ASSERT_TRUE(co.Publish(Record("again", 1, 3)).ok());
+  ASSERT_TRUE(wait_for([&] { return remote->cache_stats().records == 1; }));
+  server->reset();  // the coordinator goes: what was cached may go stale unseen
+  ASSERT_TRUE(wait_for([&] { return remote->cache_stats().records == 0; }));
+
+  auto t0 = Clock::now();
+  remote.reset();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2)) << "stopping does not wait out a long poll";
+}
+
+TEST(RemoteCoordinatorTest, StopsPromptlyDuringALongPoll) {
+  Coordinator co = MakeCoordinator();
+  auto server = CoordinatorServer::Start("127.0.0.1:0", "secret", 20000, &co);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  ASSERT_TRUE(co.Join(Node(1)).ok());
+  auto remote = std::make_unique<RemoteCoordinator>(
+      "127.0.0.1:" + std::to_string((*server)->port()), "secret", 20000, 2);
+  ASSERT_TRUE(remote->Join(Node(2)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // in its long poll now
+  auto t0 = Clock::now();
+  remote.reset();
+  server->reset();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2));
+}
+
+}  // namespace
+}  // namespace csm::directory
