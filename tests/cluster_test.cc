@@ -284,9 +284,9 @@ TEST_P(ClusterTest, DroppedCopiesMemoryIsReusedForTheNextCopy) {
   EXPECT_GT(info("spare_memory_reused"), 0u);
 }
 
-// With the embedded directory a node keeps the records the coordinator pushes: a Get of
-// a remote object asks the directory nothing, and an object deleted and committed again
-// under its key is read anew. (The etcd backend asks etcd every time.)
+// A node keeps the records the directory pushes (the coordinator's watch, etcd's watch
+// stream): a Get of a remote object asks the directory nothing, and an object deleted
+// and committed again under its key is read anew.
 TEST_P(ClusterTest, PushedRecordsAnswerRemoteGetsAndFollowReplacements) {
   a_ = Start(1);
   b_ = Start(2);
@@ -297,7 +297,7 @@ TEST_P(ClusterTest, PushedRecordsAnswerRemoteGetsAndFollowReplacements) {
   auto cache = [&](const char* field) {
     return json::parse(*(*client)->InfoJson())["record_cache"][field].get<uint64_t>();
   };
-  EXPECT_EQ(cache("hits"), etcd() ? 0u : 1u);
+  EXPECT_EQ(cache("hits"), 1u);
   EXPECT_EQ(cache("misses"), 0u) << "the record was pushed before the Get";
 
   EXPECT_EQ(testing::Run({CsmCli(), "rm", "k"}, a_->Env()).exit_code, 0);
@@ -308,8 +308,8 @@ TEST_P(ClusterTest, PushedRecordsAnswerRemoteGetsAndFollowReplacements) {
     verdict = ref.ok() ? workload::Verify(**ref, 10) : ref.status().ToString();
     return verdict.empty();
   }, 10000)) << verdict;
-  EXPECT_EQ(cache("hits"), etcd() ? 0u : 2u);
-  EXPECT_EQ(cache("records"), etcd() ? 0u : 1u);
+  EXPECT_EQ(cache("hits"), 2u);
+  EXPECT_EQ(cache("records"), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,

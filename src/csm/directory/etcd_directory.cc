@@ -105,6 +105,18 @@ EtcdDirectory::EtcdDirectory(EtcdOptions options, uint32_t node_id)
     : options_(std::move(options)), node_id_(node_id), prefix_("/csm/" + options_.cluster + "/") {}
 
 EtcdDirectory::~EtcdDirectory() {
+  if (watcher_.joinable()) {
+    std::unique_lock<std::mutex> lock(watch_mu_);
+    watch_stopping_ = true;
+    watch_cv_.notify_all();
+    // stop() ends a stream being read; repeated in case the watcher was between streams.
+    while (!watch_done_) {
+      watch_http_->stop();
+      watch_cv_.wait_for(lock, std::chrono::milliseconds(50));
+    }
+    lock.unlock();
+    watcher_.join();
+  }
   if (lease_id_ != 0) (void)Post("lease/revoke", {{"ID", std::to_string(lease_id_)}});
 }
 
@@ -188,6 +200,126 @@ Status EtcdDirectory::Join(const NodeInfo& self) {
                          "give every node its own --node-id (a restarted node can rejoin " +
                          std::to_string(options_.ttl_seconds) + " s after its old one stopped)");
   }
+  if (watcher_.joinable()) return Status::OK();
+  // The watch is open before Join returns: every record published after it is pushed.
+  watch_http_ = std::make_unique<httplib::Client>(options_.endpoint);
+  watch_http_->set_connection_timeout(std::chrono::milliseconds(options_.timeout_ms));
+  watch_http_->set_read_timeout(std::chrono::minutes(5));  // a quiet cluster sends nothing
+  watcher_ = std::thread([this] { WatchLoop(); });
+  std::unique_lock<std::mutex> lock(watch_mu_);
+  if (!watch_cv_.wait_for(lock, std::chrono::milliseconds(options_.timeout_ms), [&] { return watching_; })) {
+    CSM_LOG_WARN("etcd's watch did not open within %d ms: lookups ask etcd until it does",
+                 options_.timeout_ms);
+  }
+  return Status::OK();
+}
+
+void EtcdDirectory::WatchLoop() {
+  int64_t revision = 0;  // of the last change applied; 0: start from the members afresh
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(watch_mu_);
+      if (watch_stopping_) break;
+    }
+    Status s;
+    if (revision == 0) {
+      auto members = LiveMembers(&revision);
+      if (members.ok()) {
+        std::lock_guard<std::mutex> lock(watch_mu_);
+        peers_.clear();
+        for (const auto& [id, n] : *members) peers_[id] = n.peer_address;
+        cache_.Clear();
+      } else {
+        s = members.status();
+        revision = 0;
+      }
+    }
+    if (s.ok()) s = WatchOnce(&revision);
+    std::unique_lock<std::mutex> lock(watch_mu_);
+    watching_ = false;
+    if (watch_stopping_) break;
+    CSM_LOG_DEBUG("etcd watch: %s; watching again", s.ToString().c_str());
+    if (s.code() == StatusCode::kFailedPrecondition) revision = 0;  // compacted past what was applied
+    watch_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return watch_stopping_; });
+  }
+  std::lock_guard<std::mutex> lock(watch_mu_);
+  watching_ = false;
+  watch_done_ = true;
+  watch_cv_.notify_all();
+}
+
+Status EtcdDirectory::WatchOnce(int64_t* revision) {
+  json create = {{"create_request", {{"key", Base64(prefix_)},
+                                     {"range_end", Base64(PrefixEnd(prefix_))},
+                                     {"start_revision", std::to_string(*revision + 1)}}}};
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v3/watch";
+  req.body = create.dump();
+  req.set_header("Content-Type", "application/json");
+  std::string pending;  // the gateway sends one JSON message per line
+  Status failed;
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    pending.append(data, n);
+    for (size_t end; (end = pending.find('\n')) != std::string::npos;) {
+      failed = ApplyWatchMessage(pending.substr(0, end), revision);
+      pending.erase(0, end + 1);
+      if (!failed.ok()) return false;
+    }
+    std::lock_guard<std::mutex> lock(watch_mu_);
+    return !watch_stopping_;
+  };
+  httplib::Response res;
+  httplib::Error error = httplib::Error::Success;
+  watch_http_->send(req, res, error);
+  CSM_RETURN_IF_ERROR(failed);
+  return Unavailable("etcd's watch stream ended (" + httplib::to_string(error) + ")");
+}
+
+Status EtcdDirectory::ApplyWatchMessage(const std::string& line, int64_t* revision) {
+  json j = json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Corruption("etcd's watch sent something not JSON");
+  if (!j.contains("result") || !j["result"].is_object()) {
+    return Unavailable("etcd's watch failed: " + j.dump());
+  }
+  const json& r = j["result"];
+  if (r.value("canceled", false)) {
+    if (Num(r, "compact_revision") > 0) return FailedPrecondition("etcd compacted the watched revisions");
+    return Unavailable("etcd cancelled the watch: " + r.value("cancel_reason", std::string()));
+  }
+  const std::string objects = Key("objects/"), members = Key("members/");
+  std::lock_guard<std::mutex> lock(watch_mu_);
+  if (r.value("created", false)) {
+    watching_ = true;
+    watch_cv_.notify_all();
+  }
+  if (!r.contains("events")) return Status::OK();
+  for (const auto& e : r["events"]) {
+    if (!e.contains("kv")) return Corruption("etcd's watch sent an event without a key");
+    const json& kv = e["kv"];
+    const bool deleted = e.value("type", std::string()) == "DELETE";
+    CSM_ASSIGN_OR_RETURN(std::string key, Unbase64(kv.value("key", std::string())));
+    CSM_ASSIGN_OR_RETURN(std::string value, Unbase64(kv.value("value", std::string())));
+    if (key.starts_with(objects)) {
+      if (deleted) {
+        cache_.Erase(key.substr(objects.size()));
+      } else {
+        CSM_ASSIGN_OR_RETURN(json v, ParseValue(value, "object record"));
+        CSM_ASSIGN_OR_RETURN(ObjectRecord record, RecordFromJson(v));
+        cache_.Put(std::move(record));
+      }
+    } else if (key.starts_with(members)) {
+      const uint32_t id = static_cast<uint32_t>(std::strtoul(key.c_str() + members.size(), nullptr, 10));
+      if (deleted) {
+        peers_.erase(id);
+      } else {
+        CSM_ASSIGN_OR_RETURN(json v, ParseValue(value, "member"));
+        CSM_ASSIGN_OR_RETURN(NodeInfo n, NodeFromJson(v));
+        peers_[id] = n.peer_address;
+      }
+    }
+    *revision = std::max(*revision, Num(kv, "mod_revision"));
+  }
   return Status::OK();
 }
 
@@ -235,9 +367,10 @@ Result<uint64_t> EtcdDirectory::LeaseSegments(uint64_t count) {
   return Unavailable("could not lease segments: too much contention in etcd, try again");
 }
 
-Result<std::map<uint32_t, NodeInfo>> EtcdDirectory::LiveMembers() {
+Result<std::map<uint32_t, NodeInfo>> EtcdDirectory::LiveMembers(int64_t* revision) {
   CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"success", {GetPrefix(Key("members/")),
                                                               GetPrefix(Key("segments/"))}}}));
+  if (revision != nullptr) *revision = txn.contains("header") ? Num(txn["header"], "revision") : 0;
   CSM_ASSIGN_OR_RETURN(auto members, Kvs(RangeAt(txn, 0)));
   CSM_ASSIGN_OR_RETURN(auto segments, Kvs(RangeAt(txn, 1)));
   std::map<uint32_t, NodeInfo> out;
@@ -304,7 +437,20 @@ Status EtcdDirectory::Unpublish(const std::string& key, uint32_t owner_node) {
   return Status::OK();
 }
 
-Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key, Freshness /*freshness*/) {
+Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key, Freshness freshness) {
+  if (freshness == Freshness::kCachedOk) {
+    std::unique_lock<std::mutex> lock(watch_mu_);
+    if (watching_) {
+      lock.unlock();
+      if (auto r = cache_.Find(key)) {
+        lock.lock();
+        auto peer = peers_.find(r->owner_node);
+        r->owner_alive = peer != peers_.end();
+        r->owner_address = r->owner_alive ? peer->second : "";
+        return *r;
+      }
+    }
+  }
   CSM_ASSIGN_OR_RETURN(json range, Post("kv/range", {{"key", Base64(Key("objects/" + key))}}));
   CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(range));
   if (kvs.empty()) return NotFound("no object under key '" + key + "' in the cluster");

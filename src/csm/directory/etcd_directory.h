@@ -8,16 +8,22 @@
 // node's segments become free and its objects Unavailable cluster-wide. Every write
 // that could race (join, segment leases, publishing a key) is a compare-and-set txn.
 //
+// Once joined, a thread watches the cluster's keys (etcd's watch stream through the
+// gateway) into a RecordCache and a map of live members, so most lookups need no request.
+//
 // Thread-safety: every method may be called from any thread (one HTTP client, locked).
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "csm/directory/cluster_directory.h"
+#include "csm/directory/record_cache.h"
 
 namespace httplib {
 class Client;
@@ -38,7 +44,7 @@ class EtcdDirectory : public ClusterDirectory {
   // Checks that etcd answers; Unavailable with the endpoint if not.
   static Result<std::unique_ptr<EtcdDirectory>> Connect(const EtcdOptions& options,
                                                         uint32_t node_id);
-  ~EtcdDirectory() override;  // revokes the lease: the node leaves at once
+  ~EtcdDirectory() override;  // stops watching, revokes the lease: the node leaves at once
 
   Status Join(const NodeInfo& self) override;
   Result<uint64_t> LeaseSegments(uint64_t count) override;
@@ -46,19 +52,35 @@ class EtcdDirectory : public ClusterDirectory {
   Result<std::vector<NodeInfo>> Members() override;
   Status Publish(const ObjectRecord& record) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;
-  // Always asks etcd: this backend keeps no record cache (yet).
   Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) override;
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;
+  RecordCacheStats cache_stats() const override { return cache_.stats(); }
 
  private:
   EtcdDirectory(EtcdOptions options, uint32_t node_id);
   // POSTs to /v3/<path>; the reply's JSON, or Unavailable / the error etcd reports.
   Result<nlohmann::json> Post(const std::string& path, const nlohmann::json& body);
   std::string Key(const std::string& suffix) const { return prefix_ + suffix; }
-  // The members that hold a live lease, by id.
-  Result<std::map<uint32_t, NodeInfo>> LiveMembers();
+  // The members that hold a live lease, by id; with `revision`, etcd's revision they are of.
+  Result<std::map<uint32_t, NodeInfo>> LiveMembers(int64_t* revision = nullptr);
+
+  // ---- the watch (a thread started by Join) ----
+  void WatchLoop();
+  // Streams every change to the cluster's keys until the stream breaks or is stopped,
+  // into cache_ and peers_, resuming after *revision (moved on as changes apply).
+  Status WatchOnce(int64_t* revision);
+  Status ApplyWatchMessage(const std::string& line, int64_t* revision);
+  RecordCache cache_{100000};
+  std::unique_ptr<httplib::Client> watch_http_;  // the watch stream's own connection
+  std::thread watcher_;
+  std::mutex watch_mu_;  // guards what follows
+  std::condition_variable watch_cv_;
+  bool watching_ = false;  // a stream is open: cache_ and peers_ are current
+  bool watch_stopping_ = false;
+  bool watch_done_ = false;  // the watcher has returned
+  std::map<uint32_t, std::string> peers_;  // live members' peer addresses, by id
 
   EtcdOptions options_;
   uint32_t node_id_;
