@@ -259,7 +259,13 @@ void CoordinatorServer::Serve(int fd) {
   for (;;) {
     auto request = os::ReceiveFrame(fd, 16 << 20, timeout_ms_);
     if (!request.ok()) return;
-    if (!os::SendFrame(fd, Handle(*request), timeout_ms_).ok()) return;
+    std::string reply;
+    try {
+      reply = Handle(*request);
+    } catch (const json::exception& e) {  // a field of the wrong type
+      reply = Reply(Corruption(std::string("malformed coordinator request: ") + e.what())).dump();
+    }
+    if (!os::SendFrame(fd, reply, timeout_ms_).ok()) return;
   }
 }
 
@@ -323,8 +329,8 @@ std::string CoordinatorServer::Handle(const std::string& text) {
     if (!req.contains("after") || !req["after"].is_number_unsigned()) {
       return Reply(Corruption("watch without after")).dump();
     }
-    const int wait_ms = std::clamp(req.value("wait_ms", 0), 0, timeout_ms_ / 2);
-    RecordChanges changes = coordinator_->Watch(req["after"].get<uint64_t>(), wait_ms);
+    const int64_t wait_ms = std::clamp<int64_t>(req.value("wait_ms", int64_t{0}), 0, timeout_ms_ / 2);
+    RecordChanges changes = coordinator_->Watch(req["after"].get<uint64_t>(), static_cast<int>(wait_ms));
     json r = Reply(Status::OK());
     r["revision"] = changes.revision;
     r["reset"] = changes.reset;

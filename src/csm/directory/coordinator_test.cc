@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "csm/directory/coordinator.h"
 #include "csm/directory/record_cache.h"
+#include "csm/os/tcp_channel.h"
 
 namespace csm::directory {
 namespace {
@@ -206,6 +208,31 @@ TEST(RemoteCoordinatorTest, ItsCacheFollowsTheCoordinator) {
   auto t0 = Clock::now();
   remote.reset();
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2)) << "stopping does not wait out a long poll";
+}
+
+// Requests with fields of the wrong type are answered with Corruption; the connection
+// and the coordinator go on serving.
+TEST(CoordinatorServerTest, MistypedFieldsAreRefusedAndServingGoesOn) {
+  Coordinator co = MakeCoordinator();
+  auto server = CoordinatorServer::Start("127.0.0.1:0", "secret", 5000, &co);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  auto fd = os::DialAuthenticated("127.0.0.1:" + std::to_string((*server)->port()), "secret",
+                                  kCoordinatorMagic, 5000);
+  ASSERT_TRUE(fd.ok()) << fd.status().ToString();
+  for (const char* bad : {R"({"op":"watch","node_id":1,"after":0,"wait_ms":"soon"})",
+                          R"({"op":"watch","node_id":1,"after":-1})",
+                          R"({"op":"list","node_id":1,"limit":"all"})",
+                          R"({"op":"list","node_id":1,"after":7})"}) {
+    ASSERT_TRUE(os::SendFrame(fd->get(), bad, 5000).ok());
+    auto reply = os::ReceiveFrame(fd->get(), 1 << 20, 5000);
+    ASSERT_TRUE(reply.ok()) << bad << ": " << reply.status().ToString();
+    auto j = nlohmann::json::parse(*reply);
+    EXPECT_EQ(j["status"].get<int>(), static_cast<int>(StatusCode::kCorruption)) << bad << " → " << *reply;
+  }
+  ASSERT_TRUE(os::SendFrame(fd->get(), R"({"op":"watch","node_id":1,"after":0,"wait_ms":0})", 5000).ok());
+  auto reply = os::ReceiveFrame(fd->get(), 1 << 20, 5000);
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(nlohmann::json::parse(*reply)["status"].get<int>(), 0) << *reply;
 }
 
 TEST(RemoteCoordinatorTest, StopsPromptlyDuringALongPoll) {
