@@ -8,7 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "csm/client.h"
+#include "csm/object/object_layout.h"
 #include "csm/os/memory.h"
+#include "csm/transport/transport.h"
 #include "harness.h"
 #include "workload.h"
 
@@ -310,6 +312,50 @@ TEST_P(ClusterTest, PushedRecordsAnswerRemoteGetsAndFollowReplacements) {
   }, 10000)) << verdict;
   EXPECT_EQ(cache("hits"), 2u);
   EXPECT_EQ(cache("records"), 1u);
+}
+
+// A peer that knows the secret is still served only extents of objects committed on the
+// node and not deleted, each asked for by the object's id.
+TEST_P(ClusterTest, PeersAreServedOnlyTheExtentsOfLiveObjects) {
+  a_ = Start(1);
+  RunHelper(*a_, {"produce", "k", "1000"});
+  ObjectInfo info{};
+  {
+    auto client = Client::Connect(a_->ClientConfig());
+    ASSERT_TRUE(client.ok());
+    auto found = (*client)->Lookup("k");
+    ASSERT_TRUE(found.ok()) << found.status().ToString();
+    info = *found;
+  }
+  auto peer = transport::SplitPeerAddress(Member(Nodes(*a_), 1).at("peer_address").get<std::string>());
+  ASSERT_TRUE(peer.ok());
+  auto t = transport::MakeTransport(peer->first, {"test-secret", 5000});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  std::vector<char> bytes(8192);
+  uint64_t base = info.header;  // the sink stands for [header - 4096, header + 4096)
+  transport::ExtentSink sink = [&](uint64_t addr, uint64_t len) -> Result<char*> {
+    if (addr + 4096 < base || addr + 4096 - base + len > bytes.size()) return InvalidArgument("outside");
+    return bytes.data() + (addr + 4096 - base);
+  };
+  auto fetch = [&](uint64_t id, uint64_t addr) {
+    return (*t)->Fetch(peer->second, id, {{addr, sizeof(object::ObjectHeader)}}, sink);
+  };
+  Status s = fetch(info.object_id, info.header);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  object::ObjectHeader h{};
+  std::memcpy(&h, bytes.data() + 4096, sizeof(h));
+  EXPECT_EQ(h.magic, object::kObjectMagic) << "the object's own header was served";
+
+  s = fetch(info.object_id + 1000, info.header);
+  EXPECT_TRUE(s.IsNotFound()) << s.ToString();
+  EXPECT_NE(s.message().find("has no object"), std::string::npos) << s.ToString();
+  s = fetch(info.object_id, info.header - 4096);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("is not part of object"), std::string::npos) << s.ToString();
+
+  EXPECT_EQ(testing::Run({CsmCli(), "rm", "k"}, a_->Env()).exit_code, 0);
+  s = fetch(info.object_id, info.header);
+  EXPECT_TRUE(s.IsNotFound()) << "a deleted object is not served: " << s.ToString();
 }
 
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,

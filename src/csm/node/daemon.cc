@@ -390,6 +390,7 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
   for (const ObjectExtent& e : o.extents) ArenaAt(e.addr)->committed[e.addr] = e.addr + e.length;
   for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
   keys_[o.key] = o.id;
+  ServeObject(o);
   uint64_t id = o.id;
   objects_.emplace(id, std::move(o));
   AnnounceChange();
@@ -433,6 +434,7 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
     if (!s.ok() && !s.IsNotFound()) return SendStatus(c, MessageType::kStatusReply, s);
   }
   keys_.erase(it);
+  StopServingObject(o.id);  // peers that ask from now on are told it is gone
   dir_->MarkDeleted(o.slot);
   o.deleted = true;
   pending_.insert(o.id);

@@ -51,7 +51,9 @@ Status Daemon::Impl::JoinCluster() {
     CSM_ASSIGN_OR_RETURN(transport_server_,
                          transport::StartTransportServer(
                              kind, peer_address, {co.secret, co.timeout_ms},
-                             [this](uint64_t addr, uint64_t len) { return ServeRange(addr, len); }));
+                             [this](uint64_t object_id, uint64_t addr, uint64_t len) {
+                               return ServeRange(object_id, addr, len);
+                             }));
     // With port 0 the system picked one: advertise the real one, with its scheme.
     peer_address = transport::JoinPeerAddress(
         kind, peer_address.substr(0, peer_address.rfind(':') + 1) +
@@ -179,8 +181,33 @@ bool Daemon::Impl::StopServingArena(const Arena& a) {
   return in_flight;
 }
 
-Result<transport::SourceRange> Daemon::Impl::ServeRange(uint64_t addr, uint64_t len) {
+void Daemon::Impl::ServeObject(const Object& o) {
+  if (transport_server_ == nullptr) return;
   std::lock_guard<std::mutex> lock(served_mu_);
+  served_objects_[o.id] = o.extents;
+}
+
+void Daemon::Impl::StopServingObject(uint64_t object_id) {
+  std::lock_guard<std::mutex> lock(served_mu_);
+  served_objects_.erase(object_id);
+}
+
+Result<transport::SourceRange> Daemon::Impl::ServeRange(uint64_t object_id, uint64_t addr,
+                                                        uint64_t len) {
+  std::lock_guard<std::mutex> lock(served_mu_);
+  auto object = served_objects_.find(object_id);
+  if (object == served_objects_.end()) {
+    return NotFound("node " + std::to_string(node_id_) + " has no object " + std::to_string(object_id) +
+                    " (deleted since it was looked up?): look the key up again");
+  }
+  const bool inside = std::any_of(object->second.begin(), object->second.end(), [&](const ObjectExtent& e) {
+    return RangeWithin(addr, len, e.addr, e.length);
+  });
+  if (!inside) {
+    return InvalidArgument("[" + Hex(addr) + ", +" + std::to_string(len) + ") is not part of object " +
+                           std::to_string(object_id) + " on node " + std::to_string(node_id_) +
+                           ": a peer is served only the extents of committed objects");
+  }
   auto it = served_.upper_bound(addr);
   if (it != served_.begin()) {
     --it;
@@ -443,7 +470,7 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<uint64_t>
     const int64_t t_prepared = os::MonotonicNanos();
     uint64_t peer_digest = 0;
     if (s.ok()) {
-      s = transport->Fetch(address, r.extents, locate, r.checksum_deferred ? &peer_digest : nullptr,
+      s = transport->Fetch(address, r.object_id, r.extents, locate, r.checksum_deferred ? &peer_digest : nullptr,
                            &companion.received);
     }
     const int64_t t_moved = os::MonotonicNanos();

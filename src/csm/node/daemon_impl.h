@@ -204,16 +204,22 @@ class Daemon::Impl {
   std::mutex posted_mu_;
   std::deque<std::function<void()>> posted_;  // guarded by posted_mu_
 
-  // ---- serving peers: our own arenas, readable by the transport's threads ----
+  // ---- serving peers: our own committed objects, read by the transport's threads ----
   struct Served {
     std::shared_ptr<os::UniqueFd> fd;
     uint64_t size;
   };
-  Result<transport::SourceRange> ServeRange(uint64_t addr, uint64_t len);  // any thread
+  // Where [addr, +len) of our object `object_id` lies; refused unless the object is
+  // committed here and not deleted, and the range is inside one of its extents.
+  Result<transport::SourceRange> ServeRange(uint64_t object_id, uint64_t addr, uint64_t len);  // any thread
   void ServeArena(const Arena& a);
   bool StopServingArena(const Arena& a);  // true if a peer is still being served from it
+  void ServeObject(const Object& o);
+  void StopServingObject(uint64_t object_id);
   std::mutex served_mu_;
   std::map<uint64_t, Served> served_;  // by address; guarded by served_mu_
+  // Our committed objects' extents, by id; guarded by served_mu_.
+  std::unordered_map<uint64_t, std::vector<ObjectExtent>> served_objects_;
 
   // ---- remote gets ----
   Status HandleResolve(Client& c, WireReader& in);

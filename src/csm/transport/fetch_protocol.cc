@@ -25,8 +25,9 @@ struct FetchHeader {
   uint64_t total_bytes;
   uint32_t flags;
   uint32_t reserved;
+  uint64_t object_id;
 };
-static_assert(sizeof(FetchHeader) == 24);
+static_assert(sizeof(FetchHeader) == 32);
 
 struct VerdictHeader {
   int32_t status;
@@ -36,15 +37,17 @@ static_assert(sizeof(VerdictHeader) == 8);
 
 }  // namespace
 
-Status SendFetchRequest(int fd, uint32_t magic, const std::vector<object::ObjectExtent>& extents,
-                        bool want_digest, int timeout_ms) {
+Status SendFetchRequest(int fd, uint32_t magic, uint64_t object_id,
+                        const std::vector<object::ObjectExtent>& extents, bool want_digest,
+                        int timeout_ms) {
   if (extents.empty() || extents.size() > object::kMaxExtents) {
     return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
   }
   uint64_t total = 0;
   for (const auto& e : extents) total += e.length;
   std::string request(sizeof(FetchHeader) + extents.size() * sizeof(object::ObjectExtent), '\0');
-  FetchHeader header{magic, static_cast<uint32_t>(extents.size()), total, want_digest ? kWantDigest : 0, 0};
+  FetchHeader header{magic, static_cast<uint32_t>(extents.size()), total,
+                     want_digest ? kWantDigest : 0, 0, object_id};
   std::memcpy(request.data(), &header, sizeof(header));
   std::memcpy(request.data() + sizeof(header), extents.data(),
               extents.size() * sizeof(object::ObjectExtent));
@@ -62,7 +65,7 @@ Result<Verdict> ReceiveVerdict(int fd, int timeout_ms) {
 }
 
 Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std::string& address,
-                                             uint32_t magic,
+                                             uint32_t magic, uint64_t object_id,
                                              const std::vector<object::ObjectExtent>& extents,
                                              bool want_digest, int timeout_ms) {
   if (extents.empty() || extents.size() > object::kMaxExtents) {
@@ -71,7 +74,7 @@ Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std
   for (int attempt = 0;; ++attempt) {
     CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
                          attempt == 0 ? pool.Acquire(address) : pool.Dial(address));
-    Status sent = SendFetchRequest(conn.fd.get(), magic, extents, want_digest, timeout_ms);
+    Status sent = SendFetchRequest(conn.fd.get(), magic, object_id, extents, want_digest, timeout_ms);
     auto verdict = sent.ok() ? ReceiveVerdict(conn.fd.get(), timeout_ms) : Result<Verdict>(sent);
     if (!verdict.ok() && conn.reused && verdict.status().IsUnavailable()) continue;  // went stale
     if (!verdict.ok()) return verdict.status();
@@ -102,10 +105,12 @@ Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms)
   FetchHeader h{};
   CSM_RETURN_IF_ERROR(os::ReadAll(fd, &h, sizeof(h), timeout_ms, "request"));
   if (h.magic != magic || h.extent_count == 0 || h.extent_count > object::kMaxExtents ||
-      h.total_bytes > kMaxFetchBytes || (h.flags & ~kWantDigest) != 0 || h.reserved != 0) {
+      h.total_bytes > kMaxFetchBytes || (h.flags & ~kWantDigest) != 0 || h.reserved != 0 ||
+      h.object_id == 0) {
     return Corruption("malformed fetch request");
   }
   FetchRequest r;
+  r.object_id = h.object_id;
   r.total_bytes = h.total_bytes;
   r.want_digest = (h.flags & kWantDigest) != 0;
   r.extents.resize(h.extent_count);
@@ -122,7 +127,7 @@ Result<std::vector<SourceRange>> CheckFetchRequest(const FetchRequest& request,
   for (const auto& e : request.extents) {
     if (e.length == 0 || e.addr + e.length < e.addr) return InvalidArgument("empty or wrapping extent");
     sum += e.length;
-    CSM_ASSIGN_OR_RETURN(SourceRange r, source(e.addr, e.length));
+    CSM_ASSIGN_OR_RETURN(SourceRange r, source(request.object_id, e.addr, e.length));
     ranges.push_back(std::move(r));
   }
   if (sum != request.total_bytes) return InvalidArgument("extent lengths do not add up");

@@ -2,7 +2,8 @@
 // what a fetching node asks for, how the serving node checks it, and the verdict.
 //
 //   request: {u32 magic, u32 extent_count (1..kMaxExtents), u64 total_bytes (<= 1 TiB),
-//             u32 flags (kWantDigest or 0), u32 0} then extent_count x {u64 addr, u64 length}
+//             u32 flags (kWantDigest or 0), u32 0, u64 object_id (not 0)}
+//            then extent_count x {u64 addr, u64 length}
 //   verdict: {i32 status, u32 message_length (<= 4096)} then the message
 //
 // After an OK verdict each transport moves the bytes its own way; with kWantDigest the
@@ -23,14 +24,16 @@ namespace csm::transport {
 inline constexpr uint32_t kWantDigest = 1;
 
 struct FetchRequest {
+  uint64_t object_id = 0;  // the server's id of the object the extents belong to
   std::vector<object::ObjectExtent> extents;
   uint64_t total_bytes = 0;
   bool want_digest = false;
 };
 
 // Client side.
-Status SendFetchRequest(int fd, uint32_t magic, const std::vector<object::ObjectExtent>& extents,
-                        bool want_digest, int timeout_ms);
+Status SendFetchRequest(int fd, uint32_t magic, uint64_t object_id,
+                        const std::vector<object::ObjectExtent>& extents, bool want_digest,
+                        int timeout_ms);
 // The serving node's verdict: OK, or its refusal (e.g. NotFound for a range it does not
 // own; the connection stays usable). An error of the Result itself is a broken
 // connection or protocol.
@@ -44,7 +47,7 @@ Result<Verdict> ReceiveVerdict(int fd, int timeout_ms);
 // refusal is returned as the error (the connection goes back to the pool); on OK the
 // caller moves the bytes, then gives the connection back with pool.Release.
 Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std::string& address,
-                                             uint32_t magic,
+                                             uint32_t magic, uint64_t object_id,
                                              const std::vector<object::ObjectExtent>& extents,
                                              bool want_digest, int timeout_ms);
 
@@ -57,7 +60,7 @@ std::optional<FetchRequest> NextFetchRequest(int fd, uint32_t magic, int timeout
 // connection. Bad magic, counts or sizes are refused before anything is allocated.
 Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms);
 // Checks the whole request before a byte is served: every extent non-empty and lying in
-// memory this node owns (`source`), the lengths adding up to total_bytes.
+// the named object of this node's (`source`), the lengths adding up to total_bytes.
 Result<std::vector<SourceRange>> CheckFetchRequest(const FetchRequest& request,
                                                    const ExtentSource& source);
 Status SendVerdict(int fd, const Status& verdict, int timeout_ms);

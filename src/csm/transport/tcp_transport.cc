@@ -8,13 +8,14 @@
 
 namespace csm::transport {
 
-Status TcpTransport::Fetch(const std::string& address,
+Status TcpTransport::Fetch(const std::string& address, uint64_t object_id,
                            const std::vector<object::ObjectExtent>& extents,
                            const ExtentSink& sink, uint64_t* peer_digest,
                            std::atomic<uint64_t>* received) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address); };
-  auto conn = StartFetch(pool_, address, kTransportMagic, extents, peer_digest != nullptr, timeout);
+  auto conn = StartFetch(pool_, address, kTransportMagic, object_id, extents, peer_digest != nullptr,
+                         timeout);
   if (!conn.ok()) return context(conn.status());
   constexpr uint64_t kProgressSlice = 4 << 20;  // how often `received` moves
   uint64_t arrived = 0;

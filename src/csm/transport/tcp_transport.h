@@ -26,7 +26,8 @@ class TcpTransport : public Transport {
   explicit TcpTransport(PeerOptions options)
       : options_(std::move(options)),
         pool_(options_.secret, kTransportMagic, options_.timeout_ms, options_.timeout_ms / 2) {}
-  Status Fetch(const std::string& address, const std::vector<object::ObjectExtent>& extents,
+  Status Fetch(const std::string& address, uint64_t object_id,
+               const std::vector<object::ObjectExtent>& extents,
                const ExtentSink& sink, uint64_t* peer_digest = nullptr,
                std::atomic<uint64_t>* received = nullptr) override;
 

@@ -22,15 +22,16 @@
 
 namespace csm::transport {
 
-// Where the serving node keeps the bytes of [addr, addr+len): a file (an arena memfd)
-// and the offset of addr in it. NotFound/InvalidArgument if the node does not own the
-// whole range: a peer may only be served from the server's own segments.
+// Where the serving node keeps the bytes of [addr, addr+len) of its object `object_id`:
+// a file (an arena memfd) and the offset of addr in it. NotFound/InvalidArgument if the
+// node has no such object (deleted since the fetcher looked it up) or the range is not
+// inside it: a peer is served only committed objects of the server's own, by their id.
 struct SourceRange {
   int fd;
   uint64_t offset;
   std::shared_ptr<void> keep_alive;  // holds fd open while the range is being sent
 };
-using ExtentSource = std::function<Result<SourceRange>(uint64_t addr, uint64_t len)>;
+using ExtentSource = std::function<Result<SourceRange>(uint64_t object_id, uint64_t addr, uint64_t len)>;
 
 // Where the fetching node wants the bytes of [addr, addr+len) written: writable memory
 // of at least len bytes (typically a mapping of the replica arena that will appear at
@@ -42,7 +43,8 @@ struct PeerOptions {
   int timeout_ms = 30000;   // bound on connect, authentication and each transfer's stalls
 };
 
-// Fetches `extents` from the peer at `address` ("host:port") into `sink`.
+// Fetches `extents` of the peer's object `object_id` (its owner's id for it, from the
+// object's record) from the peer at `address` ("host:port") into `sink`.
 // Unavailable if the peer cannot be reached (dead node), PermissionDenied if either
 // side fails authentication, the peer's error if it refuses the request, Timeout if a
 // transfer stalls, Corruption if the peer breaks the protocol.
@@ -56,7 +58,7 @@ class Transport {
   // With `received`, how many bytes of the extents (in order) have arrived is stored
   // there as they arrive (release order), so another thread can work on them behind
   // the transfer; a transport that cannot tell earlier stores the total at the end.
-  virtual Status Fetch(const std::string& address,
+  virtual Status Fetch(const std::string& address, uint64_t object_id,
                        const std::vector<object::ObjectExtent>& extents,
                        const ExtentSink& sink, uint64_t* peer_digest = nullptr,
                        std::atomic<uint64_t>* received = nullptr) = 0;

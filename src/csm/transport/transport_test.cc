@@ -22,6 +22,7 @@ namespace csm::transport {
 namespace {
 
 constexpr uint64_t kBase = 0x200000000000ULL;  // addresses the fake node "owns"
+constexpr uint64_t kObject = 7;                 // the one object it serves them as
 
 // A node's memory: one memfd standing for [kBase, kBase + size), filled with a pattern.
 struct OwnedMemory {
@@ -36,7 +37,8 @@ struct OwnedMemory {
   }
   static uint8_t Expected(uint64_t addr) { return static_cast<uint8_t>((addr >> 3) ^ (addr >> 17)); }
   ExtentSource Source() {
-    return [this](uint64_t addr, uint64_t len) -> Result<SourceRange> {
+    return [this](uint64_t object_id, uint64_t addr, uint64_t len) -> Result<SourceRange> {
+      if (object_id != kObject) return NotFound("no object " + std::to_string(object_id));
       if (addr < kBase || len > size || addr - kBase > size - len) {
         return InvalidArgument("range is not in a segment this node owns");
       }
@@ -87,7 +89,7 @@ TEST_P(TransportTest, FetchesExtentsIntoTheSink) {
   auto server = Serve(node);
   Replica replica(8 << 20);
   std::vector<object::ObjectExtent> extents = {{kBase, 4096}, {kBase + (1 << 20), 3 << 20}, {kBase + (7 << 20) + 5, 1000}};
-  Status s = Client()->Fetch(Addr(server->port()), extents, replica.Sink());
+  Status s = Client()->Fetch(Addr(server->port()), kObject, extents, replica.Sink());
   ASSERT_TRUE(s.ok()) << s.ToString();
   for (const auto& e : extents) EXPECT_TRUE(replica.Matches(e.addr, e.length));
   EXPECT_EQ(replica.bytes[4096], 0) << "nothing outside the extents is written";
@@ -101,7 +103,7 @@ TEST_P(TransportTest, ThePeerDigestsWhatItServesWhenAsked) {
   std::vector<object::ObjectExtent> extents = {{kBase + 100, 5000}, {kBase + (2 << 20), 3 << 20}};
   auto client = Client();
   uint64_t digest = 0;
-  Status s = client->Fetch(Addr(server->port()), extents, replica.Sink(), &digest);
+  Status s = client->Fetch(Addr(server->port()), kObject, extents, replica.Sink(), &digest);
   ASSERT_TRUE(s.ok()) << s.ToString();
   Checksum expected;
   for (const auto& e : extents) {
@@ -110,9 +112,9 @@ TEST_P(TransportTest, ThePeerDigestsWhatItServesWhenAsked) {
   }
   EXPECT_EQ(digest, expected.Digest());
   // The kept connection goes on serving fetches without a digest.
-  EXPECT_TRUE(client->Fetch(Addr(server->port()), {{kBase, 64}}, replica.Sink()).ok());
+  EXPECT_TRUE(client->Fetch(Addr(server->port()), kObject, {{kBase, 64}}, replica.Sink()).ok());
   uint64_t again = 0;
-  ASSERT_TRUE(client->Fetch(Addr(server->port()), extents, replica.Sink(), &again).ok());
+  ASSERT_TRUE(client->Fetch(Addr(server->port()), kObject, extents, replica.Sink(), &again).ok());
   EXPECT_EQ(again, digest);
 }
 
@@ -120,7 +122,7 @@ TEST_P(TransportTest, LargeObjectInOneExtent) {
   OwnedMemory node(256 << 20);
   auto server = Serve(node);
   Replica replica(256 << 20);
-  Status s = Client("s3cret", 5000)->Fetch(Addr(server->port()), {{kBase, 256 << 20}}, replica.Sink());
+  Status s = Client("s3cret", 5000)->Fetch(Addr(server->port()), kObject, {{kBase, 256 << 20}}, replica.Sink());
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(replica.Matches(kBase, 1 << 20));
   EXPECT_TRUE(replica.Matches(kBase + (255 << 20), 1 << 20));
@@ -136,7 +138,7 @@ TEST_P(TransportTest, ConcurrentFetchesThroughOneClient) {
   for (int i = 0; i < 4; ++i) {
     threads.emplace_back([&, i] {
       uint64_t at = kBase + uint64_t(i) * (4 << 20);
-      results[i] = client->Fetch(Addr(server->port()), {{at, 4 << 20}}, replica.Sink());
+      results[i] = client->Fetch(Addr(server->port()), kObject, {{at, 4 << 20}}, replica.Sink());
     });
   }
   for (auto& t : threads) t.join();
@@ -150,12 +152,12 @@ TEST_P(TransportTest, AConnectionKeptFromAnEarlierFetchThatWentStaleIsRedialed) 
   Replica replica(1 << 20);
   auto server = Serve(node);
   const uint16_t port = server->port();
-  Status first = client->Fetch(Addr(port), {{kBase, 4096}}, replica.Sink());
+  Status first = client->Fetch(Addr(port), kObject, {{kBase, 4096}}, replica.Sink());
   ASSERT_TRUE(first.ok()) << first.ToString();
   server.reset();  // hangs up the connection the client keeps
   auto again = StartTransportServer(GetParam(), Addr(port), {"s3cret", 2000}, node.Source());
   ASSERT_TRUE(again.ok()) << again.status().ToString();
-  Status second = client->Fetch(Addr(port), {{kBase + 4096, 4096}}, replica.Sink());
+  Status second = client->Fetch(Addr(port), kObject, {{kBase + 4096, 4096}}, replica.Sink());
   EXPECT_TRUE(second.ok()) << second.ToString();
   EXPECT_TRUE(replica.Matches(kBase, 8192));
 }
@@ -164,21 +166,33 @@ TEST_P(TransportTest, WrongSecretIsRefusedAndTheServerKeepsServing) {
   OwnedMemory node(1 << 20);
   auto server = Serve(node);
   Replica replica(1 << 20);
-  Status wrong = Client("guess")->Fetch(Addr(server->port()), {{kBase, 64}}, replica.Sink());
+  Status wrong = Client("guess")->Fetch(Addr(server->port()), kObject, {{kBase, 64}}, replica.Sink());
   EXPECT_EQ(wrong.code(), StatusCode::kPermissionDenied) << wrong.ToString();
   EXPECT_NE(wrong.message().find("same secret"), std::string::npos);
   EXPECT_EQ(replica.bytes[0], 0);
-  EXPECT_TRUE(Client()->Fetch(Addr(server->port()), {{kBase, 64}}, replica.Sink()).ok());
+  EXPECT_TRUE(Client()->Fetch(Addr(server->port()), kObject, {{kBase, 64}}, replica.Sink()).ok());
 }
 
 TEST_P(TransportTest, RangesTheServerDoesNotOwnAreRefused) {
   OwnedMemory node(1 << 20);
   auto server = Serve(node);
   Replica replica(2 << 20);
-  Status outside = Client()->Fetch(Addr(server->port()), {{kBase, 64}, {kBase + (1 << 20) - 10, 20}}, replica.Sink());
+  Status outside = Client()->Fetch(Addr(server->port()), kObject, {{kBase, 64}, {kBase + (1 << 20) - 10, 20}}, replica.Sink());
   EXPECT_EQ(outside.code(), StatusCode::kInvalidArgument) << outside.ToString();
   EXPECT_NE(outside.message().find("not in a segment this node owns"), std::string::npos);
   EXPECT_EQ(replica.bytes[0], 0) << "refused before any byte moved";
+}
+
+TEST_P(TransportTest, ARequestForAnObjectTheServerDoesNotHoldIsRefused) {
+  OwnedMemory node(1 << 20);
+  auto server = Serve(node);
+  Replica replica(1 << 20);
+  Status other = Client()->Fetch(Addr(server->port()), kObject + 1, {{kBase, 64}}, replica.Sink());
+  EXPECT_TRUE(other.IsNotFound()) << other.ToString();
+  EXPECT_NE(other.message().find("no object 8"), std::string::npos) << other.ToString();
+  EXPECT_EQ(replica.bytes[0], 0) << "refused before any byte moved";
+  EXPECT_TRUE(Client()->Fetch(Addr(server->port()), kObject, {{kBase, 64}}, replica.Sink()).ok())
+      << "the connection and the server go on";
 }
 
 TEST_P(TransportTest, DeadPeerIsUnavailable) {
@@ -189,7 +203,7 @@ TEST_P(TransportTest, DeadPeerIsUnavailable) {
     port = server->port();
   }  // stopped: nothing listens there now
   Replica replica(4096);
-  Status s = Client()->Fetch(Addr(port), {{kBase, 64}}, replica.Sink());
+  Status s = Client()->Fetch(Addr(port), kObject, {{kBase, 64}}, replica.Sink());
   EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
 }
 
@@ -214,7 +228,7 @@ TEST_P(TransportTest, SilentPeerTimesOut) {
   FakePeer peer;  // accepts (backlog) but never speaks
   Replica replica(4096);
   int64_t start = os::MonotonicNanos();
-  Status s = Client("s3cret", 300)->Fetch(Addr(peer.port), {{kBase, 64}}, replica.Sink());
+  Status s = Client("s3cret", 300)->Fetch(Addr(peer.port), kObject, {{kBase, 64}}, replica.Sink());
   EXPECT_TRUE(s.IsTimeout()) << s.ToString();
   EXPECT_LT(os::MonotonicNanos() - start, 3'000'000'000) << "bounded by the timeout";
 }
@@ -237,7 +251,7 @@ TEST_P(TransportTest, PeerThatDoesNotKnowTheSecretIsNotBelieved) {
     (void)::recv(c.get(), rest, sizeof(rest), 0);
   });
   Replica replica(4096);
-  Status s = Client()->Fetch(Addr(peer.port), {{kBase, 64}}, replica.Sink());
+  Status s = Client()->Fetch(Addr(peer.port), kObject, {{kBase, 64}}, replica.Sink());
   impostor.join();
   EXPECT_EQ(s.code(), StatusCode::kPermissionDenied) << s.ToString();
   EXPECT_NE(s.message().find("does not know the cluster secret"), std::string::npos);
@@ -272,7 +286,7 @@ TEST_P(TransportTest, HostileRequestsCloseOnlyThatConnection) {
     os::UniqueFd c = connect_raw();
     (void)::send(c.get(), "abc", 3, MSG_NOSIGNAL);
   }
-  EXPECT_TRUE(Client()->Fetch(Addr(server->port()), {{kBase, 64}},
+  EXPECT_TRUE(Client()->Fetch(Addr(server->port()), kObject, {{kBase, 64}},
                                                    Replica(1 << 20).Sink()).ok())
       << "other peers are still served";
 }
@@ -293,7 +307,7 @@ TEST(UcxTransportTest, PeerThatTakesKeysAndVanishesDoesNotHarmTheServer) {
     auto sock = os::DialAuthenticated(Addr((*server)->port()), "s3cret", kUcxTransportMagic, 2000);
     ASSERT_TRUE(sock.ok()) << sock.status().ToString();
     std::vector<object::ObjectExtent> extents = {{kBase, 4096}};
-    ASSERT_TRUE(SendFetchRequest(sock->get(), kUcxTransportMagic, extents, false, 2000).ok());
+    ASSERT_TRUE(SendFetchRequest(sock->get(), kUcxTransportMagic, kObject, extents, false, 2000).ok());
     ASSERT_TRUE(ReceiveVerdict(sock->get(), 2000).ok());
     uint32_t address_length = 0;
     ASSERT_TRUE(os::ReadAll(sock->get(), &address_length, 4, 2000, "address").ok());
@@ -302,7 +316,7 @@ TEST(UcxTransportTest, PeerThatTakesKeysAndVanishesDoesNotHarmTheServer) {
   Replica replica(1 << 20);
   auto client = MakeTransport(TransportKind::kUcx, {"s3cret", 2000});
   ASSERT_TRUE(client.ok());
-  Status s = (*client)->Fetch(Addr((*server)->port()), {{kBase, 1 << 20}}, replica.Sink());
+  Status s = (*client)->Fetch(Addr((*server)->port()), kObject, {{kBase, 1 << 20}}, replica.Sink());
   EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(replica.Matches(kBase, 1 << 20));
 }
@@ -323,7 +337,7 @@ TEST(UcxTransportTest, MalformedKeysFromThePeerAreCorruption) {
     auto client = MakeTransport(TransportKind::kUcx, {"s3cret", 2000});
     ASSERT_TRUE(client.ok());
     Replica replica(4096);
-    Status s = (*client)->Fetch(Addr(peer.port), {{kBase, 64}}, replica.Sink());
+    Status s = (*client)->Fetch(Addr(peer.port), kObject, {{kBase, 64}}, replica.Sink());
     liar.join();
     EXPECT_TRUE(s.IsCorruption()) << s.ToString();
     EXPECT_NE(s.message().find("worker address"), std::string::npos) << s.ToString();

@@ -273,12 +273,13 @@ Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(PeerOptions options) 
   return std::unique_ptr<UcxTransport>(new UcxTransport(std::move(options), std::move(worker)));
 }
 
-Status UcxTransport::Fetch(const std::string& address,
+Status UcxTransport::Fetch(const std::string& address, uint64_t object_id,
                            const std::vector<object::ObjectExtent>& extents,
                            const ExtentSink& sink, uint64_t* peer_digest,
                            std::atomic<uint64_t>* received) {
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
-  auto conn = StartFetch(pool_, address, kUcxTransportMagic, extents, peer_digest != nullptr, options_.timeout_ms);
+  auto conn = StartFetch(pool_, address, kUcxTransportMagic, object_id, extents, peer_digest != nullptr,
+                         options_.timeout_ms);
   if (!conn.ok()) return context(conn.status());
   Status s = FetchOver(conn->fd.get(), address, extents, sink, peer_digest, received);
   if (s.ok()) pool_.Release(address, std::move(conn->fd));  // the server heard we are done

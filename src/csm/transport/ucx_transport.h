@@ -44,7 +44,8 @@ class UcxTransport : public Transport {
  public:
   static Result<std::unique_ptr<UcxTransport>> Create(PeerOptions options);
   ~UcxTransport() override;
-  Status Fetch(const std::string& address, const std::vector<object::ObjectExtent>& extents,
+  Status Fetch(const std::string& address, uint64_t object_id,
+               const std::vector<object::ObjectExtent>& extents,
                const ExtentSink& sink, uint64_t* peer_digest = nullptr,
                std::atomic<uint64_t>* received = nullptr) override;
 
