@@ -14,6 +14,8 @@ packages=(
   libucx-dev ucx-utils
   # Apache Arrow C++ comes from the pinned pyarrow wheel, in the project's virtualenv
   python3-venv python3-pip
+  # the Python module (python/): Arrow tables to and from pyarrow
+  pybind11-dev python3-dev
 )
 
 missing=()

@@ -1,0 +1,164 @@
+"""The csm Python module against a real csmd: tables put by one Python process are read
+by another with no copy (their buffers are the heap's), errors arrive as the exceptions
+the module documents, and a table keeps its object pinned exactly as long as pyarrow
+holds it. Run by ctest (tests/CMakeLists.txt) with PYTHONPATH at the built module."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import unittest
+
+import pyarrow as pa
+
+BINARY_DIR = os.environ["CSM_TEST_BINARY_DIR"]
+
+# The same table, built the same way in every process: several type families, nulls,
+# and more than one chunk.
+MAKE_TABLE = textwrap.dedent("""
+    import pyarrow as pa
+    def make_table(rows=5000):
+        ids = pa.array(range(rows), pa.int64())
+        names = pa.array([None if i % 7 == 0 else "name-%d" % i for i in range(rows)])
+        lists = pa.array([[j for j in range(i % 5)] for i in range(rows)], pa.list_(pa.int32()))
+        points = pa.StructArray.from_arrays(
+            [pa.array([i * 0.5 for i in range(rows)]), pa.array([i % 2 == 0 for i in range(rows)])],
+            names=["x", "even"])
+        colors = pa.array(["red", "green", "blue"] * (rows // 3) + ["red"] * (rows % 3)).dictionary_encode()
+        t = pa.table({"id": ids, "name": names, "list": lists, "point": points, "color": colors})
+        return pa.concat_tables([t.slice(0, rows // 2), t.slice(rows // 2)])
+""")
+exec(MAKE_TABLE)
+
+
+def run_python(code, env, timeout=60):
+    """Runs `code` in a new Python process (another client of the node)."""
+    script = MAKE_TABLE + "\nimport csm, json\n" + textwrap.dedent(code)
+    p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError("child failed (%d):\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    return p.stdout
+
+
+class PythonTablesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory(prefix="csm-py-")
+        socket = os.path.join(cls.dir.name, "node.sock")
+        cls.csmd = subprocess.Popen([os.path.join(BINARY_DIR, "csmd"), "--socket", socket],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 20
+        ready = False
+        while time.monotonic() < deadline:
+            line = cls.csmd.stdout.readline()
+            if not line:
+                break
+            if "csmd ready" in line:
+                ready = True
+                break
+        if not ready:
+            cls.csmd.kill()
+            raise RuntimeError("csmd did not start")
+        threading.Thread(target=cls.csmd.stdout.read, daemon=True).start()  # drain its log
+        cls.env = dict(os.environ, CSM_SOCKET=socket)
+        os.environ["CSM_SOCKET"] = socket
+        import csm
+        cls.csm = csm
+        csm.connect()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.csmd.terminate()
+        cls.csmd.wait(timeout=20)
+        cls.dir.cleanup()
+
+    def pins(self):
+        me = [c for c in self.csm.info()["clients"] if c["pid"] == os.getpid()]
+        return me[0]["pins"]
+
+    def test_a_table_put_by_one_process_is_read_by_another_without_a_copy(self):
+        stats = json.loads(run_python("""
+            print(json.dumps(csm.put_table("shared", make_table())))
+        """, self.env))
+        self.assertEqual(stats["buffers_in_place"], 0)
+        self.assertGreater(stats["buffers_copied"], 0, "pyarrow's buffers are copied in once")
+        self.assertGreater(stats["bytes_copied"], 5000 * 8)
+        out = run_python("""
+            t = csm.get_table("shared")
+            assert t.equals(make_table()), "rows differ"
+            w = csm.info()["window"]
+            base, size = int(w["base"], 16), w["size"]
+            def inside(array):
+                for b in array.buffers():
+                    if b is not None and b.size > 0:
+                        assert base <= b.address < base + size, hex(b.address)
+                if isinstance(array, pa.DictionaryArray):
+                    inside(array.dictionary)
+            for column in t.columns:
+                for chunk in column.chunks:
+                    inside(chunk)
+            print("verified", t.num_rows)
+        """, self.env)
+        self.assertIn("verified 5000", out)
+
+    def test_errors_are_the_documented_exceptions(self):
+        with self.assertRaises(KeyError) as missing:
+            self.csm.get_table("no-such-table")
+        self.assertIn("no object under key", str(missing.exception))
+        with self.assertRaises(TypeError) as not_a_table:
+            self.csm.put_table("not-a-table", [1, 2, 3])
+        self.assertIn("__arrow_c_stream__", str(not_a_table.exception))
+        self.csm.put_table("once", make_table(10))
+        with self.assertRaises(self.csm.Error) as again:
+            self.csm.put_table("once", make_table(10))
+        self.assertIn("already committed", str(again.exception))
+        with self.assertRaises(ValueError):
+            self.csm.get_table("once", timeout=-1)
+        with self.assertRaises(self.csm.Error):
+            self.csm.connect("/elsewhere/node.sock")  # one node per process
+
+    def test_get_waits_for_a_table_another_process_puts(self):
+        child = subprocess.Popen([sys.executable, "-c", MAKE_TABLE + textwrap.dedent("""
+            import csm, time
+            time.sleep(0.3)
+            csm.put_table("later", make_table(100))
+        """)], env=self.env)
+        t = self.csm.get_table("later", timeout=30)
+        self.assertEqual(child.wait(timeout=30), 0)
+        self.assertTrue(t.equals(make_table(100)))
+        with self.assertRaises(TimeoutError):
+            self.csm.get_table("never", timeout=0.1)
+
+    def test_a_table_keeps_its_object_pinned_while_pyarrow_holds_it(self):
+        self.csm.put_table("pinned", make_table(100))
+        self.assertEqual(self.pins(), 0)
+        t = self.csm.get_table("pinned")
+        column = t.column("name")
+        del t
+        self.assertEqual(self.pins(), 1, "a column still refers to the heap")
+        self.csm.delete("pinned")
+        self.assertEqual(column.to_pylist(), make_table(100).column("name").to_pylist(),
+                         "a deleted object's bytes stay while they are held")
+        del column
+        self.assertEqual(self.pins(), 0)
+        with self.assertRaises(KeyError):
+            self.csm.get_table("pinned")
+
+    def test_appended_parts_read_back_in_order(self):
+        part = make_table(10)
+        for i in range(3):
+            stats = self.csm.append_table("parts", part)
+            self.assertEqual(stats["part"], i)
+        got = self.csm.get_table("parts")
+        self.assertTrue(got.equals(pa.concat_tables([part] * 3)))
+        other = pa.table({"x": [1]})
+        with self.assertRaises(TypeError):
+            self.csm.append_table("parts", other)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
