@@ -8,8 +8,14 @@
 #include <nlohmann/json.hpp>
 
 #include "csm/client.h"
+#include "csm/directory/coordinator.h"
+#include "csm/directory/etcd_directory.h"
+#include "csm/node/protocol.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/memory.h"
+#include "csm/os/tcp_channel.h"
+#include "csm/transport/fetch_protocol.h"
+#include "csm/transport/tcp_transport.h"
 #include "csm/transport/transport.h"
 #include "harness.h"
 #include "workload.h"
@@ -356,6 +362,83 @@ TEST_P(ClusterTest, PeersAreServedOnlyTheExtentsOfLiveObjects) {
   EXPECT_EQ(testing::Run({CsmCli(), "rm", "k"}, a_->Env()).exit_code, 0);
   s = fetch(info.object_id, info.header);
   EXPECT_TRUE(s.IsNotFound()) << "a deleted object is not served: " << s.ToString();
+}
+
+// An owner whose digest does not match the bytes it sent (a broken or hostile node, for
+// an object committed with a deferred checksum) is refused: the fetching node keeps no
+// copy and goes on serving. The test process plays that owner: it joins the cluster as
+// node 9, publishes a record in its own segment and answers fetches with a wrong digest.
+TEST_P(ClusterTest, AnOwnersDigestThatDoesNotMatchItsBytesIsRefused) {
+  a_ = Start(1);
+  b_ = Start(2);
+  RunHelper(*a_, {"produce", "sound", "1000"});
+  std::atomic<int> served{0};
+  auto liar = os::TcpServer::Start("127.0.0.1:0", [&](int fd) {
+    if (!os::AcceptAuthenticated(fd, "test-secret", transport::kTransportMagic, 5000).ok()) return;
+    for (;;) {
+      auto request = transport::ReceiveFetchRequest(fd, transport::kTransportMagic, 5000);
+      if (!request.ok() || !transport::SendVerdict(fd, Status::OK(), 5000).ok()) return;
+      std::string bytes(request->total_bytes, 'x');
+      const uint64_t digest = 12345;  // not the XXH3 of those bytes
+      if (!os::WriteAll(fd, bytes.data(), bytes.size(), 5000, "bytes").ok() ||
+          !os::WriteAll(fd, &digest, sizeof(digest), 5000, "digest").ok()) {
+        return;
+      }
+      ++served;
+    }
+  });
+  ASSERT_TRUE(liar.ok()) << liar.status().ToString();
+
+  json window;
+  {
+    auto c = Client::Connect(a_->ClientConfig());
+    ASSERT_TRUE(c.ok());
+    window = json::parse(*(*c)->InfoJson())["window"];
+  }
+  directory::NodeInfo self;
+  self.node_id = 9;
+  self.cluster = "csm";
+  self.peer_address = "127.0.0.1:" + std::to_string((*liar)->port());
+  self.window = {std::stoull(window["base"].get<std::string>(), nullptr, 16),
+                 window["size"].get<uint64_t>(), window["segment_size"].get<uint64_t>()};
+  self.fingerprint = node::BuildFingerprint();
+  self.fingerprint_text = node::BuildFingerprintText();
+  std::unique_ptr<directory::ClusterDirectory> dir;
+  if (etcd()) {
+    auto connected = directory::EtcdDirectory::Connect({etcd_->endpoint(), "csm", "test-secret"}, 9);
+    ASSERT_TRUE(connected.ok()) << connected.status().ToString();
+    dir = std::move(*connected);
+  } else {
+    dir = std::make_unique<directory::RemoteCoordinator>(coordinator_, "test-secret", 5000, 9);
+  }
+  ASSERT_TRUE(dir->Join(self).ok());
+  auto first = dir->LeaseSegments(1);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  const uint64_t addr = self.window.base + *first * self.window.segment_size;
+  directory::ObjectRecord r;
+  r.key = "lie";
+  r.owner_node = 9;
+  r.object_id = 1;
+  r.type_id = 1;
+  r.type_name = "x";
+  r.header = addr;
+  r.root = addr + 64;
+  r.size = 4096;
+  r.checksum_deferred = true;
+  r.extents = {{addr, 4096}};
+  r.arenas = {{addr, 8 << 20}};
+  ASSERT_TRUE(dir->Publish(r).ok());
+
+  auto client = Client::Connect(b_->ClientConfig());
+  ASSERT_TRUE(client.ok());
+  auto lie = (*client)->Get<workload::HeapMap>("lie");
+  EXPECT_TRUE(lie.status().IsCorruption()) << lie.status().ToString();
+  EXPECT_NE(lie.status().message().find("do not match"), std::string::npos) << lie.status().ToString();
+  EXPECT_GE(served.load(), 1) << "the bytes were sent";
+  auto sound = (*client)->Get<workload::HeapMap>("sound");
+  ASSERT_TRUE(sound.ok()) << sound.status().ToString();
+  EXPECT_EQ(workload::Verify(**sound, 1000), "");
+  EXPECT_EQ(json::parse(*(*client)->InfoJson())["fetches"].get<uint64_t>(), 1u) << "no copy of the lie kept";
 }
 
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,
