@@ -7,13 +7,51 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include "csm/arrow.h"
 #include "csm/arrow/arrow_layout.h"
 
 namespace csm {
 namespace {
+
+// The objects this process has run Arrow's full validation on. An object is immutable
+// once committed, so its chunks are validated at its first Get here and later Gets of it
+// check only the descriptor's structure (that every buffer lies in the object). An
+// object is named by its id on this node, header address and commit time (an id is
+// never reused while csmd runs; the rest tells a restarted csmd's objects apart).
+class ValidatedObjects {
+ public:
+  using Id = std::tuple<uint64_t, uint64_t, int64_t>;
+  static Id Of(const ObjectInfo& info) { return {info.object_id, info.header, info.commit_time_ns}; }
+  bool Contains(const Id& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ids_.count(id) != 0;
+  }
+  void Add(const Id& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ids_.insert(id).second) return;
+    order_.push_back(id);
+    if (order_.size() > kCapacity) {  // the oldest is validated again if it is read again
+      ids_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+
+ private:
+  static constexpr size_t kCapacity = 65536;
+  std::mutex mu_;
+  std::set<Id> ids_;
+  std::deque<Id> order_;
+};
+ValidatedObjects& Validated() {
+  static ValidatedObjects* v = new ValidatedObjects();  // never destroyed: used until exit
+  return *v;
+}
 
 alignas(64) const uint8_t kEmpty[64] = {};
 
@@ -247,6 +285,8 @@ class DescriptorReader {
   // reading), so when those are large the chunks are spread over the cores; otherwise
   // this thread does it (no thread start on the fast path).
   Status ValidateAll(const std::vector<Unvalidated>& chunks) const {
+    const ValidatedObjects::Id id = ValidatedObjects::Of(ref_->info());
+    if (Validated().Contains(id)) return Status::OK();
     const size_t threads = validated_bytes_ < (uint64_t{16} << 20)
                                ? 1
                                : std::min<size_t>({chunks.size(), std::max(1u, std::thread::hardware_concurrency()), 8});
@@ -265,6 +305,7 @@ class DescriptorReader {
                    " fails Arrow's validation: " + results[i].ToString());
       }
     }
+    Validated().Add(id);
     return Status::OK();
   }
 
