@@ -441,6 +441,43 @@ TEST_P(ClusterTest, AnOwnersDigestThatDoesNotMatchItsBytesIsRefused) {
   EXPECT_EQ(json::parse(*(*client)->InfoJson())["fetches"].get<uint64_t>(), 1u) << "no copy of the lie kept";
 }
 
+// A node whose memory is full of copies drops the oldest one no reader pins to make room
+// for the next; when every copy is pinned, the Get says so.
+TEST_P(ClusterTest, CopiesNoReaderPinsAreEvictedForNewOnes) {
+  a_ = Start(1);
+  b_ = Start(2, {"--capacity", "48M"});
+  for (const char* key : {"m1", "m2", "m3"}) RunHelper(*a_, {"produce", key, "100000"});
+  auto info = [&](const char* field) {
+    auto c = Client::Connect(b_->ClientConfig());
+    return json::parse(*(*c)->InfoJson())[field].get<uint64_t>();
+  };
+  RunHelper(*b_, {"consume", "m1", "100000"});
+  RunHelper(*b_, {"consume", "m2", "100000"});
+  EXPECT_EQ(info("replicas_evicted"), 0u);
+  RunHelper(*b_, {"consume", "m3", "100000"});  // ~20 MiB each: m1 makes room
+  EXPECT_EQ(info("replicas_evicted"), 1u);
+  EXPECT_EQ(info("objects"), 2u);
+  EXPECT_LE(info("used"), uint64_t{48} << 20);
+
+  // Readers pin both copies held: m1 cannot come back.
+  auto pin2 = testing::Process::Spawn({Helper(), "pin", "m2", "0"}, b_->Env());
+  auto pin3 = testing::Process::Spawn({Helper(), "pin", "m3", "0"}, b_->Env());
+  ASSERT_FALSE(pin2->WaitForLine("pinned").empty()) << pin2->output();
+  ASSERT_FALSE(pin3->WaitForLine("pinned").empty()) << pin3->output();
+  auto refused = testing::Process::Spawn({Helper(), "consume", "m1", "100000"}, b_->Env());
+  EXPECT_NE(refused->Wait(60000), 0);
+  EXPECT_NE(refused->output().find("no room for a copy of 'm1'"), std::string::npos) << refused->output();
+  EXPECT_NE(refused->output().find("pinned by a reader"), std::string::npos) << refused->output();
+  EXPECT_EQ(info("replicas_evicted"), 1u);
+
+  pin2->Kill(SIGKILL);  // its pin goes with it
+  pin2->Wait();
+  RunHelper(*b_, {"consume", "m1", "100000"});
+  EXPECT_EQ(info("replicas_evicted"), 2u) << "m2, no longer pinned, made room";
+  pin3->Kill(SIGKILL);
+  pin3->Wait();
+}
+
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,
                          ::testing::Values("embedded_tcp", "etcd_tcp", "embedded_ucx"),
                          [](const auto& param_info) { return param_info.param; });

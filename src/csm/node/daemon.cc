@@ -649,6 +649,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["objects"] = keys_.size();
   j["objects_awaiting_unpin"] = pending_.size();
   j["fetches"] = fetches_done_;  // objects brought from other nodes
+  j["replicas_evicted"] = replicas_evicted_;  // copies dropped to make room for others
   j["fetches_in_flight"] = fetches_.size();
   SpareMemory::Stats spare = spare_.stats();
   j["spare_memory_bytes"] = spare.bytes;      // destroyed arenas' memory kept for reuse

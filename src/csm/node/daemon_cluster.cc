@@ -411,10 +411,12 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<uint64_t>
   }
   auto t = TransportFor(peer->first);
   if (!t.ok()) return t.status();
+  if (used_ + r.size > config_.capacity) EvictReplicasFor(r.size, key);
   if (used_ + r.size > config_.capacity) {
     return CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(r.size) +
                             "): capacity " + FormatSize(config_.capacity) + ", in use " +
-                            FormatSize(used_));
+                            FormatSize(used_) + ", and every copy held here is pinned by a "
+                            "reader: drop some Refs, delete objects, or raise --capacity");
   }
   Status valid = CheckRecord(r);
   if (!valid.ok()) return valid;
@@ -593,6 +595,28 @@ void Daemon::Impl::DropStaleReplicas(const std::vector<std::string>& keys) {
   }
   RefreshReplicaList();
   Sweep();
+}
+
+void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
+  std::vector<uint64_t> replicas;  // ids grow with each fetch: oldest first
+  for (const auto& [key, id] : keys_) {
+    const Object& o = objects_.at(id);
+    if (o.owner_node != 0 && !IsPinned(id)) replicas.push_back(id);
+  }
+  std::sort(replicas.begin(), replicas.end());
+  for (uint64_t id : replicas) {
+    if (used_ + bytes <= config_.capacity) break;
+    Object& o = objects_.at(id);
+    CSM_LOG_INFO("evicting the copy of '%s' (%s, from node %u) to make room for '%s'", o.key.c_str(),
+                 FormatSize(o.header.data_size).c_str(), o.owner_node, wanted.c_str());
+    keys_.erase(o.key);
+    dir_->MarkDeleted(o.slot);
+    o.deleted = true;
+    pending_.insert(id);
+    ++replicas_evicted_;
+    Sweep();  // unpinned: reclaimed now, and used_ goes down with its arenas
+  }
+  RefreshReplicaList();
 }
 
 void Daemon::Impl::RefreshReplicaList() {

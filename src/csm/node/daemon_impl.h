@@ -238,6 +238,9 @@ class Daemon::Impl {
   void FinishFetch(const std::string& key, Status status, const directory::ObjectRecord& r,
                    const std::vector<uint64_t>& arena_ids);
   void DropStaleReplicas(const std::vector<std::string>& keys);
+  // Drops copies no process pins, oldest fetched first, until `bytes` more fit in the
+  // node's capacity (or none is left to drop); for a copy that would not fit.
+  void EvictReplicasFor(uint64_t bytes, const std::string& wanted);
   void RefreshReplicaList();
   struct Fetch {
     std::vector<uint64_t> waiters;  // client ids waiting for the Resolve reply
@@ -249,6 +252,7 @@ class Daemon::Impl {
   static constexpr int kFetchThreads = 8;
   std::unique_ptr<boost::asio::thread_pool> fetch_pool_;
   uint64_t fetches_done_ = 0;
+  uint64_t replicas_evicted_ = 0;
   std::mutex replicas_mu_;
   std::vector<directory::ClusterDirectory::Held> replicas_;  // guarded; read by heartbeat
 
