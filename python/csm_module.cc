@@ -141,6 +141,13 @@ py::object ToPyarrow(std::shared_ptr<arrow::Table> table) {
   return pa.attr("table")(TableStream{std::move(table)});
 }
 
+// Runs f() with the GIL released: csm's work waits on csmd, the network and other cores.
+template <typename F>
+auto WithoutGil(F&& f) {
+  py::gil_scoped_release unlocked;
+  return f();
+}
+
 py::dict Stats(const csm::PutStats& s) {
   py::dict d;
   d["descriptor_bytes"] = s.descriptor_bytes;
@@ -179,12 +186,7 @@ PYBIND11_MODULE(csm, m) {
       [](const std::string& key, const py::object& data) {
         std::shared_ptr<arrow::Table> table = ImportTable(data);
         csm::Client& client = Connected();
-        csm::Result<csm::PutStats> put = csm::PutStats{};
-        {
-          py::gil_scoped_release unlocked;
-          put = csm::PutTable(client, key, *table);
-        }
-        return Stats(Check(std::move(put)));
+        return Stats(Check(WithoutGil([&] { return csm::PutTable(client, key, *table); })));
       },
       py::arg("key"), py::arg("table"),
       "Publishes a table under `key` (its buffers copied into the heap once). Returns "
@@ -195,12 +197,7 @@ PYBIND11_MODULE(csm, m) {
       [](const std::string& key, const py::object& data) {
         std::shared_ptr<arrow::Table> table = ImportTable(data);
         csm::Client& client = Connected();
-        csm::Result<csm::AppendStats> put = csm::AppendStats{};
-        {
-          py::gil_scoped_release unlocked;
-          put = csm::AppendTable(client, key, *table);
-        }
-        csm::AppendStats s = Check(std::move(put));
+        csm::AppendStats s = Check(WithoutGil([&] { return csm::AppendTable(client, key, *table); }));
         py::dict d = Stats(s);
         d["part"] = s.part;
         d["part_key"] = s.part_key;
@@ -214,12 +211,7 @@ PYBIND11_MODULE(csm, m) {
       [](const std::string& key, double timeout) {
         csm::Client& client = Connected();
         const std::chrono::milliseconds wait = Millis(timeout);
-        csm::Result<std::shared_ptr<arrow::Table>> got = std::shared_ptr<arrow::Table>();
-        {
-          py::gil_scoped_release unlocked;
-          got = csm::GetTable(client, key, wait);
-        }
-        return ToPyarrow(Check(std::move(got)));
+        return ToPyarrow(Check(WithoutGil([&] { return csm::GetTable(client, key, wait); })));
       },
       py::arg("key"), py::arg("timeout") = 0.0,
       "The table under `key` as a pyarrow.Table whose buffers are the heap's (no copy), "
