@@ -12,7 +12,6 @@
 namespace csm {
 namespace {
 
-using testing::Node;
 
 std::string Helper() { return testing::BinaryDir() + "/csm_arrow_helper"; }
 
@@ -20,29 +19,9 @@ std::string Helper() { return testing::BinaryDir() + "/csm_arrow_helper"; }
 class ArrowClusterTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ArrowClusterTest, ATableSpansThreeNodes) {
-  testing::NetworkLab lab(3);
-  std::unique_ptr<testing::Etcd> etcd;
-  const std::string transport = GetParam().substr(GetParam().find('_') + 1);
-  if (GetParam().starts_with("etcd")) etcd = std::make_unique<testing::Etcd>(lab.Namespace(0), lab.Ip(0));
-  const std::string coordinator = lab.Ip(1) + ":7401";
-  std::vector<std::unique_ptr<Node>> nodes;
-  for (int host = 1; host <= 3; ++host) {
-    std::vector<std::string> f = {"--node-id", std::to_string(host), "--cluster-secret", "lab-secret",
-                                  "--dead-after-ms", "1000", "--peer-address", lab.Ip(host) + ":7400",
-                                  "--transport", transport, "--arena-size", "8M"};
-    if (etcd) {
-      f.insert(f.end(), {"--etcd", etcd->endpoint()});
-    } else {
-      f.insert(f.end(), {host == 1 ? "--coordinate" : "--join", coordinator});
-    }
-    nodes.push_back(std::make_unique<Node>(f, lab.Namespace(host)));
-  }
+  testing::LabCluster lab(3, GetParam());
   auto run = [&](int host, std::vector<std::string> args, const std::string& expect) {
-    args.insert(args.begin(), Helper());
-    auto p = testing::Process::Spawn(args, nodes[host - 1]->Env());
-    std::string line = p->WaitForLine(expect, 120000);
-    EXPECT_EQ(p->Wait(), 0) << p->output();
-    return line;
+    return lab.Run(Helper(), host, std::move(args), expect);
   };
 
   // Parts of 30000, 20000 and 50000 rows, appended by nodes 1, 2 and 3 in turn.
@@ -65,15 +44,15 @@ TEST_P(ArrowClusterTest, ATableSpansThreeNodes) {
     EXPECT_EQ(testing::Field(line, "values"), values_on_1) << "the same addresses on every node";
   }
   // The CLI says where each part lives.
-  auto get = testing::Run({testing::BinaryDir() + "/csm", "get", "lab/table", "--rows", "2"}, nodes[1]->Env());
+  auto get = testing::Run({testing::BinaryDir() + "/csm", "get", "lab/table", "--rows", "2"}, lab.node(2).Env());
   ASSERT_EQ(get.exit_code, 0) << get.err;
   EXPECT_NE(get.out.find("rows:    100000"), std::string::npos) << get.out;
   EXPECT_NE(get.out.find("parts:   3"), std::string::npos) << get.out;
   EXPECT_NE(get.out.find("on node 3"), std::string::npos) << get.out;
 
   // Node 3 dies: its part goes with it, and the table says so rather than lose rows.
-  nodes[2]->process().Kill(SIGKILL);
-  auto c = Client::Connect(nodes[1]->ClientConfig());
+  lab.node(3).process().Kill(SIGKILL);
+  auto c = Client::Connect(lab.node(2).ClientConfig());
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   Status s;
   EXPECT_TRUE(testing::Eventually([&] {

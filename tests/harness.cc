@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -268,6 +270,32 @@ Etcd::~Etcd() {
   process_->Kill(SIGTERM);
   process_->Wait(10000);
   std::system(("rm -rf " + dir_).c_str());
+}
+
+LabCluster::LabCluster(int hosts, const std::string& param)
+    : lab_(hosts), transport_(param.substr(param.find('_') + 1)) {
+  if (param.starts_with("etcd")) etcd_ = std::make_unique<Etcd>(lab_.Namespace(0), lab_.Ip(0));
+  const std::string coordinator = lab_.Ip(1) + ":7401";
+  for (int host = 1; host <= hosts; ++host) {
+    std::vector<std::string> f = {"--node-id", std::to_string(host), "--cluster-secret", "lab-secret",
+                                  "--dead-after-ms", "1000", "--peer-address", lab_.Ip(host) + ":7400",
+                                  "--transport", transport_, "--arena-size", "8M"};
+    if (etcd_) {
+      f.insert(f.end(), {"--etcd", etcd_->endpoint()});
+    } else {
+      f.insert(f.end(), {host == 1 ? "--coordinate" : "--join", coordinator});
+    }
+    nodes_.push_back(std::make_unique<Node>(f, lab_.Namespace(host)));
+  }
+}
+
+std::string LabCluster::Run(const std::string& program, int host, std::vector<std::string> args,
+                            const std::string& expect) {
+  args.insert(args.begin(), program);
+  auto p = Process::Spawn(args, node(host).Env());
+  std::string line = p->WaitForLine(expect, 120000);
+  EXPECT_EQ(p->Wait(), 0) << p->output();
+  return line;
 }
 
 std::string Field(const std::string& line, const std::string& name) {

@@ -102,6 +102,27 @@ class Etcd {
   std::unique_ptr<Process> process_;
 };
 
+// A cluster of csmd nodes, one in each namespace of a NetworkLab (host i at Ip(i),
+// peers served on port 7400), from a test parameter "<directory>_<transport>": the
+// directory is a real etcd in the hub namespace ("etcd_…") or embedded in node 1
+// (`embedded_…`, coordinator at Ip(1):7401). Stopped in reverse on destruction.
+class LabCluster {
+ public:
+  LabCluster(int hosts, const std::string& param);
+  Node& node(int host) { return *nodes_.at(static_cast<size_t>(host - 1)); }
+  const std::string& transport() const { return transport_; }
+  // Runs `program` with `args` as a client of node `host`, waits (2 min at most) for its
+  // line containing `expect` and for it to exit 0 (a test failure otherwise); the line.
+  std::string Run(const std::string& program, int host, std::vector<std::string> args,
+                  const std::string& expect);
+
+ private:
+  NetworkLab lab_;  // first: outlives etcd and the nodes
+  std::unique_ptr<Etcd> etcd_;
+  std::string transport_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
 // A TCP port nothing listens on right now.
 int FreePort();
 
