@@ -411,7 +411,9 @@ Status RemoteCoordinator::Join(const NodeInfo& self) {
   } else {
     revision = kWatchFromNow;  // the watcher keeps trying
   }
-  watcher_ = std::thread([this, fd = std::move(fd), revision]() mutable { WatchLoop(std::move(fd), revision); });
+  watcher_ = std::thread([this, fd = std::move(fd), revision]() mutable {
+    WatchLoop(std::move(fd), revision);
+  });
   return Status::OK();
 }
 

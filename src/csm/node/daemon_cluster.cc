@@ -472,8 +472,8 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<uint64_t>
     const int64_t t_prepared = os::MonotonicNanos();
     uint64_t peer_digest = 0;
     if (s.ok()) {
-      s = transport->Fetch(address, r.object_id, r.extents, locate, r.checksum_deferred ? &peer_digest : nullptr,
-                           &companion.received);
+      s = transport->Fetch(address, r.object_id, r.extents, locate,
+                           r.checksum_deferred ? &peer_digest : nullptr, &companion.received);
     }
     const int64_t t_moved = os::MonotonicNanos();
     const uint64_t digest = companion.Finish(s.ok());

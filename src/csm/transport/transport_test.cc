@@ -177,7 +177,8 @@ TEST_P(TransportTest, RangesTheServerDoesNotOwnAreRefused) {
   OwnedMemory node(1 << 20);
   auto server = Serve(node);
   Replica replica(2 << 20);
-  Status outside = Client()->Fetch(Addr(server->port()), kObject, {{kBase, 64}, {kBase + (1 << 20) - 10, 20}}, replica.Sink());
+  Status outside = Client()->Fetch(Addr(server->port()), kObject,
+                                   {{kBase, 64}, {kBase + (1 << 20) - 10, 20}}, replica.Sink());
   EXPECT_EQ(outside.code(), StatusCode::kInvalidArgument) << outside.ToString();
   EXPECT_NE(outside.message().find("not in a segment this node owns"), std::string::npos);
   EXPECT_EQ(replica.bytes[0], 0) << "refused before any byte moved";
