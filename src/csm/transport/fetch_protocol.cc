@@ -141,6 +141,44 @@ Status SendVerdict(int fd, const Status& verdict, int timeout_ms) {
   return os::WriteAll(fd, verdict.message().data(), v.message_length, timeout_ms, "reply");
 }
 
+std::future<Result<uint64_t>> ServedDigests::Start(const FetchRequest& request,
+                                                   const std::vector<SourceRange>& ranges) {
+  const Key key{request.object_id, Hash64(request.extents.data(),
+                                          request.extents.size() * sizeof(object::ObjectExtent))};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = digests_.find(key);
+    if (it != digests_.end()) {
+      std::promise<Result<uint64_t>> known;
+      known.set_value(it->second);
+      return known.get_future();
+    }
+  }
+  auto compute = [this, key, &request, &ranges]() -> Result<uint64_t> {
+    Result<uint64_t> d = DigestRanges(ranges, request.extents);
+    if (d.ok()) Remember(key, *d);
+    return d;
+  };
+  // Starting a thread costs ~0.1 ms here: not worth it for a small fetch.
+  constexpr uint64_t kSmall = 1 << 20;
+  return std::async(request.total_bytes <= kSmall ? std::launch::deferred : std::launch::async, compute);
+}
+
+void ServedDigests::Remember(const Key& key, uint64_t digest) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!digests_.emplace(key, digest).second) return;
+  order_.push_back(key);
+  if (order_.size() > kCapacity) {
+    digests_.erase(order_.front());
+    order_.pop_front();
+  }
+}
+
+size_t ServedDigests::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return digests_.size();
+}
+
 Result<uint64_t> DigestRanges(const std::vector<SourceRange>& ranges,
                               const std::vector<object::ObjectExtent>& extents) {
   Checksum sum;

@@ -11,6 +11,10 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,5 +72,29 @@ Status SendVerdict(int fd, const Status& verdict, int timeout_ms);
 // read-only mapping of each).
 Result<uint64_t> DigestRanges(const std::vector<SourceRange>& ranges,
                               const std::vector<object::ObjectExtent>& extents);
+
+// The digests a server has taken of what it served, by object id and extents: an object
+// is hashed at the first fetch that asks for a digest, and later ones (many nodes
+// fetching one table) are answered from here. Bytes changed after that first fetch (a
+// producer writing into its committed object) then no longer match the digest, and the
+// fetching node refuses them, as it would against a commit checksum.
+// Thread-safety: internally locked.
+class ServedDigests {
+ public:
+  // The digest of `ranges` (checked for `request`): ready when known; else computed on
+  // another thread beside the sending (on the caller's, at get(), for small fetches)
+  // and remembered once it succeeds. `request` and `ranges` must outlive the future.
+  std::future<Result<uint64_t>> Start(const FetchRequest& request,
+                                      const std::vector<SourceRange>& ranges);
+  size_t size() const;
+
+ private:
+  using Key = std::pair<uint64_t, uint64_t>;  // object id, hash of the extents
+  static constexpr size_t kCapacity = 4096;
+  void Remember(const Key& key, uint64_t digest);
+  mutable std::mutex mu_;
+  std::map<Key, uint64_t> digests_;
+  std::deque<Key> order_;  // oldest first
+};
 
 }  // namespace csm::transport

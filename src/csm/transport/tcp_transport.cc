@@ -56,11 +56,9 @@ void TcpTransportServer::Serve(int fd) {
     auto ranges = CheckFetchRequest(*request, source_);
     if (!SendVerdict(fd, ranges.status(), timeout).ok()) return;
     if (!ranges.ok()) continue;
-    // The digest is computed beside the sending, from the same memory.
+    // The digest is computed beside the sending, from the same memory (or known).
     std::future<Result<uint64_t>> digest;
-    if (request->want_digest) {
-      digest = std::async(std::launch::async, [&] { return DigestRanges(*ranges, request->extents); });
-    }
+    if (request->want_digest) digest = digests_.Start(*request, *ranges);
     bool sent = true;
     for (size_t i = 0; sent && i < ranges->size(); ++i) {
       const SourceRange& r = (*ranges)[i];

@@ -15,6 +15,7 @@
 
 #include "csm/os/connection_pool.h"
 #include "csm/os/tcp_channel.h"
+#include "csm/transport/fetch_protocol.h"
 #include "csm/transport/transport.h"
 
 namespace csm::transport {
@@ -52,6 +53,7 @@ class TcpTransportServer : public TransportServer {
 
   PeerOptions options_;
   ExtentSource source_;
+  ServedDigests digests_;
   std::unique_ptr<os::TcpServer> server_;  // last: stopped before the rest goes
 };
 

@@ -118,6 +118,37 @@ TEST_P(TransportTest, ThePeerDigestsWhatItServesWhenAsked) {
   EXPECT_EQ(again, digest);
 }
 
+// The server digests an object's extents once and answers later fetches of them from
+// that: bytes changed afterwards (a producer writing into its committed object) then
+// arrive with the old digest, and the fetching node's hash of them does not match.
+TEST_P(TransportTest, AnObjectsDigestIsTakenAtItsFirstFetchAndKept) {
+  OwnedMemory node(8 << 20);
+  auto server = Serve(node);
+  auto client = Client();
+  for (uint64_t length : {uint64_t{5000}, uint64_t{3} << 20}) {  // digested inline / beside
+    SCOPED_TRACE(length);
+    const uint64_t at = length < 4096 * 4 ? kBase + 100 : kBase + (4 << 20);
+    Replica replica(8 << 20);
+    auto hash_of = [&](uint64_t addr, uint64_t len) {
+      Checksum c;
+      c.Update(replica.bytes.data() + (addr - kBase), len);
+      return c.Digest();
+    };
+    uint64_t first = 0, second = 0, part = 0;
+    ASSERT_TRUE(client->Fetch(Addr(server->port()), kObject, {{at, length}}, replica.Sink(), &first).ok());
+    EXPECT_EQ(first, hash_of(at, length));
+    const uint8_t changed = static_cast<uint8_t>(~OwnedMemory::Expected(at + 7));
+    ASSERT_EQ(::pwrite(node.fd.get(), &changed, 1, static_cast<off_t>(at + 7 - kBase)), 1);
+    ASSERT_TRUE(client->Fetch(Addr(server->port()), kObject, {{at, length}}, replica.Sink(), &second).ok());
+    EXPECT_EQ(replica.bytes[at + 7 - kBase], changed) << "the changed byte arrived";
+    EXPECT_EQ(second, first) << "with the digest of what was first served";
+    EXPECT_NE(second, hash_of(at, length)) << "so the fetching node sees the change";
+    // Other extents are other digests, taken afresh.
+    ASSERT_TRUE(client->Fetch(Addr(server->port()), kObject, {{at, 64}}, replica.Sink(), &part).ok());
+    EXPECT_EQ(part, hash_of(at, 64));
+  }
+}
+
 TEST_P(TransportTest, LargeObjectInOneExtent) {
   OwnedMemory node(256 << 20);
   auto server = Serve(node);

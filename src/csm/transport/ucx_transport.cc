@@ -481,9 +481,7 @@ void UcxTransportServer::Serve(int fd) {
     // The peer reads with one-sided gets now; the memory stays registered until it says
     // it is done, hangs up, or overruns its budget. A digest is computed meanwhile.
     std::future<Result<uint64_t>> digest;
-    if (request->want_digest) {
-      digest = std::async(std::launch::async, [&] { return DigestRanges(*ranges, request->extents); });
-    }
+    if (request->want_digest) digest = digests_.Start(*request, *ranges);
     int32_t done = 0;
     Status heard = os::ReadAll(fd, &done, sizeof(done),
                                static_cast<int>(std::min<int64_t>(TransferBudgetMs(request->total_bytes, timeout),

@@ -32,6 +32,7 @@
 
 #include "csm/os/connection_pool.h"
 #include "csm/os/tcp_channel.h"
+#include "csm/transport/fetch_protocol.h"
 #include "csm/transport/transport.h"
 
 namespace csm::transport {
@@ -82,6 +83,7 @@ class UcxTransportServer : public TransportServer {
 
   PeerOptions options_;
   ExtentSource source_;
+  ServedDigests digests_;
   std::unique_ptr<UcxWorker> worker_;
   std::atomic<bool> stop_{false};
   std::thread progress_;
