@@ -438,8 +438,8 @@ void RemoteCoordinator::WatchLoop(os::UniqueFd fd, uint64_t revision) {
     Status s = WatchOnce(fd.get(), &revision);
     if (!s.ok()) {
       // Changes may have been missed: forget every cached record, watch afresh.
-      cache_.Clear();
       std::lock_guard<std::mutex> lock(watch_mu_);
+      cache_.Clear();
       if (!watch_stopping_) CSM_LOG_DEBUG("record watch: %s; watching again", s.ToString().c_str());
       watch_fd_ = -1;
       fd.Reset();
@@ -508,7 +508,12 @@ Result<ObjectRecord> RemoteCoordinator::Lookup(const std::string& key, Freshness
                        Call(json{{"op", "lookup"}, {"node_id", node_id_}, {"key", key}}.dump()));
   json r = json::parse(reply);
   if (!r.contains("record")) return Corruption("lookup reply without a record");
-  return RecordFromJson(r["record"]);
+  CSM_ASSIGN_OR_RETURN(ObjectRecord record, RecordFromJson(r["record"]));
+  // Kept while the watch runs: its changes keep the record current from now on (one
+  // that changed in between fails its fetch, which asks again).
+  std::lock_guard<std::mutex> lock(watch_mu_);
+  if (watch_fd_ >= 0) cache_.Put(record);
+  return record;
 }
 
 Result<std::vector<ObjectRecord>> RemoteCoordinator::List(const std::string& after,

@@ -460,6 +460,10 @@ Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key, Freshness fre
   auto owner = live.find(r.owner_node);
   r.owner_alive = owner != live.end();
   r.owner_address = r.owner_alive ? owner->second.peer_address : "";
+  // Kept while the watch runs: its events keep the record current from now on (one
+  // that changed in between fails its fetch, which asks again).
+  std::lock_guard<std::mutex> lock(watch_mu_);
+  if (watching_) cache_.Put(r);
   return r;
 }
 
