@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
+#include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -286,6 +288,51 @@ TEST(NodeTest, ADeletedObjectsMemoryServesTheNextArenaOfItsSizeAsZeros) {
   auto ref = c->Get<csm::vector<uint8_t>>("b");
   ASSERT_TRUE(ref.ok());
   EXPECT_EQ((**ref)[12345], 7);
+}
+
+// A field ("ShmemPmdMapped") of this process's /proc/self/smaps entry covering addr, in kB.
+uint64_t SmapsField(const void* addr, const std::string& field) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  const auto at = reinterpret_cast<uintptr_t>(addr);
+  while (std::getline(smaps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      inside = at >= lo && at < hi;
+    } else if (inside && line.rfind(field + ":", 0) == 0) {
+      return std::stoull(line.substr(field.size() + 1));
+    }
+  }
+  return 0;
+}
+
+TEST(NodeTest, ArenasUseTwoMiBPagesWhereTheHostAllowsThem) {
+  Node node({"--arena-size", "16M"});
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  auto info = nlohmann::json::parse(*c->InfoJson())["huge_pages"];
+  const std::string setting = os::SharedHugePages();
+  EXPECT_EQ(info["setting"].get<std::string>(), setting);
+  EXPECT_EQ(info["used"].get<bool>(), os::SharedHugePagesAllowed(setting));
+
+  auto b = c->NewBuilder();
+  ASSERT_TRUE(b.ok());
+  auto v = b->New<csm::vector<uint8_t>>();
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(b->Populate([&] { (*v)->assign(32 << 20, 3); }).ok());  // an arena of its own
+  const uint8_t* data = (*v)->data();
+  const uint64_t huge_kb = SmapsField(data, "ShmemPmdMapped");
+  if (os::SharedHugePagesAllowed(setting)) {
+    // Setup (scripts/setup.sh) allows them on hosts it may change; the arena asked.
+    EXPECT_GE(huge_kb, 16u << 10) << "a 32 MiB arena mapped with 4 KiB pages (setting " << setting << ")";
+  } else {
+    EXPECT_EQ(huge_kb, 0u) << "huge pages reported off, yet used";
+  }
+  ASSERT_TRUE(b->Commit("v").ok());
+  auto ref = c->Get<csm::vector<uint8_t>>("v");
+  ASSERT_TRUE(ref.ok());
+  EXPECT_EQ((**ref)[(32 << 20) - 1], 3);
 }
 
 TEST(NodeTest, ReleasedArenaGivesBackPagesOfDeletedObjects) {

@@ -135,6 +135,9 @@ int main(int argc, char** argv) {
                 csm::FormatSize(j["used"].get<uint64_t>()).c_str(),
                 csm::FormatSize(j["spare_memory_bytes"].get<uint64_t>()).c_str(),
                 (unsigned long long)j["spare_memory_reused"].get<uint64_t>());
+    std::printf("pages     %s (host setting transparent_hugepage/shmem_enabled: %s)\n",
+                j["huge_pages"]["used"].get<bool>() ? "2 MiB where arenas allow" : "4 KiB: huge pages off here",
+                j["huge_pages"]["setting"].get<std::string>().c_str());
     std::printf("objects   %llu live, %llu deleted awaiting unpin, %llu arenas\n",
                 (unsigned long long)j["objects"].get<uint64_t>(),
                 (unsigned long long)j["objects_awaiting_unpin"].get<uint64_t>(),

@@ -25,6 +25,14 @@ Status Daemon::Impl::Init() {
   CSM_LOG_INFO("csmd node %u listening at %s; window [%s, +%s), capacity %s",
                node_id_, config_.socket_path.c_str(), Hex(config_.window.base).c_str(),
                FormatSize(config_.window.size).c_str(), FormatSize(config_.capacity).c_str());
+  const std::string huge = os::SharedHugePages();
+  if (!os::SharedHugePagesAllowed(huge)) {
+    CSM_LOG_WARN("shared memory here uses 4 KiB pages (transparent_hugepage/shmem_enabled: %s): "
+                 "fresh arenas and copies fault in many times slower than with 2 MiB pages; as root, "
+                 "`echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled` lets csm ask for "
+                 "them (docs/operations.md)",
+                 huge.c_str());
+  }
   return Status::OK();
 }
 
@@ -655,6 +663,8 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["spare_memory_bytes"] = spare.bytes;      // destroyed arenas' memory kept for reuse
   j["spare_memory_zeroed_bytes"] = spare.zeroed_bytes;  // of which ready for local arenas
   j["spare_memory_reused"] = spare.reuses;    // arenas that reused it
+  const std::string huge = os::SharedHugePages();  // the host's setting, read now
+  j["huge_pages"] = {{"setting", huge}, {"used", os::SharedHugePagesAllowed(huge)}};
   if (cluster_ != nullptr) {  // records pushed by the directory, answering lookups here
     directory::RecordCacheStats cache = cluster_->cache_stats();
     j["record_cache"] = {{"records", cache.records}, {"hits", cache.hits}, {"misses", cache.misses}};

@@ -45,7 +45,37 @@ Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable) {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   void* p = ::mmap(reinterpret_cast<void*>(addr), size, prot, MAP_SHARED | MAP_FIXED, fd, 0);
   if (p == MAP_FAILED) return ErrnoError("mmap(MAP_FIXED) of a heap arena", errno);
+  AdviseHugePages(addr, size);
   return Status::OK();
+}
+
+void AdviseHugePages(uintptr_t addr, size_t size) {
+  (void)::madvise(reinterpret_cast<void*>(addr), size, MADV_HUGEPAGE);
+}
+
+namespace {
+// The bracketed word of a sysfs choice line ("always [advise] never"), or "".
+std::string ChosenSetting(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  if (!std::getline(in, line)) return "";
+  auto open = line.find('['), close = line.find(']');
+  if (open == std::string::npos || close == std::string::npos || close < open) return "";
+  return line.substr(open + 1, close - open - 1);
+}
+}  // namespace
+
+std::string SharedHugePages() {
+  // Kernels with per-size settings (6.11+) decide 2 MiB shmem pages there, "inherit"
+  // meaning the global setting.
+  std::string pmd = ChosenSetting("/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/shmem_enabled");
+  if (!pmd.empty() && pmd != "inherit") return pmd;
+  std::string global = ChosenSetting("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
+  return global.empty() ? "unknown" : global;
+}
+
+bool SharedHugePagesAllowed(const std::string& setting) {
+  return setting != "never" && setting != "deny" && setting != "unknown";
 }
 
 Status UnmapToReservation(uintptr_t addr, size_t size) {

@@ -24,8 +24,22 @@ Result<UniqueFd> CreateMemfd(const std::string& name, size_t size);
 // cannot be written, and cannot be mprotect'ed writable.
 Result<UniqueFd> ReopenReadOnly(int fd);
 
-// Maps `fd` at exactly `addr` (which must lie inside this process's reservation).
+// Maps `fd` at exactly `addr` (which must lie inside this process's reservation), asking
+// for 2 MiB pages (AdviseHugePages).
 Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable);
+
+// Asks the kernel to back [addr, addr+size) of a shared mapping with 2 MiB pages where
+// the host allows it (SharedHugePages). Faulting fresh memory in then costs a fraction
+// of what 4 KiB pages do (docs/benchmarks.md), and a reader maps it in a few faults.
+// Only a hint: ignored where the host does not allow it.
+void AdviseHugePages(uintptr_t addr, size_t size);
+
+// Whether shared memory (memfds) may use 2 MiB pages on this host: the kernel's
+// transparent_hugepage/shmem_enabled setting, as written there ("advise", "always",
+// "within_size", "force", "never", "deny"), or "unknown" if the kernel has none.
+// Huge pages are used when it is anything but never, deny or unknown.
+std::string SharedHugePages();
+bool SharedHugePagesAllowed(const std::string& setting);
 
 // Returns [addr, addr+size) to the reservation: PROT_NONE, no backing.
 Status UnmapToReservation(uintptr_t addr, size_t size);
