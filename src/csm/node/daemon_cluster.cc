@@ -448,7 +448,6 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<uint64_t>
         s = ErrnoError("mapping a replica arena", errno);
         break;
       }
-      os::AdviseHugePages(reinterpret_cast<uintptr_t>(p), tg.size);
       maps.push_back({&tg, static_cast<char*>(p)});
     }
     auto locate = [&](uint64_t addr, uint64_t len) -> Result<char*> {
