@@ -135,9 +135,12 @@ int main(int argc, char** argv) {
                 csm::FormatSize(j["used"].get<uint64_t>()).c_str(),
                 csm::FormatSize(j["spare_memory_bytes"].get<uint64_t>()).c_str(),
                 (unsigned long long)j["spare_memory_reused"].get<uint64_t>());
+    const auto& huge = j["huge_pages"];
     std::printf("pages     %s (host setting transparent_hugepage/shmem_enabled: %s)\n",
-                j["huge_pages"]["used"].get<bool>() ? "2 MiB where arenas allow" : "4 KiB: huge pages off here",
-                j["huge_pages"]["setting"].get<std::string>().c_str());
+                huge["used"].get<bool>()    ? "2 MiB in builders' arenas, 4 KiB in copies from other nodes"
+                : huge["asked"].get<bool>() ? "4 KiB: the host allows no huge pages in shared memory"
+                                            : "4 KiB (csmd --huge-pages off)",
+                huge["setting"].get<std::string>().c_str());
     std::printf("objects   %llu live, %llu deleted awaiting unpin, %llu arenas\n",
                 (unsigned long long)j["objects"].get<uint64_t>(),
                 (unsigned long long)j["objects_awaiting_unpin"].get<uint64_t>(),

@@ -15,6 +15,7 @@ struct NodeFlags {
   std::string transport = "tcp";
   int dead_after_ms = 3000;
   int spare_memory_ms = 3000;
+  std::string huge_pages = "on";
 };
 
 void AddNodeFlags(CLI::App* app, NodeFlags* flags);

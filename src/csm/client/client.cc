@@ -223,6 +223,8 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
   CSM_RETURN_IF_ERROR(in.Get(&seq));
   CSM_RETURN_IF_ERROR(in.Get(&g.addr));
   CSM_RETURN_IF_ERROR(in.Get(&g.size));
+  uint8_t huge_pages = 0;
+  CSM_RETURN_IF_ERROR(in.Get(&huge_pages));
   if (reply.fds.size() != 1 || !window_->Contains(g.addr, g.size) || g.size < min_size) {
     return Corruption("csmd granted an arena outside the window or too small");
   }
@@ -232,6 +234,8 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
     CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, reply.fds[0].get(), /*writable=*/true));
     RecordMapping(g.arena_id, g.addr, g.size, true);
   }
+  // This process faults the arena's pages in, so it is the one to ask for their size.
+  if (huge_pages != 0) os::AdviseHugePages(g.addr, g.size);
   // A dedicated arena is one allocation's, about to be written: its pages come in one
   // call rather than a fault per page (often reused pages: see SpareMemory). Only the
   // bytes asked for: the rest of the 2 MiB-rounded arena may stay unbacked.

@@ -26,7 +26,7 @@ Status Daemon::Impl::Init() {
                node_id_, config_.socket_path.c_str(), Hex(config_.window.base).c_str(),
                FormatSize(config_.window.size).c_str(), FormatSize(config_.capacity).c_str());
   const std::string huge = os::SharedHugePages();
-  if (!os::SharedHugePagesAllowed(huge)) {
+  if (options_.huge_pages && !os::SharedHugePagesAllowed(huge)) {
     CSM_LOG_WARN("shared memory here uses 4 KiB pages (transparent_hugepage/shmem_enabled: %s): "
                  "fresh arenas and copies fault in many times slower than with 2 MiB pages; as root, "
                  "`echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled` lets csm ask for "
@@ -238,7 +238,7 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
   ServeArena(a);
   WireWriter out(MessageType::kArenaReply);
   out.PutStatus(Status::OK());
-  out.Put(a.id).Put(a.seq).Put(a.addr).Put(a.size);
+  out.Put(a.id).Put(a.seq).Put(a.addr).Put(a.size).Put(static_cast<uint8_t>(options_.huge_pages));
   return Reply(c, out, {a.fd.get()});
 }
 
@@ -664,7 +664,9 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["spare_memory_zeroed_bytes"] = spare.zeroed_bytes;  // of which ready for local arenas
   j["spare_memory_reused"] = spare.reuses;    // arenas that reused it
   const std::string huge = os::SharedHugePages();  // the host's setting, read now
-  j["huge_pages"] = {{"setting", huge}, {"used", os::SharedHugePagesAllowed(huge)}};
+  j["huge_pages"] = {{"setting", huge},  // builders' arenas ask (--huge-pages) and the host allows
+                     {"asked", options_.huge_pages},
+                     {"used", options_.huge_pages && os::SharedHugePagesAllowed(huge)}};
   if (cluster_ != nullptr) {  // records pushed by the directory, answering lookups here
     directory::RecordCacheStats cache = cluster_->cache_stats();
     j["record_cache"] = {{"records", cache.records}, {"hits", cache.hits}, {"misses", cache.misses}};

@@ -49,6 +49,10 @@ struct NodeOptions {
   // How long a destroyed arena's memory is kept for the next arena of its size
   // (docs/heap_layout.md, "Spare memory"); 0 keeps none.
   int spare_memory_ms = 3000;
+  // Whether builders' arenas ask for 2 MiB pages where the host allows them (see
+  // docs/operations.md, "Page size": faster everywhere except fresh memory on VMs whose
+  // host reclaims freed guest memory). Copies from other nodes always use 4 KiB pages.
+  bool huge_pages = true;
 };
 
 class Daemon {

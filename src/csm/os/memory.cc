@@ -45,7 +45,6 @@ Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable) {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
   void* p = ::mmap(reinterpret_cast<void*>(addr), size, prot, MAP_SHARED | MAP_FIXED, fd, 0);
   if (p == MAP_FAILED) return ErrnoError("mmap(MAP_FIXED) of a heap arena", errno);
-  if (writable) AdviseHugePages(addr, size);
   return Status::OK();
 }
 

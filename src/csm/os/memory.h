@@ -24,9 +24,7 @@ Result<UniqueFd> CreateMemfd(const std::string& name, size_t size);
 // cannot be written, and cannot be mprotect'ed writable.
 Result<UniqueFd> ReopenReadOnly(int fd);
 
-// Maps `fd` at exactly `addr` (which must lie inside this process's reservation). A
-// writable mapping (the arena's builder, which faults its pages in) asks for 2 MiB pages
-// (AdviseHugePages); readers map whatever pages the memfd has.
+// Maps `fd` at exactly `addr` (which must lie inside this process's reservation).
 Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable);
 
 // Asks the kernel to back [addr, addr+size) of a shared mapping with 2 MiB pages where
