@@ -504,15 +504,16 @@ Result<ObjectRecord> RemoteCoordinator::Lookup(const std::string& key, Freshness
   if (freshness == Freshness::kCachedOk) {
     if (auto cached = cache_.Find(key)) return *cached;
   }
+  const uint64_t mark = cache_.Mark();
   CSM_ASSIGN_OR_RETURN(std::string reply,
                        Call(json{{"op", "lookup"}, {"node_id", node_id_}, {"key", key}}.dump()));
   json r = json::parse(reply);
   if (!r.contains("record")) return Corruption("lookup reply without a record");
   CSM_ASSIGN_OR_RETURN(ObjectRecord record, RecordFromJson(r["record"]));
-  // Kept while the watch runs: its changes keep the record current from now on (one
-  // that changed in between fails its fetch, which asks again).
+  // Kept while the watch runs (its changes keep the record current from now on), unless
+  // a change to the key arrived while the lookup was on its way.
   std::lock_guard<std::mutex> lock(watch_mu_);
-  if (watch_fd_ >= 0) cache_.Put(record);
+  if (watch_fd_ >= 0) cache_.KeepAnswer(record, mark);
   return record;
 }
 

@@ -163,6 +163,39 @@ TEST(RecordCacheTest, AnswersWhatItHoldsAndDropsTheOldestPastCapacity) {
   EXPECT_EQ(cache.stats().records, 0u);
 }
 
+// A lookup's answer is kept only if no pushed change to its key overtook it.
+TEST(RecordCacheTest, AnAnswerOvertakenByAPushedChangeIsNotKept) {
+  RecordCache cache(2);
+  uint64_t mark = cache.Mark();
+  cache.Erase("gone");  // the delete's push lands while the lookup is on its way
+  cache.KeepAnswer(Record("gone", 1, 1), mark);
+  EXPECT_FALSE(cache.Find("gone")) << "a deleted record came back from a late answer";
+
+  mark = cache.Mark();
+  cache.Put(Record("new", 1, 2));  // a re-commit pushed after the lookup was sent
+  cache.KeepAnswer(Record("new", 1, 1), mark);
+  EXPECT_EQ(cache.Find("new")->object_id, 2u) << "the older answer replaced the pushed record";
+
+  mark = cache.Mark();
+  cache.Erase("other");  // changes to other keys do not matter
+  cache.KeepAnswer(Record("kept", 1, 3), mark);
+  EXPECT_EQ(cache.Find("kept")->object_id, 3u);
+
+  mark = cache.Mark();
+  cache.Clear();  // the stream broke: nothing known
+  cache.KeepAnswer(Record("after-clear", 1, 4), mark);
+  EXPECT_FALSE(cache.Find("after-clear"));
+  cache.KeepAnswer(Record("after-clear", 1, 4), cache.Mark());
+  EXPECT_TRUE(cache.Find("after-clear")) << "a lookup sent after the clear is kept";
+
+  mark = cache.Mark();
+  cache.Erase("a");
+  cache.Erase("b");
+  cache.Erase("c");  // "a"'s erase is forgotten past capacity
+  cache.KeepAnswer(Record("a", 1, 5), mark);
+  EXPECT_FALSE(cache.Find("a")) << "a forgotten erase must not let an older answer in";
+}
+
 // Over TCP: a joined RemoteCoordinator's cache follows the coordinator's changes, and
 // forgets everything when the coordinator goes away.
 TEST(RemoteCoordinatorTest, ItsCacheFollowsTheCoordinator) {

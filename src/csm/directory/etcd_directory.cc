@@ -451,6 +451,7 @@ Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key, Freshness fre
       }
     }
   }
+  const uint64_t mark = cache_.Mark();
   CSM_ASSIGN_OR_RETURN(json range, Post("kv/range", {{"key", Base64(Key("objects/" + key))}}));
   CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(range));
   if (kvs.empty()) return NotFound("no object under key '" + key + "' in the cluster");
@@ -460,10 +461,10 @@ Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key, Freshness fre
   auto owner = live.find(r.owner_node);
   r.owner_alive = owner != live.end();
   r.owner_address = r.owner_alive ? owner->second.peer_address : "";
-  // Kept while the watch runs: its events keep the record current from now on (one
-  // that changed in between fails its fetch, which asks again).
+  // Kept while the watch runs (its events keep the record current from now on), unless
+  // an event for the key arrived while the lookup was on its way.
   std::lock_guard<std::mutex> lock(watch_mu_);
-  if (watching_) cache_.Put(r);
+  if (watching_) cache_.KeepAnswer(r, mark);
   return r;
 }
 
