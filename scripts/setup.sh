@@ -40,10 +40,10 @@ if ! "$venv/bin/python" -c "import pyarrow, sys; sys.exit(pyarrow.__version__ !=
   "$venv/bin/pip" install -q --disable-pip-version-check "pyarrow==$pyarrow_version"
 fi
 
-# Shared memory in 2 MiB pages where a mapping asks for them (csm's arenas do): fresh
-# arenas and copies then fault in ~15x faster on these machines (docs/benchmarks.md).
-# "advise" changes nothing for programs that do not ask. CSM_KEEP_HOST_SETTINGS=1 skips
-# it; csmd then warns and works with 4 KiB pages.
+# Shared memory in 2 MiB pages where a mapping asks for them (builders' arenas do): they
+# are faulted in and mapped by readers many times faster (docs/operations.md, "Page
+# size"). "advise" changes nothing for programs that do not ask. CSM_KEEP_HOST_SETTINGS=1
+# skips it; csmd then warns and works with 4 KiB pages.
 shmem_thp=/sys/kernel/mm/transparent_hugepage/shmem_enabled
 if [ -z "${CSM_KEEP_HOST_SETTINGS:-}" ] && [ -w "$shmem_thp" ] && grep -q '\[never\]' "$shmem_thp"; then
   echo "setup: letting shared memory use 2 MiB pages where asked (echo advise > $shmem_thp)"

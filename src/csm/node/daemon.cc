@@ -28,7 +28,7 @@ Status Daemon::Impl::Init() {
   const std::string huge = os::SharedHugePages();
   if (options_.huge_pages && !os::SharedHugePagesAllowed(huge)) {
     CSM_LOG_WARN("shared memory here uses 4 KiB pages (transparent_hugepage/shmem_enabled: %s): "
-                 "fresh arenas and copies fault in many times slower than with 2 MiB pages; as root, "
+                 "builders' arenas fault in and map many times slower than with 2 MiB pages; as root, "
                  "`echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled` lets csm ask for "
                  "them (docs/operations.md)",
                  huge.c_str());

@@ -28,9 +28,10 @@ Result<UniqueFd> ReopenReadOnly(int fd);
 Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable);
 
 // Asks the kernel to back [addr, addr+size) of a shared mapping with 2 MiB pages where
-// the host allows it (SharedHugePages). Faulting fresh memory in then costs a fraction
-// of what 4 KiB pages do (docs/benchmarks.md), and a reader maps it in a few faults.
-// Only a hint: ignored where the host does not allow it.
+// the host allows it (SharedHugePages). Faulting memory in then costs a fraction of what
+// 4 KiB pages do, and a reader maps it in a few faults; except on VMs whose host takes
+// back freed guest memory, where a fresh huge page costs more (docs/operations.md,
+// "Page size"). Only a hint: ignored where the host does not allow it.
 void AdviseHugePages(uintptr_t addr, size_t size);
 
 // Whether shared memory (memfds) may use 2 MiB pages on this host: the kernel's
