@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "csm/client.h"
@@ -78,7 +79,7 @@ class ClusterTest : public ::testing::TestWithParam<std::string> {
 
   std::vector<std::string> Flags(int id, std::vector<std::string> more = {}) {
     std::vector<std::string> f = {"--node-id", std::to_string(id), "--cluster-secret", "test-secret",
-                                  "--dead-after-ms", "1000", "--peer-address", "127.0.0.1:0",
+                                  "--dead-after-ms", dead_after_ms_, "--peer-address", "127.0.0.1:0",
                                   "--transport", transport(),
                                   // small arenas: objects span several, as large ones do
                                   "--arena-size", "8M"};
@@ -107,8 +108,44 @@ class ClusterTest : public ::testing::TestWithParam<std::string> {
 
   std::unique_ptr<testing::Etcd> etcd_;  // first: outlives the nodes
   std::string coordinator_;
+  std::string dead_after_ms_ = "1000";
   std::unique_ptr<Node> a_, b_, c_;
 };
+
+// While the directory (etcd, or the node hosting the coordinator) is paused, a commit
+// and a delete on node 2 wait for it, and only the processes that asked wait: csmd
+// answers its other clients at once. Both complete once the directory is back.
+TEST_P(ClusterTest, ASlowDirectoryHoldsUpOnlyTheProcessesWaitingForIt) {
+  dead_after_ms_ = "20000";  // nobody is declared dead while the directory is paused
+  a_ = Start(1);
+  b_ = Start(2);
+  RunHelper(*b_, {"big", "before", "1"});
+  auto reader = Client::Connect(b_->ClientConfig());
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  testing::Process& directory = etcd() ? etcd_->process() : a_->process();
+
+  // Paused: `request` (a process) waits for the directory; node 2 answers Info at once.
+  auto while_paused = [&](std::vector<std::string> request) {
+    directory.Kill(SIGSTOP);
+    auto waiting = testing::Process::Spawn(request, b_->Env());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // it has asked by now
+    auto info = std::async(std::launch::async, [&] { return (*reader)->InfoJson(); });
+    const bool answered = info.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+    uint64_t waiting_requests = 0;
+    if (answered && info.get().ok()) {
+      waiting_requests = json::parse(*(*reader)->InfoJson())["directory_requests_waiting"].get<uint64_t>();
+    }
+    directory.Kill(SIGCONT);
+    EXPECT_TRUE(answered) << "node 2 served nobody while a request waited for the directory";
+    EXPECT_EQ(waiting_requests, 1u) << "the request did not wait for the directory";
+    EXPECT_EQ(waiting->Wait(30000), 0) << waiting->output();
+  };
+  while_paused({Helper(), "big", "during", "1"});
+  EXPECT_TRUE((*reader)->Lookup("during").ok());
+  EXPECT_EQ(RunHelper(*a_, {"check-big", "during", "1"}), 0) << "the record reached the directory";
+  while_paused({CsmCli(), "rm", "before"});
+  EXPECT_TRUE((*reader)->Lookup("before").status().IsNotFound());
+}
 
 TEST_P(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {
   StartThree();

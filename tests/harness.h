@@ -96,6 +96,7 @@ class Etcd {
   explicit Etcd(const std::string& netns = "", const std::string& ip = "127.0.0.1");
   ~Etcd();
   const std::string& endpoint() const { return endpoint_; }  // http://127.0.0.1:PORT
+  Process& process() { return *process_; }  // e.g. to pause it (SIGSTOP)
 
  private:
   std::string dir_, endpoint_;

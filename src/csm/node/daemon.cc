@@ -46,7 +46,9 @@ Status Daemon::Impl::Run() {
     fds.push_back({listen_fd_.get(), POLLIN, 0});
     fds.push_back({wake_fd_.get(), POLLIN, 0});
     for (auto& [id, c] : clients_) {
-      fds.push_back({c.sock.get(), POLLIN, 0});
+      // A client whose request waits for the directory sends nothing we could answer
+      // before it; its hang-up is still seen (POLLHUP).
+      fds.push_back({c.sock.get(), static_cast<short>(c.awaiting_directory ? 0 : POLLIN), 0});
       ids.push_back(id);
     }
     int timeout = pending_.empty() ? -1 : kSweepIntervalMs;
@@ -297,8 +299,8 @@ Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Clie
   return Status::OK();
 }
 
-Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uint64_t type_id,
-                                            std::string key, std::string type_name) {
+Result<Object> Daemon::Impl::PrepareCommit(Client& c, uint64_t header_addr, uint64_t type_id,
+                                           std::string key, std::string type_name) {
   if (key.empty() || key.size() > directory::kMaxKeyLength) {
     return InvalidArgument("keys are 1 to " + std::to_string(directory::kMaxKeyLength) +
                            " bytes; got " + std::to_string(key.size()));
@@ -308,6 +310,9 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
     return AlreadyExists("key '" + key + "' is already committed" +
                          (owner != 0 ? " on node " + std::to_string(owner) : std::string()) +
                          ": objects are immutable; delete it first (csm rm) or choose another key");
+  }
+  if (committing_.count(key) != 0) {
+    return AlreadyExists("key '" + key + "' is being committed by another process");
   }
   Object o;
   o.key = std::move(key);
@@ -351,15 +356,38 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
     return Corruption("object sizes, root or extent table are inconsistent with its extents");
   }
 
-  directory::SlotData d{};
   o.id = next_object_++;
   o.type_id = type_id;
   o.producer_pid = c.cred.pid;
   o.commit_time_ns = os::RealtimeNanos();
+  return o;
+}
+
+directory::ObjectRecord Daemon::Impl::RecordOf(const Object& o) const {
+  directory::ObjectRecord r;
+  r.key = o.key;
+  r.owner_node = node_id_;
+  r.object_id = o.id;
+  r.type_id = o.type_id;
+  r.type_name = o.type_name;
+  r.header = o.header_addr;
+  r.root = o.header.root;
+  r.size = o.header.data_size;
+  r.checksum = o.header.checksum;
+  r.checksum_deferred = (o.header.flags & object::kFlagChecksumDeferred) != 0;
+  r.extents = o.extents;
+  for (uint64_t id : o.arena_ids) r.arenas.push_back({arenas_.at(id).addr, arenas_.at(id).size});
+  r.commit_time_ns = o.commit_time_ns;
+  return r;
+}
+
+Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
+  const ObjectHeader& h = o.header;
+  directory::SlotData d{};
   d.object_id = o.id;
   d.key_hash = Hash64(o.key);
-  d.type_id = type_id;
-  d.header = header_addr;
+  d.type_id = o.type_id;
+  d.header = o.header_addr;
   d.root = h.root;
   d.data_size = h.data_size;
   d.checksum = h.checksum;
@@ -369,31 +397,7 @@ Result<uint64_t> Daemon::Impl::CommitObject(Client& c, uint64_t header_addr, uin
   d.state = static_cast<uint16_t>(directory::SlotState::kLive);
   d.key_length = static_cast<uint16_t>(o.key.size());
   std::memcpy(d.key, o.key.data(), o.key.size());
-  if (cluster_ != nullptr) {
-    // Keys are unique cluster-wide: publish first, so a key taken elsewhere is refused
-    // before anything changes here.
-    directory::ObjectRecord r;
-    r.key = o.key;
-    r.owner_node = node_id_;
-    r.object_id = o.id;
-    r.type_id = type_id;
-    r.type_name = o.type_name;
-    r.header = header_addr;
-    r.root = h.root;
-    r.size = h.data_size;
-    r.checksum = h.checksum;
-    r.checksum_deferred = (h.flags & object::kFlagChecksumDeferred) != 0;
-    r.extents = o.extents;
-    for (uint64_t id : o.arena_ids) r.arenas.push_back({arenas_.at(id).addr, arenas_.at(id).size});
-    r.commit_time_ns = o.commit_time_ns;
-    CSM_RETURN_IF_ERROR(cluster_->Publish(r));
-  }
-  auto slot = dir_->Insert(d);
-  if (!slot.ok()) {
-    if (cluster_ != nullptr) (void)cluster_->Unpublish(o.key, node_id_);
-    return slot.status();
-  }
-  o.slot = *slot;
+  CSM_ASSIGN_OR_RETURN(o.slot, dir_->Insert(d));
 
   for (const ObjectExtent& e : o.extents) ArenaAt(e.addr)->committed[e.addr] = e.addr + e.length;
   for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
@@ -412,7 +416,31 @@ Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
   CSM_RETURN_IF_ERROR(in.Get(&type_id));
   CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
   CSM_RETURN_IF_ERROR(in.GetString(&type_name, 4096));
-  auto id = CommitObject(c, header_addr, type_id, std::move(key), std::move(type_name));
+  auto o = PrepareCommit(c, header_addr, type_id, std::move(key), std::move(type_name));
+  if (!o.ok()) return ReplyCommit(c, o.status());
+  if (cluster_ == nullptr) return ReplyCommit(c, FinishCommit(std::move(*o)));
+  // Keys are unique cluster-wide: publish first, so a key taken elsewhere is refused
+  // before anything changes here. The key is held meanwhile (committing_).
+  auto object = std::make_shared<Object>(std::move(*o));
+  committing_.insert(object->key);
+  AwaitDirectory(c, [this, record = RecordOf(*object)] { return cluster_->Publish(record); },
+                 [this, object](Client* waiting, const Status& published) {
+                   const std::string object_key = object->key;
+                   committing_.erase(object_key);
+                   Result<uint64_t> id = published;
+                   if (published.ok()) {
+                     // Its process died waiting: the commit was never acknowledged, and
+                     // its arenas are gone with it.
+                     id = waiting != nullptr ? FinishCommit(std::move(*object))
+                                             : Unavailable("the committing process is gone");
+                     if (!id.ok()) UnpublishLater(object_key);
+                   }
+                   if (waiting != nullptr && !ReplyCommit(*waiting, id).ok()) DropClient(waiting->id);
+                 });
+  return Status::OK();
+}
+
+Status Daemon::Impl::ReplyCommit(Client& c, const Result<uint64_t>& id) {
   WireWriter out(MessageType::kCommitReply);
   out.PutStatus(id.status());
   out.Put(id.ok() ? *id : uint64_t{0});
@@ -437,10 +465,33 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
                                          std::to_string(o.owner_node) +
                                          ": delete it on that node"));
   }
-  if (cluster_ != nullptr) {
-    Status s = cluster_->Unpublish(key, node_id_);
-    if (!s.ok() && !s.IsNotFound()) return SendStatus(c, MessageType::kStatusReply, s);
+  if (cluster_ == nullptr) {
+    DeleteLocally(key);
+    return SendStatus(c, MessageType::kStatusReply, Status::OK());
   }
+  if (!deleting_.insert(key).second) {
+    return SendStatus(c, MessageType::kStatusReply,
+                      NotFound("'" + key + "' is being deleted by another process"));
+  }
+  AwaitDirectory(c, [this, key] { return cluster_->Unpublish(key, node_id_); },
+                 [this, key](Client* waiting, const Status& unpublished) {
+                   deleting_.erase(key);
+                   // Gone from the directory (or never there): then gone here too, even
+                   // if the asking process died meanwhile.
+                   const bool gone = unpublished.ok() || unpublished.IsNotFound();
+                   if (gone) DeleteLocally(key);
+                   const Status answer = gone ? Status::OK() : unpublished;
+                   if (waiting != nullptr && !SendStatus(*waiting, MessageType::kStatusReply, answer).ok()) {
+                     DropClient(waiting->id);
+                   }
+                 });
+  return Status::OK();
+}
+
+void Daemon::Impl::DeleteLocally(const std::string& key) {
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return;
+  Object& o = objects_.at(it->second);
   keys_.erase(it);
   StopServingObject(o.id);  // peers that ask from now on are told it is gone
   dir_->MarkDeleted(o.slot);
@@ -450,7 +501,31 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
   // the client's pin store and its re-read of the slot: either the client sees the
   // tombstone, or we see its pin.
   Sweep();
-  return SendStatus(c, MessageType::kStatusReply, Status::OK());
+}
+
+void Daemon::Impl::AwaitDirectory(Client& c, std::function<Status()> call,
+                                  std::function<void(Client*, const Status&)> then) {
+  c.awaiting_directory = true;
+  if (directory_thread_ == nullptr) directory_thread_ = std::make_unique<boost::asio::thread_pool>(1);
+  boost::asio::post(*directory_thread_, [this, id = c.id, call = std::move(call), then = std::move(then)] {
+    Status s = call();
+    Post([this, id, s, then] {
+      auto it = clients_.find(id);
+      Client* waiting = it == clients_.end() ? nullptr : &it->second;
+      if (waiting != nullptr) waiting->awaiting_directory = false;
+      then(waiting, s);
+    });
+  });
+}
+
+void Daemon::Impl::UnpublishLater(const std::string& key) {
+  if (directory_thread_ == nullptr) directory_thread_ = std::make_unique<boost::asio::thread_pool>(1);
+  boost::asio::post(*directory_thread_, [this, key] {
+    Status s = cluster_->Unpublish(key, node_id_);
+    if (!s.ok() && !s.IsNotFound()) {
+      CSM_LOG_WARN("could not take '%s' back from the directory: %s", key.c_str(), s.ToString().c_str());
+    }
+  });
 }
 
 uint64_t Daemon::Impl::PinCount(uint64_t object_id) const {
@@ -659,6 +734,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["fetches"] = fetches_done_;  // objects brought from other nodes
   j["replicas_evicted"] = replicas_evicted_;  // copies dropped to make room for others
   j["fetches_in_flight"] = fetches_.size();
+  j["directory_requests_waiting"] = committing_.size() + deleting_.size();  // commits and deletes
   SpareMemory::Stats spare = spare_.stats();
   j["spare_memory_bytes"] = spare.bytes;      // destroyed arenas' memory kept for reuse
   j["spare_memory_zeroed_bytes"] = spare.zeroed_bytes;  // of which ready for local arenas

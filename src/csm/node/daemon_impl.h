@@ -128,6 +128,7 @@ struct Client {
   std::set<uint64_t> arenas;  // arenas it may write
   std::set<uint64_t> mapped;  // arenas it has been given (writable or read-only)
   std::vector<DestroyedArena> destroyed;  // of those, freed since its last sync
+  bool awaiting_directory = false;  // its commit or delete waits for the cluster directory
   const PinEntry* pins() const { return static_cast<const PinEntry*>(pin_map.addr); }
 };
 
@@ -149,6 +150,7 @@ class Daemon::Impl {
     StopHeartbeat();
     transport_server_.reset();  // its threads read served_
     if (fetch_pool_ != nullptr) fetch_pool_->join();  // its jobs are bounded by timeouts
+    if (directory_thread_ != nullptr) directory_thread_->join();  // so are its requests
   }
 
   Status Init();
@@ -181,8 +183,24 @@ class Daemon::Impl {
   Status Reply(Client& c, const WireWriter& out, const std::vector<int>& fds = {});
 
   // Bookkeeping.
-  Result<uint64_t> CommitObject(Client& c, uint64_t header_addr, uint64_t type_id,
-                                std::string key, std::string type_name);
+  // A commit: checked here (PrepareCommit), then, in a cluster, published to the
+  // directory on the directory thread, then entered here (FinishCommit).
+  Result<Object> PrepareCommit(Client& c, uint64_t header_addr, uint64_t type_id,
+                               std::string key, std::string type_name);
+  directory::ObjectRecord RecordOf(const Object& o) const;
+  Result<uint64_t> FinishCommit(Object o);
+  Status ReplyCommit(Client& c, const Result<uint64_t>& id);
+  void DeleteLocally(const std::string& key);
+  // Runs `call` (a cluster directory request, up to its timeout) on the directory
+  // thread, so the event loop goes on serving every other client; then `then` on the
+  // loop, with c, or nullptr if its process went away meanwhile. Nothing more is read
+  // from c until then. One thread: requests reach the directory in the order made.
+  void AwaitDirectory(Client& c, std::function<Status()> call,
+                      std::function<void(Client*, const Status&)> then);
+  void UnpublishLater(const std::string& key);  // on the directory thread; logs failure
+  std::unique_ptr<boost::asio::thread_pool> directory_thread_;
+  std::set<std::string> committing_;  // keys whose commit waits for the directory
+  std::set<std::string> deleting_;    // keys whose delete does
   Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
                   std::vector<uint64_t>* arena_ids);
   Arena* ArenaAt(uint64_t addr);
