@@ -151,6 +151,8 @@ int main(int argc, char** argv) {
                   (unsigned long long)rc["records"].get<uint64_t>(),
                   (unsigned long long)rc["hits"].get<uint64_t>(),
                   (unsigned long long)rc["misses"].get<uint64_t>());
+      std::printf("directory %llu commits and deletes waiting for it now\n",
+                  (unsigned long long)j["directory_requests_waiting"].get<uint64_t>());
     }
     std::printf("clients   %zu\n", j["clients"].size());
     for (const auto& c : j["clients"]) {
