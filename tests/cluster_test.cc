@@ -112,39 +112,43 @@ class ClusterTest : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<Node> a_, b_, c_;
 };
 
-// While the directory (etcd, or the node hosting the coordinator) is paused, a commit
-// and a delete on node 2 wait for it, and only the processes that asked wait: csmd
-// answers its other clients at once. Both complete once the directory is back.
+// While the directory (etcd, or the node hosting the coordinator) is paused, a commit,
+// a delete and a lookup on node 2 wait for it, and only the processes that asked wait:
+// csmd answers its other clients at once. All complete once the directory is back.
 TEST_P(ClusterTest, ASlowDirectoryHoldsUpOnlyTheProcessesWaitingForIt) {
   dead_after_ms_ = "20000";  // nobody is declared dead while the directory is paused
   a_ = Start(1);
+  RunHelper(*a_, {"big", "early", "1"});  // before node 2 joins: not in its record cache
   b_ = Start(2);
   RunHelper(*b_, {"big", "before", "1"});
   auto reader = Client::Connect(b_->ClientConfig());
   ASSERT_TRUE(reader.ok()) << reader.status().ToString();
   testing::Process& directory = etcd() ? etcd_->process() : a_->process();
+  auto info = [&] { return json::parse(*(*reader)->InfoJson()); };
 
-  // Paused: `request` (a process) waits for the directory; node 2 answers Info at once.
-  auto while_paused = [&](std::vector<std::string> request) {
+  // Paused: `request` (a process) waits for the directory, and `field` of node 2's info
+  // says so; node 2 answers Info at once.
+  auto while_paused = [&](std::vector<std::string> request, const char* field) {
     directory.Kill(SIGSTOP);
     auto waiting = testing::Process::Spawn(request, b_->Env());
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // it has asked by now
-    auto info = std::async(std::launch::async, [&] { return (*reader)->InfoJson(); });
-    const bool answered = info.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+    auto asked = std::async(std::launch::async, [&] { return (*reader)->InfoJson(); });
+    const bool answered = asked.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
     uint64_t waiting_requests = 0;
-    if (answered && info.get().ok()) {
-      waiting_requests = json::parse(*(*reader)->InfoJson())["directory_requests_waiting"].get<uint64_t>();
-    }
+    if (answered && asked.get().ok()) waiting_requests = info()[field].get<uint64_t>();
     directory.Kill(SIGCONT);
     EXPECT_TRUE(answered) << "node 2 served nobody while a request waited for the directory";
-    EXPECT_EQ(waiting_requests, 1u) << "the request did not wait for the directory";
+    EXPECT_EQ(waiting_requests, 1u) << field << ": the request did not wait for the directory";
     EXPECT_EQ(waiting->Wait(30000), 0) << waiting->output();
   };
-  while_paused({Helper(), "big", "during", "1"});
+  while_paused({Helper(), "big", "during", "1"}, "directory_requests_waiting");
   EXPECT_TRUE((*reader)->Lookup("during").ok());
   EXPECT_EQ(RunHelper(*a_, {"check-big", "during", "1"}), 0) << "the record reached the directory";
-  while_paused({CsmCli(), "rm", "before"});
+  while_paused({CsmCli(), "rm", "before"}, "directory_requests_waiting");
   EXPECT_TRUE((*reader)->Lookup("before").status().IsNotFound());
+  const uint64_t asked_before = info()["record_cache"]["misses"].get<uint64_t>();
+  while_paused({Helper(), "check-big", "early", "1"}, "fetches_in_flight");
+  EXPECT_EQ(info()["record_cache"]["misses"].get<uint64_t>(), asked_before + 1) << "not a directory lookup";
 }
 
 TEST_P(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -90,6 +91,10 @@ class ClusterDirectory {
   // The record under `key`; NotFound if none. With kCachedOk a backend that keeps a
   // cache of pushed records may answer from it (the record's `cached` is then set).
   virtual Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) = 0;
+  // Lookup(key, kCachedOk)'s answer when this node has it without asking anyone (its
+  // cache of pushed records, or a coordinator in this process); nullopt when only the
+  // directory can answer (then call Lookup, which may wait up to the directory's timeout).
+  virtual std::optional<Result<ObjectRecord>> LookupHere(const std::string& key) = 0;
   // The record cache's counters; zeros for a backend without one.
   virtual RecordCacheStats cache_stats() const { return {}; }
   // Up to `limit` records with keys after `after`, in key order; `more` says if others follow.

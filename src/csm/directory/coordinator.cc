@@ -500,9 +500,14 @@ Status RemoteCoordinator::Unpublish(const std::string& key, uint32_t owner_node)
   return Call(json{{"op", "unpublish"}, {"node_id", node_id_}, {"key", key}}.dump()).status();
 }
 
+std::optional<Result<ObjectRecord>> RemoteCoordinator::LookupHere(const std::string& key) {
+  if (auto cached = cache_.Find(key)) return Result<ObjectRecord>(std::move(*cached));
+  return std::nullopt;
+}
+
 Result<ObjectRecord> RemoteCoordinator::Lookup(const std::string& key, Freshness freshness) {
   if (freshness == Freshness::kCachedOk) {
-    if (auto cached = cache_.Find(key)) return *cached;
+    if (auto here = LookupHere(key)) return std::move(*here);
   }
   const uint64_t mark = cache_.Mark();
   CSM_ASSIGN_OR_RETURN(std::string reply,

@@ -127,6 +127,9 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
   Result<ObjectRecord> Lookup(const std::string& key, Freshness) override {
     return coordinator_->Lookup(key);
   }
+  std::optional<Result<ObjectRecord>> LookupHere(const std::string& key) override {
+    return coordinator_->Lookup(key);
+  }
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override {
     return coordinator_->List(after, limit, more);
@@ -158,6 +161,7 @@ class RemoteCoordinator : public ClusterDirectory {
   Status Publish(const ObjectRecord& record) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;
   Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) override;
+  std::optional<Result<ObjectRecord>> LookupHere(const std::string& key) override;
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;

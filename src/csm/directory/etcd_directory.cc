@@ -437,19 +437,22 @@ Status EtcdDirectory::Unpublish(const std::string& key, uint32_t owner_node) {
   return Status::OK();
 }
 
+std::optional<Result<ObjectRecord>> EtcdDirectory::LookupHere(const std::string& key) {
+  std::unique_lock<std::mutex> lock(watch_mu_);
+  if (!watching_) return std::nullopt;
+  lock.unlock();
+  auto r = cache_.Find(key);
+  if (!r) return std::nullopt;
+  lock.lock();
+  auto peer = peers_.find(r->owner_node);
+  r->owner_alive = peer != peers_.end();
+  r->owner_address = r->owner_alive ? peer->second : "";
+  return Result<ObjectRecord>(std::move(*r));
+}
+
 Result<ObjectRecord> EtcdDirectory::Lookup(const std::string& key, Freshness freshness) {
   if (freshness == Freshness::kCachedOk) {
-    std::unique_lock<std::mutex> lock(watch_mu_);
-    if (watching_) {
-      lock.unlock();
-      if (auto r = cache_.Find(key)) {
-        lock.lock();
-        auto peer = peers_.find(r->owner_node);
-        r->owner_alive = peer != peers_.end();
-        r->owner_address = r->owner_alive ? peer->second : "";
-        return *r;
-      }
-    }
+    if (auto here = LookupHere(key)) return std::move(*here);
   }
   const uint64_t mark = cache_.Mark();
   CSM_ASSIGN_OR_RETURN(json range, Post("kv/range", {{"key", Base64(Key("objects/" + key))}}));

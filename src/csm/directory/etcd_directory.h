@@ -53,6 +53,7 @@ class EtcdDirectory : public ClusterDirectory {
   Status Publish(const ObjectRecord& record) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;
   Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) override;
+  std::optional<Result<ObjectRecord>> LookupHere(const std::string& key) override;
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;

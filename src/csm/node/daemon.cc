@@ -506,8 +506,7 @@ void Daemon::Impl::DeleteLocally(const std::string& key) {
 void Daemon::Impl::AwaitDirectory(Client& c, std::function<Status()> call,
                                   std::function<void(Client*, const Status&)> then) {
   c.awaiting_directory = true;
-  if (directory_thread_ == nullptr) directory_thread_ = std::make_unique<boost::asio::thread_pool>(1);
-  boost::asio::post(*directory_thread_, [this, id = c.id, call = std::move(call), then = std::move(then)] {
+  boost::asio::post(DirectoryThread(), [this, id = c.id, call = std::move(call), then = std::move(then)] {
     Status s = call();
     Post([this, id, s, then] {
       auto it = clients_.find(id);
@@ -518,9 +517,13 @@ void Daemon::Impl::AwaitDirectory(Client& c, std::function<Status()> call,
   });
 }
 
-void Daemon::Impl::UnpublishLater(const std::string& key) {
+boost::asio::thread_pool& Daemon::Impl::DirectoryThread() {
   if (directory_thread_ == nullptr) directory_thread_ = std::make_unique<boost::asio::thread_pool>(1);
-  boost::asio::post(*directory_thread_, [this, key] {
+  return *directory_thread_;
+}
+
+void Daemon::Impl::UnpublishLater(const std::string& key) {
+  boost::asio::post(DirectoryThread(), [this, key] {
     Status s = cluster_->Unpublish(key, node_id_);
     if (!s.ok() && !s.IsNotFound()) {
       CSM_LOG_WARN("could not take '%s' back from the directory: %s", key.c_str(), s.ToString().c_str());

@@ -373,7 +373,32 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
 
 void Daemon::Impl::StartFetch(const std::string& key, std::vector<uint64_t> waiters,
                               directory::Freshness freshness) {
-  Status s = TryStartFetch(key, waiters, freshness);
+  if (freshness == directory::Freshness::kCachedOk) {
+    if (auto here = cluster_->LookupHere(key)) {
+      // A cached record naming this node, or a node not alive, may be out of date: ask.
+      const bool doubtful = here->ok() && (*here)->cached &&
+                            ((*here)->owner_node == node_id_ || !(*here)->owner_alive);
+      if (!doubtful) return FetchRecord(key, std::move(waiters), *here);
+    }
+  }
+  // Only the directory can tell: asked on the directory thread, so the event loop goes
+  // on serving others. Readers of the key who ask meanwhile join these waiters.
+  fetches_[key].waiters = std::move(waiters);
+  boost::asio::post(DirectoryThread(), [this, key] {
+    Result<directory::ObjectRecord> record = cluster_->Lookup(key, directory::Freshness::kFresh);
+    Post([this, key, record] {
+      auto it = fetches_.find(key);
+      if (it == fetches_.end()) return;
+      std::vector<uint64_t> joined = std::move(it->second.waiters);
+      fetches_.erase(it);
+      FetchRecord(key, std::move(joined), record);
+    });
+  });
+}
+
+void Daemon::Impl::FetchRecord(const std::string& key, std::vector<uint64_t> waiters,
+                               const Result<directory::ObjectRecord>& record) {
+  Status s = TryStartFetch(key, waiters, record);
   if (!s.ok()) Answer(waiters, s);
 }
 
@@ -387,12 +412,7 @@ void Daemon::Impl::Answer(const std::vector<uint64_t>& waiters, const Status& st
 }
 
 Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<uint64_t>& waiters,
-                                   directory::Freshness freshness) {
-  auto record = cluster_->Lookup(key, freshness);
-  // A cached record naming this node, or a node not alive, may be out of date: ask.
-  if (record.ok() && record->cached && (record->owner_node == node_id_ || !record->owner_alive)) {
-    record = cluster_->Lookup(key, directory::Freshness::kFresh);
-  }
+                                   const Result<directory::ObjectRecord>& record) {
   if (!record.ok()) return record.status();
   const directory::ObjectRecord& r = *record;
   if (r.owner_node == node_id_) return NotFound("'" + key + "' was deleted");

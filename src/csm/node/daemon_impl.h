@@ -198,6 +198,7 @@ class Daemon::Impl {
   void AwaitDirectory(Client& c, std::function<Status()> call,
                       std::function<void(Client*, const Status&)> then);
   void UnpublishLater(const std::string& key);  // on the directory thread; logs failure
+  boost::asio::thread_pool& DirectoryThread();  // made on first use
   std::unique_ptr<boost::asio::thread_pool> directory_thread_;
   std::set<std::string> committing_;  // keys whose commit waits for the directory
   std::set<std::string> deleting_;    // keys whose delete does
@@ -243,10 +244,13 @@ class Daemon::Impl {
   Status HandleResolve(Client& c, WireReader& in);
   // Looks `key` up in the cluster and starts fetching it for `waiters` (client ids), or
   // tells them why not. A fetch from a cached record that fails is retried once kFresh.
+  // A lookup the node cannot answer itself runs on the directory thread.
   void StartFetch(const std::string& key, std::vector<uint64_t> waiters,
                   directory::Freshness freshness);
+  void FetchRecord(const std::string& key, std::vector<uint64_t> waiters,
+                   const Result<directory::ObjectRecord>& record);
   Status TryStartFetch(const std::string& key, std::vector<uint64_t>& waiters,
-                       directory::Freshness freshness);
+                       const Result<directory::ObjectRecord>& record);
   void Answer(const std::vector<uint64_t>& waiters, const Status& status);
   Status CheckRecord(const directory::ObjectRecord& r) const;
   Arena* FirstArenaOverlapping(uint64_t addr, uint64_t size);
