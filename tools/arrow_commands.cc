@@ -58,8 +58,11 @@ arrow::Result<std::shared_ptr<arrow::Table>> ReadFile(const std::string& path, a
 int Put(const ArrowFlags& f, Client& client) {
   auto builder = client.NewBuilder();
   if (!builder.ok()) return Fail(builder.status());
-  HeapMemoryPool pool(&*builder);
-  auto table = ReadFile(f.file, &pool);
+  // Never deleted (the process ends after this command): Arrow's CSV reader drops some
+  // of its intermediate buffers from its threads after Read() returns, calling the pool.
+  static HeapMemoryPool* pool = nullptr;
+  pool = new HeapMemoryPool(&*builder);
+  auto table = ReadFile(f.file, pool);
   if (!table.ok()) return Fail(table.status(), "reading " + f.file);
   PutStats put;
   std::string committed = f.key;

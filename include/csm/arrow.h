@@ -35,8 +35,10 @@ namespace csm {
 // Arrow may call it from several threads; each call takes a lock and makes the Builder
 // current on the calling thread for the allocation. Do not use the same Builder from
 // another thread (Populate, csm::allocator) while Arrow is using the pool.
-// Free() gives memory back only if it was the latest allocation; the rest is reclaimed
-// with the object. The pool must outlive the Builder's use by Arrow.
+// Free() gives nothing back: the memory is reclaimed with the object. The pool must
+// outlive every buffer allocated from it, since Arrow calls Free() when a buffer's last
+// reference goes, and some readers (CSV) drop intermediate buffers from their own
+// threads after returning. The Builder may be gone by then.
 class HeapMemoryPool : public arrow::MemoryPool {
  public:
   explicit HeapMemoryPool(Builder* builder) : builder_(builder) {}
