@@ -85,14 +85,18 @@ int BuildAndPublish(csm::Client& client, int rounds, int64_t rows) {
   // The first round of each pool meets memory this process (and, on a VM, the guest)
   // never touched; later rounds show what a process that keeps building pays: Arrow's
   // pool reuses what it freed, csmd hands back the arenas of deleted tables (zeroed).
-  std::printf("build 1 GiB table (4 x int64, %lld rows), %d rounds interleaved:\n", (long long)rows, rounds);
-  std::printf("  first round   heap pool %s, default pool %s\n", Human(heap[0]).c_str(), Human(std_pool[0]).c_str());
+  std::printf("build 1 GiB table (4 x int64, %lld rows), %d rounds interleaved:\n",
+              (long long)rows, rounds);
+  std::printf("  first round   heap pool %s, default pool %s\n", Human(heap[0]).c_str(),
+              Human(std_pool[0]).c_str());
   if (rounds > 1) {
-    auto h = Summarize({heap.begin() + 1, heap.end()}), s = Summarize({std_pool.begin() + 1, std_pool.end()});
-    std::printf("  later rounds  heap pool     p50 %s (min %s, max %s)\n", Human(h.p50).c_str(), Human(h.min).c_str(),
-                Human(h.max).c_str());
-    std::printf("                default pool  p50 %s (min %s, max %s)   (%s)\n", Human(s.p50).c_str(),
-                Human(s.min).c_str(), Human(s.max).c_str(), arrow::default_memory_pool()->backend_name().c_str());
+    auto h = Summarize({heap.begin() + 1, heap.end()});
+    auto s = Summarize({std_pool.begin() + 1, std_pool.end()});
+    std::printf("  later rounds  heap pool     p50 %s (min %s, max %s)\n", Human(h.p50).c_str(),
+                Human(h.min).c_str(), Human(h.max).c_str());
+    std::printf("                default pool  p50 %s (min %s, max %s)   (%s)\n",
+                Human(s.p50).c_str(), Human(s.min).c_str(), Human(s.max).c_str(),
+                arrow::default_memory_pool()->backend_name().c_str());
     std::printf("                heap / default = %.3f\n", h.p50 / s.p50);
   }
   auto p = Summarize(publish), ps = Summarize(publish_small);

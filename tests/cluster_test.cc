@@ -148,7 +148,8 @@ TEST_P(ClusterTest, ASlowDirectoryHoldsUpOnlyTheProcessesWaitingForIt) {
   EXPECT_TRUE((*reader)->Lookup("before").status().IsNotFound());
   const uint64_t asked_before = info()["record_cache"]["misses"].get<uint64_t>();
   while_paused({Helper(), "check-big", "early", "1"}, "fetches_in_flight");
-  EXPECT_EQ(info()["record_cache"]["misses"].get<uint64_t>(), asked_before + 1) << "not a directory lookup";
+  EXPECT_EQ(info()["record_cache"]["misses"].get<uint64_t>(), asked_before + 1)
+      << "not a directory lookup";
 }
 
 TEST_P(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {

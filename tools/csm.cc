@@ -136,10 +136,11 @@ int main(int argc, char** argv) {
                 csm::FormatSize(j["spare_memory_bytes"].get<uint64_t>()).c_str(),
                 (unsigned long long)j["spare_memory_reused"].get<uint64_t>());
     const auto& huge = j["huge_pages"];
-    std::printf("pages     %s (host setting transparent_hugepage/shmem_enabled: %s)\n",
-                huge["used"].get<bool>()    ? "2 MiB in builders' arenas, 4 KiB in copies from other nodes"
-                : huge["asked"].get<bool>() ? "4 KiB: the host allows no huge pages in shared memory"
-                                            : "4 KiB (csmd --huge-pages off)",
+    const char* pages =
+        huge["used"].get<bool>()    ? "2 MiB in builders' arenas, 4 KiB in copies from other nodes"
+        : huge["asked"].get<bool>() ? "4 KiB: the host allows no huge pages in shared memory"
+                                    : "4 KiB (csmd --huge-pages off)";
+    std::printf("pages     %s (host setting transparent_hugepage/shmem_enabled: %s)\n", pages,
                 huge["setting"].get<std::string>().c_str());
     std::printf("objects   %llu live, %llu deleted awaiting unpin, %llu arenas\n",
                 (unsigned long long)j["objects"].get<uint64_t>(),

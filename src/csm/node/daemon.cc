@@ -27,9 +27,10 @@ Status Daemon::Impl::Init() {
                FormatSize(config_.window.size).c_str(), FormatSize(config_.capacity).c_str());
   const std::string huge = os::SharedHugePages();
   if (options_.huge_pages && !os::SharedHugePagesAllowed(huge)) {
-    CSM_LOG_WARN("shared memory here uses 4 KiB pages (transparent_hugepage/shmem_enabled: %s): "
-                 "builders' arenas fault in and map many times slower than with 2 MiB pages; as root, "
-                 "`echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled` lets csm ask for "
+    CSM_LOG_WARN("shared memory here uses 4 KiB pages (transparent_hugepage/"
+                 "shmem_enabled: %s): builders' arenas fault in and map many times "
+                 "slower than with 2 MiB pages; as root, `echo advise > "
+                 "/sys/kernel/mm/transparent_hugepage/shmem_enabled` lets csm ask for "
                  "them (docs/operations.md)",
                  huge.c_str());
   }
@@ -435,7 +436,9 @@ Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
                                              : Unavailable("the committing process is gone");
                      if (!id.ok()) UnpublishLater(object_key);
                    }
-                   if (waiting != nullptr && !ReplyCommit(*waiting, id).ok()) DropClient(waiting->id);
+                   if (waiting != nullptr && !ReplyCommit(*waiting, id).ok()) {
+                     DropClient(waiting->id);
+                   }
                  });
   return Status::OK();
 }
@@ -481,7 +484,8 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
                    const bool gone = unpublished.ok() || unpublished.IsNotFound();
                    if (gone) DeleteLocally(key);
                    const Status answer = gone ? Status::OK() : unpublished;
-                   if (waiting != nullptr && !SendStatus(*waiting, MessageType::kStatusReply, answer).ok()) {
+                   if (waiting != nullptr &&
+                       !SendStatus(*waiting, MessageType::kStatusReply, answer).ok()) {
                      DropClient(waiting->id);
                    }
                  });
@@ -506,7 +510,8 @@ void Daemon::Impl::DeleteLocally(const std::string& key) {
 void Daemon::Impl::AwaitDirectory(Client& c, std::function<Status()> call,
                                   std::function<void(Client*, const Status&)> then) {
   c.awaiting_directory = true;
-  boost::asio::post(DirectoryThread(), [this, id = c.id, call = std::move(call), then = std::move(then)] {
+  boost::asio::post(DirectoryThread(), [this, id = c.id, call = std::move(call),
+                                        then = std::move(then)] {
     Status s = call();
     Post([this, id, s, then] {
       auto it = clients_.find(id);
@@ -518,7 +523,9 @@ void Daemon::Impl::AwaitDirectory(Client& c, std::function<Status()> call,
 }
 
 boost::asio::thread_pool& Daemon::Impl::DirectoryThread() {
-  if (directory_thread_ == nullptr) directory_thread_ = std::make_unique<boost::asio::thread_pool>(1);
+  if (directory_thread_ == nullptr) {
+    directory_thread_ = std::make_unique<boost::asio::thread_pool>(1);
+  }
   return *directory_thread_;
 }
 
@@ -526,7 +533,8 @@ void Daemon::Impl::UnpublishLater(const std::string& key) {
   boost::asio::post(DirectoryThread(), [this, key] {
     Status s = cluster_->Unpublish(key, node_id_);
     if (!s.ok() && !s.IsNotFound()) {
-      CSM_LOG_WARN("could not take '%s' back from the directory: %s", key.c_str(), s.ToString().c_str());
+      CSM_LOG_WARN("could not take '%s' back from the directory: %s", key.c_str(),
+                   s.ToString().c_str());
     }
   });
 }

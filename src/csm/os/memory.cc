@@ -67,7 +67,8 @@ std::string ChosenSetting(const char* path) {
 std::string SharedHugePages() {
   // Kernels with per-size settings for shared memory decide 2 MiB pages there,
   // "inherit" meaning the global setting.
-  std::string pmd = ChosenSetting("/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/shmem_enabled");
+  std::string pmd =
+      ChosenSetting("/sys/kernel/mm/transparent_hugepage/hugepages-2048kB/shmem_enabled");
   if (!pmd.empty() && pmd != "inherit") return pmd;
   std::string global = ChosenSetting("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
   return global.empty() ? "unknown" : global;
