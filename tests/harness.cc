@@ -218,10 +218,21 @@ Node::Node(std::vector<std::string> extra_flags, const std::string& netns) {
   // `ip netns exec` enters the namespace and execs csmd: same pid, so signals reach it.
   if (!netns.empty()) argv.insert(argv.begin(), {"/usr/sbin/ip", "netns", "exec", netns});
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-  process_ = Process::Spawn(argv);
+  argv_ = std::move(argv);
+  Start();
+}
+
+void Node::Start() {
+  process_ = Process::Spawn(argv_);
   if (process_->WaitForLine("csmd ready", 20000).empty()) {
     throw std::runtime_error("csmd did not start: " + process_->output());
   }
+}
+
+void Node::Restart(int sig) {
+  process_->Kill(sig);
+  if (process_->Wait(20000) == -1) throw std::runtime_error("csmd did not end on a signal");
+  Start();  // the new csmd replaces the socket file the old one left
 }
 
 Node::~Node() {

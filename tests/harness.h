@@ -82,9 +82,14 @@ class Node {
   // The configuration a client in this process uses to attach.
   Config ClientConfig() const;
   Process& process() { return *process_; }
+  // Ends csmd with `sig` (SIGKILL: as a crash would), waits for it to be gone, and
+  // starts a new csmd with the same flags at the same socket.
+  void Restart(int sig);
 
  private:
+  void Start();
   std::string dir_, socket_;
+  std::vector<std::string> argv_;
   std::unique_ptr<Process> process_;
 };
 

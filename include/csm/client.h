@@ -28,6 +28,7 @@
 #include "csm/allocator.h"
 #include "csm/config.h"
 #include "csm/containers.h"
+#include "csm/key.h"
 #include "csm/status.h"
 #include "csm/type_id.h"
 
@@ -54,9 +55,13 @@ struct Extent {
   uint64_t length;
 };
 
+class Builder;
 namespace internal {
 class BuilderCore;
 class ClientImpl;
+// Commits a part of an appended table as "<table_key>#<part>" (csm/key.h reserves '#'
+// for these); the Arrow layer's AppendTable is its one caller.
+Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t part);
 
 // One pin on one object in this process; the base of Ref<T>.
 class PinnedObject {
@@ -147,7 +152,8 @@ class Builder {
   };
   [[nodiscard]] Scope MakeCurrent() { return Scope(core_.get()); }
 
-  // Publishes the object under `key` on this node. On AlreadyExists the Builder stays
+  // Publishes the object under `key` on this node (InvalidArgument if the key breaks a
+  // rule of csm/key.h). On AlreadyExists the Builder stays
   // usable (commit under another key, or drop it). Commit computes a checksum of every
   // byte (XXH3, ~90 ms per GiB here) that copies to other nodes are verified against.
   Status Commit(std::string_view key);
@@ -163,6 +169,7 @@ class Builder {
 
  private:
   friend class Client;
+  friend Status internal::CommitTablePart(Builder&, std::string_view, uint64_t);
   explicit Builder(std::unique_ptr<internal::BuilderCore> core);
   Status AllocationFailure() const;
   Status SetRoot(void* root, uint64_t type_id, std::string type_name);

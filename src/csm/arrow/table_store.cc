@@ -528,7 +528,8 @@ Result<PutStats> PutTable(Client& client, std::string_view key, const arrow::Tab
 }
 
 Result<AppendStats> AppendTable(Client& client, Builder& builder, std::string_view key, const arrow::Table& part) {
-  if (key.empty() || key.size() > kMaxTableKeyLength) {
+  CSM_RETURN_IF_ERROR(ValidateKey(key));
+  if (key.size() > kMaxTableKeyLength) {
     return InvalidArgument("a table of parts needs a key of 1 to " + std::to_string(kMaxTableKeyLength) +
                            " bytes (its parts are '<key>#<n>')");
   }
@@ -545,7 +546,7 @@ Result<AppendStats> AppendTable(Client& client, Builder& builder, std::string_vi
   // appenders never take the same number, and a Builder stays usable on AlreadyExists.
   for (uint64_t n = 0; n < kMaxParts; ++n) {
     std::string part_key = PartKey(key, n);
-    Status s = builder.Commit(part_key);
+    Status s = internal::CommitTablePart(builder, key, n);
     if (s.ok()) {
       stats.part = n;
       stats.part_key = std::move(part_key);

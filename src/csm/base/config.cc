@@ -124,8 +124,12 @@ Status ValidateConfig(const Config& c) {
   if (c.arena_size % (2ULL << 20) != 0 || c.arena_size > w.segment_size) {
     return InvalidArgument("arena_size must be a multiple of 2 MiB and at most segment_size");
   }
-  if (!IsPowerOfTwo(c.max_objects) || c.max_objects < 16) {
-    return InvalidArgument("max_objects must be a power of two ≥ 16");
+  if (!IsPowerOfTwo(c.max_objects) || c.max_objects < 16 || c.max_objects > (1u << 24)) {
+    return InvalidArgument("max_objects must be a power of two from 16 to 16777216");
+  }
+  if (c.capacity < c.arena_size) {
+    return InvalidArgument("capacity (" + FormatSize(c.capacity) + ") must hold at least one arena (" +
+                           FormatSize(c.arena_size) + "): a node with less can store nothing");
   }
   if (c.pins_per_client == 0 || c.max_clients == 0) {
     return InvalidArgument("pins_per_client and max_clients must be positive");

@@ -1,10 +1,13 @@
 // The client library; see include/csm/client.h and client_impl.h.
+#include <pthread.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "csm/base/hash.h"
 #include "csm/base/log.h"
@@ -23,6 +26,19 @@ namespace {
 
 // One Client per process: two would both try to own the window reservation.
 std::atomic<bool> g_client_exists{false};
+// That client, for the fork handlers (registered once per process).
+std::atomic<ClientImpl*> g_live_client{nullptr};
+std::once_flag g_atfork_once;
+
+void PrepareFork() {
+  if (ClientImpl* c = g_live_client.load()) c->BeforeFork();
+}
+void ParentAfterFork() {
+  if (ClientImpl* c = g_live_client.load()) c->AfterForkInParent();
+}
+void ChildAfterFork() {
+  if (ClientImpl* c = g_live_client.load()) c->AfterForkInChild();
+}
 
 // TSan only: the edge from a reader's last access to a reclaimed object to the next
 // writer of that memory runs through csmd, which TSan cannot follow.
@@ -98,13 +114,137 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const Config& config) {
   // Map what exists now; the mapper thread follows what comes later.
   const auto& h = c->dir_->header();
   CSM_RETURN_IF_ERROR(c->SyncArenas(h.arena_seq.load(), h.arenas_freed.load()));
-  c->mapper_ = std::thread([raw = c.get()] { raw->MapperLoop(); });
+  c->mapper_ = std::make_unique<std::thread>([raw = c.get()] { raw->MapperLoop(); });
+  std::call_once(g_atfork_once, [] { ::pthread_atfork(PrepareFork, ParentAfterFork, ChildAfterFork); });
+  g_live_client.store(c.get());
   return c;
+}
+
+Status ClientImpl::LostError() const {
+  return Unavailable("csmd at " + config_.socket_path + " went away (stopped, or restarted "
+                     "as a new node): this Client no longer answers from that node's "
+                     "directory; destroy it (with its Refs and Builders) and Connect again");
+}
+
+Status ClientImpl::Usable() {
+  switch (state_.load(std::memory_order_acquire)) {
+    case State::kAttached:
+      if (dir_->WriterAlive()) [[likely]] return Status::OK();
+      state_.store(State::kLost);
+      return LostError();
+    case State::kLost: return LostError();
+    case State::kForked: break;
+  }
+  std::lock_guard<std::mutex> lock(*reattach_mu_);
+  if (state_.load() == State::kForked) {
+    Status s = Reattach();
+    if (!s.ok()) {
+      return s.WithContext("attaching this forked process to csmd as a new client");
+    }
+    state_.store(State::kAttached, std::memory_order_release);
+  }
+  return state_.load() == State::kLost ? LostError() : Status::OK();
+}
+
+void ClientImpl::AddBuilder(BuilderCore* b) {
+  std::lock_guard<std::mutex> lock(builders_mu_);
+  builders_.insert(b);
+}
+
+void ClientImpl::RemoveBuilder(BuilderCore* b) {
+  std::lock_guard<std::mutex> lock(builders_mu_);
+  builders_.erase(b);
+}
+
+// The prepare handler takes the locks a child needs consistent state under; none of
+// them is held across a round trip, so fork() waits for no one for long.
+void ClientImpl::BeforeFork() {
+  builders_mu_.lock();
+  pin_mu_.lock();
+  map_mu_.lock();
+}
+
+void ClientImpl::AfterForkInParent() {
+  map_mu_.unlock();
+  pin_mu_.unlock();
+  builders_mu_.unlock();
+}
+
+// Runs in the child, the only thread. Whatever the parent's other threads held stays
+// held forever here: those objects are leaked and replaced, never unlocked or joined.
+void ClientImpl::AfterForkInChild() {
+  const bool was_attached = state_.load() == State::kAttached;
+  // The parent's arenas: still readable (Refs the child inherited), never writable.
+  for (auto& [addr, m] : mapped_) {
+    if (!m.writable) continue;
+    if (::mprotect(reinterpret_cast<void*>(addr), m.size, PROT_READ) != 0) {
+      ::_exit(121);  // cannot leave a child able to corrupt the parent's objects
+    }
+    m.writable = false;
+  }
+  for (BuilderCore* b : builders_) b->Orphan();
+  pins_ours_ = false;  // the pin table is the parent's; Reattach makes the child its own
+  (void)heap_.release();     // its arenas are the parent's; it may be locked
+  (void)mapper_.release();   // threads do not survive fork
+  (void)req_mu_.release();
+  (void)sync_mu_.release();
+  (void)reattach_mu_.release();
+  req_mu_ = std::make_unique<std::mutex>();
+  sync_mu_ = std::make_unique<std::mutex>();
+  reattach_mu_ = std::make_unique<std::mutex>();
+  sock_.Reset();  // the parent's connection stays open in the parent
+  if (was_attached) state_.store(State::kForked);
+  map_mu_.unlock();
+  pin_mu_.unlock();
+  builders_mu_.unlock();
+}
+
+Status ClientImpl::Reattach() {
+  CSM_ASSIGN_OR_RETURN(sock_, os::ConnectUnix(config_.socket_path));
+  void* old_dir = std::exchange(dir_mem_, nullptr);
+  const size_t old_dir_bytes = dir_bytes_;
+  directory::PinEntry* parent_pins = std::exchange(pins_, nullptr);
+  std::unique_ptr<directory::DirectoryTable> old_table = std::move(dir_);
+  Status hello = Hello();
+  if (old_dir != nullptr) ::munmap(old_dir, old_dir_bytes);  // this thread was its last reader
+  if (parent_pins != nullptr) ::munmap(parent_pins, pin_bytes_);
+  CSM_RETURN_IF_ERROR(hello);
+  {
+    // Pin, in the child's own table, what it inherited pinned; what was deleted meanwhile
+    // (or belongs to another csmd) is dropped.
+    std::lock_guard<std::mutex> lock(pin_mu_);
+    pins_ours_ = true;
+    for (auto it = pinned_.begin(); it != pinned_.end();) {
+      LocalPin& p = it->second;
+      if (free_pins_.empty()) {
+        it = pinned_.erase(it);
+        continue;
+      }
+      uint32_t index = free_pins_.back();
+      pins_[index].count.store(p.count, std::memory_order_relaxed);
+      pins_[index].object_id.store(it->first, std::memory_order_seq_cst);
+      directory::SlotData now = p.slot < dir_->capacity() ? dir_->ReadSlot(p.slot) : directory::SlotData{};
+      if (now.object_id != it->first || now.state != static_cast<uint16_t>(directory::SlotState::kLive)) {
+        pins_[index].object_id.store(0, std::memory_order_release);
+        it = pinned_.erase(it);
+        continue;
+      }
+      free_pins_.pop_back();
+      p.index = index;
+      ++it;
+    }
+  }
+  heap_ = std::make_unique<alloc::ProcessHeap>(this, config_.arena_size);
+  const auto& h = dir_->header();
+  CSM_RETURN_IF_ERROR(SyncArenas(h.arena_seq.load(), h.arenas_freed.load(), /*full=*/true));
+  stopping_ = false;
+  mapper_ = std::make_unique<std::thread>([this] { MapperLoop(); });
+  return Status::OK();
 }
 
 void ClientImpl::MapperLoop() {
   const auto& h = dir_->header();
-  while (!stopping_.load()) {
+  while (!stopping_.load() && state_.load() == State::kAttached && dir_->WriterAlive()) {
     uint32_t seen = h.change_counter.load();
     uint64_t newest = h.arena_seq.load(), freed = h.arenas_freed.load();
     if (newest > synced_seq_.load() || freed != synced_freed_.load()) {
@@ -117,10 +257,12 @@ void ClientImpl::MapperLoop() {
 }
 
 ClientImpl::~ClientImpl() {
-  if (mapper_.joinable()) {
+  ClientImpl* self = this;
+  g_live_client.compare_exchange_strong(self, nullptr);
+  if (mapper_ != nullptr) {
     stopping_ = true;
     os::FutexWakeAll(reinterpret_cast<const uint32_t*>(&dir_->header().change_counter));
-    mapper_.join();
+    mapper_->join();
   }
   heap_.reset();  // releases this process's arenas while the socket still works
   if (dir_mem_ != nullptr) ::munmap(dir_mem_, dir_bytes_);
@@ -136,24 +278,25 @@ Status ClientImpl::Hello() {
   node::WireReader in(reply.bytes);
   CSM_RETURN_IF_ERROR(ReplyStatus(in));
   uint64_t client_id = 0;
-  uint32_t node_id = 0, max_objects = 0, pins = 0;
+  uint32_t node_id = 0, slots = 0, pins = 0;
   uint64_t arena_size = 0;
   CSM_RETURN_IF_ERROR(in.Get(&client_id));
   CSM_RETURN_IF_ERROR(in.Get(&node_id));
-  CSM_RETURN_IF_ERROR(in.Get(&max_objects));
+  CSM_RETURN_IF_ERROR(in.Get(&slots));
   CSM_RETURN_IF_ERROR(in.Get(&pins));
   CSM_RETURN_IF_ERROR(in.Get(&arena_size));
   uint8_t clustered = 0;
   CSM_RETURN_IF_ERROR(in.Get(&clustered));
   clustered_ = clustered != 0;
-  if (reply.fds.size() != 2 || (max_objects & (max_objects - 1)) != 0 || max_objects < 16 ||
+  if (reply.fds.size() != 2 || (slots & (slots - 1)) != 0 || slots < 32 ||
+      slots > (1u << 25) ||
       pins == 0 || pins > (1u << 24) || arena_size == 0 || arena_size % (2ULL << 20) != 0) {
     return Corruption("malformed Hello reply from csmd");
   }
-  config_.max_objects = max_objects;
+  config_.max_objects = slots / 2;
   config_.pins_per_client = pins;
   config_.arena_size = arena_size;  // the node decides
-  dir_bytes_ = directory::DirectoryBytes(max_objects);
+  dir_bytes_ = directory::DirectoryBytes(slots);
   // Populated: Gets then take no page fault on the directory.
   dir_mem_ = ::mmap(nullptr, dir_bytes_, PROT_READ, MAP_SHARED | MAP_POPULATE,
                     reply.fds[0].get(), 0);
@@ -161,13 +304,15 @@ Status ClientImpl::Hello() {
     dir_mem_ = nullptr;
     return ErrnoError("mmap of csmd's directory", errno);
   }
-  dir_ = std::make_unique<directory::DirectoryTable>(dir_mem_, max_objects);
+  dir_ = std::make_unique<directory::DirectoryTable>(dir_mem_, slots);
   CSM_RETURN_IF_ERROR(dir_->Validate());
   pin_bytes_ = size_t{pins} * sizeof(directory::PinEntry);
   void* p = ::mmap(nullptr, pin_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
                    reply.fds[1].get(), 0);
   if (p == MAP_FAILED) return ErrnoError("mmap of this process's pin table", errno);
+  std::lock_guard<std::mutex> lock(pin_mu_);
   pins_ = static_cast<directory::PinEntry*>(p);
+  free_pins_.clear();  // a re-attaching child's table is new: every entry is free
   free_pins_.reserve(pins);
   for (uint32_t i = pins; i > 0; --i) free_pins_.push_back(i - 1);
   return Status::OK();
@@ -176,7 +321,8 @@ Status ClientImpl::Hello() {
 Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::MessageType reply,
                                      int timeout_ms) {
   if (timeout_ms < 0) timeout_ms = request_timeout_ms_;
-  std::lock_guard<std::mutex> lock(req_mu_);
+  if (state_.load() == State::kLost) return LostError();
+  std::lock_guard<std::mutex> lock(*req_mu_);
   auto lost = [&](const Status& s) {
     return Unavailable("lost the connection to csmd at " + config_.socket_path + " (" +
                        s.message() + "): is the node still running? (csm info)");
@@ -199,7 +345,8 @@ Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::Mess
 }
 
 Status ClientImpl::SendOneWay(const node::WireWriter& message) {
-  std::lock_guard<std::mutex> lock(req_mu_);
+  if (state_.load() != State::kAttached) return LostError();
+  std::lock_guard<std::mutex> lock(*req_mu_);
   return os::SendMessage(sock_.get(), message.bytes());
 }
 
@@ -249,10 +396,14 @@ void ClientImpl::ReleaseArena(uint64_t arena_id) {
   (void)SendOneWay(msg);  // if csmd is gone, so is the arena
 }
 
-Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed) {
-  std::lock_guard<std::mutex> lock(map_mu_);
+Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed, bool full) {
+  // sync_mu_ orders syncs (each asks from where the last one ended); map_mu_ is taken
+  // only to change the mappings, never across the round trip.
+  std::lock_guard<std::mutex> sync_lock(*sync_mu_);
+  if (full) synced_seq_.store(0);
+  std::set<uint64_t> sent;  // with `full`: the arenas csmd says are live
   bool first = true;
-  while (synced_seq_.load() < seq || (first && freed != synced_freed_.load())) {
+  while (synced_seq_.load() < seq || (first && (full || freed != synced_freed_.load()))) {
     first = false;
     node::WireWriter req(node::MessageType::kSyncArenas);
     req.Put(synced_seq_.load());
@@ -261,37 +412,64 @@ Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed) {
     CSM_RETURN_IF_ERROR(ReplyStatus(in));
     uint32_t destroyed = 0, fresh = 0;
     uint64_t upto = 0;
+    struct Listed {
+      uint64_t id, addr, size;
+    };
+    std::vector<Listed> gone, added;
     CSM_RETURN_IF_ERROR(in.Get(&destroyed));
     for (uint32_t i = 0; i < destroyed; ++i) {
-      uint64_t id = 0, addr = 0, size = 0;
-      CSM_RETURN_IF_ERROR(in.Get(&id));
-      CSM_RETURN_IF_ERROR(in.Get(&addr));
-      CSM_RETURN_IF_ERROR(in.Get(&size));
-      auto it = mapped_.find(addr);
-      if (it != mapped_.end() && it->second.id == id) {
-        // Freed by csmd: nothing here pins it, so drop our reference to its memory.
-        CSM_RETURN_IF_ERROR(os::UnmapToReservation(addr, it->second.size));
-        mapped_.erase(it);
-      }
+      Listed d{};
+      CSM_RETURN_IF_ERROR(in.Get(&d.id));
+      CSM_RETURN_IF_ERROR(in.Get(&d.addr));
+      CSM_RETURN_IF_ERROR(in.Get(&d.size));
+      gone.push_back(d);
     }
     CSM_RETURN_IF_ERROR(in.Get(&upto));
     CSM_RETURN_IF_ERROR(in.Get(&fresh));
     if (fresh != reply.fds.size()) return Corruption("SyncReply descriptor count differs");
     for (uint32_t i = 0; i < fresh; ++i) {
-      uint64_t id = 0, addr = 0, size = 0;
-      CSM_RETURN_IF_ERROR(in.Get(&id));
-      CSM_RETURN_IF_ERROR(in.Get(&addr));
-      CSM_RETURN_IF_ERROR(in.Get(&size));
-      if (!window_->Contains(addr, size)) return Corruption("csmd sent an arena outside the window");
-      auto it = mapped_.find(addr);
-      if (it != mapped_.end() && it->second.id == id) continue;  // ours, mapped writable
-      CSM_RETURN_IF_ERROR(os::MapFixed(addr, size, reply.fds[i].get(), /*writable=*/false));
-      RecordMapping(id, addr, size, false);
+      Listed a{};
+      CSM_RETURN_IF_ERROR(in.Get(&a.id));
+      CSM_RETURN_IF_ERROR(in.Get(&a.addr));
+      CSM_RETURN_IF_ERROR(in.Get(&a.size));
+      if (!window_->Contains(a.addr, a.size)) return Corruption("csmd sent an arena outside the window");
+      added.push_back(a);
     }
     if (upto < synced_seq_.load() || (upto == synced_seq_.load() && upto < seq)) {
       return Corruption("csmd's arena sequence does not reach the object's arenas");
     }
+    {
+      std::lock_guard<std::mutex> lock(map_mu_);
+      for (const Listed& d : gone) {
+        auto it = mapped_.find(d.addr);
+        if (it != mapped_.end() && it->second.id == d.id) {
+          // Freed by csmd: nothing here pins it, so drop our reference to its memory.
+          CSM_RETURN_IF_ERROR(os::UnmapToReservation(d.addr, it->second.size));
+          mapped_.erase(it);
+        }
+      }
+      for (uint32_t i = 0; i < added.size(); ++i) {
+        const Listed& a = added[i];
+        sent.insert(a.id);
+        auto it = mapped_.find(a.addr);
+        if (it != mapped_.end() && it->second.id == a.id) continue;  // mapped already
+        CSM_RETURN_IF_ERROR(os::MapFixed(a.addr, a.size, reply.fds[i].get(), /*writable=*/false));
+        RecordMapping(a.id, a.addr, a.size, false);
+      }
+    }
     synced_seq_.store(std::max(upto, synced_seq_.load()));
+  }
+  if (full) {
+    // What the parent had mapped and csmd no longer has (or never gave this client).
+    std::lock_guard<std::mutex> lock(map_mu_);
+    for (auto it = mapped_.begin(); it != mapped_.end();) {
+      if (sent.count(it->second.id) != 0) {
+        ++it;
+        continue;
+      }
+      CSM_RETURN_IF_ERROR(os::UnmapToReservation(it->first, it->second.size));
+      it = mapped_.erase(it);
+    }
   }
   if (freed != 0) synced_freed_.store(freed);
   return Status::OK();
@@ -330,7 +508,7 @@ void ClientImpl::AddPin(uint64_t object_id) {
   auto it = pinned_.find(object_id);
   CSM_CHECK(it != pinned_.end());
   ++it->second.count;
-  pins_[it->second.index].count.store(it->second.count, std::memory_order_relaxed);
+  if (pins_ours_) pins_[it->second.index].count.store(it->second.count, std::memory_order_relaxed);
 }
 
 void ClientImpl::Unpin(uint64_t object_id) {
@@ -339,6 +517,10 @@ void ClientImpl::Unpin(uint64_t object_id) {
     std::lock_guard<std::mutex> lock(pin_mu_);
     auto it = pinned_.find(object_id);
     if (it == pinned_.end()) return;
+    if (!pins_ours_) {  // a forked child not yet re-attached: the table is the parent's
+      if (--it->second.count == 0) pinned_.erase(it);
+      return;
+    }
     if (--it->second.count > 0) {
       pins_[it->second.index].count.store(it->second.count, std::memory_order_relaxed);
       return;
@@ -361,15 +543,18 @@ void ClientImpl::Unpin(uint64_t object_id) {
 Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
                                      std::string (*type_name)(),
                                      std::chrono::milliseconds timeout) {
-  if (key.empty() || key.size() > directory::kMaxKeyLength) {
-    return InvalidArgument("keys are 1 to " + std::to_string(directory::kMaxKeyLength) +
-                           " bytes; got " + std::to_string(key.size()));
-  }
-  const int64_t deadline = os::MonotonicNanos() + timeout.count() * 1000000;
+  CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
+  CSM_RETURN_IF_ERROR(Usable());
+  // Up to ~146 years: a deadline that cannot overflow, for callers that say "forever".
+  constexpr int64_t kMaxTimeoutMs = int64_t{1} << 42;
+  const int64_t timeout_ms = std::clamp<int64_t>(timeout.count(), 0, kMaxTimeoutMs);
+  const int64_t deadline = os::MonotonicNanos() + timeout_ms * 1000000;
   const auto* counter =
       reinterpret_cast<const uint32_t*>(&dir_->header().change_counter);
   int resolved = 0;  // times csmd said the key is here now
+  Status unreachable;  // the last reason csmd could not look the key up in the cluster
   for (;;) {
+    CSM_RETURN_IF_ERROR(Usable());  // csmd gone: nothing more from its directory
     uint32_t seen = dir_->header().change_counter.load(std::memory_order_seq_cst);
     auto found = dir_->Find(key);
     if (found) {
@@ -404,20 +589,34 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
         ++resolved;
         continue;
       }
-      if (!r.IsNotFound()) return r;
+      // The coordinator or the owner cannot be reached: it may come back before the
+      // deadline, so wait and ask again (below); anything else is the answer.
+      if (r.IsUnavailable() && state_.load() == State::kAttached) {
+        unreachable = r;
+      } else if (!r.IsNotFound()) {
+        return r;
+      } else {
+        unreachable = Status::OK();
+      }
     }
     int64_t left = deadline - os::MonotonicNanos();
     if (left <= 0) {
-      if (timeout.count() == 0) {
+      if (!unreachable.ok()) {
+        return unreachable.WithContext("no object under key '" + std::string(key) + "' here, and " +
+                                       (timeout_ms > 0 ? "for " + std::to_string(timeout_ms) + " ms " : std::string()) +
+                                       "the cluster could not be asked");
+      }
+      if (timeout_ms == 0) {
         return NotFound("no object under key '" + std::string(key) +
                         "' on this node (csm ls lists them; pass a timeout to wait for it)");
       }
       return Timeout("no object under key '" + std::string(key) + "' was committed within " +
-                     std::to_string(timeout.count()) + " ms");
+                     std::to_string(timeout_ms) + " ms");
     }
     // Sleep until csmd announces a change (or the deadline). Commits on other nodes
-    // announce nothing here, so in a cluster look again every 50 ms.
-    os::FutexWait(counter, seen, clustered_ ? std::min<int64_t>(left, 50'000'000) : left);
+    // announce nothing here, so in a cluster look again every 50 ms; alone, every
+    // 200 ms at most, to notice a csmd that died.
+    os::FutexWait(counter, seen, std::min<int64_t>(left, clustered_ ? 50'000'000 : 200'000'000));
   }
 }
 
@@ -442,6 +641,8 @@ Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::stri
 }
 
 Status ClientImpl::Delete(std::string_view key) {
+  CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
+  CSM_RETURN_IF_ERROR(Usable());
   node::WireWriter req(node::MessageType::kDelete);
   req.PutString(key);
   CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kStatusReply));
@@ -451,6 +652,7 @@ Status ClientImpl::Delete(std::string_view key) {
 
 Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view key,
                                      uint32_t limit) {
+  CSM_RETURN_IF_ERROR(Usable());
   node::WireWriter req(type);
   if (type == node::MessageType::kStat) req.PutString(key);
   if (type == node::MessageType::kList) req.PutString(key).Put(limit);
@@ -463,6 +665,8 @@ Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view ke
 }
 
 Result<ObjectInfo> ClientImpl::Lookup(std::string_view key) const {
+  CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
+  if (state_.load() == State::kLost || !dir_->WriterAlive()) return LostError();
   auto found = dir_->Find(key);
   if (!found) return NotFound("no object under key '" + std::string(key) + "' on this node");
   return InfoFromSlot(found->data);
@@ -470,6 +674,8 @@ Result<ObjectInfo> ClientImpl::Lookup(std::string_view key) const {
 
 std::vector<ObjectInfo> ClientImpl::List() const {
   std::vector<ObjectInfo> out;
+  // A gone node's directory means nothing now.
+  if (state_.load() == State::kLost || !dir_->WriterAlive()) return out;
   for (uint32_t i = 0; i < dir_->capacity(); ++i) {
     directory::SlotData d = dir_->ReadSlot(i);
     if (d.state == static_cast<uint16_t>(directory::SlotState::kLive)) {
@@ -699,7 +905,20 @@ void BuilderCore::ReleaseChunks() {
   chunks_.clear();
 }
 
-BuilderCore::~BuilderCore() { ReleaseChunks(); }
+BuilderCore::~BuilderCore() {
+  ReleaseChunks();
+  client_->RemoveBuilder(this);
+}
+
+void BuilderCore::Orphan() {
+  chunks_.clear();
+  extents_.clear();
+  region = BumpRegion{0, 0};
+  if (!committed_) {
+    status_ = FailedPrecondition("this Builder was started before fork() by the parent process, "
+                                 "whose memory it builds in: start a new Builder in the child");
+  }
+}
 
 }  // namespace internal
 
@@ -731,7 +950,17 @@ Status Builder::SetRoot(void* root, uint64_t type_id, std::string type_name) {
   return core_->SetRoot(root, type_id, std::move(type_name));
 }
 
-Status Builder::Commit(std::string_view key) { return core_->Commit(key); }
+Status Builder::Commit(std::string_view key) {
+  CSM_RETURN_IF_ERROR(ValidateKey(key));
+  return core_->Commit(key);
+}
+
+namespace internal {
+Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t part) {
+  CSM_RETURN_IF_ERROR(ValidateKey(table_key));
+  return builder.core_->Commit(std::string(table_key) + kPartSeparator + std::to_string(part));
+}
+}  // namespace internal
 void Builder::DeferChecksum() { core_->defer_checksum = true; }
 uint64_t Builder::bytes_used() const { return core_->bytes_used(); }
 bool Builder::Contains(const void* p, size_t n) const {
@@ -752,6 +981,7 @@ Client::Client(std::unique_ptr<internal::ClientImpl> impl) : impl_(std::move(imp
 Client::~Client() = default;
 
 Result<Builder> Client::NewBuilder() {
+  CSM_RETURN_IF_ERROR(impl_->Usable());
   auto core = std::make_unique<internal::BuilderCore>(impl_.get());
   CSM_RETURN_IF_ERROR(core->Start());
   return Builder(std::move(core));

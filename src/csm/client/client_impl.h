@@ -2,8 +2,19 @@
 //
 // ClientImpl owns this process's window reservation, its socket to csmd, its read-only
 // view of the directory, its pin table and the map of arenas mapped here. The request
-// socket is serialized by req_mu_; arena mappings by map_mu_; pins by pin_mu_. The Get
-// fast path takes only pin_mu_ (uncontended in the common case) and no system call.
+// socket is serialized by req_mu_; arena syncs by sync_mu_; the map of mappings by
+// map_mu_ (never held across a round trip); pins by pin_mu_. The Get fast path takes
+// only pin_mu_ (uncontended in the common case) and no system call.
+//
+// Two events end a session with csmd, and each is noticed before a Get answers from the
+// directory:
+//   - csmd goes away (stopped, killed, or replaced by a new csmd at the same socket):
+//     the watchdog thread sees the socket hang up and the client answers every call
+//     with Unavailable from then on;
+//   - fork(): the child inherits the parent's mappings, pin table and socket, none of
+//     them its own. A pthread_atfork child handler detaches it (writable arenas become
+//     read-only, Builders are orphaned, the socket is closed, pins stop being written)
+//     and its first call re-attaches it to csmd as a new client (Reattach).
 #pragma once
 
 #include <atomic>
@@ -11,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -27,10 +39,24 @@
 
 namespace csm::internal {
 
+class BuilderCore;
+
 class ClientImpl : public alloc::ArenaSource {
  public:
   static Result<std::unique_ptr<ClientImpl>> Connect(const Config& config);
   ~ClientImpl() override;
+
+  // OK when calls may reach csmd and the directory may be read: re-attaches a forked
+  // child first; Unavailable once csmd went away.
+  Status Usable();
+  // Builders register so that a forked child can orphan the parent's.
+  void AddBuilder(BuilderCore* b);
+  void RemoveBuilder(BuilderCore* b);
+
+  // pthread_atfork handlers (for the process's one client).
+  void BeforeFork();
+  void AfterForkInParent();
+  void AfterForkInChild();
 
   const Config& config() const { return config_; }
   alloc::ProcessHeap& heap() { return *heap_; }
@@ -57,6 +83,12 @@ class ClientImpl : public alloc::ArenaSource {
  private:
   ClientImpl(const Config& config) : config_(config) {}
   Status Hello();
+  // A forked child's new session: a new socket, Hello, its own pin table (re-pinning
+  // what it inherited pinned), its own heap, every live arena mapped read-only.
+  Status Reattach();
+  Status LostError() const;
+  // Waits for csmd's end of the socket to hang up (or for stop_fd_).
+  void WatchdogLoop();
   // Keeps every live arena of the node mapped here ahead of Gets: syncs whenever csmd
   // announces a change (commit or arena freed). Runs until the Client goes.
   void MapperLoop();
@@ -68,19 +100,33 @@ class ClientImpl : public alloc::ArenaSource {
   Status Resolve(std::string_view key, int timeout_ms);
   Status SendOneWay(const node::WireWriter& message);
   // Maps every arena up to at least `seq` and unmaps freed ones; `freed` is the
-  // directory's arenas_freed count the caller saw (0: do not care).
-  Status SyncArenas(uint64_t seq, uint64_t freed = 0);
+  // directory's arenas_freed count the caller saw (0: do not care). `full`: from the
+  // first arena on, and unmap whatever csmd did not send (a re-attached child's view).
+  Status SyncArenas(uint64_t seq, uint64_t freed = 0, bool full = false);
   void RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool writable);
   // Pins the object in `found`; NotFound if it was deleted meanwhile.
   Status Pin(const directory::DirectoryTable::Found& found);
   bool ExtentMapped(uint64_t addr, uint64_t len);
+
+  enum class State { kAttached, kForked, kLost };
 
   Config config_;
   std::unique_ptr<space::Window> window_;
   os::UniqueFd sock_;
   int request_timeout_ms_ = 30000;
   bool clustered_ = false;  // the node is part of a cluster: misses may be elsewhere
-  std::mutex req_mu_;
+  std::atomic<State> state_{State::kAttached};
+  // Mutexes another thread may hold across a round trip: a forked child cannot unlock
+  // them, so it leaks them and makes new ones.
+  std::unique_ptr<std::mutex> req_mu_ = std::make_unique<std::mutex>();
+  std::unique_ptr<std::mutex> sync_mu_ = std::make_unique<std::mutex>();
+  std::unique_ptr<std::mutex> reattach_mu_ = std::make_unique<std::mutex>();
+
+  os::UniqueFd watchdog_stop_;
+  std::unique_ptr<std::thread> watchdog_;
+
+  std::mutex builders_mu_;
+  std::set<BuilderCore*> builders_;
 
   void* dir_mem_ = nullptr;
   size_t dir_bytes_ = 0;
@@ -88,6 +134,7 @@ class ClientImpl : public alloc::ArenaSource {
 
   directory::PinEntry* pins_ = nullptr;
   size_t pin_bytes_ = 0;
+  bool pins_ours_ = true;  // false in a forked child until Reattach: the table is the parent's
   std::mutex pin_mu_;
   struct LocalPin {
     uint32_t index;
@@ -109,14 +156,18 @@ class ClientImpl : public alloc::ArenaSource {
 
   std::unique_ptr<alloc::ProcessHeap> heap_;
   std::atomic<bool> stopping_{false};
-  std::thread mapper_;
+  std::unique_ptr<std::thread> mapper_;
 };
 
 // The state behind a Builder.
 class BuilderCore {
  public:
-  explicit BuilderCore(ClientImpl* client) : client_(client) {}
+  explicit BuilderCore(ClientImpl* client) : client_(client) { client_->AddBuilder(this); }
   ~BuilderCore();  // abandons the chunks if not committed
+
+  // In a forked child: the memory is the parent's. Forget it; every later allocation
+  // and the commit fail with FailedPrecondition.
+  void Orphan();
 
   Status Start();  // carves the first chunk and reserves the header
   // Refills the bump region and allocates; throws std::bad_alloc (status() says why).

@@ -11,11 +11,13 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "csm/key.h"
+
 namespace csm::directory {
 
 inline constexpr uint32_t kDirectoryMagic = 0x44534d43;  // "CMSD"
-inline constexpr uint16_t kDirectoryLayoutVersion = 1;
-inline constexpr uint32_t kMaxKeyLength = 168;
+inline constexpr uint16_t kDirectoryLayoutVersion = 2;
+inline constexpr uint32_t kMaxKeyLength = csm::kMaxKeyLength;  // csm/key.h
 
 enum class SlotState : uint16_t { kEmpty = 0, kLive = 1, kTombstone = 2 };
 
@@ -63,7 +65,18 @@ struct DirectoryHeader {
 static_assert(std::is_standard_layout_v<DirectoryHeader> && sizeof(DirectoryHeader) == 48);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
+// Also in page 0, at kLivenessOffset: a process-shared robust pthread mutex that csmd's
+// serving thread holds for as long as it serves. When csmd dies, however it dies, the
+// kernel marks the mutex's futex word FUTEX_OWNER_DIED before the process is gone
+// (robust futexes, Documentation/locking/robust-futex-ABI); a clean stop unlocks it.
+// Clients read that word (glibc keeps it first in pthread_mutex_t) on every Get, so a
+// client never answers from the directory of a csmd that is gone.
+inline constexpr uint64_t kLivenessOffset = 2048;
+
 inline constexpr uint64_t kSlotsOffset = 4096;
+// Slots for a node of max_objects objects: twice as many, so the table (which refuses
+// inserts past 7/8 full to keep probes short) always has room for max_objects live ones.
+inline uint32_t DirectorySlots(uint32_t max_objects) { return max_objects * 2; }
 inline uint64_t DirectoryBytes(uint32_t capacity) {
   return kSlotsOffset + uint64_t{capacity} * sizeof(DirectorySlot);
 }

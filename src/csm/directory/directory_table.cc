@@ -1,6 +1,12 @@
 // DirectoryTable; see directory_table.h.
 #include "csm/directory/directory_table.h"
 
+#include <linux/futex.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <thread>
 
@@ -27,6 +33,44 @@ void DirectoryTable::Init(uint32_t node_id) {
   header_->change_counter.store(0);
   header_->arenas_freed.store(0);
   header_->live_objects.store(0);
+}
+
+namespace {
+static_assert(kLivenessOffset >= sizeof(DirectoryHeader) &&
+              kLivenessOffset + sizeof(pthread_mutex_t) <= kSlotsOffset);
+// glibc keeps the futex word first (__data.__lock): the robust-futex word the kernel
+// marks when the holder dies.
+static_assert(offsetof(pthread_mutex_t, __data.__lock) == 0 && sizeof(int) == 4);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+}  // namespace
+
+Status DirectoryTable::InitLiveness() {
+  auto* m = reinterpret_cast<pthread_mutex_t*>(reinterpret_cast<char*>(header_) + kLivenessOffset);
+  pthread_mutexattr_t attr;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  int err = pthread_mutex_init(m, &attr);
+  pthread_mutexattr_destroy(&attr);
+  return err == 0 ? Status::OK() : ErrnoError("pthread_mutex_init of the directory's liveness lock", err);
+}
+
+Status DirectoryTable::HoldLiveness() {
+  auto* m = reinterpret_cast<pthread_mutex_t*>(reinterpret_cast<char*>(header_) + kLivenessOffset);
+  int err = pthread_mutex_lock(m);
+  if (err == EOWNERDEAD) err = pthread_mutex_consistent(m);  // a previous Run's thread died
+  return err == 0 ? Status::OK() : ErrnoError("locking the directory's liveness lock", err);
+}
+
+void DirectoryTable::ReleaseLiveness() {
+  pthread_mutex_unlock(reinterpret_cast<pthread_mutex_t*>(reinterpret_cast<char*>(header_) + kLivenessOffset));
+}
+
+bool DirectoryTable::WriterAlive() const {
+  const auto* word = reinterpret_cast<const std::atomic<uint32_t>*>(
+      reinterpret_cast<const char*>(header_) + kLivenessOffset);
+  const uint32_t w = word->load(std::memory_order_acquire);
+  return (w & FUTEX_TID_MASK) != 0 && (w & FUTEX_OWNER_DIED) == 0;
 }
 
 Status DirectoryTable::Validate() const {

@@ -27,6 +27,14 @@ class DirectoryTable {
   Status Validate() const;
 
   DirectoryHeader& header() const { return *header_; }
+
+  // Writer: csmd's serving thread holds the liveness lock while it serves (see
+  // kLivenessOffset); InitLiveness() once, from Init's caller, before any Hold.
+  Status InitLiveness();
+  Status HoldLiveness();
+  void ReleaseLiveness();
+  // Reader: whether the csmd that wrote this table still serves it (a load, no call).
+  bool WriterAlive() const;
   uint32_t capacity() const { return capacity_; }
 
   struct Found {

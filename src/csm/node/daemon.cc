@@ -12,15 +12,17 @@ Status Daemon::Impl::Init() {
   if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
-  uint64_t dir_bytes = directory::DirectoryBytes(config_.max_objects);
+  const uint32_t slots = directory::DirectorySlots(config_.max_objects);
+  uint64_t dir_bytes = directory::DirectoryBytes(slots);
   CSM_ASSIGN_OR_RETURN(dir_fd_, os::CreateMemfd("csm-directory", dir_bytes));
   // Allocate the pages now so clients can map them populated: no page fault on a Get.
   if (::fallocate(dir_fd_.get(), 0, 0, static_cast<off_t>(dir_bytes)) != 0) {
     return ErrnoError("fallocate of the directory (" + FormatSize(dir_bytes) + ")", errno);
   }
   CSM_ASSIGN_OR_RETURN(dir_map_, MapShared(dir_fd_.get(), dir_bytes));
-  dir_ = std::make_unique<directory::DirectoryTable>(dir_map_.addr, config_.max_objects);
+  dir_ = std::make_unique<directory::DirectoryTable>(dir_map_.addr, slots);
   dir_->Init(node_id_);
+  CSM_RETURN_IF_ERROR(dir_->InitLiveness());
   CSM_ASSIGN_OR_RETURN(listen_fd_, os::ListenUnix(config_.socket_path));
   CSM_LOG_INFO("csmd node %u listening at %s; window [%s, +%s), capacity %s",
                node_id_, config_.socket_path.c_str(), Hex(config_.window.base).c_str(),
@@ -38,6 +40,13 @@ Status Daemon::Impl::Init() {
 }
 
 Status Daemon::Impl::Run() {
+  // Held while this thread serves: clients see csmd gone the moment it is (however it
+  // ends), before they answer a Get from this directory.
+  CSM_RETURN_IF_ERROR(dir_->HoldLiveness());
+  struct Unhold {
+    directory::DirectoryTable* dir;
+    ~Unhold() { dir->ReleaseLiveness(); }
+  } unhold{dir_.get()};
   std::vector<pollfd> fds;
   std::vector<uint64_t> ids;
   for (;;) {
@@ -195,7 +204,7 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
   CSM_ASSIGN_OR_RETURN(c.pin_map, MapShared(c.pin_fd.get(), pin_bytes));
   CSM_ASSIGN_OR_RETURN(auto dir_ro, os::ReopenReadOnly(dir_fd_.get()));
   out.PutStatus(Status::OK());
-  out.Put(c.id).Put(node_id_).Put(config_.max_objects).Put(config_.pins_per_client)
+  out.Put(c.id).Put(node_id_).Put(dir_->capacity()).Put(config_.pins_per_client)
       .Put(config_.arena_size).Put(static_cast<uint8_t>(cluster_ != nullptr));
   c.hello_done = true;
   CSM_LOG_DEBUG("client %llu attached: pid %d", (unsigned long long)c.id, c.cred.pid);
@@ -302,10 +311,9 @@ Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Clie
 
 Result<Object> Daemon::Impl::PrepareCommit(Client& c, uint64_t header_addr, uint64_t type_id,
                                            std::string key, std::string type_name) {
-  if (key.empty() || key.size() > directory::kMaxKeyLength) {
-    return InvalidArgument("keys are 1 to " + std::to_string(directory::kMaxKeyLength) +
-                           " bytes; got " + std::to_string(key.size()));
-  }
+  // '#' keys are allowed here: the Arrow layer commits table parts as "<table>#<n>";
+  // clients refuse them from programs (csm/key.h).
+  CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
   if (auto taken = keys_.find(key); taken != keys_.end()) {
     uint32_t owner = objects_.at(taken->second).owner_node;
     return AlreadyExists("key '" + key + "' is already committed" +
@@ -398,6 +406,7 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
   d.state = static_cast<uint16_t>(directory::SlotState::kLive);
   d.key_length = static_cast<uint16_t>(o.key.size());
   std::memcpy(d.key, o.key.data(), o.key.size());
+  CSM_RETURN_IF_ERROR(CheckObjectRoom());
   CSM_ASSIGN_OR_RETURN(o.slot, dir_->Insert(d));
 
   for (const ObjectExtent& e : o.extents) ArenaAt(e.addr)->committed[e.addr] = e.addr + e.length;
@@ -453,9 +462,19 @@ Status Daemon::Impl::ReplyCommit(Client& c, const Result<uint64_t>& id) {
   return Reply(c, out);
 }
 
+Status Daemon::Impl::CheckObjectRoom() const {
+  if (keys_.size() < config_.max_objects) return Status::OK();
+  return CapacityExceeded("the node holds max_objects (" + std::to_string(config_.max_objects) +
+                          ") objects, copies from other nodes included: delete some (csm rm) or "
+                          "start the node with a larger --max-objects");
+}
+
 Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
   std::string key;
   CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
+  if (Status valid = ValidateKeyToRead(key); !valid.ok()) {
+    return SendStatus(c, MessageType::kStatusReply, valid);
+  }
   auto it = keys_.find(key);
   if (it == keys_.end()) {
     return SendStatus(c, MessageType::kStatusReply,
@@ -649,8 +668,8 @@ Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
   CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
   WireWriter out(MessageType::kJsonReply);
   auto it = keys_.find(key);
-  if (it == keys_.end()) {
-    out.PutStatus(NotFound("no object under key '" + key + "' (csm ls lists them)"));
+  if (Status valid = ValidateKeyToRead(key); !valid.ok() || it == keys_.end()) {
+    out.PutStatus(!valid.ok() ? valid : NotFound("no object under key '" + key + "' (csm ls lists them)"));
     out.PutString("");
     return Reply(c, out);
   }

@@ -360,6 +360,7 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
   std::string key;
   CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
   auto reply = [&](const Status& s) { return SendStatus(c, MessageType::kStatusReply, s); };
+  if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
   if (keys_.count(key)) return reply(Status::OK());
   if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
   auto pending = fetches_.find(key);
@@ -570,7 +571,8 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
     d.state = static_cast<uint16_t>(directory::SlotState::kLive);
     d.key_length = static_cast<uint16_t>(std::min<size_t>(key.size(), directory::kMaxKeyLength));
     std::memcpy(d.key, key.data(), d.key_length);
-    auto slot = dir_->Insert(d);
+    Status room = CheckObjectRoom();
+    Result<uint32_t> slot = room.ok() ? dir_->Insert(d) : Result<uint32_t>(room);
     if (slot.ok()) {
       o.slot = *slot;
       const uint64_t page = os::PageSize();

@@ -32,6 +32,7 @@
 #include "csm/directory/coordinator.h"
 #include "csm/directory/directory_table.h"
 #include "csm/directory/etcd_directory.h"
+#include "csm/key.h"
 #include "csm/node/daemon.h"
 #include "csm/node/protocol.h"
 #include "csm/node/spare_memory.h"
@@ -191,6 +192,8 @@ class Daemon::Impl {
   Result<uint64_t> FinishCommit(Object o);
   Status ReplyCommit(Client& c, const Result<uint64_t>& id);
   void DeleteLocally(const std::string& key);
+  // CapacityExceeded once max_objects keys are live (own objects and copies).
+  Status CheckObjectRoom() const;
   // Runs `call` (a cluster directory request, up to its timeout) on the directory
   // thread, so the event loop goes on serving every other client; then `then` on the
   // loop, with c, or nullptr if its process went away meanwhile. Nothing more is read
