@@ -19,7 +19,9 @@
 #include <arrow/table.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -84,9 +86,12 @@ csm::Client& Connected(const std::string& socket = {}) {
   return *g_client;
 }
 
+// A timeout in seconds: 0 does not wait, math.inf waits as long as it takes (csm caps
+// a wait at ~146 years); negative or NaN is a ValueError.
 std::chrono::milliseconds Millis(double seconds) {
-  if (seconds < 0) Raise(csm::InvalidArgument("timeout must be >= 0 seconds"));
-  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  if (!(seconds >= 0)) Raise(csm::InvalidArgument("timeout must be >= 0 seconds (or math.inf), not " + std::to_string(seconds)));
+  constexpr double kMaxMs = 4.0e12;  // beyond csm's cap; well inside int64
+  return std::chrono::milliseconds(static_cast<int64_t>(std::min(seconds * 1000.0, kMaxMs)));
 }
 
 // Reads every batch of an object that exports an Arrow C stream into one Table.

@@ -4,6 +4,7 @@
 #include <arrow/api.h>
 #include <arrow/csv/api.h>
 #include <arrow/io/api.h>
+#include <arrow/ipc/api.h>
 #include <parquet/arrow/writer.h>
 #include <arrow/extension/bool8.h>
 #include <arrow/extension/uuid.h>
@@ -401,6 +402,17 @@ TEST_F(ArrowTest, CliPutsFilesStraightIntoTheHeapAndGetsAndCatsThem) {
   auto cat = testing::Run({csm, "cat", "cli/csv", "--format", "csv"}, node_.Env());
   ASSERT_EQ(cat.exit_code, 0) << cat.err;
   EXPECT_EQ(cat.out, "\"id\",\"name\"\n1,\"a\"\n2,\"b\"\n3,\"c\"\n");
+  // An Arrow IPC file on stdout whatever stdout is: a pipe (here), /dev/null.
+  auto ipc = testing::Run({csm, "cat", "cli/parquet", "--format", "arrow"}, node_.Env());
+  ASSERT_EQ(ipc.exit_code, 0) << ipc.err;
+  auto ipc_reader = arrow::ipc::RecordBatchFileReader::Open(
+      std::make_shared<arrow::io::BufferReader>(arrow::Buffer::FromString(ipc.out)));
+  ASSERT_TRUE(ipc_reader.ok()) << ipc_reader.status().ToString();
+  auto ipc_table = (*ipc_reader)->ToTable();
+  ASSERT_TRUE(ipc_table.ok());
+  EXPECT_TRUE((*ipc_table)->Equals(*table)) << (*ipc_table)->ToString();
+  auto devnull = testing::Run({"/bin/sh", "-c", csm + " cat cli/parquet --format arrow > /dev/null"}, node_.Env());
+  EXPECT_EQ(devnull.exit_code, 0) << devnull.err;
   auto missing = testing::Run({csm, "get", "cli/none"}, node_.Env());
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("NotFound"), std::string::npos) << missing.err;
@@ -417,6 +429,27 @@ TEST_F(ArrowTest, CliPutsFilesStraightIntoTheHeapAndGetsAndCatsThem) {
   auto unknown = testing::Run({csm, "put", dir + "/t.parquet", "--key", "cli/parquet"}, node_.Env());
   EXPECT_NE(unknown.exit_code, 0) << "the key is taken";
   EXPECT_NE(unknown.err.find("AlreadyExists"), std::string::npos) << unknown.err;
+}
+
+// '#' is reserved for the parts of appended tables: a table put whole under "T#0" would
+// be read back as a part of "T".
+TEST_F(ArrowTest, KeysOfTablePartsCannotBeTakenByOtherObjects) {
+  auto part = Json(arrow::int32(), "[1, 2, 3]");
+  auto whole = arrow::Table::Make(arrow::schema({arrow::field("x", arrow::int32())}), {part});
+  auto other = arrow::Table::Make(arrow::schema({arrow::field("x", arrow::int32())}),
+                                  {Json(arrow::int32(), "[100, 200]")});
+  auto put = PutTable(*client_, "T#0", *other);
+  EXPECT_EQ(put.status().code(), StatusCode::kInvalidArgument) << put.status().ToString();
+  EXPECT_NE(put.status().message().find("reserved"), std::string::npos);
+  auto appended = AppendTable(*client_, "T", *whole);
+  ASSERT_TRUE(appended.ok()) << appended.status().ToString();
+  EXPECT_EQ(appended->part_key, "T#0");
+  auto got = GetTable(*client_, "T");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE((*got)->Equals(*whole)) << (*got)->ToString();
+  EXPECT_EQ(AppendTable(*client_, "U#1", *whole).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(AppendTable(*client_, std::string(kMaxTableKeyLength + 1, 't'), *whole).status().code(),
+            StatusCode::kInvalidArgument);
 }
 
 TEST_F(ArrowTest, WrongKindAndMissingKeyAreClearErrors) {

@@ -44,6 +44,15 @@ def run_python(code, env, timeout=60):
     return p.stdout
 
 
+def _forked_worker(i):
+    """A multiprocessing worker (fork start method) of a parent that used csm first."""
+    import csm
+    parent = csm.get_table("fork/parent", timeout=10)
+    csm.put_table("fork/w%d" % i, pa.table({"w": pa.array([i] * 20000, pa.int64()),
+                                             "r": pa.array(range(20000), pa.int64())}))
+    return parent.num_rows
+
+
 class PythonTablesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -118,8 +127,35 @@ class PythonTablesTest(unittest.TestCase):
         self.assertIn("already committed", str(again.exception))
         with self.assertRaises(ValueError):
             self.csm.get_table("once", timeout=-1)
+        with self.assertRaises(ValueError):
+            self.csm.get_table("once", timeout=float("nan"))
+        # Waiting "forever" is a wait, not an overflow: the table is there, so it returns.
+        for forever in (float("inf"), 1e30):
+            self.assertEqual(self.csm.get_table("once", timeout=forever).num_rows, 10)
+        # Key rules (csm/key.h): '#' is reserved for table parts; no control characters.
+        for bad in ("T#0", "a\x00b", "", "k" * 169):
+            with self.assertRaises(ValueError, msg=repr(bad)):
+                self.csm.put_table(bad, make_table(10))
+        with self.assertRaises(ValueError):
+            self.csm.get_table("")
         with self.assertRaises(self.csm.Error):
             self.csm.connect("/elsewhere/node.sock")  # one node per process
+
+    def test_forked_pool_workers_each_put_their_own_table(self):
+        # The parent used csm before the pool forked its workers (Python's default start
+        # method on Linux): each worker must build in its own memory.
+        import multiprocessing
+        self.csm.put_table("fork/parent", make_table(300))
+        with multiprocessing.get_context("fork").Pool(4) as pool:
+            rows = pool.map(_forked_worker, range(8))
+        self.assertEqual(rows, [300] * 8)
+        for i in range(8):
+            t = self.csm.get_table("fork/w%d" % i)
+            self.assertEqual(t.column("w").to_pylist(), [i] * 20000, "worker %d" % i)
+            self.assertEqual(t.column("r").to_pylist(), list(range(20000)))
+        self.assertTrue(self.csm.get_table("fork/parent").equals(make_table(300)))
+        self.csm.put_table("fork/after", make_table(50))  # the parent goes on building
+        self.assertTrue(self.csm.get_table("fork/after").equals(make_table(50)))
 
     def test_get_waits_for_a_table_another_process_puts(self):
         child = subprocess.Popen([sys.executable, "-c", MAKE_TABLE + textwrap.dedent("""

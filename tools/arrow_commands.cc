@@ -6,7 +6,11 @@
 #include <arrow/ipc/api.h>
 #include <parquet/arrow/reader.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "csm/arrow.h"
@@ -22,6 +26,35 @@ int Fail(const arrow::Status& s, const std::string& what) {
   std::fprintf(stderr, "csm: %s: %s\n", what.c_str(), s.ToString().c_str());
   return 1;
 }
+
+// Standard output as an Arrow stream that counts its own position: the IPC file writer
+// asks Tell() for its footer's offsets, and stdout may be a pipe or /dev/null, where
+// lseek fails or says 0 (arrow::io::FileOutputStream asks lseek).
+class StdoutStream : public arrow::io::OutputStream {
+ public:
+  arrow::Status Write(const void* data, int64_t nbytes) override {
+    const char* p = static_cast<const char*>(data);
+    while (nbytes > 0) {
+      ssize_t n = ::write(STDOUT_FILENO, p, static_cast<size_t>(nbytes));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return arrow::Status::IOError("writing to stdout: ", std::strerror(errno));
+      p += n;
+      nbytes -= n;
+      position_ += n;
+    }
+    return arrow::Status::OK();
+  }
+  arrow::Result<int64_t> Tell() const override { return position_; }
+  arrow::Status Close() override {
+    closed_ = true;
+    return arrow::Status::OK();
+  }
+  bool closed() const override { return closed_; }
+
+ private:
+  int64_t position_ = 0;
+  bool closed_ = false;
+};
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -107,18 +140,16 @@ int Get(const ArrowFlags& f, Client& client) {
 int Cat(const ArrowFlags& f, Client& client) {
   auto table = GetTable(client, f.key);
   if (!table.ok()) return Fail(table.status());
-  auto out = arrow::io::FileOutputStream::Open(1);
-  if (!out.ok()) return Fail(out.status(), "opening stdout");
+  auto out = std::make_shared<StdoutStream>();
   arrow::Status s;
   if (f.format == "csv") {
-    s = arrow::csv::WriteCSV(**table, arrow::csv::WriteOptions::Defaults(), out->get());
+    s = arrow::csv::WriteCSV(**table, arrow::csv::WriteOptions::Defaults(), out.get());
   } else {
-    auto writer = arrow::ipc::MakeFileWriter(*out, (*table)->schema());
+    auto writer = arrow::ipc::MakeFileWriter(out, (*table)->schema());
     s = writer.status();
     if (s.ok()) s = (*writer)->WriteTable(**table);
     if (s.ok()) s = (*writer)->Close();
   }
-  if (s.ok()) s = (*out)->Flush();
   return s.ok() ? 0 : Fail(s, "writing '" + f.key + "'");
 }
 
