@@ -2,8 +2,12 @@
 // embedded coordinator (hosted by node 1) and a real etcd server started by the test.
 // Membership, disjoint segment leases, refusals at join, death detection, and objects
 // built on one node used at the same addresses on the others.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <future>
 #include <nlohmann/json.hpp>
@@ -178,6 +182,41 @@ TEST_P(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {
     }
     EXPECT_TRUE(inside) << "node " << id << "'s object lies in its own segments";
   }
+}
+
+// Connections to a node's peer port and to the coordinator that never authenticate
+// (hundreds of them, as a scanner or a hostile host would open) neither keep other nodes
+// from fetching nor from using the directory.
+TEST_P(ClusterTest, FloodsOfSilentConnectionsStarveNoPeer) {
+  a_ = Start(1);
+  b_ = Start(2);
+  RunHelper(*a_, {"produce", "flooded", "1000"});
+  auto peer = transport::SplitPeerAddress(Member(Nodes(*a_), 1).at("peer_address").get<std::string>());
+  ASSERT_TRUE(peer.ok());
+  std::vector<std::string> targets = {peer->second};
+  if (!etcd()) targets.push_back(coordinator_);
+  rlimit files{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &files), 0);
+  files.rlim_cur = files.rlim_max;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &files), 0);
+  std::vector<os::UniqueFd> silent;
+  for (const std::string& target : targets) {
+    const int port = std::atoi(target.substr(target.rfind(':') + 1).c_str());
+    for (int i = 0; i < 600; ++i) {
+      os::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+        silent.push_back(std::move(fd));
+      }
+    }
+  }
+  EXPECT_GE(silent.size(), 600u);
+  RunHelper(*b_, {"consume", "flooded", "1000"});    // fetched from node 1's peer port
+  RunHelper(*b_, {"produce", "during-flood", "10"});  // published through the directory
+  RunHelper(*a_, {"consume", "during-flood", "10"});
 }
 
 TEST_P(ClusterTest, JoinRefusalsSayWhy) {
@@ -419,8 +458,10 @@ TEST_P(ClusterTest, AnOwnersDigestThatDoesNotMatchItsBytesIsRefused) {
   b_ = Start(2);
   RunHelper(*a_, {"produce", "sound", "1000"});
   std::atomic<int> served{0};
-  auto liar = os::TcpServer::Start("127.0.0.1:0", [&](int fd) {
-    if (!os::AcceptAuthenticated(fd, "test-secret", transport::kTransportMagic, 5000).ok()) return;
+  os::TcpServerOptions liar_options;
+  liar_options.secret = "test-secret";
+  liar_options.service_magic = transport::kTransportMagic;
+  auto liar = os::TcpServer::Start("127.0.0.1:0", liar_options, [&](int fd) {
     for (;;) {
       auto request = transport::ReceiveFetchRequest(fd, transport::kTransportMagic, 5000);
       if (!request.ok() || !transport::SendVerdict(fd, Status::OK(), 5000).ok()) return;

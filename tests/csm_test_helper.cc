@@ -113,6 +113,11 @@ int main(int argc, char** argv) {
     Say(std::string("verified ") + buf + Mapping(ref->info().root));
     return 0;
   }
+  if (cmd == "attach") {  // stay attached until killed (5 minutes at most)
+    Say("attached");
+    std::this_thread::sleep_for(std::chrono::minutes(5));
+    return 0;
+  }
   if (cmd == "pin") {  // hold a pin until killed
     auto ref = c.Get<HeapMap>(key, std::chrono::seconds(20));
     if (!ref.ok()) return Fail(ref.status());

@@ -1,10 +1,17 @@
 // A hostile or broken local client speaks the raw protocol: csmd must refuse what is
 // wrong with a clear status or drop that client, and keep serving everyone else.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "csm/node/protocol.h"
 #include "csm/object/object_layout.h"
@@ -189,6 +196,92 @@ TEST(HostileClientTest, ForgedCommitsAreCorruption) {
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(c.ReplyStatus(*r).IsCorruption());
   ExpectNodeServes(node);
+}
+
+}  // namespace
+}  // namespace csm
+
+namespace csm {
+namespace {
+
+// A connection to csmd that says nothing: non-blocking, so a full backlog is EAGAIN
+// rather than a wait. Invalid if the connection could not be made.
+os::UniqueFd SilentConnection(const std::string& path) {
+  os::UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) fd.Reset();
+  return fd;
+}
+
+bool HungUp(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR)) != 0;
+}
+
+void RaiseOpenFilesLimit() {
+  rlimit files{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &files), 0);
+  files.rlim_cur = files.rlim_max;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &files), 0);
+}
+
+// More silent connections than max_clients, opened while real clients come and go:
+// every real client gets in, and the silent ones are closed for not saying Hello.
+TEST(HostileClientTest, AFloodOfSilentConnectionsLocksNoRealClientOut) {
+  RaiseOpenFilesLimit();
+  testing::Node node;
+  std::atomic<bool> stop{false};
+  std::vector<os::UniqueFd> silent;
+  std::thread flood([&] {
+    while (!stop.load() && silent.size() < 3000) {
+      os::UniqueFd fd = SilentConnection(node.socket());
+      if (fd.valid()) silent.push_back(std::move(fd));
+      else std::this_thread::yield();
+    }
+  });
+  for (int i = 0; i < 4; ++i) {  // separate processes: each connects anew
+    auto producer = testing::Process::Spawn(
+        {testing::BinaryDir() + "/csm_test_helper", "produce", "real-" + std::to_string(i), "100"},
+        node.Env());
+    EXPECT_EQ(producer->Wait(), 0) << producer->output();
+  }
+  ExpectNodeServes(node);
+  stop = true;
+  flood.join();
+  EXPECT_GT(silent.size(), 1024u) << "the flood outnumbered max_clients";
+  // Each silent connection is closed by csmd: made room for, or out of time to say Hello.
+  EXPECT_TRUE(testing::Eventually(
+      [&] {
+        for (const auto& fd : silent) {
+          if (!HungUp(fd.get())) return false;
+        }
+        return true;
+      },
+      30000));
+  auto c = Client::Connect(node.ClientConfig());
+  ASSERT_TRUE(c.ok());
+  EXPECT_GT(nlohmann::json::parse(*(*c)->InfoJson())["connections_dropped"].get<uint64_t>(), 1024u);
+}
+
+// A node serving max_clients processes refuses one more and says why.
+TEST(HostileClientTest, AFullNodeSaysSoToTheClientItRefuses) {
+  testing::Node node({"--max-clients", "2"});
+  auto a = testing::Process::Spawn({testing::BinaryDir() + "/csm_test_helper", "attach", "-"}, node.Env());
+  auto b = testing::Process::Spawn({testing::BinaryDir() + "/csm_test_helper", "attach", "-"}, node.Env());
+  ASSERT_FALSE(a->WaitForLine("attached").empty()) << a->output();
+  ASSERT_FALSE(b->WaitForLine("attached").empty()) << b->output();
+  auto r = testing::Run({testing::BinaryDir() + "/csm", "info"}, node.Env());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("max_clients (2)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("CapacityExceeded"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--max-clients"), std::string::npos) << r.err;
+  a->Kill(SIGKILL);
+  a->Wait();
+  EXPECT_TRUE(testing::Eventually([&] {
+    return testing::Run({testing::BinaryDir() + "/csm", "info"}, node.Env()).exit_code == 0;
+  }));
 }
 
 }  // namespace

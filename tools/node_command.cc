@@ -1,6 +1,8 @@
 // The node daemon's command line; see node_command.h.
 #include "node_command.h"
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -23,7 +25,10 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--heap-base", f->heap_base, "window base address, e.g. 0x200000000000");
   app->add_option("--heap-size", f->heap_size, "window size, e.g. 16T");
   app->add_option("--segment-size", f->segment_size, "segment size, e.g. 1G");
-  app->add_option("--max-objects", f->max_objects, "directory slots (power of two)");
+  app->add_option("--max-objects", f->max_objects,
+                  "objects the node holds at most, copies included (power of two)");
+  app->add_option("--max-clients", f->max_clients, "processes attached at once")
+      ->check(CLI::Range(1u, 1u << 20));
   app->add_option("--node-id", f->node_id, "this node's id, unique in its cluster")
       ->check(CLI::Range(1u, 1u << 30));
   app->add_option("--cluster", f->cluster, "cluster name (nodes of other clusters are refused)");
@@ -65,6 +70,7 @@ int RunNode(const NodeFlags& f) {
   if (s.ok()) s = set(f.heap_size, &config->window.size);
   if (s.ok()) s = set(f.segment_size, &config->window.segment_size);
   if (f.max_objects != 0) config->max_objects = f.max_objects;
+  if (f.max_clients != 0) config->max_clients = f.max_clients;
   if (s.ok()) s = ValidateConfig(*config);
   node::NodeOptions options;
   options.node_id = f.node_id;
@@ -81,6 +87,13 @@ int RunNode(const NodeFlags& f) {
   options.cluster.dead_after_ms = f.dead_after_ms;
   options.spare_memory_ms = f.spare_memory_ms;
   options.huge_pages = f.huge_pages == "on";
+  // Every attached process holds two descriptors here (socket, pin table), every arena
+  // one: the usual soft limit of 1024 would refuse clients long before max_clients.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+  }
   auto daemon = s.ok() ? node::Daemon::Create(*config, options)
                        : Result<std::unique_ptr<node::Daemon>>(s);
   if (!daemon.ok()) {

@@ -10,6 +10,7 @@ namespace csm::tools {
 struct NodeFlags {
   std::string socket, capacity, arena_size, heap_base, heap_size, segment_size;
   uint32_t max_objects = 0;
+  uint32_t max_clients = 0;
   uint32_t node_id = 1;
   std::string cluster = "csm", cluster_secret, coordinate, join, etcd, peer_address;
   std::string transport = "tcp";

@@ -245,17 +245,18 @@ Result<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(const std::s
   if (secret.empty()) return InvalidArgument("the cluster secret must not be empty");
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer(std::move(secret), timeout_ms, coordinator));
   // Every other node keeps two connections: its requests and its record watch.
-  CSM_ASSIGN_OR_RETURN(s->server_, os::TcpServer::Start(address, [raw = s.get()](int fd) { raw->Serve(fd); },
-                                                        /*max_connections=*/1024));
+  os::TcpServerOptions o;
+  o.name = "coordinator";
+  o.secret = s->secret_;
+  o.service_magic = kCoordinatorMagic;
+  o.handshake_timeout_ms = std::min(timeout_ms, 2000);
+  o.max_connections = 1024;
+  CSM_ASSIGN_OR_RETURN(s->server_, os::TcpServer::Start(address, std::move(o),
+                                                        [raw = s.get()](int fd) { raw->Serve(fd); }));
   return s;
 }
 
 void CoordinatorServer::Serve(int fd) {
-  Status auth = os::AcceptAuthenticated(fd, secret_, kCoordinatorMagic, timeout_ms_);
-  if (!auth.ok()) {
-    if (auth.code() == StatusCode::kPermissionDenied) CSM_LOG_WARN("coordinator: %s", auth.message().c_str());
-    return;
-  }
   for (;;) {
     auto request = os::ReceiveFrame(fd, 16 << 20, timeout_ms_);
     if (!request.ok()) return;

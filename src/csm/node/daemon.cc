@@ -50,6 +50,8 @@ Status Daemon::Impl::Run() {
   std::vector<pollfd> fds;
   std::vector<uint64_t> ids;
   for (;;) {
+    // Before the poll set is built: a connection dropped here is not in it.
+    const int hello_due = ExpirePending(os::MonotonicNanos());
     fds.clear();
     ids.clear();
     fds.push_back({stop_fd_.get(), POLLIN, 0});
@@ -62,6 +64,7 @@ Status Daemon::Impl::Run() {
       ids.push_back(id);
     }
     int timeout = pending_.empty() ? -1 : kSweepIntervalMs;
+    if (hello_due >= 0 && (timeout < 0 || hello_due < timeout)) timeout = hello_due;
     int n = ::poll(fds.data(), fds.size(), timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -92,30 +95,89 @@ Status Daemon::Impl::Run() {
 }
 
 void Daemon::Impl::Accept() {
-  auto sock = os::AcceptUnix(listen_fd_.get());
-  if (!sock.ok()) {
-    CSM_LOG_WARN("accept failed: %s", sock.status().ToString().c_str());
-    return;
+  // Everything waiting now (bounded, so clients already attached are served between).
+  for (int i = 0; i < 256; ++i) {
+    auto sock = os::AcceptUnix(listen_fd_.get());
+    if (!sock.ok() && sock.status().IsCapacityExceeded() && DropOldestPending()) continue;
+    if (!sock.ok()) {
+      if (!sock.status().IsUnavailable()) {
+        CSM_LOG_WARN("accept failed: %s", sock.status().ToString().c_str());
+      }
+      return;
+    }
+    auto cred = os::GetPeerCredentials(sock->get());
+    if (!cred.ok()) continue;
+    // Only our own user (or root) may attach: a client can read every object.
+    if (cred->uid != ::getuid() && cred->uid != 0) {
+      CSM_LOG_WARN("refused pid %d: uid %u is not csmd's uid %u", cred->pid, cred->uid,
+                   ::getuid());
+      continue;
+    }
+    MakeRoomForPending(cred->pid);
+    uint64_t id = next_client_++;
+    Client& c = clients_[id];
+    c.id = id;
+    c.sock = std::move(*sock);
+    c.cred = *cred;
+    c.accepted_ns = os::MonotonicNanos();
+    // Non-blocking: a client that stops reading its replies is dropped, never waited on.
+    ::fcntl(c.sock.get(), F_SETFL, ::fcntl(c.sock.get(), F_GETFL) | O_NONBLOCK);
   }
-  auto cred = os::GetPeerCredentials(sock->get());
-  if (!cred.ok()) return;
-  // Only our own user (or root) may attach: a client can read every object.
-  if (cred->uid != ::getuid() && cred->uid != 0) {
-    CSM_LOG_WARN("refused pid %d: uid %u is not csmd's uid %u", cred->pid, cred->uid,
-                 ::getuid());
-    return;
+}
+
+void Daemon::Impl::MakeRoomForPending(pid_t pid) {
+  size_t pending = 0, from_pid = 0;
+  const Client* oldest = nullptr;
+  const Client* oldest_from_pid = nullptr;
+  for (const auto& [id, c] : clients_) {
+    if (c.hello_done) continue;
+    ++pending;
+    if (oldest == nullptr || c.id < oldest->id) oldest = &c;
+    if (c.cred.pid == pid) {
+      ++from_pid;
+      if (oldest_from_pid == nullptr || c.id < oldest_from_pid->id) oldest_from_pid = &c;
+    }
   }
-  if (clients_.size() >= config_.max_clients) {
-    CSM_LOG_WARN("refused pid %d: max_clients (%u) reached", cred->pid, config_.max_clients);
-    return;
+  const Client* drop = from_pid >= kMaxPendingPerProcess ? oldest_from_pid
+                       : pending >= kMaxPendingClients  ? oldest
+                                                        : nullptr;
+  if (drop == nullptr) return;
+  ++connections_dropped_;
+  CSM_LOG_DEBUG("dropping a connection of pid %d that has not said Hello: room for a newer one",
+                drop->cred.pid);
+  DropClient(drop->id);
+}
+
+bool Daemon::Impl::DropOldestPending() {
+  const Client* oldest = nullptr;
+  for (const auto& [id, c] : clients_) {
+    if (!c.hello_done && (oldest == nullptr || c.id < oldest->id)) oldest = &c;
   }
-  uint64_t id = next_client_++;
-  Client& c = clients_[id];
-  c.id = id;
-  c.sock = std::move(*sock);
-  c.cred = *cred;
-  // Non-blocking: a client that stops reading its replies is dropped, never waited on.
-  ::fcntl(c.sock.get(), F_SETFL, ::fcntl(c.sock.get(), F_GETFL) | O_NONBLOCK);
+  if (oldest == nullptr) return false;
+  ++connections_dropped_;
+  DropClient(oldest->id);
+  return true;
+}
+
+int Daemon::Impl::ExpirePending(int64_t now) {
+  int64_t next = -1;  // ns until the next deadline
+  std::vector<uint64_t> late;
+  for (const auto& [id, c] : clients_) {
+    if (c.hello_done) continue;
+    const int64_t left = c.accepted_ns + int64_t{kHelloTimeoutMs} * 1000000 - now;
+    if (left <= 0) {
+      late.push_back(id);
+    } else if (next < 0 || left < next) {
+      next = left;
+    }
+  }
+  for (uint64_t id : late) {
+    CSM_LOG_DEBUG("dropping a connection of pid %d: no Hello within %d ms", clients_.at(id).cred.pid,
+                  kHelloTimeoutMs);
+    ++connections_dropped_;
+    DropClient(id);
+  }
+  return next < 0 ? -1 : static_cast<int>(next / 1000000 + 1);
 }
 
 bool Daemon::Impl::HandleMessage(Client& c) {
@@ -192,6 +254,14 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
         Hex(config_.window.base) + " size " + FormatSize(config_.window.size) + " segment " +
         FormatSize(config_.window.segment_size) + ": use the same CSM_CONFIG / CSM_HEAP_* "
         "settings as the node");
+  }
+  size_t attached = 0;
+  for (const auto& [id, other] : clients_) attached += other.hello_done ? 1 : 0;
+  if (refuse.ok() && attached >= config_.max_clients) {
+    refuse = CapacityExceeded("csmd at " + config_.socket_path + " serves max_clients (" +
+                              std::to_string(config_.max_clients) + ") processes already: end "
+                              "some, or start the node with a larger --max-clients");
+    CSM_LOG_WARN("refused pid %d: %s", c.cred.pid, refuse.message().c_str());
   }
   WireWriter out(MessageType::kHelloReply);
   if (!refuse.ok()) {
@@ -758,6 +828,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
                  {"segment_size", config_.window.segment_size}};
   j["segments_leased"] = leased_segments_;
   j["capacity"] = config_.capacity;
+  j["connections_dropped"] = connections_dropped_;  // never said Hello in time, or made room
   j["used"] = used_;
   j["objects"] = keys_.size();
   j["objects_awaiting_unpin"] = pending_.size();

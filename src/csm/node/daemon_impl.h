@@ -50,6 +50,13 @@ using object::ObjectExtent;
 using object::ObjectHeader;
 
 constexpr int kSweepIntervalMs = 100;
+// Connections that have not said Hello cost a slot and nothing else, and get little:
+// Hello within kHelloTimeoutMs of connecting, at most kMaxPendingClients of them (and
+// kMaxPendingPerProcess from one process), the oldest dropped for a newer one. So idle
+// or garbage connections cannot lock real clients out (docs/operations.md).
+constexpr int kHelloTimeoutMs = 2000;
+constexpr size_t kMaxPendingClients = 64;
+constexpr size_t kMaxPendingPerProcess = 8;
 
 // An owned mapping outside the window (directory, pin tables).
 struct Mapping {
@@ -123,6 +130,7 @@ struct Client {
   uint64_t id;
   os::UniqueFd sock;
   os::PeerCredentials cred;
+  int64_t accepted_ns = 0;
   bool hello_done = false;
   os::UniqueFd pin_fd;
   Mapping pin_map;
@@ -169,6 +177,12 @@ class Daemon::Impl {
  private:
   // Requests.
   void Accept();
+  // Makes room for one more connection that has not said Hello yet (from `pid`).
+  void MakeRoomForPending(pid_t pid);
+  // Out of file descriptors: drops the oldest connection that has not said Hello.
+  bool DropOldestPending();
+  // Drops connections that did not say Hello in time; the poll timeout until the next.
+  int ExpirePending(int64_t now);
   // Returns false when the client must be dropped.
   bool HandleMessage(Client& c);
   Status HandleHello(Client& c, WireReader& in);
@@ -323,6 +337,7 @@ class Daemon::Impl {
   bool sweep_requested_ = false;
   int64_t last_sweep_ns_ = 0;
   uint64_t used_ = 0;
+  uint64_t connections_dropped_ = 0;  // that never said Hello (late, or to make room)
   uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
   // Memfds of destroyed arenas (local and replicas), pages still populated: the next
   // arena of the same size reuses one instead of faulting fresh shared memory in

@@ -263,11 +263,29 @@ Status AcceptAuthenticated(int fd, const std::string& secret, uint32_t service_m
 
 // ---- TcpServer ----------------------------------------------------------------------
 
-Result<std::unique_ptr<TcpServer>> TcpServer::Start(const std::string& address, Handler handler,
-                                                    int max_connections) {
+namespace {
+std::string PeerAddress(int fd) {
+  sockaddr_storage peer{};
+  socklen_t len = sizeof(peer);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) return "?";
+  char host[NI_MAXHOST] = {0};
+  if (::getnameinfo(reinterpret_cast<sockaddr*>(&peer), len, host, sizeof(host), nullptr, 0, NI_NUMERICHOST) != 0) {
+    return "?";
+  }
+  return host;
+}
+}  // namespace
+
+Result<std::unique_ptr<TcpServer>> TcpServer::Start(const std::string& address, TcpServerOptions options,
+                                                    Handler handler) {
+  if (options.secret.empty()) return InvalidArgument("the cluster secret must not be empty");
+  if (options.max_connections < 1 || options.max_handshakes < 1 || options.max_handshakes_per_source < 1 ||
+      options.handshake_timeout_ms < 1) {
+    return InvalidArgument("TcpServer limits must be positive");
+  }
   CSM_ASSIGN_OR_RETURN(addrinfo * res, Resolve(address, true));
   std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> guard(res, freeaddrinfo);
-  std::unique_ptr<TcpServer> s(new TcpServer(std::move(handler), max_connections));
+  std::unique_ptr<TcpServer> s(new TcpServer(std::move(options), std::move(handler)));
   s->listen_fd_.Reset(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!s->listen_fd_.valid()) return ErrnoError("socket", errno);
   int one = 1;
@@ -275,7 +293,7 @@ Result<std::unique_ptr<TcpServer>> TcpServer::Start(const std::string& address, 
   if (::bind(s->listen_fd_.get(), res->ai_addr, res->ai_addrlen) != 0) {
     return ErrnoError("bind(" + address + ")", errno);
   }
-  if (::listen(s->listen_fd_.get(), 128) != 0) return ErrnoError("listen", errno);
+  if (::listen(s->listen_fd_.get(), 1024) != 0) return ErrnoError("listen", errno);
   sockaddr_storage bound{};
   socklen_t len = sizeof(bound);
   getsockname(s->listen_fd_.get(), reinterpret_cast<sockaddr*>(&bound), &len);
@@ -293,8 +311,13 @@ TcpServer::~TcpServer() {
   if (acceptor_.joinable()) acceptor_.join();
   std::unique_lock<std::mutex> lock(mu_);
   stopping_ = true;
-  for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);  // their reads end at once
+  for (const auto& [fd, c] : connections_) ::shutdown(fd, SHUT_RDWR);  // their reads end at once
   idle_.wait(lock, [&] { return connections_.empty(); });
+}
+
+TcpServer::Counters TcpServer::counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
 }
 
 void TcpServer::AcceptLoop() {
@@ -304,23 +327,81 @@ void TcpServer::AcceptLoop() {
     if (p[0].revents) return;
     if (!(p[1].revents & POLLIN)) continue;
     UniqueFd conn(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!conn.valid()) continue;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_ || connections_.size() >= static_cast<size_t>(max_connections_)) {
-        continue;  // closes it: the peer sees the connection end and may retry
-      }
-      connections_.insert(conn.get());
-    }
-    TuneSocket(conn.get());
-    std::thread([this, c = std::move(conn)]() mutable {
-      handler_(c.get());
-      std::lock_guard<std::mutex> lock(mu_);
-      connections_.erase(c.get());
-      c.Reset();  // closed under the lock, so its number cannot be reused while listed
-      idle_.notify_all();  // the last touch of `this`: the destructor waits for the lock
-    }).detach();
+    if (conn.valid()) Admit(std::move(conn));
   }
+}
+
+void TcpServer::EvictOldestHandshake(const std::string& source) {
+  int oldest = -1;
+  uint64_t order = UINT64_MAX;
+  for (const auto& [fd, c] : connections_) {
+    if (c.authenticated || c.evicted || (!source.empty() && c.source != source)) continue;
+    if (c.order < order) {
+      order = c.order;
+      oldest = fd;
+    }
+  }
+  if (oldest < 0) return;
+  connections_[oldest].evicted = true;
+  ++counters_.evicted;
+  ::shutdown(oldest, SHUT_RDWR);  // its handshake fails at once; its thread frees the slot
+}
+
+void TcpServer::Admit(UniqueFd conn) {
+  Connection c;
+  c.source = PeerAddress(conn.get());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    ++counters_.accepted;
+    size_t handshakes = 0, from_source = 0;
+    for (const auto& [fd, other] : connections_) {
+      if (other.authenticated || other.evicted) continue;
+      ++handshakes;
+      if (other.source == c.source) ++from_source;
+    }
+    if (from_source >= static_cast<size_t>(options_.max_handshakes_per_source)) {
+      EvictOldestHandshake(c.source);
+    } else if (handshakes >= static_cast<size_t>(options_.max_handshakes)) {
+      EvictOldestHandshake("");
+    }
+    c.order = next_order_++;
+    connections_[conn.get()] = c;
+  }
+  TuneSocket(conn.get());
+  std::thread([this, fd = std::move(conn)]() mutable {
+    Run(fd.get());
+    std::lock_guard<std::mutex> lock(mu_);
+    connections_.erase(fd.get());
+    fd.Reset();  // closed under the lock, so its number cannot be reused while listed
+    idle_.notify_all();  // the last touch of `this`: the destructor waits for the lock
+  }).detach();
+}
+
+void TcpServer::Run(int fd) {
+  Status auth = AcceptAuthenticated(fd, options_.secret, options_.service_magic, options_.handshake_timeout_ms);
+  if (!auth.ok()) {
+    if (auth.code() == StatusCode::kPermissionDenied) {
+      CSM_LOG_WARN("%s: %s", options_.name.c_str(), auth.message().c_str());
+    }
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t served = 0;
+    for (const auto& [other_fd, c] : connections_) served += c.authenticated ? 1 : 0;
+    if (stopping_ || served >= static_cast<size_t>(options_.max_connections)) {
+      ++counters_.refused;
+      if (!stopping_) {
+        CSM_LOG_WARN("%s: closing an authenticated connection from %s: %d are being served (the most at once)",
+                     options_.name.c_str(), connections_[fd].source.c_str(), options_.max_connections);
+      }
+      return;
+    }
+    connections_[fd].authenticated = true;
+    ++counters_.authenticated;
+  }
+  handler_(fd);
 }
 
 }  // namespace csm::os

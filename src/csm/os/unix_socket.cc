@@ -56,7 +56,7 @@ Result<UniqueFd> ListenUnix(const std::string& path) {
   int err = errno;
   ::umask(old);
   if (rc != 0) return ErrnoError("bind(" + path + ")", err);
-  if (::listen(fd.get(), 128) != 0) return ErrnoError("listen(" + path + ")", errno);
+  if (::listen(fd.get(), 4096) != 0) return ErrnoError("listen(" + path + ")", errno);
   return fd;
 }
 
@@ -83,7 +83,14 @@ Result<UniqueFd> ConnectUnix(const std::string& path) {
 
 Result<UniqueFd> AcceptUnix(int listen_fd) {
   UniqueFd fd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
-  if (!fd.valid()) return ErrnoError("accept", errno);
+  if (!fd.valid()) {
+    const int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return Unavailable("no connection is waiting");
+    if (err == EMFILE || err == ENFILE) {
+      return CapacityExceeded("accept: out of file descriptors (raise the open-files limit)");
+    }
+    return ErrnoError("accept", err);
+  }
   RaiseBuffers(fd.get());
   return fd;
 }

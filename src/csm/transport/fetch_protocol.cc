@@ -86,10 +86,15 @@ Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std
   }
 }
 
-bool AcceptPeer(int fd, const PeerOptions& options, uint32_t magic, const char* service) {
-  Status auth = os::AcceptAuthenticated(fd, options.secret, magic, options.timeout_ms);
-  if (auth.code() == StatusCode::kPermissionDenied) CSM_LOG_WARN("%s: %s", service, auth.message().c_str());
-  return auth.ok();
+os::TcpServerOptions ServerOptions(const PeerOptions& options, uint32_t magic, const char* service,
+                                   int max_connections) {
+  os::TcpServerOptions o;
+  o.name = service;
+  o.secret = options.secret;
+  o.service_magic = magic;
+  o.handshake_timeout_ms = std::min(options.timeout_ms, 2000);
+  o.max_connections = max_connections;
+  return o;
 }
 
 std::optional<FetchRequest> NextFetchRequest(int fd, uint32_t magic, int timeout_ms, const char* service) {

@@ -21,6 +21,7 @@
 
 #include "csm/object/object_layout.h"
 #include "csm/os/connection_pool.h"
+#include "csm/os/tcp_channel.h"
 #include "csm/transport/transport.h"
 
 namespace csm::transport {
@@ -55,8 +56,10 @@ Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std
                                              const std::vector<object::ObjectExtent>& extents,
                                              bool want_digest, int timeout_ms);
 
-// Server side: the peer's handshake (a wrong secret is logged as `service`). False: close.
-bool AcceptPeer(int fd, const PeerOptions& options, uint32_t magic, const char* service);
+// Server side: how a transport's TcpServer admits peers (the handshake within 2 s at
+// most, a wrong secret logged as `service`; see os::TcpServerOptions).
+os::TcpServerOptions ServerOptions(const PeerOptions& options, uint32_t magic, const char* service,
+                                   int max_connections);
 // The next request, or nullopt when the peer hung up or broke the protocol (logged).
 std::optional<FetchRequest> NextFetchRequest(int fd, uint32_t magic, int timeout_ms, const char* service);
 

@@ -42,14 +42,13 @@ Result<std::unique_ptr<TcpTransportServer>> TcpTransportServer::Start(
   if (options.secret.empty()) return InvalidArgument("the cluster secret must not be empty");
   std::unique_ptr<TcpTransportServer> s(new TcpTransportServer(std::move(options), std::move(source)));
   CSM_ASSIGN_OR_RETURN(s->server_,
-                       os::TcpServer::Start(address, [raw = s.get()](int fd) { raw->Serve(fd); },
-                                            max_connections));
+                       os::TcpServer::Start(address, ServerOptions(s->options_, kTransportMagic, "transport", max_connections),
+                                            [raw = s.get()](int fd) { raw->Serve(fd); }));
   return s;
 }
 
 void TcpTransportServer::Serve(int fd) {
   const int timeout = options_.timeout_ms;
-  if (!AcceptPeer(fd, options_, kTransportMagic, "transport")) return;
   for (;;) {  // fetches until the peer hangs up
     auto request = NextFetchRequest(fd, kTransportMagic, timeout, "transport");
     if (!request) return;

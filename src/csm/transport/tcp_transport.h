@@ -43,7 +43,7 @@ class TcpTransportServer : public TransportServer {
   static Result<std::unique_ptr<TcpTransportServer>> Start(const std::string& address,
                                                            PeerOptions options,
                                                            ExtentSource source,
-                                                           int max_connections = 64);
+                                                           int max_connections = 256);
   uint16_t port() const override { return server_->port(); }
 
  private:

@@ -390,8 +390,9 @@ Result<std::unique_ptr<UcxTransportServer>> UcxTransportServer::Start(
   std::unique_ptr<UcxTransportServer> s(
       new UcxTransportServer(std::move(options), std::move(source), std::move(worker)));
   s->progress_ = std::thread([raw = s.get()] { raw->ProgressLoop(); });
-  auto server = os::TcpServer::Start(address, [raw = s.get()](int fd) { raw->Serve(fd); },
-                                     max_connections);
+  auto server = os::TcpServer::Start(
+      address, ServerOptions(s->options_, kUcxTransportMagic, "ucx transport", max_connections),
+      [raw = s.get()](int fd) { raw->Serve(fd); });
   if (!server.ok()) return server.status();  // the destructor stops the progress thread
   s->server_ = std::move(*server);
   return s;
@@ -453,7 +454,6 @@ class ExposedExtent {
 
 void UcxTransportServer::Serve(int fd) {
   const int timeout = options_.timeout_ms;
-  if (!AcceptPeer(fd, options_, kUcxTransportMagic, "ucx transport")) return;
   for (;;) {  // fetches until the peer hangs up
     auto request = NextFetchRequest(fd, kUcxTransportMagic, timeout, "ucx transport");
     if (!request) return;

@@ -72,7 +72,7 @@ class UcxTransportServer : public TransportServer {
   static Result<std::unique_ptr<UcxTransportServer>> Start(const std::string& address,
                                                            PeerOptions options,
                                                            ExtentSource source,
-                                                           int max_connections = 64);
+                                                           int max_connections = 256);
   ~UcxTransportServer() override;
   uint16_t port() const override { return server_->port(); }
 
