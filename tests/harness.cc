@@ -102,6 +102,7 @@ std::string Process::WaitForLine(const std::string& needle, int timeout_ms) {
       int status;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
         exited_ = true;
+        status_ = status;
         while (ReadSome(0)) {
         }
         return out_.find(needle, scanned_) != std::string::npos ? WaitForLine(needle, 0) : "";
@@ -111,6 +112,7 @@ std::string Process::WaitForLine(const std::string& needle, int timeout_ms) {
 }
 
 int Process::Wait(int timeout_ms) {
+  if (exited_) return status_;  // reaped already: its pid may belong to another process now
   int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
   for (;;) {
     while (ReadSome(0)) {
@@ -118,6 +120,7 @@ int Process::Wait(int timeout_ms) {
     int status;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       exited_ = true;
+      status_ = status;
       while (ReadSome(0)) {
       }
       return status;
@@ -126,13 +129,16 @@ int Process::Wait(int timeout_ms) {
       Kill(SIGKILL);
       ::waitpid(pid_, nullptr, 0);
       exited_ = true;
+      status_ = -1;
       return -1;
     }
     ReadSome(20);
   }
 }
 
-void Process::Kill(int sig) { ::kill(pid_, sig); }
+void Process::Kill(int sig) {
+  if (!exited_ && pid_ > 0) ::kill(pid_, sig);
+}
 
 CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                   int timeout_ms) {
@@ -222,17 +228,16 @@ Node::Node(std::vector<std::string> extra_flags, const std::string& netns) {
   Start();
 }
 
-void Node::Start() {
+void Node::Start() {  // a new csmd replaces the socket file an old one left
   process_ = Process::Spawn(argv_);
   if (process_->WaitForLine("csmd ready", 20000).empty()) {
     throw std::runtime_error("csmd did not start: " + process_->output());
   }
 }
 
-void Node::Restart(int sig) {
+void Node::Kill(int sig) {
   process_->Kill(sig);
   if (process_->Wait(20000) == -1) throw std::runtime_error("csmd did not end on a signal");
-  Start();  // the new csmd replaces the socket file the old one left
 }
 
 Node::~Node() {

@@ -42,6 +42,7 @@ class Process {
   std::string out_;
   size_t scanned_ = 0;
   bool exited_ = false;
+  int status_ = -1;  // the wait status, once exited_
 };
 
 struct CommandResult {
@@ -82,12 +83,16 @@ class Node {
   // The configuration a client in this process uses to attach.
   Config ClientConfig() const;
   Process& process() { return *process_; }
-  // Ends csmd with `sig` (SIGKILL: as a crash would), waits for it to be gone, and
-  // starts a new csmd with the same flags at the same socket.
-  void Restart(int sig);
+  // Ends csmd with `sig` (SIGKILL: as a crash would) and waits for it to be gone.
+  void Kill(int sig);
+  // Starts a new csmd with the same flags at the same socket (after Kill).
+  void Start();
+  void Restart(int sig) {
+    Kill(sig);
+    Start();
+  }
 
  private:
-  void Start();
   std::string dir_, socket_;
   std::vector<std::string> argv_;
   std::unique_ptr<Process> process_;

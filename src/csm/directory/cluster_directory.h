@@ -31,6 +31,7 @@ struct NodeInfo {
   WindowConfig window{};
   uint64_t fingerprint = 0;      // node::BuildFingerprint() of its csmd
   std::string fingerprint_text;  // for error messages
+  uint64_t incarnation = 0;      // random per csmd start: a restart vs a re-registration
   // Filled in by Members():
   bool alive = false;
   int64_t last_seen_ms_ago = 0;
@@ -79,8 +80,20 @@ class ClusterDirectory {
   // Leases `count` consecutive free segments to this node; returns the first index.
   virtual Result<uint64_t> LeaseSegments(uint64_t count) = 0;
   // Tells the cluster this node is alive; nodes silent longer than the cluster's
-  // dead-after interval are reported dead.
+  // dead-after interval are reported dead. NotFound when the directory does not know
+  // this node (the embedded coordinator restarted): the node then calls Rejoin.
   virtual Status Heartbeat() = 0;
+  // Registers this node again, with what it holds: the segments it leased and the
+  // records of its live objects. Keys another live node published meanwhile are left to
+  // that node and returned in `conflicts` (the caller stops serving them under that
+  // key). FailedPrecondition if its segments were leased to another node meanwhile
+  // (it was away too long: restart it). Backends that never forget a live node (etcd)
+  // need no re-registration and refuse it.
+  virtual Status Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
+                        const std::vector<ObjectRecord>& records, std::vector<std::string>* conflicts) {
+    (void)self, (void)leases, (void)records, (void)conflicts;
+    return FailedPrecondition("this cluster directory does not take re-registrations");
+  }
   virtual Result<std::vector<NodeInfo>> Members() = 0;
 
   // Publishes a committed object under its key. AlreadyExists if the key is taken

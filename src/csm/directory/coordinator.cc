@@ -24,19 +24,32 @@ json Reply(const Status& s) { return {{"status", static_cast<int>(s.code())}, {"
 // ---- Coordinator --------------------------------------------------------------------
 
 Coordinator::Coordinator(std::string cluster, const WindowConfig& window, uint64_t fingerprint,
-                         std::string fingerprint_text, int dead_after_ms)
+                         std::string fingerprint_text, int dead_after_ms, int heartbeat_ms)
     : cluster_(std::move(cluster)),
       window_(window),
       fingerprint_(fingerprint),
       fingerprint_text_(std::move(fingerprint_text)),
       dead_after_ns_(int64_t{dead_after_ms} * 1000000),
+      recovery_end_ns_(os::MonotonicNanos() +
+                       std::min<int64_t>(int64_t{4} * heartbeat_ms, dead_after_ms) * 1000000),
       segments_(window) {}
+
+int64_t Coordinator::RecoveryLeftMs() {
+  return std::max<int64_t>(0, (recovery_end_ns_ - os::MonotonicNanos() + 999999) / 1000000);
+}
+
+bool Coordinator::AwaitRecovery(std::unique_lock<std::mutex>& lock) {
+  while (!stopping_ && os::MonotonicNanos() < recovery_end_ns_) {
+    changed_.wait_for(lock, std::chrono::nanoseconds(recovery_end_ns_ - os::MonotonicNanos()));
+  }
+  return !stopping_;
+}
 
 bool Coordinator::Alive(const Member& m, int64_t now) const {
   return now - m.last_seen_ns < dead_after_ns_;
 }
 
-Status Coordinator::Join(const NodeInfo& node) {
+Status Coordinator::CheckJoin(const NodeInfo& node) const {
   if (node.node_id == 0) return InvalidArgument("node ids start at 1");
   if (node.cluster != cluster_) {
     return FailedPrecondition("node " + std::to_string(node.node_id) + " belongs to cluster '" +
@@ -54,10 +67,9 @@ Status Coordinator::Join(const NodeInfo& node) {
                               fingerprint_text_ + "): objects are shared in place only "
                               "between identical builds");
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  int64_t now = os::MonotonicNanos();
   auto it = members_.find(node.node_id);
-  if (it != members_.end() && Alive(it->second, now)) {
+  if (it != members_.end() && Alive(it->second, os::MonotonicNanos()) &&
+      (it->second.info.incarnation != node.incarnation || node.incarnation == 0)) {
     // Even a restart of the same node must wait: until the old incarnation is seen dead,
     // its segments may still hold objects others rely on.
     const std::string& at = it->second.info.peer_address;
@@ -65,6 +77,18 @@ Status Coordinator::Join(const NodeInfo& node) {
                          (at.empty() ? "" : " at " + at) + ": give every node its own --node-id "
                          "(a restarted node can rejoin " + std::to_string(dead_after_ns_ / 1000000) +
                          " ms after its old incarnation went silent)");
+  }
+  return Status::OK();
+}
+
+Status Coordinator::Join(const NodeInfo& node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  CSM_RETURN_IF_ERROR(CheckJoin(node));
+  int64_t now = os::MonotonicNanos();
+  auto it = members_.find(node.node_id);
+  if (it != members_.end() && it->second.info.incarnation == node.incarnation && node.incarnation != 0) {
+    it->second.last_seen_ns = now;  // the same incarnation joining again: nothing is lost
+    return Status::OK();
   }
   if (it != members_.end()) {
     // A new incarnation: whatever the old one owned died with it.
@@ -85,8 +109,61 @@ Status Coordinator::Join(const NodeInfo& node) {
   return Status::OK();
 }
 
-Result<uint64_t> Coordinator::Lease(uint32_t node_id, uint64_t count) {
+Status Coordinator::Rejoin(const NodeInfo& node, const std::vector<SegmentLease>& leases) {
   std::lock_guard<std::mutex> lock(mu_);
+  CSM_RETURN_IF_ERROR(CheckJoin(node));
+  auto it = members_.find(node.node_id);
+  if (it != members_.end() && it->second.info.incarnation != node.incarnation) {
+    return FailedPrecondition("node " + std::to_string(node.node_id) + " has joined again since: "
+                              "restart this node");
+  }
+  std::vector<SegmentLease> claimed;
+  for (const auto& l : leases) {
+    if (!segments_.Claim(node.node_id, l.first, l.count)) {
+      for (const auto& c : claimed) segments_.Release(c.first, c.count);
+      return FailedPrecondition("node " + std::to_string(node.node_id) + " holds segments " +
+                                std::to_string(l.first) + "+" + std::to_string(l.count) +
+                                " that the restarted coordinator has leased to another node: it was "
+                                "away too long to re-register; restart it");
+    }
+    claimed.push_back(l);
+  }
+  Member m{node, os::MonotonicNanos()};
+  m.info.leases = leases;
+  members_[node.node_id] = std::move(m);
+  CSM_LOG_INFO("coordinator: node %u re-registered (%s) with %zu segment leases", node.node_id,
+               node.peer_address.c_str(), leases.size());
+  return Status::OK();
+}
+
+Status Coordinator::Reregister(uint32_t node_id, const std::vector<ObjectRecord>& records,
+                               std::vector<std::string>* conflicts) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (members_.find(node_id) == members_.end()) {
+    return NotFound("node " + std::to_string(node_id) + " is not a member: rejoin first");
+  }
+  int64_t now = os::MonotonicNanos();
+  for (const auto& r : records) {
+    if (r.owner_node != node_id) return PermissionDenied("a node re-registers only its own objects");
+    auto it = objects_.find(r.key);
+    if (it != objects_.end()) {
+      if (it->second.owner_node == node_id && it->second.object_id == r.object_id) continue;
+      auto owner = members_.find(it->second.owner_node);
+      if (owner != members_.end() && Alive(owner->second, now)) {
+        conflicts->push_back(r.key);
+        continue;
+      }
+    }
+    objects_[r.key] = r;
+    Changed(r.key, &r, now);
+  }
+  return Status::OK();
+}
+
+Result<uint64_t> Coordinator::Lease(uint32_t node_id, uint64_t count) {
+  std::unique_lock<std::mutex> lock(mu_);
+  // Segments a re-registering node holds must be known before any is handed out.
+  if (!AwaitRecovery(lock)) return Unavailable("the coordinator is stopping");
   auto it = members_.find(node_id);
   if (it == members_.end()) return FailedPrecondition("node " + std::to_string(node_id) + " has not joined");
   auto first = segments_.Lease(node_id, count);
@@ -105,7 +182,8 @@ Status Coordinator::Heartbeat(uint32_t node_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = members_.find(node_id);
   if (it == members_.end()) {
-    return FailedPrecondition("node " + std::to_string(node_id) + " is not a member: join first");
+    return NotFound("node " + std::to_string(node_id) + " is not a member (the coordinator may "
+                    "have restarted): join again");
   }
   it->second.last_seen_ns = os::MonotonicNanos();
   return Status::OK();
@@ -133,7 +211,9 @@ ObjectRecord Coordinator::Annotated(const ObjectRecord& r, int64_t now) const {
 }
 
 Status Coordinator::Publish(const ObjectRecord& record) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  // Keys a re-registering node holds must be known before any is given to another.
+  if (!AwaitRecovery(lock)) return Unavailable("the coordinator is stopping");
   int64_t now = os::MonotonicNanos();
   auto it = objects_.find(record.key);
   if (it != objects_.end()) {
@@ -202,6 +282,12 @@ void Coordinator::StopWatches() {
 Result<ObjectRecord> Coordinator::Lookup(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = objects_.find(key);
+  const int64_t now = os::MonotonicNanos();
+  if (it == objects_.end() && now < recovery_end_ns_) {
+    return Unavailable("the coordinator restarted and nodes are re-registering their objects for " +
+                       std::to_string((recovery_end_ns_ - now) / 1000000 + 1) + " ms more: '" + key +
+                       "' may be among them; ask again");
+  }
   if (it == objects_.end()) return NotFound("no object under key '" + key + "' in the cluster");
   return Annotated(it->second, os::MonotonicNanos());
 }
@@ -284,6 +370,33 @@ std::string CoordinatorServer::Handle(const std::string& text) {
     if (!node.ok()) return Reply(node.status()).dump();
     return Reply(coordinator_->Join(*node)).dump();
   }
+  if (op == "rejoin" || op == "reregister") {
+    std::vector<SegmentLease> leases;
+    std::vector<ObjectRecord> records;
+    try {
+      for (const auto& l : req.value("leases", json::array())) {
+        leases.push_back({l.at(0).get<uint64_t>(), l.at(1).get<uint64_t>()});
+      }
+      for (const auto& j : req.value("records", json::array())) {
+        auto r = RecordFromJson(j);
+        if (!r.ok()) return Reply(r.status()).dump();
+        records.push_back(*std::move(r));
+      }
+    } catch (const json::exception& e) {
+      return Reply(Corruption(std::string("malformed ") + op + " request: " + e.what())).dump();
+    }
+    if (op == "rejoin") {
+      if (!req.contains("node")) return Reply(Corruption("rejoin without node")).dump();
+      auto node = NodeFromJson(req["node"]);
+      if (!node.ok()) return Reply(node.status()).dump();
+      if (node->node_id != node_id) return Reply(PermissionDenied("a node rejoins only as itself")).dump();
+      return Reply(coordinator_->Rejoin(*node, leases)).dump();
+    }
+    std::vector<std::string> conflicts;
+    json r = Reply(coordinator_->Reregister(node_id, records, &conflicts));
+    r["conflicts"] = conflicts;
+    return r.dump();
+  }
   if (op == "lease") {
     if (!req.contains("count") || !req["count"].is_number_unsigned()) {
       return Reply(Corruption("lease without count")).dump();
@@ -362,11 +475,17 @@ std::string CoordinatorServer::Handle(const std::string& text) {
 // ---- RemoteCoordinator --------------------------------------------------------------
 
 Result<std::string> RemoteCoordinator::Call(const std::string& request) {
-  auto context = [&](const Status& s) { return s.WithContext("coordinator at " + address_); };
+  auto context = [&](const Status& s) {
+    return s.IsUnavailable() || s.IsTimeout()
+               ? s.WithContext("the cluster's coordinator at " + address_ +
+                               " is unreachable (this node serves what it holds meanwhile)")
+               : s.WithContext("coordinator at " + address_);
+  };
   std::string reply;
   for (int attempt = 0;; ++attempt) {
-    CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
-                         attempt == 0 ? pool_.Acquire(address_) : pool_.Dial(address_));
+    auto leased = attempt == 0 ? pool_.Acquire(address_) : pool_.Dial(address_);
+    if (!leased.ok()) return context(leased.status());
+    os::ConnectionPool::Lease conn = *std::move(leased);
     // The coordinator hangs up only connections idle past its timeout, before reading a
     // request: a reused connection that fails so was not acted on, and may be retried.
     Status sent = os::SendFrame(conn.fd.get(), request, timeout_ms_);
@@ -474,6 +593,30 @@ Status RemoteCoordinator::WatchOnce(int fd, uint64_t* revision) {
     *revision = r.at("revision").get<uint64_t>();
   } catch (const json::exception& e) {
     return Corruption(std::string("malformed watch reply: ") + e.what());
+  }
+  return Status::OK();
+}
+
+Status RemoteCoordinator::Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
+                                 const std::vector<ObjectRecord>& records,
+                                 std::vector<std::string>* conflicts) {
+  json l = json::array();
+  for (const auto& lease : leases) l.push_back({lease.first, lease.count});
+  CSM_RETURN_IF_ERROR(
+      Call(json{{"op", "rejoin"}, {"node_id", node_id_}, {"node", ToJson(self)}, {"leases", l}}.dump()).status());
+  // Records in batches: a frame holds 16 MiB, a node up to millions of records.
+  constexpr size_t kBatch = 1000;
+  for (size_t first = 0; first < records.size(); first += kBatch) {
+    json batch = json::array();
+    for (size_t i = first; i < std::min(records.size(), first + kBatch); ++i) batch.push_back(ToJson(records[i]));
+    CSM_ASSIGN_OR_RETURN(std::string reply,
+                         Call(json{{"op", "reregister"}, {"node_id", node_id_}, {"records", batch}}.dump()));
+    json r = json::parse(reply, nullptr, false);
+    try {
+      for (const auto& k : r.at("conflicts")) conflicts->push_back(k.get<std::string>());
+    } catch (const json::exception& e) {
+      return Corruption(std::string("malformed reregister reply: ") + e.what());
+    }
   }
   return Status::OK();
 }

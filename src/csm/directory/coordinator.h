@@ -37,12 +37,29 @@ struct RecordChanges {
 inline constexpr uint64_t kWatchFromNow = ~uint64_t{0};
 
 // The state. Thread-safety: internally locked.
+//
+// It lives in the hosting node's csmd and dies with it. When that node comes back, the
+// new Coordinator knows nothing: the live nodes find out at their next heartbeat
+// (NotFound) and re-register their leases and records (Rejoin, Reregister). Until they
+// have had the time to (the recovery window: four heartbeats, at most dead_after),
+// nothing that could collide with what they hold is handed out: Lease and Publish wait
+// for the window to end, and a Lookup that finds nothing says Unavailable rather than
+// NotFound. docs/cluster.md, "Restarting the coordinator's node".
 class Coordinator {
  public:
   // The cluster's window and build are those of the node that hosts it.
   Coordinator(std::string cluster, const WindowConfig& window, uint64_t fingerprint,
-              std::string fingerprint_text, int dead_after_ms);
+              std::string fingerprint_text, int dead_after_ms, int heartbeat_ms);
   Status Join(const NodeInfo& node);
+  // A node that the coordinator does not know (it restarted) registers again with the
+  // segments it holds; then its records follow with Reregister.
+  Status Rejoin(const NodeInfo& node, const std::vector<SegmentLease>& leases);
+  // Records of a re-registered node's live objects. A key another live node published
+  // meanwhile is left to it and appended to `conflicts`.
+  Status Reregister(uint32_t node_id, const std::vector<ObjectRecord>& records,
+                    std::vector<std::string>* conflicts);
+  // Milliseconds left of the recovery window (0 once over).
+  int64_t RecoveryLeftMs();
   Result<uint64_t> Lease(uint32_t node_id, uint64_t count);
   Status Heartbeat(uint32_t node_id);
   std::vector<NodeInfo> Members();
@@ -66,12 +83,17 @@ class Coordinator {
     int64_t last_seen_ns;
   };
   bool Alive(const Member& m, int64_t now) const;
+  // With mu_ held (as `lock`): waits out the recovery window; false if stopping.
+  bool AwaitRecovery(std::unique_lock<std::mutex>& lock);
+  // With mu_ held: the checks every Join and Rejoin makes.
+  Status CheckJoin(const NodeInfo& node) const;
 
   const std::string cluster_;
   const WindowConfig window_;
   const uint64_t fingerprint_;
   const std::string fingerprint_text_;
   const int64_t dead_after_ns_;
+  const int64_t recovery_end_ns_;  // see the class comment
   std::mutex mu_;
   space::SegmentTable segments_;
   std::map<uint32_t, Member> members_;
@@ -157,6 +179,8 @@ class RemoteCoordinator : public ClusterDirectory {
   Status Join(const NodeInfo& self) override;
   Result<uint64_t> LeaseSegments(uint64_t count) override;
   Status Heartbeat() override;
+  Status Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
+                const std::vector<ObjectRecord>& records, std::vector<std::string>* conflicts) override;
   Result<std::vector<NodeInfo>> Members() override;
   Status Publish(const ObjectRecord& record) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;

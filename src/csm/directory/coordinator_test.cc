@@ -39,8 +39,9 @@ ObjectRecord Record(const std::string& key, uint32_t owner, uint64_t id) {
   return r;
 }
 
-Coordinator MakeCoordinator(int dead_after_ms = 60000) {
-  return Coordinator("test", kWindow, 42, "build 42", dead_after_ms);
+// heartbeat_ms 0: no recovery window (a coordinator that just started hands out at once).
+Coordinator MakeCoordinator(int dead_after_ms = 60000, int heartbeat_ms = 0) {
+  return Coordinator("test", kWindow, 42, "build 42", dead_after_ms, heartbeat_ms);
 }
 
 TEST(CoordinatorWatchTest, ReportsEveryChangeInOrderAfterARevision) {
@@ -139,6 +140,54 @@ TEST(CoordinatorWatchTest, ARejoiningNodesOldRecordsAreRemoved) {
   ASSERT_EQ(c.changes.size(), 1u);
   EXPECT_EQ(c.changes[0].key, "old");
   EXPECT_FALSE(c.changes[0].record);
+}
+
+NodeInfo Incarnation(uint32_t id, uint64_t incarnation) {
+  NodeInfo n = Node(id);
+  n.incarnation = incarnation;
+  return n;
+}
+
+// A coordinator that just (re)started hands out no segment and no key until the live
+// nodes have had their recovery window to re-register what they hold.
+TEST(CoordinatorRecoveryTest, LiveNodesReRegisterBeforeAnythingIsHandedOut) {
+  Coordinator co = MakeCoordinator(/*dead_after_ms=*/60000, /*heartbeat_ms=*/100);  // a 400 ms window
+  EXPECT_TRUE(co.Lookup("held").status().IsUnavailable()) << "it may not be re-registered yet";
+  EXPECT_TRUE(co.Heartbeat(2).IsNotFound()) << "node 2 learns it must register again";
+  ASSERT_TRUE(co.Rejoin(Incarnation(2, 22), {{0, 16}}).ok());
+  std::vector<std::string> conflicts;
+  ASSERT_TRUE(co.Reregister(2, {Record("held", 2, 5)}, &conflicts).ok());
+  EXPECT_TRUE(conflicts.empty());
+  ASSERT_TRUE(co.Join(Incarnation(1, 11)).ok());
+  auto first = co.Lease(1, 4);  // waits for the window to end
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(co.RecoveryLeftMs(), 0);
+  EXPECT_GE(*first, 16u) << "not a segment node 2 holds";
+  EXPECT_TRUE(co.Publish(Record("held", 1, 9)).IsAlreadyExists());
+  EXPECT_EQ(co.Lookup("held")->owner_node, 2u);
+  EXPECT_TRUE(co.Lookup("never").status().IsNotFound()) << "after the window, missing is missing";
+  EXPECT_TRUE(co.Heartbeat(2).ok());
+}
+
+TEST(CoordinatorRecoveryTest, ReRegistrationsThatCollideAreRefusedOrReported) {
+  Coordinator co = MakeCoordinator();  // no recovery window
+  ASSERT_TRUE(co.Join(Incarnation(1, 11)).ok());
+  auto first = co.Lease(1, 4);
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(co.Rejoin(Incarnation(2, 22), {{*first + 2, 4}}).code(), StatusCode::kFailedPrecondition)
+      << "those segments are node 1's now";
+  ASSERT_TRUE(co.Rejoin(Incarnation(2, 22), {{*first + 8, 4}}).ok());
+  ASSERT_TRUE(co.Publish(Record("k", 1, 1)).ok());
+  std::vector<std::string> conflicts;
+  ASSERT_TRUE(co.Reregister(2, {Record("k", 2, 3), Record("m", 2, 4)}, &conflicts).ok());
+  EXPECT_EQ(conflicts, std::vector<std::string>{"k"});
+  EXPECT_EQ(co.Lookup("k")->owner_node, 1u);
+  EXPECT_EQ(co.Lookup("m")->owner_node, 2u);
+  EXPECT_EQ(co.Reregister(2, {Record("x", 3, 1)}, &conflicts).code(), StatusCode::kPermissionDenied);
+  // The same incarnation may register again; another one of a live id may not.
+  EXPECT_TRUE(co.Rejoin(Incarnation(2, 22), {{*first + 8, 4}}).ok());
+  EXPECT_TRUE(co.Rejoin(Incarnation(2, 23), {}).IsAlreadyExists());
+  EXPECT_TRUE(co.Join(Incarnation(2, 0)).IsAlreadyExists());
 }
 
 TEST(RecordCacheTest, AnswersWhatItHoldsAndDropsTheOldestPastCapacity) {

@@ -35,6 +35,7 @@ json ToJson(const NodeInfo& n) {
           {"window", {n.window.base, n.window.size, n.window.segment_size}},
           {"fingerprint", n.fingerprint},
           {"fingerprint_text", n.fingerprint_text},
+          {"incarnation", n.incarnation},
           {"alive", n.alive},
           {"last_seen_ms_ago", n.last_seen_ms_ago},
           {"leases", leases}};
@@ -51,6 +52,7 @@ Result<NodeInfo> NodeFromJson(const json& j) {
     n.window = {w.at(0).get<uint64_t>(), w.at(1).get<uint64_t>(), w.at(2).get<uint64_t>()};
     n.fingerprint = j.at("fingerprint").get<uint64_t>();
     n.fingerprint_text = j.at("fingerprint_text").get<std::string>();
+    n.incarnation = j.value("incarnation", uint64_t{0});
     n.alive = j.value("alive", false);
     n.last_seen_ms_ago = j.value("last_seen_ms_ago", int64_t{0});
     for (const auto& l : j.value("leases", json::array())) {

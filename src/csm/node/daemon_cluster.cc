@@ -61,7 +61,8 @@ Status Daemon::Impl::JoinCluster() {
   }
   if (!co.coordinate.empty()) {
     coordinator_ = std::make_unique<directory::Coordinator>(
-        co.name, config_.window, BuildFingerprint(), BuildFingerprintText(), co.dead_after_ms);
+        co.name, config_.window, BuildFingerprint(), BuildFingerprintText(), co.dead_after_ms,
+        co.heartbeat_ms);
     CSM_ASSIGN_OR_RETURN(coordinator_server_,
                          directory::CoordinatorServer::Start(co.coordinate, co.secret,
                                                              co.timeout_ms, coordinator_.get()));
@@ -74,13 +75,14 @@ Status Daemon::Impl::JoinCluster() {
     cluster_ = std::make_unique<directory::RemoteCoordinator>(co.join, co.secret, co.timeout_ms,
                                                               node_id_);
   }
-  directory::NodeInfo self;
+  directory::NodeInfo& self = self_;
   self.node_id = node_id_;
   self.cluster = co.name;
   self.peer_address = peer_address;
   self.window = config_.window;
   self.fingerprint = BuildFingerprint();
   self.fingerprint_text = BuildFingerprintText();
+  self.incarnation = incarnation_;
   CSM_RETURN_IF_ERROR(cluster_->Join(self).WithContext("joining cluster '" + co.name + "'"));
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   CSM_LOG_INFO("node %u joined cluster '%s'%s", node_id_, co.name.c_str(),
@@ -95,6 +97,8 @@ void Daemon::Impl::HeartbeatLoop() {
                                  [&] { return heartbeat_stop_; })) {
     lock.unlock();
     Status s = cluster_->Heartbeat();
+    // The directory does not know us: the coordinator restarted. Register again.
+    if (s.IsNotFound() && !rejoining_.exchange(true)) Post([this] { StartRejoin(); });
     if (!s.ok() && !failing) CSM_LOG_WARN("heartbeat failed: %s", s.ToString().c_str());
     if (s.ok() && failing) CSM_LOG_INFO("heartbeats reach the cluster again");
     failing = !s.ok();
@@ -112,6 +116,52 @@ void Daemon::Impl::HeartbeatLoop() {
     }
     lock.lock();
   }
+}
+
+void Daemon::Impl::StartRejoin() {
+  // What this node holds, as of now; commits and deletes after this point reach the
+  // directory after the re-registration (one directory thread, in order).
+  std::vector<directory::ObjectRecord> records;
+  for (const auto& [key, id] : keys_) {
+    const Object& o = objects_.at(id);
+    if (o.owner_node == 0) records.push_back(RecordOf(o));
+  }
+  CSM_LOG_WARN("the cluster directory does not know this node (its coordinator restarted): "
+               "re-registering %zu segment leases and %zu objects",
+               leases_.size(), records.size());
+  std::vector<directory::ClusterDirectory::Held> held;
+  {
+    std::lock_guard<std::mutex> lock(replicas_mu_);
+    held = replicas_;
+  }
+  boost::asio::post(DirectoryThread(), [this, self = self_, leases = leases_, records = std::move(records),
+                                        held = std::move(held)] {
+    std::vector<std::string> conflicts;
+    Status s = cluster_->Rejoin(self, leases, records, &conflicts);
+    // Copies of objects the restarted directory no longer lists (their owner restarted
+    // too, or deleted them meanwhile) go now, within the recovery window: before their
+    // keys can be given to new objects.
+    if (s.ok() && !held.empty()) {
+      auto stale = cluster_->Stale(held);
+      if (stale.ok() && !stale->empty()) {
+        Post([this, keys = std::move(*stale)] { DropStaleReplicas(keys); });
+      }
+    }
+    Post([this, s, conflicts = std::move(conflicts)] {
+      rejoining_ = false;
+      if (!s.ok()) {
+        CSM_LOG_WARN("re-registering with the cluster directory: %s", s.ToString().c_str());
+        return;
+      }
+      for (const std::string& key : conflicts) {
+        // Another node's object holds the key now: ours must not answer for it.
+        CSM_LOG_WARN("'%s' was published by another node while the coordinator restarted: "
+                     "this node's object no longer answers for the key", key.c_str());
+        DeleteLocally(key);
+      }
+      CSM_LOG_INFO("re-registered with the cluster directory");
+    });
+  });
 }
 
 void Daemon::Impl::StopHeartbeat() {

@@ -298,6 +298,11 @@ class Daemon::Impl {
   // Cluster membership (cluster mode only).
   Status JoinCluster();
   void HeartbeatLoop();
+  // On the loop: registers this node, its leases and objects again with a directory
+  // that forgot it (a restarted coordinator), on the directory thread.
+  void StartRejoin();
+  directory::NodeInfo self_;             // as joined
+  std::atomic<bool> rejoining_{false};   // a re-registration is under way
   void StopHeartbeat();
   Result<alloc::AddressAllocator::Run> LeaseSegments(uint64_t count);
   Status HandleNodes(Client& c);
@@ -338,7 +343,10 @@ class Daemon::Impl {
   int64_t last_sweep_ns_ = 0;
   uint64_t used_ = 0;
   uint64_t connections_dropped_ = 0;  // that never said Hello (late, or to make room)
-  uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = 1, next_seq_ = 1;
+  // Object ids are never reused, not even by the node's next incarnation (peers keep
+  // copies by id): they start at the time this csmd started, in nanoseconds.
+  const uint64_t incarnation_ = static_cast<uint64_t>(os::RealtimeNanos());
+  uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = incarnation_, next_seq_ = 1;
   // Memfds of destroyed arenas (local and replicas), pages still populated: the next
   // arena of the same size reuses one instead of faulting fresh shared memory in
   // (docs/heap_layout.md). At most capacity/8 bytes, on top of capacity, each kept for

@@ -30,6 +30,18 @@ void SegmentTable::Release(uint64_t first, uint64_t count) {
   if (first < search_from_) search_from_ = first;
 }
 
+bool SegmentTable::Claim(NodeId node, uint64_t first, uint64_t count) {
+  if (node == kNoNode || count == 0 || first >= owners_.size() || count > owners_.size() - first) return false;
+  for (uint64_t j = first; j < first + count; ++j) {
+    if (owners_[j] != kNoNode && owners_[j] != node) return false;
+  }
+  for (uint64_t j = first; j < first + count; ++j) {
+    if (owners_[j] == kNoNode) ++leased_;
+    owners_[j] = node;
+  }
+  return true;
+}
+
 NodeId SegmentTable::OwnerOf(uint64_t addr) const {
   if (addr < window_.base) return kNoNode;
   uint64_t i = (addr - window_.base) / window_.segment_size;

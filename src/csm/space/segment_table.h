@@ -27,6 +27,10 @@ class SegmentTable {
   // nullopt if no run that long is free.
   std::optional<uint64_t> Lease(NodeId node, uint64_t count);
   void Release(uint64_t first, uint64_t count);
+  // Records that `node` holds segments [first, first + count) (a node re-registering
+  // what it leased before the table was rebuilt). False, and nothing changed, if the
+  // range is outside the window or any of it is leased to another node.
+  bool Claim(NodeId node, uint64_t first, uint64_t count);
 
   NodeId OwnerOf(uint64_t addr) const;
   uint64_t SegmentAddress(uint64_t index) const { return window_.base + index * window_.segment_size; }
