@@ -19,6 +19,7 @@ std::string Helper() { return testing::BinaryDir() + "/csm_arrow_helper"; }
 class ArrowClusterTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ArrowClusterTest, ATableSpansThreeNodes) {
+  if (std::string why = testing::NetworkLab::Unavailable(); !why.empty()) GTEST_SKIP() << why;
   testing::LabCluster lab(3, GetParam());
   auto run = [&](int host, std::vector<std::string> args, const std::string& expect) {
     return lab.Run(Helper(), host, std::move(args), expect);

@@ -136,11 +136,20 @@ TEST_P(ClusterTest, ASlowDirectoryHoldsUpOnlyTheProcessesWaitingForIt) {
   auto while_paused = [&](std::vector<std::string> request, const char* field) {
     directory.Kill(SIGSTOP);
     auto waiting = testing::Process::Spawn(request, b_->Env());
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // it has asked by now
-    auto asked = std::async(std::launch::async, [&] { return (*reader)->InfoJson(); });
-    const bool answered = asked.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+    // Until the request is seen waiting (observed in node 2's info, however long the
+    // process takes to start and ask), every Info is answered within 2 s.
+    bool answered = true;
     uint64_t waiting_requests = 0;
-    if (answered && asked.get().ok()) waiting_requests = info()[field].get<uint64_t>();
+    testing::Eventually([&] {
+      auto asked = std::async(std::launch::async, [&] { return (*reader)->InfoJson(); });
+      if (asked.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+        answered = false;
+        return true;
+      }
+      auto j = asked.get();
+      if (j.ok()) waiting_requests = json::parse(*j)[field].get<uint64_t>();
+      return waiting_requests >= 1;
+    }, 60000);
     directory.Kill(SIGCONT);
     EXPECT_TRUE(answered) << "node 2 served nobody while a request waited for the directory";
     EXPECT_EQ(waiting_requests, 1u) << field << ": the request did not wait for the directory";

@@ -7,8 +7,11 @@
 #include <sys/socket.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <gtest/gtest.h>
 
@@ -34,22 +37,48 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
   return out;
 }
 
+// The environment of this process with `additions` ("NAME=value") set over it.
+std::vector<std::string> EnvironmentWith(const std::vector<std::string>& additions) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  for (const auto& add : additions) {
+    const std::string name = add.substr(0, add.find('=') + 1);
+    auto same = std::find_if(env.begin(), env.end(), [&](const std::string& e) { return e.rfind(name, 0) == 0; });
+    if (same != env.end()) *same = add;
+    else env.push_back(add);
+  }
+  return env;
+}
+
+// posix_spawn, not fork + exec: the test process has threads (a fork would copy their
+// locks), and the child must not run code between the two.
 pid_t SpawnWithPipes(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                      int* out_fd, int* err_fd) {
   int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    dup2(out[1], STDOUT_FILENO);
-    if (err_fd != nullptr) dup2(err[1], STDERR_FILENO);
-    for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
-    auto args = CStrings(argv);
-    execv(args[0], args.data());
-    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
-    _exit(127);
+  if (pipe2(out, O_CLOEXEC) != 0) return -1;
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    close(out[0]);
+    close(out[1]);
+    return -1;
   }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  if (err_fd != nullptr) posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+  auto args = CStrings(argv);
+  std::vector<std::string> environment = EnvironmentWith(env);
+  auto envp = CStrings(environment);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
   close(out[1]);
   close(err[1]);
+  if (rc != 0) {
+    std::fprintf(stderr, "spawn %s: %s\n", args[0], std::strerror(rc));
+    close(out[0]);
+    close(err[0]);
+    return -1;
+  }
   *out_fd = out[0];
   if (err_fd != nullptr) *err_fd = err[0];
   else close(err[0]);
@@ -145,6 +174,10 @@ CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::s
   int out_fd = -1, err_fd = -1;
   pid_t pid = SpawnWithPipes(argv, env, &out_fd, &err_fd);
   CommandResult r{-1, "", ""};
+  if (pid <= 0) {  // never waitpid(-1): it could reap a node's csmd
+    r.err = "cannot start " + argv.at(0);
+    return r;
+  }
   int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
   bool open_out = true, open_err = true;
   while ((open_out || open_err) && os::MonotonicNanos() < deadline) {
@@ -178,6 +211,14 @@ void Sh(const std::string& cmd) {
   if (std::system((cmd + " 2>&1").c_str()) != 0) throw std::runtime_error("failed: " + cmd);
 }
 }  // namespace
+
+std::string NetworkLab::Unavailable() {
+  if (::geteuid() != 0) return "network namespaces need root (run the tests as root)";
+  if (::access("/usr/sbin/ip", X_OK) != 0 && ::access("/sbin/ip", X_OK) != 0) {
+    return "network namespaces need iproute2 (scripts/setup.sh installs it)";
+  }
+  return "";
+}
 
 NetworkLab::NetworkLab(int hosts) : hosts_(hosts) {
   static std::atomic<int> labs{0};

@@ -60,6 +60,9 @@ CommandResult Run(const std::vector<std::string>& argv, const std::vector<std::s
 // Needs root and iproute2.
 class NetworkLab {
  public:
+  // Why a lab cannot be made here ("" if it can): it needs root and iproute2. A test
+  // that needs one skips with this reason.
+  static std::string Unavailable();
   explicit NetworkLab(int hosts);
   ~NetworkLab();
   std::string Namespace(int host) const;  // 0: the hub

@@ -22,6 +22,7 @@ std::string Helper() { return testing::BinaryDir() + "/csm_test_helper"; }
 class NetnsClusterTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(NetnsClusterTest, ObjectsCrossTheNetworkAtTheSameAddresses) {
+  if (std::string why = testing::NetworkLab::Unavailable(); !why.empty()) GTEST_SKIP() << why;
   testing::LabCluster lab(3, GetParam());
   auto run = [&](int host, std::vector<std::string> args) {
     return lab.Run(Helper(), host, args, args[0] == "produce" ? "committed" : "verified");

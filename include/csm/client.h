@@ -36,6 +36,10 @@ namespace csm {
 
 class Client;
 
+// The csm version this library is ("0.1.0"). Objects are shared in place only between
+// programs built against the same one (and the same compiler and standard library).
+const char* Version();
+
 // What the node's directory says about one committed object: its local descriptor.
 struct ObjectInfo {
   std::string key;

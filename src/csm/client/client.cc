@@ -666,7 +666,9 @@ Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view ke
 
 Result<ObjectInfo> ClientImpl::Lookup(std::string_view key) const {
   CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
-  if (state_.load() == State::kLost || !dir_->WriterAlive()) return LostError();
+  // Usable() may re-attach a forked child (it replaces the directory mapping), which is
+  // no change a caller of a const method can see.
+  CSM_RETURN_IF_ERROR(const_cast<ClientImpl*>(this)->Usable());
   auto found = dir_->Find(key);
   if (!found) return NotFound("no object under key '" + std::string(key) + "' on this node");
   return InfoFromSlot(found->data);
@@ -674,8 +676,8 @@ Result<ObjectInfo> ClientImpl::Lookup(std::string_view key) const {
 
 std::vector<ObjectInfo> ClientImpl::List() const {
   std::vector<ObjectInfo> out;
-  // A gone node's directory means nothing now.
-  if (state_.load() == State::kLost || !dir_->WriterAlive()) return out;
+  // A gone node's directory means nothing now (and a forked child re-attaches first).
+  if (!const_cast<ClientImpl*>(this)->Usable().ok()) return out;
   for (uint32_t i = 0; i < dir_->capacity(); ++i) {
     directory::SlotData d = dir_->ReadSlot(i);
     if (d.state == static_cast<uint16_t>(directory::SlotState::kLive)) {
