@@ -229,14 +229,6 @@ TEST_P(ClusterTest, FloodsOfSilentConnectionsStarveNoPeer) {
   RunHelper(*a_, {"consume", "during-flood", "10"});
 }
 
-// Commits a map of `keys` entries from this process.
-Status CommitMap(Client& c, const std::string& key, int32_t keys) {
-  CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
-  CSM_ASSIGN_OR_RETURN(auto* m, b.New<workload::HeapMap>());
-  CSM_RETURN_IF_ERROR(b.Populate([&] { workload::Fill(*m, keys); }));
-  return b.Commit(key);
-}
-
 // How many lines of `csm ls` on `node` list `key`.
 int Listed(const Node& node, const std::string& key) {
   auto ls = testing::Run({CsmCli(), "ls"}, node.Env());
@@ -256,6 +248,49 @@ int Listed(const Node& node, const std::string& key) {
 // new coordinator, and afterwards every node lists every live object once and reads
 // the right bytes; a key the restarted node commits again means its new object
 // everywhere, never the copy of its old one.
+// Commits a map of `keys` entries from this process.
+Status CommitMap(Client& c, const std::string& key, int32_t keys) {
+  CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
+  CSM_ASSIGN_OR_RETURN(auto* m, b.New<workload::HeapMap>());
+  CSM_RETURN_IF_ERROR(b.Populate([&] { workload::Fill(*m, keys); }));
+  return b.Commit(key);
+}
+
+// One thread of a process waits for a remote object whose owner does not answer (paused);
+// the process's other threads commit, get, delete and drop pins meanwhile, each answered
+// at once: no request waits behind another's round trip.
+TEST_P(ClusterTest, AThreadWaitingForARemoteObjectHoldsUpNoOtherThread) {
+  StartThree();
+  RunHelper(*c_, {"big", "remote-blob", "16"});
+  auto client = Client::Connect(b_->ClientConfig());
+  ASSERT_TRUE(client.ok());
+  c_->process().Kill(SIGSTOP);  // the owner stops answering
+  auto waiting = std::async(std::launch::async, [&] {
+    return (*client)->Get<csm::vector<uint8_t>>("remote-blob", std::chrono::seconds(60)).status();
+  });
+  ASSERT_TRUE(testing::Eventually([&] {
+    return json::parse(*(*client)->InfoJson())["fetches_in_flight"].get<uint64_t>() >= 1;
+  }, 30000)) << "the remote Get is under way";
+  for (int i = 0; i < 5; ++i) {
+    auto others = std::async(std::launch::async, [&, i]() -> Status {
+      const std::string key = "local-" + std::to_string(i);
+      CSM_RETURN_IF_ERROR(CommitMap(**client, key, 100));
+      CSM_ASSIGN_OR_RETURN(auto ref, (*client)->Get<workload::HeapMap>(key));
+      if (workload::Verify(*ref, 100) != "") return Corruption("wrong bytes");
+      CSM_RETURN_IF_ERROR((*client)->Delete(key));
+      ref.Reset();  // the last pin of a deleted object: a one-way message to csmd
+      return Status::OK();
+    });
+    // Generous for a loaded machine; before requests carried ids this waited for the fetch.
+    ASSERT_EQ(others.wait_for(std::chrono::seconds(20)), std::future_status::ready) << "round " << i;
+    EXPECT_TRUE(others.get().ok());
+  }
+  EXPECT_EQ(waiting.wait_for(std::chrono::seconds(0)), std::future_status::timeout) << "still fetching";
+  c_->process().Kill(SIGCONT);
+  Status fetched = waiting.get();
+  EXPECT_TRUE(fetched.ok()) << fetched.ToString();
+}
+
 // The embedded directory only: with etcd no csm node hosts it.
 class EmbeddedCoordinatorTest : public ClusterTest {};
 

@@ -108,7 +108,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const Config& config) {
   c->window_ = std::move(*window);
   auto sock = os::ConnectUnix(config.socket_path);
   if (!sock.ok()) return sock.status();  // ~ClientImpl resets the flag
-  c->sock_ = std::move(*sock);
+  c->channel_ = std::make_unique<RequestChannel>(std::move(*sock), "csmd at " + config.socket_path);
   CSM_RETURN_IF_ERROR(c->Hello());
   c->heap_ = std::make_unique<alloc::ProcessHeap>(c.get(), c->config_.arena_size);
   // Map what exists now; the mapper thread follows what comes later.
@@ -186,13 +186,14 @@ void ClientImpl::AfterForkInChild() {
   pins_ours_ = false;  // the pin table is the parent's; Reattach makes the child its own
   (void)heap_.release();     // its arenas are the parent's; it may be locked
   (void)mapper_.release();   // threads do not survive fork
-  (void)req_mu_.release();
   (void)sync_mu_.release();
   (void)reattach_mu_.release();
-  req_mu_ = std::make_unique<std::mutex>();
   sync_mu_ = std::make_unique<std::mutex>();
   reattach_mu_ = std::make_unique<std::mutex>();
-  sock_.Reset();  // the parent's connection stays open in the parent
+  // The parent's connection stays open in the parent; the child's copy is closed (csmd
+  // must see the parent hang up when it exits) and the channel leaked (its locks).
+  if (channel_ != nullptr) ::close(channel_->fd());
+  (void)channel_.release();
   if (was_attached) state_.store(State::kForked);
   map_mu_.unlock();
   pin_mu_.unlock();
@@ -200,7 +201,8 @@ void ClientImpl::AfterForkInChild() {
 }
 
 Status ClientImpl::Reattach() {
-  CSM_ASSIGN_OR_RETURN(sock_, os::ConnectUnix(config_.socket_path));
+  CSM_ASSIGN_OR_RETURN(os::UniqueFd sock, os::ConnectUnix(config_.socket_path));
+  channel_ = std::make_unique<RequestChannel>(std::move(sock), "csmd at " + config_.socket_path);
   void* old_dir = std::exchange(dir_mem_, nullptr);
   const size_t old_dir_bytes = dir_bytes_;
   directory::PinEntry* parent_pins = std::exchange(pins_, nullptr);
@@ -322,22 +324,8 @@ Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::Mess
                                      int timeout_ms) {
   if (timeout_ms < 0) timeout_ms = request_timeout_ms_;
   if (state_.load() == State::kLost) return LostError();
-  std::lock_guard<std::mutex> lock(*req_mu_);
-  auto lost = [&](const Status& s) {
-    return Unavailable("lost the connection to csmd at " + config_.socket_path + " (" +
-                       s.message() + "): is the node still running? (csm info)");
-  };
-  Status sent = os::SendMessage(sock_.get(), request.bytes());
-  if (!sent.ok()) return lost(sent);
-  auto msg = os::ReceiveMessage(sock_.get(), timeout_ms);
-  if (!msg.ok()) {
-    if (msg.status().IsTimeout()) {
-      return Timeout("csmd at " + config_.socket_path + " did not answer within " +
-                     std::to_string(timeout_ms) + " ms");
-    }
-    return lost(msg.status());
-  }
-  node::WireReader in(msg->bytes);
+  CSM_ASSIGN_OR_RETURN(os::Message msg, channel_->Call(request, timeout_ms));
+  node::WireReader in(msg.bytes);
   node::MessageType type{};
   CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
   if (type != reply) return Corruption("csmd answered with an unexpected message type");
@@ -346,8 +334,7 @@ Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::Mess
 
 Status ClientImpl::SendOneWay(const node::WireWriter& message) {
   if (state_.load() != State::kAttached) return LostError();
-  std::lock_guard<std::mutex> lock(*req_mu_);
-  return os::SendMessage(sock_.get(), message.bytes());
+  return channel_->Send(message);
 }
 
 void ClientImpl::RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool writable) {
@@ -581,10 +568,21 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
       return pin;
     }
     if (clustered_ && resolved < 3) {
-      // Not on this node: csmd brings it from its owner, if any node has it. A fetch
-      // is bounded by the transport's stall timeout, not by the size of the object.
-      constexpr int kFetchReplyMs = 10 * 60 * 1000;
-      Status r = Resolve(key, kFetchReplyMs);
+      // Not on this node: csmd brings it from its owner, if any node has it. With a
+      // timeout, the caller's deadline bounds the wait for it; without one (look, do not
+      // wait for a commit) the fetch of what exists is bounded by the transport's stall
+      // timeout, not by the object's size.
+      constexpr int64_t kFetchReplyMs = 10 * 60 * 1000;
+      const int64_t left_ms = (deadline - os::MonotonicNanos()) / 1000000;
+      if (timeout_ms > 0 && left_ms <= 0) {
+        return Timeout("no object under key '" + std::string(key) + "' reached this node within " +
+                       std::to_string(timeout_ms) + " ms");
+      }
+      Status r = Resolve(key, static_cast<int>(timeout_ms > 0 ? std::min(left_ms, kFetchReplyMs) : kFetchReplyMs));
+      if (r.IsTimeout() && timeout_ms > 0) {
+        return Timeout("the object under key '" + std::string(key) + "' did not reach this node within " +
+                       std::to_string(timeout_ms) + " ms (csmd goes on fetching it: a later Get may find it)");
+      }
       if (r.ok()) {
         ++resolved;
         continue;

@@ -1,9 +1,10 @@
 // ClientImpl and BuilderCore: the machinery behind include/csm/client.h.
 //
 // ClientImpl owns this process's window reservation, its socket to csmd, its read-only
-// view of the directory, its pin table and the map of arenas mapped here. The request
-// socket is serialized by req_mu_; arena syncs by sync_mu_; the map of mappings by
-// map_mu_ (never held across a round trip); pins by pin_mu_. The Get fast path takes
+// view of the directory, its pin table and the map of arenas mapped here. Requests go
+// through the RequestChannel (any number of threads at once, none waiting behind
+// another's round trip); arena syncs are ordered by sync_mu_; the map of mappings is
+// guarded by map_mu_ (never held across a round trip); pins by pin_mu_. The Get fast path takes
 // only pin_mu_ (uncontended in the common case) and no system call.
 //
 // Two events end a session with csmd, and each is noticed before a Get answers from the
@@ -30,6 +31,7 @@
 
 #include "csm/alloc/process_heap.h"
 #include "csm/client.h"
+#include "csm/client/request_channel.h"
 #include "csm/directory/directory_table.h"
 #include "csm/node/protocol.h"
 #include "csm/object/object_layout.h"
@@ -112,13 +114,12 @@ class ClientImpl : public alloc::ArenaSource {
 
   Config config_;
   std::unique_ptr<space::Window> window_;
-  os::UniqueFd sock_;
+  std::unique_ptr<RequestChannel> channel_;
   int request_timeout_ms_ = 30000;
   bool clustered_ = false;  // the node is part of a cluster: misses may be elsewhere
   std::atomic<State> state_{State::kAttached};
   // Mutexes another thread may hold across a round trip: a forked child cannot unlock
   // them, so it leaks them and makes new ones.
-  std::unique_ptr<std::mutex> req_mu_ = std::make_unique<std::mutex>();
   std::unique_ptr<std::mutex> sync_mu_ = std::make_unique<std::mutex>();
   std::unique_ptr<std::mutex> reattach_mu_ = std::make_unique<std::mutex>();
 

@@ -191,6 +191,7 @@ bool Daemon::Impl::HandleMessage(Client& c) {
   WireReader in(msg->bytes);
   MessageType type{};
   Status s = in.ReadHeader(&type);
+  c.request_id = in.request_id();
   if (s.ok() && !c.hello_done && type != MessageType::kHello) {
     s = FailedPrecondition("the first message must be Hello");
   }
@@ -230,7 +231,8 @@ Status Daemon::Impl::SendStatus(Client& c, MessageType type, const Status& st) {
   return Reply(c, out);
 }
 
-Status Daemon::Impl::Reply(Client& c, const WireWriter& out, const std::vector<int>& fds) {
+Status Daemon::Impl::Reply(Client& c, WireWriter& out, const std::vector<int>& fds) {
+  out.SetRequestId(c.request_id);
   // A client waits for each reply before its next request, so there is always room;
   // one whose socket is full is not reading: drop it rather than wait on it.
   return os::SendMessage(c.sock.get(), out.bytes(), fds, /*timeout_ms=*/0);
@@ -599,13 +601,16 @@ void Daemon::Impl::DeleteLocally(const std::string& key) {
 void Daemon::Impl::AwaitDirectory(Client& c, std::function<Status()> call,
                                   std::function<void(Client*, const Status&)> then) {
   c.awaiting_directory = true;
-  boost::asio::post(DirectoryThread(), [this, id = c.id, call = std::move(call),
+  boost::asio::post(DirectoryThread(), [this, id = c.id, request = c.request_id, call = std::move(call),
                                         then = std::move(then)] {
     Status s = call();
-    Post([this, id, s, then] {
+    Post([this, id, request, s, then] {
       auto it = clients_.find(id);
       Client* waiting = it == clients_.end() ? nullptr : &it->second;
-      if (waiting != nullptr) waiting->awaiting_directory = false;
+      if (waiting != nullptr) {
+        waiting->awaiting_directory = false;
+        waiting->request_id = request;  // `then` answers that request
+      }
       then(waiting, s);
     });
   });

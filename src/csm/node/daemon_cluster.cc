@@ -415,14 +415,14 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
   if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
   auto pending = fetches_.find(key);
   if (pending != fetches_.end()) {  // one fetch per node, however many readers ask
-    pending->second.waiters.push_back(c.id);
+    pending->second.waiters.push_back({c.id, c.request_id});
     return Status::OK();
   }
-  StartFetch(key, {c.id}, directory::Freshness::kCachedOk);
+  StartFetch(key, {{c.id, c.request_id}}, directory::Freshness::kCachedOk);
   return Status::OK();
 }
 
-void Daemon::Impl::StartFetch(const std::string& key, std::vector<uint64_t> waiters,
+void Daemon::Impl::StartFetch(const std::string& key, std::vector<Waiter> waiters,
                               directory::Freshness freshness) {
   if (freshness == directory::Freshness::kCachedOk) {
     if (auto here = cluster_->LookupHere(key)) {
@@ -440,29 +440,29 @@ void Daemon::Impl::StartFetch(const std::string& key, std::vector<uint64_t> wait
     Post([this, key, record] {
       auto it = fetches_.find(key);
       if (it == fetches_.end()) return;
-      std::vector<uint64_t> joined = std::move(it->second.waiters);
+      std::vector<Waiter> joined = std::move(it->second.waiters);
       fetches_.erase(it);
       FetchRecord(key, std::move(joined), record);
     });
   });
 }
 
-void Daemon::Impl::FetchRecord(const std::string& key, std::vector<uint64_t> waiters,
+void Daemon::Impl::FetchRecord(const std::string& key, std::vector<Waiter> waiters,
                                const Result<directory::ObjectRecord>& record) {
   Status s = TryStartFetch(key, waiters, record);
   if (!s.ok()) Answer(waiters, s);
 }
 
-void Daemon::Impl::Answer(const std::vector<uint64_t>& waiters, const Status& status) {
-  for (uint64_t id : waiters) {
-    auto c = clients_.find(id);
-    if (c != clients_.end() && !SendStatus(c->second, MessageType::kStatusReply, status).ok()) {
-      DropClient(id);
-    }
+void Daemon::Impl::Answer(const std::vector<Waiter>& waiters, const Status& status) {
+  for (const Waiter& w : waiters) {
+    auto c = clients_.find(w.client_id);
+    if (c == clients_.end()) continue;
+    c->second.request_id = w.request_id;
+    if (!SendStatus(c->second, MessageType::kStatusReply, status).ok()) DropClient(w.client_id);
   }
 }
 
-Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<uint64_t>& waiters,
+Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& waiters,
                                    const Result<directory::ObjectRecord>& record) {
   if (!record.ok()) return record.status();
   const directory::ObjectRecord& r = *record;
@@ -570,7 +570,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
                                const std::vector<uint64_t>& arena_ids) {
   auto it = fetches_.find(key);
   if (it == fetches_.end()) return;
-  std::vector<uint64_t> waiters = std::move(it->second.waiters);
+  std::vector<Waiter> waiters = std::move(it->second.waiters);
   fetches_.erase(it);
   for (uint64_t id : arena_ids) --arenas_.at(id).fetching;
   if (!status.ok() && r.cached) {

@@ -120,6 +120,12 @@ struct Object {
   uint64_t remote_id = 0;   // and that node's id for it
 };
 
+// A request answered later (a Resolve waiting for a fetch): who asked, and which request.
+struct Waiter {
+  uint64_t client_id;
+  uint64_t request_id;
+};
+
 struct DestroyedArena {
   uint64_t id;
   uint64_t addr;
@@ -138,6 +144,7 @@ struct Client {
   std::set<uint64_t> mapped;  // arenas it has been given (writable or read-only)
   std::vector<DestroyedArena> destroyed;  // of those, freed since its last sync
   bool awaiting_directory = false;  // its commit or delete waits for the cluster directory
+  uint64_t request_id = 0;  // of the request being answered (set before every reply)
   const PinEntry* pins() const { return static_cast<const PinEntry*>(pin_map.addr); }
 };
 
@@ -195,7 +202,8 @@ class Daemon::Impl {
   Status HandleList(Client& c, WireReader& in);
   nlohmann::json Describe(const Object& o) const;
   Status SendStatus(Client& c, MessageType type, const Status& s);
-  Status Reply(Client& c, const WireWriter& out, const std::vector<int>& fds = {});
+  // Sends `out` as the answer to c's request c.request_id.
+  Status Reply(Client& c, WireWriter& out, const std::vector<int>& fds = {});
 
   // Bookkeeping.
   // A commit: checked here (PrepareCommit), then, in a cluster, published to the
@@ -262,13 +270,13 @@ class Daemon::Impl {
   // Looks `key` up in the cluster and starts fetching it for `waiters` (client ids), or
   // tells them why not. A fetch from a cached record that fails is retried once kFresh.
   // A lookup the node cannot answer itself runs on the directory thread.
-  void StartFetch(const std::string& key, std::vector<uint64_t> waiters,
+  void StartFetch(const std::string& key, std::vector<Waiter> waiters,
                   directory::Freshness freshness);
-  void FetchRecord(const std::string& key, std::vector<uint64_t> waiters,
+  void FetchRecord(const std::string& key, std::vector<Waiter> waiters,
                    const Result<directory::ObjectRecord>& record);
-  Status TryStartFetch(const std::string& key, std::vector<uint64_t>& waiters,
+  Status TryStartFetch(const std::string& key, std::vector<Waiter>& waiters,
                        const Result<directory::ObjectRecord>& record);
-  void Answer(const std::vector<uint64_t>& waiters, const Status& status);
+  void Answer(const std::vector<Waiter>& waiters, const Status& status);
   Status CheckRecord(const directory::ObjectRecord& r) const;
   Arena* FirstArenaOverlapping(uint64_t addr, uint64_t size);
   Result<std::vector<uint64_t>> PrepareReplicaArenas(const directory::ObjectRecord& r);
@@ -282,7 +290,7 @@ class Daemon::Impl {
   void EvictReplicasFor(uint64_t bytes, const std::string& wanted);
   void RefreshReplicaList();
   struct Fetch {
-    std::vector<uint64_t> waiters;  // client ids waiting for the Resolve reply
+    std::vector<Waiter> waiters;  // processes waiting for the Resolve reply
   };
   std::map<std::string, Fetch> fetches_;  // in flight, by key: one fetch per node
   // Fetches run on these threads, made on the first remote get: starting a thread costs

@@ -20,6 +20,7 @@ Status WireReader::ReadHeader(MessageType* type) {
                       std::to_string(kProtocolVersion) + ": upgrade client and csmd together");
   }
   *type = static_cast<MessageType>(h.type);
+  request_id_ = h.request_id;
   return Status::OK();
 }
 

@@ -1,12 +1,14 @@
 // The client ↔ csmd protocol over a Unix SOCK_SEQPACKET socket (docs/protocol.md).
 //
-// One message per request and per reply; a client sends a request and waits for its
-// reply (one-way messages, marked below, get none). Every message starts with a
-// MessageHeader; fields follow little-endian, strings as u32 length + bytes. Replies
-// start with a status code and message. Everything received is input: WireReader
-// bounds-checks every read and reports Corruption.
+// One message per request and per reply (one-way messages, marked below, get none).
+// Every message starts with a MessageHeader; a reply carries the request id of the
+// request it answers, so a client's threads may have several requests out at once and
+// csmd may answer them in any order. Fields follow little-endian, strings as u32 length
+// + bytes. Replies start with a status code and message. Everything received is input:
+// WireReader bounds-checks every read and reports Corruption.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -18,7 +20,7 @@
 namespace csm::node {
 
 inline constexpr uint32_t kProtocolMagic = 0x50534d43;  // "CMSP"
-inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr uint16_t kProtocolVersion = 2;
 
 enum class MessageType : uint16_t {
   kHello = 1,         // → kHelloReply (+ directory fd, pin table fd)
@@ -46,14 +48,18 @@ struct MessageHeader {
   uint32_t magic;
   uint16_t version;
   uint16_t type;
+  uint64_t request_id;  // chosen by the client; a reply carries its request's
 };
-static_assert(sizeof(MessageHeader) == 8 && std::is_standard_layout_v<MessageHeader>);
+static_assert(sizeof(MessageHeader) == 16 && std::is_standard_layout_v<MessageHeader>);
 
 class WireWriter {
  public:
-  explicit WireWriter(MessageType type) {
-    MessageHeader h{kProtocolMagic, kProtocolVersion, static_cast<uint16_t>(type)};
+  explicit WireWriter(MessageType type, uint64_t request_id = 0) {
+    MessageHeader h{kProtocolMagic, kProtocolVersion, static_cast<uint16_t>(type), request_id};
     Put(h);
+  }
+  void SetRequestId(uint64_t id) {
+    std::memcpy(bytes_.data() + offsetof(MessageHeader, request_id), &id, sizeof(id));
   }
   template <typename T>
   WireWriter& Put(const T& v) {
@@ -82,6 +88,7 @@ class WireReader {
 
   // Reads and checks the header; `type` receives the message type.
   Status ReadHeader(MessageType* type);
+  uint64_t request_id() const { return request_id_; }  // after ReadHeader
   template <typename T>
   Status Get(T* out) {
     static_assert(std::is_trivially_copyable_v<T>);
@@ -102,6 +109,7 @@ class WireReader {
   }
   std::string_view bytes_;
   size_t pos_ = 0;
+  uint64_t request_id_ = 0;
 };
 
 // Identifies the binary layout of heap objects: compiler, standard library, csm
