@@ -309,7 +309,7 @@ TEST_P(EmbeddedCoordinatorTest, RestartingTheCoordinatorsNodeLosesNoLiveNodeOrOb
   {
     auto client = Client::Connect(b_->ClientConfig());
     ASSERT_TRUE(client.ok());
-    auto unknown = (*client)->Get<workload::HeapMap>("on-1", std::chrono::milliseconds(300));
+    auto unknown = (*client)->Get<workload::HeapMap>("on-1", std::chrono::seconds(3));
     EXPECT_TRUE(unknown.status().IsUnavailable()) << unknown.status().ToString();
     EXPECT_NE(unknown.status().message().find("coordinator"), std::string::npos) << unknown.status().ToString();
     Status down = CommitMap(**client, "during-down", 10);

@@ -226,6 +226,39 @@ TEST(LifecycleTest, AGetWaitingForAKeyEndsWhenCsmdStops) {
   EXPECT_LT(os::MonotonicNanos() - start, int64_t{30} * 1000000000);
 }
 
+// Several libraries of one program each Connect: they share the process's attachment. A
+// Ref (or a Builder) keeps it alive after every Client handle is gone.
+TEST(LifecycleTest, ClientsShareTheAttachmentAndRefsOutliveThem) {
+  Node node;
+  auto first = Attach(node);
+  auto second = Attach(node);
+  ASSERT_TRUE(first && second);
+  ASSERT_TRUE(CommitMap(*first, "shared", 300).ok());
+  auto ref = second->Get<HeapMap>("shared");
+  ASSERT_TRUE(ref.ok());
+  auto builder = second->NewBuilder();
+  ASSERT_TRUE(builder.ok());
+  Longs* v = *builder->New<Longs>();
+  Config elsewhere = node.ClientConfig();
+  elsewhere.socket_path += ".other";
+  auto refused = Client::Connect(elsewhere);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition) << refused.status().ToString();
+  first.reset();
+  second.reset();
+  EXPECT_EQ(workload::Verify(**ref, 300), "");  // still pinned, still mapped
+  ASSERT_TRUE(Append(*builder, v, 5, 5, 1000).ok());
+  ASSERT_TRUE(builder->Commit("built-after").ok());
+  auto info = nlohmann::json::parse(*Attach(node)->InfoJson());  // the same attachment again
+  EXPECT_EQ(info["clients"].size(), 1u) << info.dump();
+  auto again = Attach(node);
+  EXPECT_EQ(CheckLongs(**again->Get<Longs>("built-after"), 5, 5, 1000), "");
+  EXPECT_EQ(again->Get<HeapMap>("shared")->info().object_id, ref->info().object_id);
+  // Result conveniences.
+  const Result<ObjectInfo> looked = again->Lookup("shared");
+  EXPECT_EQ(looked.value().key, "shared");
+  EXPECT_EQ(again->Lookup("shared").ValueOrDie().size, ref->info().size);
+}
+
 TEST(LifecycleTest, KeysThatBreakTheRulesAreInvalidArgumentOnEveryCall) {
   Node node;
   auto c = Attach(node);

@@ -71,11 +71,11 @@ Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t pa
 class PinnedObject {
  public:
   PinnedObject() = default;
-  PinnedObject(ClientImpl* client, ObjectInfo info) : client_(client), info_(std::move(info)) {}
+  PinnedObject(std::shared_ptr<ClientImpl> client, ObjectInfo info)
+      : client_(std::move(client)), info_(std::move(info)) {}
   PinnedObject(const PinnedObject& o);
   PinnedObject& operator=(const PinnedObject& o);
-  PinnedObject(PinnedObject&& o) noexcept
-      : client_(std::exchange(o.client_, nullptr)), info_(std::move(o.info_)) {}
+  PinnedObject(PinnedObject&& o) noexcept : client_(std::move(o.client_)), info_(std::move(o.info_)) {}
   PinnedObject& operator=(PinnedObject&& o) noexcept;
   ~PinnedObject() { Reset(); }
   void Reset();
@@ -89,7 +89,7 @@ class PinnedObject {
   Result<std::vector<Extent>> Extents() const;
 
  private:
-  ClientImpl* client_ = nullptr;
+  std::shared_ptr<ClientImpl> client_;  // keeps the process's attachment alive
   ObjectInfo info_;
 };
 }  // namespace internal
@@ -99,7 +99,7 @@ class PinnedObject {
 // Thread-safety: a Ref is used by one thread at a time; distinct Refs (copies included)
 // are independent. Lifetime: the object's bytes stay mapped at the same address until
 // the last Ref on this node is dropped, even if the object is deleted meanwhile. A Ref
-// must not outlive its Client.
+// keeps the process's attachment to csmd alive: it may outlive its Client.
 template <typename T>
 class Ref {
  public:
@@ -180,12 +180,15 @@ class Builder {
   std::unique_ptr<internal::BuilderCore> core_;
 };
 
-// Client: this process's attachment to the node's csmd.
+// Client: a handle on this process's attachment to the node's csmd.
 //
-// Connect() reserves the global heap window at its fixed address, so call it before the
-// program starts threads. One Client per process. Thread-safety: every method may be
-// called from any thread. Lifetime: every Ref and Builder must be gone before the
-// Client is destroyed.
+// The first Connect() reserves the global heap window at its fixed address, so call it
+// before the program starts threads. A process has one attachment (one window): every
+// later Connect() with the same socket and window returns another handle on it, so
+// several libraries in one program can each hold a Client; another socket or window is
+// FailedPrecondition. Thread-safety: every method may be called from any thread.
+// Lifetime: the attachment lasts while any Client, Ref or Builder (or an Arrow buffer
+// holding a Ref) needs it.
 class Client {
  public:
   // Uses LoadConfig() (CSM_CONFIG, CSM_SOCKET, CSM_HEAP_* ...).
@@ -225,12 +228,12 @@ class Client {
   const Config& config() const;
 
  private:
-  explicit Client(std::unique_ptr<internal::ClientImpl> impl);
+  explicit Client(std::shared_ptr<internal::ClientImpl> impl);
   // type_name is called only to word an error.
   Result<internal::PinnedObject> GetPinned(std::string_view key, uint64_t type_id,
                                            std::string (*type_name)(),
                                            std::chrono::milliseconds timeout);
-  std::unique_ptr<internal::ClientImpl> impl_;
+  std::shared_ptr<internal::ClientImpl> impl_;
 };
 
 // ---- templates ----------------------------------------------------------------------

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -99,11 +101,28 @@ class [[nodiscard]] Result {
   T&& operator*() && { return std::get<T>(std::move(v_)); }
   T* operator->() { return &std::get<T>(v_); }
   const T* operator->() const { return &std::get<T>(v_); }
+  // The value; calling these on an error is a bug (std::bad_variant_access).
   T& value() & { return std::get<T>(v_); }
+  const T& value() const& { return std::get<T>(v_); }
   T&& value() && { return std::get<T>(std::move(v_)); }
+  // The value, or the program ends printing the error: for tools and tests that have no
+  // better way to handle one.
+  T& ValueOrDie() & {
+    DieIfError();
+    return std::get<T>(v_);
+  }
+  T&& ValueOrDie() && {
+    DieIfError();
+    return std::get<T>(std::move(v_));
+  }
   T ValueOr(T fallback) const& { return ok() ? std::get<T>(v_) : std::move(fallback); }
 
  private:
+  void DieIfError() const {
+    if (ok()) return;
+    std::fprintf(stderr, "csm: ValueOrDie on an error: %s\n", status().ToString().c_str());
+    std::abort();
+  }
   std::variant<Status, T> v_;
 };
 

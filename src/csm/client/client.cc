@@ -28,6 +28,9 @@ namespace {
 std::atomic<bool> g_client_exists{false};
 // That client, for the fork handlers (registered once per process).
 std::atomic<ClientImpl*> g_live_client{nullptr};
+// The process's attachment, shared by every Client::Connect that asks for the same node.
+std::mutex g_connect_mu;
+std::weak_ptr<ClientImpl> g_attachment;  // guarded by g_connect_mu
 std::once_flag g_atfork_once;
 
 void PrepareFork() {
@@ -93,13 +96,27 @@ void* AllocateSlow(size_t bytes, size_t align) {
 
 // ---- ClientImpl ---------------------------------------------------------------------
 
-Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const Config& config) {
+Result<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const Config& config) {
   CSM_RETURN_IF_ERROR(ValidateConfig(config));
-  if (g_client_exists.exchange(true)) {
-    return FailedPrecondition("this process already has a csm::Client: share that one "
-                              "(one window reservation per process)");
+  std::lock_guard<std::mutex> lock(g_connect_mu);
+  if (std::shared_ptr<ClientImpl> existing = g_attachment.lock()) {
+    const Config& have = existing->config();
+    if (have.socket_path != config.socket_path || !(have.window == config.window)) {
+      return FailedPrecondition("this process is attached to csmd at " + have.socket_path +
+                                " already, and a process has one attachment (its window sits at "
+                                "a fixed address): connect to that node, or from another process");
+    }
+    if (existing->state_.load() == State::kLost) {
+      return existing->LostError().WithContext(
+          "this process's attachment still lives (a Client, Ref or Builder holds it)");
+    }
+    return existing;
   }
-  std::unique_ptr<ClientImpl> c(new ClientImpl(config));
+  if (g_client_exists.exchange(true)) {
+    return FailedPrecondition("this process's previous attachment to csmd is still being torn "
+                              "down on another thread: connect again once it is gone");
+  }
+  std::shared_ptr<ClientImpl> c(new ClientImpl(config));
   auto window = space::Window::Reserve(config.window);
   if (!window.ok()) {
     g_client_exists = false;
@@ -117,6 +134,7 @@ Result<std::unique_ptr<ClientImpl>> ClientImpl::Connect(const Config& config) {
   c->mapper_ = std::make_unique<std::thread>([raw = c.get()] { raw->MapperLoop(); });
   std::call_once(g_atfork_once, [] { ::pthread_atfork(PrepareFork, ParentAfterFork, ChildAfterFork); });
   g_live_client.store(c.get());
+  g_attachment = c;
   return c;
 }
 
@@ -553,7 +571,7 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
       Status pinned = Pin(*found);
       if (pinned.IsNotFound()) continue;  // deleted meanwhile: look again
       CSM_RETURN_IF_ERROR(pinned);
-      PinnedObject pin(this, InfoFromSlot(found->data));  // unpins on any error below
+      PinnedObject pin(shared_from_this(), InfoFromSlot(found->data));  // unpins on any error below
       CSM_TSAN_ACQUIRE(found->data.header);  // pairs with the producer's release at commit
       if (found->data.arena_seq_max > synced_seq_.load(std::memory_order_acquire)) {
         CSM_RETURN_IF_ERROR(SyncArenas(found->data.arena_seq_max));
@@ -567,18 +585,18 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
       }
       return pin;
     }
-    if (clustered_ && resolved < 3) {
-      // Not on this node: csmd brings it from its owner, if any node has it. With a
-      // timeout, the caller's deadline bounds the wait for it; without one (look, do not
-      // wait for a commit) the fetch of what exists is bounded by the transport's stall
-      // timeout, not by the object's size.
+    const int64_t left_ms = (deadline - os::MonotonicNanos()) / 1000000;
+    // Not on this node: csmd brings it from its owner, if any node has it. With a
+    // timeout, the caller's deadline bounds the wait for it (once it passed, the answer
+    // is below); without one (look, do not wait for a commit) the fetch of what exists is
+    // bounded by the transport's stall timeout, not by the object's size.
+    if (clustered_ && resolved < 3 && (timeout_ms == 0 || left_ms > 0)) {
       constexpr int64_t kFetchReplyMs = 10 * 60 * 1000;
-      const int64_t left_ms = (deadline - os::MonotonicNanos()) / 1000000;
-      if (timeout_ms > 0 && left_ms <= 0) {
-        return Timeout("no object under key '" + std::string(key) + "' reached this node within " +
-                       std::to_string(timeout_ms) + " ms");
-      }
       Status r = Resolve(key, static_cast<int>(timeout_ms > 0 ? std::min(left_ms, kFetchReplyMs) : kFetchReplyMs));
+      if (r.IsTimeout() && timeout_ms > 0 && !unreachable.ok()) {
+        return unreachable.WithContext("no object under key '" + std::string(key) + "' here, and for " +
+                                       std::to_string(timeout_ms) + " ms the cluster could not be asked");
+      }
       if (r.IsTimeout() && timeout_ms > 0) {
         return Timeout("the object under key '" + std::string(key) + "' did not reach this node within " +
                        std::to_string(timeout_ms) + " ms (csmd goes on fetching it: a later Get may find it)");
@@ -977,12 +995,12 @@ Result<std::unique_ptr<Client>> Client::Connect(const Config& config) {
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
-Client::Client(std::unique_ptr<internal::ClientImpl> impl) : impl_(std::move(impl)) {}
+Client::Client(std::shared_ptr<internal::ClientImpl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
 Result<Builder> Client::NewBuilder() {
   CSM_RETURN_IF_ERROR(impl_->Usable());
-  auto core = std::make_unique<internal::BuilderCore>(impl_.get());
+  auto core = std::make_unique<internal::BuilderCore>(impl_);
   CSM_RETURN_IF_ERROR(core->Start());
   return Builder(std::move(core));
 }

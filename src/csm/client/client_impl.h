@@ -43,9 +43,11 @@ namespace csm::internal {
 
 class BuilderCore;
 
-class ClientImpl : public alloc::ArenaSource {
+class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_this<ClientImpl> {
  public:
-  static Result<std::unique_ptr<ClientImpl>> Connect(const Config& config);
+  // The process's attachment: a new one, or the one it has if its socket and window are
+  // `config`'s (FailedPrecondition if they are not).
+  static Result<std::shared_ptr<ClientImpl>> Connect(const Config& config);
   ~ClientImpl() override;
 
   // OK when calls may reach csmd and the directory may be read: re-attaches a forked
@@ -163,7 +165,9 @@ class ClientImpl : public alloc::ArenaSource {
 // The state behind a Builder.
 class BuilderCore {
  public:
-  explicit BuilderCore(ClientImpl* client) : client_(client) { client_->AddBuilder(this); }
+  explicit BuilderCore(std::shared_ptr<ClientImpl> client) : client_(std::move(client)) {
+    client_->AddBuilder(this);
+  }
   ~BuilderCore();  // abandons the chunks if not committed
 
   // In a forked child: the memory is the parent's. Forget it; every later allocation
@@ -188,7 +192,7 @@ class BuilderCore {
   void CloseChunk();
   void ReleaseChunks();
 
-  ClientImpl* client_;
+  std::shared_ptr<ClientImpl> client_;
   std::vector<alloc::Chunk> chunks_;           // all chunks, the current one last
   std::vector<object::ObjectExtent> extents_;  // closed chunks' used parts
   uint64_t next_chunk_ = 4096;
