@@ -253,6 +253,21 @@ TEST(LifecycleTest, ClientsShareTheAttachmentAndRefsOutliveThem) {
   auto again = Attach(node);
   EXPECT_EQ(CheckLongs(**again->Get<Longs>("built-after"), 5, 5, 1000), "");
   EXPECT_EQ(again->Get<HeapMap>("shared")->info().object_id, ref->info().object_id);
+  // One-call Put, GetMany, typed Info.
+  ASSERT_TRUE(again->Put<Longs>("put/a", [](Longs& longs) { longs.assign(100, 7); }).ok());
+  ASSERT_TRUE(again->Put<HeapMap>("put/b", [](HeapMap& m) { workload::Fill(m, 50); }).ok());
+  auto many = again->GetMany<Longs>({"built-after", "put/a"});
+  ASSERT_TRUE(many.ok()) << many.status().ToString();
+  ASSERT_EQ(many->size(), 2u);
+  EXPECT_EQ((*many)[1]->size(), 100u);
+  auto wrong = again->GetMany<Longs>({"put/a", "put/b"});
+  EXPECT_TRUE(wrong.status().IsTypeMismatch());
+  EXPECT_NE(wrong.status().message().find("put/b"), std::string::npos) << wrong.status().ToString();
+  auto status = again->Info();
+  ASSERT_TRUE(status.ok()) << status.status().ToString();
+  EXPECT_EQ(status->objects, 4u);
+  EXPECT_EQ(status->clients, 1u);
+  EXPECT_GT(status->used, 0u);
   // Result conveniences.
   const Result<ObjectInfo> looked = again->Lookup("shared");
   EXPECT_EQ(looked.value().key, "shared");

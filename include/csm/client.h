@@ -53,6 +53,19 @@ struct ObjectInfo {
   int64_t commit_time_ns;
 };
 
+// The node as csmd sees it (csm info); Client::InfoJson() has the same and more.
+struct NodeStatus {
+  uint32_t node_id = 0;
+  uint64_t capacity = 0;              // bytes the node may hand out
+  uint64_t used = 0;                  // bytes handed out (arenas and copies)
+  uint64_t objects = 0;               // live objects, copies from other nodes included
+  uint64_t objects_awaiting_unpin = 0;  // deleted, still pinned by a reader
+  uint64_t clients = 0;               // attached processes
+  uint64_t fetches = 0;               // objects brought from other nodes so far
+  uint64_t fetches_in_flight = 0;
+  uint64_t connections_dropped = 0;   // connections that never said Hello in time
+};
+
 // A range of the global heap: one piece of an object's memory.
 struct Extent {
   uint64_t addr;
@@ -207,6 +220,17 @@ class Client {
   Result<Ref<T>> Get(std::string_view key,
                      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
+  // Builds a T in place and commits it under `key` in one call: fn(T&) fills it (its
+  // containers allocate inside the object). NewBuilder + New<T> + Populate + Commit.
+  template <typename T, typename Fn>
+  Status Put(std::string_view key, Fn&& fn);
+
+  // Get of several keys with one deadline for all: every Ref in order, or the first
+  // error (naming its key). Keys are looked up one after another.
+  template <typename T>
+  Result<std::vector<Ref<T>>> GetMany(const std::vector<std::string>& keys,
+                                      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+
   // Removes the key. The memory is reused once no process pins the object.
   Status Delete(std::string_view key);
 
@@ -217,6 +241,8 @@ class Client {
   // csmd's view, as JSON: one object (csm stat) and the node (csm info).
   Result<std::string> StatJson(std::string_view key);
   Result<std::string> InfoJson();
+  // csm info as a struct.
+  Result<NodeStatus> Info();
   // One page of csmd's object list in key order, keys after `after` (csm ls):
   // {"objects": [{key, type_name, type_id, size, owner_node, pins, producer_pid,
   // commit_time_ns}...], "more": bool}. At most `limit` (≤ 1000) objects.
@@ -270,6 +296,30 @@ template <typename T>
 Result<Ref<T>> Client::Get(std::string_view key, std::chrono::milliseconds timeout) {
   CSM_ASSIGN_OR_RETURN(auto pin, GetPinned(key, TypeId<T>(), &TypeName<T>, timeout));
   return Ref<T>(std::move(pin));
+}
+
+template <typename T, typename Fn>
+Status Client::Put(std::string_view key, Fn&& fn) {
+  CSM_ASSIGN_OR_RETURN(Builder builder, NewBuilder());
+  CSM_ASSIGN_OR_RETURN(T * root, builder.New<T>());
+  CSM_RETURN_IF_ERROR(builder.Populate([&] { fn(*root); }));
+  return builder.Commit(key);
+}
+
+template <typename T>
+Result<std::vector<Ref<T>>> Client::GetMany(const std::vector<std::string>& keys,
+                                            std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<Ref<T>> refs;
+  refs.reserve(keys.size());
+  for (const std::string& key : keys) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (timeout.count() > 0 && left.count() <= 0) left = std::chrono::milliseconds(1);
+    auto ref = Get<T>(key, timeout.count() > 0 ? left : std::chrono::milliseconds(0));
+    if (!ref.ok()) return ref.status().WithContext("key '" + key + "'");
+    refs.push_back(*std::move(ref));
+  }
+  return refs;
 }
 
 }  // namespace csm

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <mutex>
 
+#include <nlohmann/json.hpp>
+
 #include "csm/base/hash.h"
 #include "csm/base/log.h"
 #include "csm/base/range.h"
@@ -1018,6 +1020,26 @@ Result<std::string> Client::StatJson(std::string_view key) {
   return impl_->Json(node::MessageType::kStat, key);
 }
 Result<std::string> Client::InfoJson() { return impl_->Json(node::MessageType::kInfo, {}); }
+
+Result<NodeStatus> Client::Info() {
+  CSM_ASSIGN_OR_RETURN(std::string text, InfoJson());
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  NodeStatus n;
+  try {
+    n.node_id = j.at("node_id").get<uint32_t>();
+    n.capacity = j.at("capacity").get<uint64_t>();
+    n.used = j.at("used").get<uint64_t>();
+    n.objects = j.at("objects").get<uint64_t>();
+    n.objects_awaiting_unpin = j.at("objects_awaiting_unpin").get<uint64_t>();
+    n.clients = j.at("clients").size();
+    n.fetches = j.at("fetches").get<uint64_t>();
+    n.fetches_in_flight = j.at("fetches_in_flight").get<uint64_t>();
+    n.connections_dropped = j.at("connections_dropped").get<uint64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    return Corruption(std::string("csmd's info is not what this client reads: ") + e.what());
+  }
+  return n;
+}
 Result<std::string> Client::NodesJson() { return impl_->Json(node::MessageType::kNodes, {}); }
 Result<std::string> Client::ListJson(std::string_view after, uint32_t limit) {
   return impl_->Json(node::MessageType::kList, after, limit);

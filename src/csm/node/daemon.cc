@@ -791,24 +791,38 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
   limit = std::clamp<uint32_t>(limit, 1, 1000);  // a page stays far below 1 MiB
   if (cluster_ != nullptr) {
     // Across the cluster: every published object with its owner; pins are this node's.
-    bool more = false;
-    auto records = cluster_->List(after, limit, &more);
-    WireWriter out(MessageType::kJsonReply);
-    out.PutStatus(records.status());
-    nlohmann::json page = {{"objects", nlohmann::json::array()}, {"more", more}};
-    if (records.ok()) {
-      for (const auto& r : *records) {
-        auto local = keys_.find(r.key);
-        page["objects"].push_back({{"key", r.key}, {"type_name", r.type_name},
-                                   {"type_id", Hex(r.type_id)}, {"size", r.size},
-                                   {"owner_node", r.owner_node}, {"owner_alive", r.owner_alive},
-                                   {"pins", local == keys_.end() ? 0 : PinCount(local->second)},
-                                   {"here", local != keys_.end()},
-                                   {"commit_time_ns", r.commit_time_ns}});
-      }
-    }
-    out.PutString(records.ok() ? page.dump() : "");
-    return Reply(c, out);
+    // Asked on the directory thread: the loop goes on serving everyone else.
+    struct Page {
+      Result<std::vector<directory::ObjectRecord>> records = Unavailable("not asked");
+      bool more = false;
+    };
+    auto page = std::make_shared<Page>();
+    AwaitDirectory(
+        c,
+        [this, page, after, limit] {
+          page->records = cluster_->List(after, limit, &page->more);
+          return page->records.status();
+        },
+        [this, page](Client* waiting, const Status&) {
+          if (waiting == nullptr) return;
+          WireWriter out(MessageType::kJsonReply);
+          out.PutStatus(page->records.status());
+          nlohmann::json j = {{"objects", nlohmann::json::array()}, {"more", page->more}};
+          if (page->records.ok()) {
+            for (const auto& r : *page->records) {
+              auto local = keys_.find(r.key);
+              j["objects"].push_back({{"key", r.key}, {"type_name", r.type_name},
+                                      {"type_id", Hex(r.type_id)}, {"size", r.size},
+                                      {"owner_node", r.owner_node}, {"owner_alive", r.owner_alive},
+                                      {"pins", local == keys_.end() ? 0 : PinCount(local->second)},
+                                      {"here", local != keys_.end()},
+                                      {"commit_time_ns", r.commit_time_ns}});
+            }
+          }
+          out.PutString(page->records.ok() ? j.dump() : "");
+          if (!Reply(*waiting, out).ok()) DropClient(waiting->id);
+        });
+    return Status::OK();
   }
   std::vector<const std::string*> keys;
   for (const auto& [key, id] : keys_) {

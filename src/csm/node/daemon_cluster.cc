@@ -702,28 +702,39 @@ void Daemon::Impl::RefreshReplicaList() {
 }
 
 Status Daemon::Impl::HandleNodes(Client& c) {
-  nlohmann::json j;
-  j["node_id"] = node_id_;
-  j["cluster"] = options_.cluster.name;
-  j["members"] = nlohmann::json::array();
-  std::vector<directory::NodeInfo> members;
-  if (cluster_ != nullptr) {
-    auto m = cluster_->Members();
-    if (!m.ok()) {
-      WireWriter out(MessageType::kJsonReply);
-      out.PutStatus(m.status());
-      out.PutString("");
-      return Reply(c, out);
-    }
-    members = std::move(*m);
-  } else {
+  if (cluster_ == nullptr) {
     directory::NodeInfo self;
     self.node_id = node_id_;
     self.alive = true;
     self.leases = leases_;
-    members.push_back(self);
+    return ReplyNodes(c, std::vector<directory::NodeInfo>{self});
   }
-  for (const auto& n : members) {
+  // Asked on the directory thread: the loop goes on serving everyone else.
+  auto members = std::make_shared<Result<std::vector<directory::NodeInfo>>>(Unavailable("not asked"));
+  AwaitDirectory(
+      c,
+      [this, members] {
+        *members = cluster_->Members();
+        return members->status();
+      },
+      [this, members](Client* waiting, const Status&) {
+        if (waiting != nullptr && !ReplyNodes(*waiting, *members).ok()) DropClient(waiting->id);
+      });
+  return Status::OK();
+}
+
+Status Daemon::Impl::ReplyNodes(Client& c, const Result<std::vector<directory::NodeInfo>>& members) {
+  WireWriter out(MessageType::kJsonReply);
+  if (!members.ok()) {
+    out.PutStatus(members.status());
+    out.PutString("");
+    return Reply(c, out);
+  }
+  nlohmann::json j;
+  j["node_id"] = node_id_;
+  j["cluster"] = options_.cluster.name;
+  j["members"] = nlohmann::json::array();
+  for (const auto& n : *members) {
     nlohmann::json leases = nlohmann::json::array();
     for (const auto& l : n.leases) {
       leases.push_back({{"first_segment", l.first}, {"segments", l.count},
@@ -733,11 +744,9 @@ Status Daemon::Impl::HandleNodes(Client& c) {
                             {"alive", n.alive}, {"last_seen_ms_ago", n.last_seen_ms_ago},
                             {"leases", leases}});
   }
-  WireWriter out(MessageType::kJsonReply);
   out.PutStatus(Status::OK());
   out.PutString(j.dump());
   return Reply(c, out);
 }
-
 
 }  // namespace csm::node

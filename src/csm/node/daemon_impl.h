@@ -313,7 +313,9 @@ class Daemon::Impl {
   std::atomic<bool> rejoining_{false};   // a re-registration is under way
   void StopHeartbeat();
   Result<alloc::AddressAllocator::Run> LeaseSegments(uint64_t count);
+  // csm nodes: the members (from the directory thread in a cluster).
   Status HandleNodes(Client& c);
+  Status ReplyNodes(Client& c, const Result<std::vector<directory::NodeInfo>>& members);
 
   Config config_;
   NodeOptions options_;
