@@ -164,6 +164,24 @@ TEST_P(ClusterTest, ASlowDirectoryHoldsUpOnlyTheProcessesWaitingForIt) {
   while_paused({Helper(), "check-big", "early", "1"}, "fetches_in_flight");
   EXPECT_EQ(info()["record_cache"]["misses"].get<uint64_t>(), asked_before + 1)
       << "not a directory lookup";
+
+  // A node's first builder needs segments leased from the cluster; csm nodes asks the
+  // directory too. Both wait for it on the directory thread, and the node answers
+  // other processes meanwhile (csm info, run as a process: this one attaches to node 2).
+  c_ = Start(3);
+  directory.Kill(SIGSTOP);
+  auto building = testing::Process::Spawn({Helper(), "big", "on-3", "1"}, c_->Env());
+  auto nodes = testing::Process::Spawn({CsmCli(), "nodes"}, c_->Env());
+  bool answered = true;
+  EXPECT_TRUE(testing::Eventually([&] {
+    auto r = testing::Run({CsmCli(), "info"}, c_->Env(), 10000);
+    if (r.exit_code != 0) answered = false;
+    return r.exit_code != 0 || r.out.find("directory 2 requests waiting") != std::string::npos;
+  }, 60000));
+  directory.Kill(SIGCONT);
+  EXPECT_TRUE(answered) << "node 3 served nobody while its lease waited for the directory";
+  EXPECT_EQ(building->Wait(30000), 0) << building->output();
+  EXPECT_EQ(nodes->Wait(30000), 0) << nodes->output();
 }
 
 TEST_P(ClusterTest, NodesLeaseDisjointSegmentsAndBuildInThem) {

@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
                   (unsigned long long)rc["records"].get<uint64_t>(),
                   (unsigned long long)rc["hits"].get<uint64_t>(),
                   (unsigned long long)rc["misses"].get<uint64_t>());
-      std::printf("directory %llu commits and deletes waiting for it now\n",
+      std::printf("directory %llu requests waiting for it now (commits, deletes, leases, listings)\n",
                   (unsigned long long)j["directory_requests_waiting"].get<uint64_t>());
     }
     std::printf("clients   %zu\n", j["clients"].size());

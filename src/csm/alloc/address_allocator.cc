@@ -21,11 +21,17 @@ Result<uint64_t> AddressAllocator::Allocate(uint64_t size) {
       return addr;
     }
     // Nothing fits: lease enough consecutive segments and try once more.
-    uint64_t count = (size + segment_size_ - 1) / segment_size_;
-    CSM_ASSIGN_OR_RETURN(Run run, leaser_(count));
+    CSM_ASSIGN_OR_RETURN(Run run, leaser_(SegmentsFor(size)));
     Free(run.addr, run.bytes);
   }
   return Internal("a freshly leased run did not fit the request");
+}
+
+bool AddressAllocator::Fits(uint64_t size) const {
+  for (const auto& [addr, length] : free_) {
+    if (length >= size) return true;
+  }
+  return false;
 }
 
 void AddressAllocator::Free(uint64_t addr, uint64_t size) {

@@ -32,6 +32,12 @@ class AddressAllocator {
   // An address for `size` bytes (a multiple of `kArenaAlignment`), or the leaser's
   // error when no more segments can be had.
   Result<uint64_t> Allocate(uint64_t size);
+  // Whether Allocate(size) would succeed without leasing.
+  bool Fits(uint64_t size) const;
+  // Segments to lease for `size` bytes.
+  uint64_t SegmentsFor(uint64_t size) const { return (size + segment_size_ - 1) / segment_size_; }
+  // Adds a run leased elsewhere (the caller leased it itself, e.g. off its event loop).
+  void AddRun(const Run& run) { Free(run.addr, run.bytes); }
   void Free(uint64_t addr, uint64_t size);
 
   uint64_t free_bytes() const { return free_bytes_; }

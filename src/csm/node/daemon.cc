@@ -291,10 +291,33 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
   constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
   uint64_t size = dedicated ? (std::max<uint64_t>(min_size, 1) + kAlign - 1) / kAlign * kAlign
                             : config_.arena_size;
-  auto fail = [&](Status s) { return SendStatus(c, MessageType::kArenaReply, s); };
   if (min_size > config_.window.size || size < min_size) {
-    return fail(InvalidArgument("arena of " + std::to_string(min_size) + " bytes requested"));
+    return SendStatus(c, MessageType::kArenaReply,
+                      InvalidArgument("arena of " + std::to_string(min_size) + " bytes requested"));
   }
+  if (cluster_ == nullptr || addresses_.Fits(size)) return GrantArena(c, size, dedicated != 0);
+  // The node needs more segments: leased from the cluster on the directory thread, so
+  // the loop goes on serving everyone else; then the arena is granted from them.
+  const uint64_t wanted = addresses_.SegmentsFor(size);
+  auto run = std::make_shared<Result<alloc::AddressAllocator::Run>>(Unavailable("not asked"));
+  AwaitDirectory(
+      c, [this, wanted, run] {
+        *run = LeaseFromCluster(wanted);
+        return run->status();
+      },
+      [this, run, size, dedicated](Client* waiting, const Status&) {
+        if (run->ok()) addresses_.AddRun(**run);  // the node holds it now, asked or not
+        if (waiting == nullptr) return;
+        Status s = run->ok() ? GrantArena(*waiting, size, dedicated != 0)
+                             : SendStatus(*waiting, MessageType::kArenaReply,
+                                          run->status().WithContext("leasing segments from the cluster"));
+        if (!s.ok()) DropClient(waiting->id);
+      });
+  return Status::OK();
+}
+
+Status Daemon::Impl::GrantArena(Client& c, uint64_t size, bool dedicated) {
+  auto fail = [&](Status s) { return SendStatus(c, MessageType::kArenaReply, s); };
   if (used_ + size > config_.capacity) {
     return fail(CapacityExceeded(
         "node memory is full: capacity " + FormatSize(config_.capacity) + ", in use " +
@@ -312,7 +335,7 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
     return fail(fd.status());
   }
   Arena& a = arenas_[id];
-  a = Arena{id, next_seq_++, *addr, size, std::move(*fd), c.id, dedicated != 0, size, {}, 0};
+  a = Arena{id, next_seq_++, *addr, size, std::move(*fd), c.id, dedicated, size, {}, 0};
   arenas_by_addr_[a.addr] = id;
   arenas_by_seq_[a.seq] = id;
   dir_->header().arena_seq.store(a.seq);
@@ -601,10 +624,12 @@ void Daemon::Impl::DeleteLocally(const std::string& key) {
 void Daemon::Impl::AwaitDirectory(Client& c, std::function<Status()> call,
                                   std::function<void(Client*, const Status&)> then) {
   c.awaiting_directory = true;
+  ++directory_waits_;
   boost::asio::post(DirectoryThread(), [this, id = c.id, request = c.request_id, call = std::move(call),
                                         then = std::move(then)] {
     Status s = call();
     Post([this, id, request, s, then] {
+      --directory_waits_;
       auto it = clients_.find(id);
       Client* waiting = it == clients_.end() ? nullptr : &it->second;
       if (waiting != nullptr) {
@@ -845,7 +870,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["socket"] = config_.socket_path;
   j["window"] = {{"base", Hex(config_.window.base)}, {"size", config_.window.size},
                  {"segment_size", config_.window.segment_size}};
-  j["segments_leased"] = leased_segments_;
+  j["segments_leased"] = LeasedSegments();
   j["capacity"] = config_.capacity;
   j["connections_dropped"] = connections_dropped_;  // never said Hello in time, or made room
   j["used"] = used_;
@@ -854,7 +879,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["fetches"] = fetches_done_;  // objects brought from other nodes
   j["replicas_evicted"] = replicas_evicted_;  // copies dropped to make room for others
   j["fetches_in_flight"] = fetches_.size();
-  j["directory_requests_waiting"] = committing_.size() + deleting_.size();  // commits and deletes
+  j["directory_requests_waiting"] = directory_waits_;  // commits, deletes, leases, listings
   SpareMemory::Stats spare = spare_.stats();
   j["spare_memory_bytes"] = spare.bytes;      // destroyed arenas' memory kept for reuse
   j["spare_memory_zeroed_bytes"] = spare.zeroed_bytes;  // of which ready for local arenas

@@ -11,26 +11,30 @@
 namespace csm::node {
 
 Result<alloc::AddressAllocator::Run> Daemon::Impl::LeaseSegments(uint64_t count) {
-  const uint64_t seg = config_.window.segment_size;
-  uint64_t first = 0, leased = count;
-  if (cluster_ == nullptr) {
-    auto run = segments_.Lease(node_id_, count);
-    if (!run) {
-      return CapacityExceeded("the global heap window has no run of " + std::to_string(count) +
-                              " free segments: raise heap_size");
-    }
-    first = *run;
-  } else {
-    // Large ranges, so the coordinator is asked rarely (the JVM paper's design).
-    leased = std::max(count, options_.cluster.lease_segments);
-    auto run = cluster_->LeaseSegments(leased);
-    if (!run.ok() && leased > count) run = cluster_->LeaseSegments(leased = count);
-    if (!run.ok()) return run.status().WithContext("leasing segments from the cluster");
-    first = *run;
+  if (cluster_ != nullptr) return LeaseFromCluster(count);  // rare: see HandleAllocArena
+  auto run = segments_.Lease(node_id_, count);
+  if (!run) {
+    return CapacityExceeded("the global heap window has no run of " + std::to_string(count) +
+                            " free segments: raise heap_size");
   }
-  leases_.push_back({first, leased});
+  std::lock_guard<std::mutex> lock(leases_mu_);
+  leases_.push_back({*run, count});
+  leased_segments_ += count;
+  return alloc::AddressAllocator::Run{config_.window.base + *run * config_.window.segment_size,
+                                      count * config_.window.segment_size};
+}
+
+Result<alloc::AddressAllocator::Run> Daemon::Impl::LeaseFromCluster(uint64_t count) {
+  // Large ranges, so the coordinator is asked rarely (the JVM paper's design).
+  uint64_t leased = std::max(count, options_.cluster.lease_segments);
+  auto run = cluster_->LeaseSegments(leased);
+  if (!run.ok() && leased > count) run = cluster_->LeaseSegments(leased = count);
+  if (!run.ok()) return run.status();
+  std::lock_guard<std::mutex> lock(leases_mu_);
+  leases_.push_back({*run, leased});
   leased_segments_ += leased;
-  return alloc::AddressAllocator::Run{config_.window.base + first * seg, leased * seg};
+  return alloc::AddressAllocator::Run{config_.window.base + *run * config_.window.segment_size,
+                                      leased * config_.window.segment_size};
 }
 
 Status Daemon::Impl::JoinCluster() {
@@ -128,13 +132,13 @@ void Daemon::Impl::StartRejoin() {
   }
   CSM_LOG_WARN("the cluster directory does not know this node (its coordinator restarted): "
                "re-registering %zu segment leases and %zu objects",
-               leases_.size(), records.size());
+               Leases().size(), records.size());
   std::vector<directory::ClusterDirectory::Held> held;
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     held = replicas_;
   }
-  boost::asio::post(DirectoryThread(), [this, self = self_, leases = leases_, records = std::move(records),
+  boost::asio::post(DirectoryThread(), [this, self = self_, leases = Leases(), records = std::move(records),
                                         held = std::move(held)] {
     std::vector<std::string> conflicts;
     Status s = cluster_->Rejoin(self, leases, records, &conflicts);
@@ -277,8 +281,9 @@ Result<transport::SourceRange> Daemon::Impl::ServeRange(uint64_t object_id, uint
 Status Daemon::Impl::CheckRecord(const directory::ObjectRecord& r) const {
   constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
   const WindowConfig& w = config_.window;
+  const std::vector<directory::SegmentLease> leases = Leases();
   auto ours = [&](uint64_t addr, uint64_t size) {
-    for (const auto& l : leases_) {
+    for (const auto& l : leases) {
       uint64_t b = w.base + l.first * w.segment_size, e = b + l.count * w.segment_size;
       if (addr < e && addr + size > b) return true;
     }
@@ -706,7 +711,7 @@ Status Daemon::Impl::HandleNodes(Client& c) {
     directory::NodeInfo self;
     self.node_id = node_id_;
     self.alive = true;
-    self.leases = leases_;
+    self.leases = Leases();
     return ReplyNodes(c, std::vector<directory::NodeInfo>{self});
   }
   // Asked on the directory thread: the loop goes on serving everyone else.

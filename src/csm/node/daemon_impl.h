@@ -225,6 +225,7 @@ class Daemon::Impl {
   void UnpublishLater(const std::string& key);  // on the directory thread; logs failure
   boost::asio::thread_pool& DirectoryThread();  // made on first use
   std::unique_ptr<boost::asio::thread_pool> directory_thread_;
+  uint64_t directory_waits_ = 0;      // AwaitDirectory requests not answered yet
   std::set<std::string> committing_;  // keys whose commit waits for the directory
   std::set<std::string> deleting_;    // keys whose delete does
   Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
@@ -312,7 +313,13 @@ class Daemon::Impl {
   directory::NodeInfo self_;             // as joined
   std::atomic<bool> rejoining_{false};   // a re-registration is under way
   void StopHeartbeat();
+  // Segments for the address allocator: from the node's own table on a lone node, from
+  // the cluster (LeaseFromCluster, any thread: HandleAllocArena calls it on the
+  // directory thread) in a cluster.
   Result<alloc::AddressAllocator::Run> LeaseSegments(uint64_t count);
+  Result<alloc::AddressAllocator::Run> LeaseFromCluster(uint64_t count);
+  // The arena of `size` bytes for c, from segments the node holds (or CapacityExceeded).
+  Status GrantArena(Client& c, uint64_t size, bool dedicated);
   // csm nodes: the members (from the directory thread in a cluster).
   Status HandleNodes(Client& c);
   Status ReplyNodes(Client& c, const Result<std::vector<directory::NodeInfo>>& members);
@@ -320,8 +327,17 @@ class Daemon::Impl {
   Config config_;
   NodeOptions options_;
   uint32_t node_id_;
-  std::vector<directory::SegmentLease> leases_;  // what this node holds
-  uint64_t leased_segments_ = 0;
+  std::vector<directory::SegmentLease> Leases() const {
+    std::lock_guard<std::mutex> lock(leases_mu_);
+    return leases_;
+  }
+  uint64_t LeasedSegments() const {
+    std::lock_guard<std::mutex> lock(leases_mu_);
+    return leased_segments_;
+  }
+  mutable std::mutex leases_mu_;  // leases are added on the directory thread, read on the loop
+  std::vector<directory::SegmentLease> leases_;  // what this node holds; guarded
+  uint64_t leased_segments_ = 0;                 // guarded
   std::unique_ptr<directory::Coordinator> coordinator_;  // if this node hosts it
   std::unique_ptr<directory::CoordinatorServer> coordinator_server_;
   std::unique_ptr<directory::ClusterDirectory> cluster_;  // null on a lone node
