@@ -63,7 +63,7 @@ TEST_P(ArrowClusterTest, ATableSpansThreeNodes) {
   EXPECT_NE(s.message().find("part 2 of table 'lab/table'"), std::string::npos) << s.ToString();
 }
 
-INSTANTIATE_TEST_SUITE_P(Directories, ArrowClusterTest, ::testing::Values("embedded_tcp", "etcd_ucx"),
+INSTANTIATE_TEST_SUITE_P(Directories, ArrowClusterTest, ::testing::ValuesIn(testing::BuiltTransports({"embedded_tcp", "etcd_ucx"})),
                          [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

@@ -699,9 +699,9 @@ TEST_P(ClusterTest, CopiesNoReaderPinsAreEvictedForNewOnes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,
-                         ::testing::Values("embedded_tcp", "etcd_tcp", "embedded_ucx"),
+                         ::testing::ValuesIn(testing::BuiltTransports({"embedded_tcp", "etcd_tcp", "embedded_ucx"})),
                          [](const auto& param_info) { return param_info.param; });
-INSTANTIATE_TEST_SUITE_P(Embedded, EmbeddedCoordinatorTest, ::testing::Values("embedded_tcp", "embedded_ucx"),
+INSTANTIATE_TEST_SUITE_P(Embedded, EmbeddedCoordinatorTest, ::testing::ValuesIn(testing::BuiltTransports({"embedded_tcp", "embedded_ucx"})),
                          [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

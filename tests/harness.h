@@ -137,6 +137,15 @@ class LabCluster {
   std::vector<std::unique_ptr<Node>> nodes_;
 };
 
+// The "<directory>_<transport>" parameters of `all` whose transport this build has
+// (without UCX, the "_ucx" ones are left out: the ucx transport is not built).
+inline std::vector<std::string> BuiltTransports(std::vector<std::string> all) {
+#ifndef CSM_HAVE_UCX
+  std::erase_if(all, [](const std::string& p) { return p.ends_with("_ucx"); });
+#endif
+  return all;
+}
+
 // A TCP port nothing listens on right now.
 int FreePort();
 

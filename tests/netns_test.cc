@@ -65,7 +65,7 @@ TEST_P(NetnsClusterTest, ObjectsCrossTheNetworkAtTheSameAddresses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Directories, NetnsClusterTest,
-                         ::testing::Values("embedded_tcp", "etcd_tcp", "embedded_ucx", "etcd_ucx"),
+                         ::testing::ValuesIn(testing::BuiltTransports({"embedded_tcp", "etcd_tcp", "embedded_ucx", "etcd_ucx"})),
                          [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

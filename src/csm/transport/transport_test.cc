@@ -16,7 +16,9 @@
 #include "csm/os/memory.h"
 #include "csm/transport/fetch_protocol.h"
 #include "csm/transport/tcp_transport.h"
+#ifdef CSM_HAVE_UCX
 #include "csm/transport/ucx_transport.h"
+#endif
 
 namespace csm::transport {
 namespace {
@@ -324,11 +326,16 @@ TEST_P(TransportTest, HostileRequestsCloseOnlyThatConnection) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, TransportTest,
+#ifdef CSM_HAVE_UCX
                          ::testing::Values(TransportKind::kTcp, TransportKind::kUcx),
+#else
+                         ::testing::Values(TransportKind::kTcp),
+#endif
                          [](const ::testing::TestParamInfo<TransportKind>& p) {
                            return std::string(TransportName(p.param));
                          });
 
+#ifdef CSM_HAVE_UCX
 // ucx: a peer that obtains the keys and then vanishes without reading leaves the server
 // serving others (the registration is dropped when the connection goes).
 TEST(UcxTransportTest, PeerThatTakesKeysAndVanishesDoesNotHarmTheServer) {
@@ -375,6 +382,14 @@ TEST(UcxTransportTest, MalformedKeysFromThePeerAreCorruption) {
     EXPECT_NE(s.message().find("worker address"), std::string::npos) << s.ToString();
   }
 }
+
+#else
+TEST(UcxTransportTest, WithoutUcxTheTransportIsRefusedWithAReason) {
+  auto t = MakeTransport(TransportKind::kUcx, {"s3cret", 2000});
+  EXPECT_EQ(t.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(t.status().message().find("--transport tcp"), std::string::npos) << t.status().ToString();
+}
+#endif
 
 TEST(PeerAddressTest, SchemeNamesTheTransport) {
   auto ucx = SplitPeerAddress("ucx://10.0.0.1:7000");

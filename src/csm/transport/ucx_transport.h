@@ -37,8 +37,6 @@
 
 namespace csm::transport {
 
-inline constexpr uint32_t kUcxTransportMagic = 0x55534d43;  // "CMSU"
-
 class UcxWorker;  // a UCP context and worker (ucx_transport.cc)
 
 class UcxTransport : public Transport {
