@@ -26,6 +26,10 @@
 
 namespace csm::transport {
 
+// The ucx transport's control connection (ucx_transport.h); here, so that builds
+// without UCX still know it.
+inline constexpr uint32_t kUcxTransportMagic = 0x55534d43;  // "CMSU"
+
 inline constexpr uint32_t kWantDigest = 1;
 
 struct FetchRequest {

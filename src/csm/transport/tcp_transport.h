@@ -21,9 +21,7 @@
 namespace csm::transport {
 
 inline constexpr uint32_t kTransportMagic = 0x54534d43;  // "CMST"
-// The ucx transport's control connection (ucx_transport.h), named here so that builds
-// without UCX still know it.
-inline constexpr uint32_t kUcxTransportMagic = 0x55534d43;  // "CMSU"
+
 
 class TcpTransport : public Transport {
  public:
