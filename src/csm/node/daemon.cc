@@ -51,7 +51,11 @@ Status Daemon::Impl::Run() {
   std::vector<uint64_t> ids;
   for (;;) {
     // Before the poll set is built: a connection dropped here is not in it.
-    const int hello_due = ExpirePending(os::MonotonicNanos());
+    int hello_due = -1;
+    for (uint64_t late : admission_.Expire(os::MonotonicNanos(), &hello_due)) {
+      CSM_LOG_DEBUG("dropping a connection that said no Hello in time");
+      DropClient(late);
+    }
     fds.clear();
     ids.clear();
     fds.push_back({stop_fd_.get(), POLLIN, 0});
@@ -98,7 +102,12 @@ void Daemon::Impl::Accept() {
   // Everything waiting now (bounded, so clients already attached are served between).
   for (int i = 0; i < 256; ++i) {
     auto sock = os::AcceptUnix(listen_fd_.get());
-    if (!sock.ok() && sock.status().IsCapacityExceeded() && DropOldestPending()) continue;
+    if (!sock.ok() && sock.status().IsCapacityExceeded()) {  // out of descriptors
+      if (auto oldest = admission_.Oldest()) {
+        DropClient(*oldest);
+        continue;
+      }
+    }
     if (!sock.ok()) {
       if (!sock.status().IsUnavailable()) {
         CSM_LOG_WARN("accept failed: %s", sock.status().ToString().c_str());
@@ -113,71 +122,18 @@ void Daemon::Impl::Accept() {
                    ::getuid());
       continue;
     }
-    MakeRoomForPending(cred->pid);
     uint64_t id = next_client_++;
+    if (auto make_room = admission_.Admit(id, cred->pid, os::MonotonicNanos())) {
+      CSM_LOG_DEBUG("dropping a connection that has not said Hello: room for a newer one");
+      DropClient(*make_room);
+    }
     Client& c = clients_[id];
     c.id = id;
     c.sock = std::move(*sock);
     c.cred = *cred;
-    c.accepted_ns = os::MonotonicNanos();
     // Non-blocking: a client that stops reading its replies is dropped, never waited on.
     ::fcntl(c.sock.get(), F_SETFL, ::fcntl(c.sock.get(), F_GETFL) | O_NONBLOCK);
   }
-}
-
-void Daemon::Impl::MakeRoomForPending(pid_t pid) {
-  size_t pending = 0, from_pid = 0;
-  const Client* oldest = nullptr;
-  const Client* oldest_from_pid = nullptr;
-  for (const auto& [id, c] : clients_) {
-    if (c.hello_done) continue;
-    ++pending;
-    if (oldest == nullptr || c.id < oldest->id) oldest = &c;
-    if (c.cred.pid == pid) {
-      ++from_pid;
-      if (oldest_from_pid == nullptr || c.id < oldest_from_pid->id) oldest_from_pid = &c;
-    }
-  }
-  const Client* drop = from_pid >= kMaxPendingPerProcess ? oldest_from_pid
-                       : pending >= kMaxPendingClients  ? oldest
-                                                        : nullptr;
-  if (drop == nullptr) return;
-  ++connections_dropped_;
-  CSM_LOG_DEBUG("dropping a connection of pid %d that has not said Hello: room for a newer one",
-                drop->cred.pid);
-  DropClient(drop->id);
-}
-
-bool Daemon::Impl::DropOldestPending() {
-  const Client* oldest = nullptr;
-  for (const auto& [id, c] : clients_) {
-    if (!c.hello_done && (oldest == nullptr || c.id < oldest->id)) oldest = &c;
-  }
-  if (oldest == nullptr) return false;
-  ++connections_dropped_;
-  DropClient(oldest->id);
-  return true;
-}
-
-int Daemon::Impl::ExpirePending(int64_t now) {
-  int64_t next = -1;  // ns until the next deadline
-  std::vector<uint64_t> late;
-  for (const auto& [id, c] : clients_) {
-    if (c.hello_done) continue;
-    const int64_t left = c.accepted_ns + int64_t{kHelloTimeoutMs} * 1000000 - now;
-    if (left <= 0) {
-      late.push_back(id);
-    } else if (next < 0 || left < next) {
-      next = left;
-    }
-  }
-  for (uint64_t id : late) {
-    CSM_LOG_DEBUG("dropping a connection of pid %d: no Hello within %d ms", clients_.at(id).cred.pid,
-                  kHelloTimeoutMs);
-    ++connections_dropped_;
-    DropClient(id);
-  }
-  return next < 0 ? -1 : static_cast<int>(next / 1000000 + 1);
 }
 
 bool Daemon::Impl::HandleMessage(Client& c) {
@@ -279,6 +235,7 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
   out.Put(c.id).Put(node_id_).Put(dir_->capacity()).Put(config_.pins_per_client)
       .Put(config_.arena_size).Put(static_cast<uint8_t>(cluster_ != nullptr));
   c.hello_done = true;
+  admission_.Settled(c.id);
   CSM_LOG_DEBUG("client %llu attached: pid %d", (unsigned long long)c.id, c.cred.pid);
   return Reply(c, out, {dir_ro.get(), c.pin_fd.get()});
 }
@@ -753,6 +710,7 @@ void Daemon::Impl::AnnounceChange() {
 }
 
 void Daemon::Impl::DropClient(uint64_t client_id) {
+  admission_.Settled(client_id);
   auto it = clients_.find(client_id);
   if (it == clients_.end()) return;
   std::set<uint64_t> owned = std::move(it->second.arenas);
@@ -872,7 +830,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
                  {"segment_size", config_.window.segment_size}};
   j["segments_leased"] = LeasedSegments();
   j["capacity"] = config_.capacity;
-  j["connections_dropped"] = connections_dropped_;  // never said Hello in time, or made room
+  j["connections_dropped"] = admission_.dropped();  // never said Hello in time, or made room
   j["used"] = used_;
   j["objects"] = keys_.size();
   j["objects_awaiting_unpin"] = pending_.size();

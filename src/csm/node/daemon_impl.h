@@ -33,6 +33,7 @@
 #include "csm/directory/directory_table.h"
 #include "csm/directory/etcd_directory.h"
 #include "csm/key.h"
+#include "csm/node/admission.h"
 #include "csm/node/daemon.h"
 #include "csm/node/protocol.h"
 #include "csm/node/spare_memory.h"
@@ -50,13 +51,7 @@ using object::ObjectExtent;
 using object::ObjectHeader;
 
 constexpr int kSweepIntervalMs = 100;
-// Connections that have not said Hello cost a slot and nothing else, and get little:
-// Hello within kHelloTimeoutMs of connecting, at most kMaxPendingClients of them (and
-// kMaxPendingPerProcess from one process), the oldest dropped for a newer one. So idle
-// or garbage connections cannot lock real clients out (docs/operations.md).
-constexpr int kHelloTimeoutMs = 2000;
-constexpr size_t kMaxPendingClients = 64;
-constexpr size_t kMaxPendingPerProcess = 8;
+
 
 // An owned mapping outside the window (directory, pin tables).
 struct Mapping {
@@ -136,7 +131,6 @@ struct Client {
   uint64_t id;
   os::UniqueFd sock;
   os::PeerCredentials cred;
-  int64_t accepted_ns = 0;
   bool hello_done = false;
   os::UniqueFd pin_fd;
   Mapping pin_map;
@@ -184,12 +178,8 @@ class Daemon::Impl {
  private:
   // Requests.
   void Accept();
-  // Makes room for one more connection that has not said Hello yet (from `pid`).
-  void MakeRoomForPending(pid_t pid);
-  // Out of file descriptors: drops the oldest connection that has not said Hello.
-  bool DropOldestPending();
-  // Drops connections that did not say Hello in time; the poll timeout until the next.
-  int ExpirePending(int64_t now);
+  // Connections that have not said Hello yet: which to drop, and when.
+  Admission admission_{Admission::Limits{}};
   // Returns false when the client must be dropped.
   bool HandleMessage(Client& c);
   Status HandleHello(Client& c, WireReader& in);
@@ -368,7 +358,6 @@ class Daemon::Impl {
   bool sweep_requested_ = false;
   int64_t last_sweep_ns_ = 0;
   uint64_t used_ = 0;
-  uint64_t connections_dropped_ = 0;  // that never said Hello (late, or to make room)
   // Object ids are never reused, not even by the node's next incarnation (peers keep
   // copies by id): they start at the time this csmd started, in nanoseconds.
   const uint64_t incarnation_ = static_cast<uint64_t>(os::RealtimeNanos());
