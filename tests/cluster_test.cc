@@ -29,6 +29,8 @@ namespace csm {
 namespace {
 
 using nlohmann::json;
+using testing::Attach;
+using testing::CommitMap;
 using testing::Node;
 
 std::string Helper() { return testing::BinaryDir() + "/csm_test_helper"; }
@@ -266,13 +268,6 @@ int Listed(const Node& node, const std::string& key) {
 // new coordinator, and afterwards every node lists every live object once and reads
 // the right bytes; a key the restarted node commits again means its new object
 // everywhere, never the copy of its old one.
-// Commits a map of `keys` entries from this process.
-Status CommitMap(Client& c, const std::string& key, int32_t keys) {
-  CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
-  CSM_ASSIGN_OR_RETURN(auto* m, b.New<workload::HeapMap>());
-  CSM_RETURN_IF_ERROR(b.Populate([&] { workload::Fill(*m, keys); }));
-  return b.Commit(key);
-}
 
 // One thread of a process waits for a remote object whose owner does not answer (paused);
 // the process's other threads commit, get, delete and drop pins meanwhile, each answered

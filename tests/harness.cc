@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "csm/os/memory.h"
+#include "workload.h"
 
 namespace csm::testing {
 
@@ -292,6 +293,19 @@ Config Node::ClientConfig() const {
   Config c = DefaultConfig();
   c.socket_path = socket_;
   return c;
+}
+
+std::unique_ptr<Client> Attach(const Node& node) {
+  auto c = Client::Connect(node.ClientConfig());
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(*c) : nullptr;
+}
+
+Status CommitMap(Client& c, const std::string& key, int32_t keys) {
+  CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
+  CSM_ASSIGN_OR_RETURN(auto* m, b.New<workload::HeapMap>());
+  CSM_RETURN_IF_ERROR(b.Populate([&] { workload::Fill(*m, keys); }));
+  return b.Commit(key);
 }
 
 int FreePort() {

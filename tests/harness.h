@@ -146,6 +146,11 @@ inline std::vector<std::string> BuiltTransports(std::vector<std::string> all) {
   return all;
 }
 
+// This process's Client of `node` (a test failure, and null, if it cannot attach).
+std::unique_ptr<Client> Attach(const Node& node);
+// Commits the workload's map of `keys` entries (workload.h) under `key` from this process.
+Status CommitMap(Client& c, const std::string& key, int32_t keys);
+
 // A TCP port nothing listens on right now.
 int FreePort();
 

@@ -17,6 +17,8 @@
 namespace csm {
 namespace {
 
+using testing::Attach;
+using testing::CommitMap;
 using testing::Node;
 using testing::Process;
 using workload::HeapMap;
@@ -24,18 +26,7 @@ using Longs = csm::vector<int64_t>;
 
 std::string Helper() { return testing::BinaryDir() + "/csm_test_helper"; }
 
-std::unique_ptr<Client> Attach(const Node& node) {
-  auto c = Client::Connect(node.ClientConfig());
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  return c.ok() ? std::move(*c) : nullptr;
-}
 
-Status CommitMap(Client& c, const std::string& key, int32_t keys) {
-  CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
-  CSM_ASSIGN_OR_RETURN(auto* m, b.New<HeapMap>());
-  CSM_RETURN_IF_ERROR(b.Populate([&] { workload::Fill(*m, keys); }));
-  return b.Commit(key);
-}
 
 // Appends values first, first+step, ... (n of them).
 Status Append(Builder& b, Longs* v, int64_t first, int64_t step, int n) {

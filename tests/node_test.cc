@@ -17,6 +17,8 @@
 namespace csm {
 namespace {
 
+using testing::Attach;
+using testing::CommitMap;
 using testing::Node;
 using testing::Process;
 using workload::HeapMap;
@@ -37,19 +39,7 @@ uint64_t AwaitingUnpin(Client& c) {
   return nlohmann::json::parse(*c.InfoJson())["objects_awaiting_unpin"].get<uint64_t>();
 }
 
-std::unique_ptr<Client> Attach(const Node& node) {
-  auto c = Client::Connect(node.ClientConfig());
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  return c.ok() ? std::move(*c) : nullptr;
-}
 
-// Commits a small map from this process.
-Status CommitMap(Client& c, const std::string& key, int32_t keys) {
-  CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
-  CSM_ASSIGN_OR_RETURN(auto* m, b.New<HeapMap>());
-  CSM_RETURN_IF_ERROR(b.Populate([&] { workload::Fill(*m, keys); }));
-  return b.Commit(key);
-}
 
 TEST(NodeTest, ConsumerProcessReadsProducersMapInPlace) {
   Node node;
