@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "csm/base/hash.h"
+#include "csm/base/hex.h"
 #include "csm/base/log.h"
 #include "csm/base/range.h"
 #include "csm/base/tsan.h"
@@ -59,11 +60,6 @@ class NoBuilderError : public std::bad_alloc {
 
 constexpr uint64_t kMaxChunk = 16ULL << 20;
 
-std::string Hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 ObjectInfo InfoFromSlot(const directory::SlotData& d) {
   ObjectInfo info;

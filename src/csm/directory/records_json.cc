@@ -1,6 +1,8 @@
 // JSON codecs for cluster-directory records; see records_json.h.
 #include "csm/directory/records_json.h"
 
+#include "csm/base/hex.h"
+
 #include <cstdio>
 
 namespace csm::directory {
@@ -8,11 +10,6 @@ namespace csm::directory {
 using nlohmann::json;
 
 namespace {
-std::string Hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 json ExtentsToJson(const std::vector<object::ObjectExtent>& v) {
   json a = json::array();

@@ -28,6 +28,7 @@
 
 #include "csm/alloc/address_allocator.h"
 #include "csm/base/hash.h"
+#include "csm/base/hex.h"
 #include "csm/base/log.h"
 #include "csm/directory/coordinator.h"
 #include "csm/directory/directory_table.h"
@@ -76,11 +77,6 @@ inline Result<Mapping> MapShared(int fd, size_t size) {
   return Mapping(p, size);
 }
 
-inline std::string Hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 struct Arena {
   uint64_t id;
