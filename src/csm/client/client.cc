@@ -60,7 +60,6 @@ class NoBuilderError : public std::bad_alloc {
 
 constexpr uint64_t kMaxChunk = 16ULL << 20;
 
-
 ObjectInfo InfoFromSlot(const directory::SlotData& d) {
   ObjectInfo info;
   info.key.assign(d.key, std::min<size_t>(d.key_length, directory::kMaxKeyLength));
