@@ -1,4 +1,5 @@
-// The client library; see include/csm/client.h and client_impl.h.
+// The client library: ClientImpl (the process's attachment to csmd), pins and Client;
+// the Builder is in builder.cc. See include/csm/client.h and client_impl.h.
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -21,9 +22,6 @@
 
 namespace csm {
 namespace internal {
-
-constinit thread_local BumpRegion* t_region = nullptr;
-constinit thread_local BuilderCore* t_builder = nullptr;
 
 namespace {
 
@@ -50,16 +48,6 @@ void ChildAfterFork() {
 // writer of that memory runs through csmd, which TSan cannot follow.
 [[maybe_unused]] char g_tsan_reuse;
 
-class NoBuilderError : public std::bad_alloc {
- public:
-  const char* what() const noexcept override {
-    return "csm::allocator used on a thread with no current csm::Builder "
-           "(use Builder::Populate or Builder::MakeCurrent)";
-  }
-};
-
-constexpr uint64_t kMaxChunk = 16ULL << 20;
-
 ObjectInfo InfoFromSlot(const directory::SlotData& d) {
   ObjectInfo info;
   info.key.assign(d.key, std::min<size_t>(d.key_length, directory::kMaxKeyLength));
@@ -85,11 +73,6 @@ Status ReplyStatus(node::WireReader& in) {
 
 }  // namespace
 
-void* AllocateSlow(size_t bytes, size_t align) {
-  BuilderCore* b = t_builder;
-  if (b == nullptr) throw NoBuilderError();
-  return b->Refill(bytes, align);
-}
 
 // ---- ClientImpl ---------------------------------------------------------------------
 
@@ -791,196 +774,9 @@ Result<std::vector<Extent>> PinnedObject::Extents() const {
   return client_->Extents(info_);
 }
 
-// ---- BuilderCore --------------------------------------------------------------------
-
-Status BuilderCore::Start() {
-  CSM_ASSIGN_OR_RETURN(auto chunk, client_->heap().Carve(sizeof(object::ObjectHeader), next_chunk_));
-  chunks_.push_back(chunk);
-  region = BumpRegion{chunk.addr + sizeof(object::ObjectHeader), chunk.addr + chunk.size};
-  next_chunk_ = std::min(kMaxChunk, next_chunk_ * 2);
-  return Status::OK();
-}
-
-void BuilderCore::CloseChunk() {
-  const alloc::Chunk& c = chunks_.back();
-  if (region.cur > c.addr) extents_.push_back({c.addr, region.cur - c.addr});
-}
-
-void* BuilderCore::Refill(size_t bytes, size_t align) {
-  if (!status_.ok()) throw std::bad_alloc();
-  if (finalized_ || committed_) {
-    status_ = FailedPrecondition("allocation in a Builder that is already committed");
-    throw std::bad_alloc();
-  }
-  auto chunk = client_->heap().Carve(bytes + align, std::max<uint64_t>(next_chunk_, bytes + align));
-  if (!chunk.ok()) {
-    status_ = chunk.status().WithContext("building an object of " + FormatSize(bytes_used()) +
-                                         ", allocating " + FormatSize(bytes) + " more");
-    throw std::bad_alloc();
-  }
-  CloseChunk();
-  chunks_.push_back(*chunk);
-  next_chunk_ = std::min(kMaxChunk, next_chunk_ * 2);
-  region = BumpRegion{chunk->addr, chunk->addr + chunk->size};
-  uintptr_t p = (region.cur + align - 1) & ~(uintptr_t{align} - 1);
-  region.cur = p + bytes;
-  return reinterpret_cast<void*>(p);
-}
-
-bool BuilderCore::Contains(uint64_t addr, uint64_t len) const {
-  auto within = [&](uint64_t base, uint64_t size) {
-    return addr >= base && len <= size && addr - base <= size - len;
-  };
-  for (const auto& e : extents_) {
-    if (within(e.addr, e.length)) return true;
-  }
-  return !chunks_.empty() && !finalized_ && within(chunks_.back().addr, region.cur - chunks_.back().addr);
-}
-
-uint64_t BuilderCore::bytes_used() const {
-  uint64_t n = 0;
-  for (const auto& e : extents_) n += e.length;
-  if (!chunks_.empty() && !finalized_) n += region.cur - chunks_.back().addr;
-  return n;
-}
-
-Status BuilderCore::SetRoot(void* root, uint64_t type_id, std::string type_name) {
-  if (root_ != 0) return FailedPrecondition("this Builder already has a root (New once per object)");
-  root_ = reinterpret_cast<uint64_t>(root);
-  type_id_ = type_id;
-  type_name_ = std::move(type_name);
-  return Status::OK();
-}
-
-Status BuilderCore::Finalize() {
-  // The extent table goes into the object itself; room for one more extent in case
-  // allocating it opens a new chunk.
-  size_t table_bytes = (extents_.size() + 2) * sizeof(object::ObjectExtent);
-  BumpRegion* saved_region = t_region;
-  BuilderCore* saved_builder = t_builder;
-  t_region = &region;
-  t_builder = this;
-  void* table = nullptr;
-  try {
-    table = Allocate(table_bytes, alignof(object::ObjectExtent));
-  } catch (const std::bad_alloc&) {
-  }
-  t_region = saved_region;
-  t_builder = saved_builder;
-  if (table == nullptr) return status_.ok() ? CapacityExceeded("no room for the extent table") : status_;
-  CloseChunk();
-  if (extents_.size() > object::kMaxExtents) {
-    return CapacityExceeded("object has more than " + std::to_string(object::kMaxExtents) + " extents");
-  }
-  std::memcpy(table, extents_.data(), extents_.size() * sizeof(object::ObjectExtent));
-  auto* h = reinterpret_cast<object::ObjectHeader*>(chunks_.front().addr);
-  std::memset(h, 0, sizeof(*h));
-  h->magic = object::kObjectMagic;
-  h->layout_version = object::kObjectLayoutVersion;
-  h->type_id = type_id_;
-  h->root = root_;
-  h->extents = reinterpret_cast<uint64_t>(table);
-  h->extent_count = static_cast<uint32_t>(extents_.size());
-  for (const auto& e : extents_) h->data_size += e.length;
-  if (defer_checksum) {
-    h->flags = object::kFlagChecksumDeferred;
-  } else {
-    Checksum sum;
-    for (size_t i = 0; i < extents_.size(); ++i) {
-      uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
-      sum.Update(reinterpret_cast<const void*>(extents_[i].addr + skip), extents_[i].length - skip);
-    }
-    h->checksum = sum.Digest();
-  }
-  region = BumpRegion{0, 0};
-  finalized_ = true;
-  return Status::OK();
-}
-
-Status BuilderCore::Commit(std::string_view key) {
-  CSM_RETURN_IF_ERROR(status_);
-  if (committed_) return FailedPrecondition("this Builder is already committed");
-  if (root_ == 0) return FailedPrecondition("call New<T>() before Commit");
-  if (scopes.load() != 0) {
-    return FailedPrecondition("Commit called while the Builder is current (inside Populate "
-                              "or a MakeCurrent scope)");
-  }
-  if (!finalized_) CSM_RETURN_IF_ERROR(Finalize());
-  uint64_t header = chunks_.front().addr;
-  CSM_TSAN_RELEASE(header);  // the object's bytes happen before any reader's Get
-  CSM_ASSIGN_OR_RETURN(uint64_t id, client_->Commit(header, type_id_, key, type_name_));
-  (void)id;
-  committed_ = true;
-  ReleaseChunks();
-  return Status::OK();
-}
-
-void BuilderCore::ReleaseChunks() {
-  for (const auto& c : chunks_) client_->heap().Done(c);
-  chunks_.clear();
-}
-
-BuilderCore::~BuilderCore() {
-  ReleaseChunks();
-  client_->RemoveBuilder(this);
-}
-
-void BuilderCore::Orphan() {
-  chunks_.clear();
-  extents_.clear();
-  region = BumpRegion{0, 0};
-  if (!committed_) {
-    status_ = FailedPrecondition("this Builder was started before fork() by the parent process, "
-                                 "whose memory it builds in: start a new Builder in the child");
-  }
-}
-
 }  // namespace internal
 
-// ---- public classes -----------------------------------------------------------------
-
-Builder::Builder(std::unique_ptr<internal::BuilderCore> core) : core_(std::move(core)) {}
-Builder::Builder(Builder&&) noexcept = default;
-Builder& Builder::operator=(Builder&&) noexcept = default;
-Builder::~Builder() = default;
-
-Builder::Scope::Scope(internal::BuilderCore* core) : core_(core), previous_(internal::t_builder) {
-  ++core_->scopes;
-  internal::t_builder = core_;
-  internal::t_region = &core_->region;
-}
-
-Builder::Scope::~Scope() {
-  --core_->scopes;
-  internal::t_builder = previous_;
-  internal::t_region = previous_ ? &previous_->region : nullptr;
-}
-
-Status Builder::AllocationFailure() const {
-  if (!core_->status().ok()) return core_->status();
-  return CapacityExceeded("allocation failed while building the object");
-}
-
-Status Builder::SetRoot(void* root, uint64_t type_id, std::string type_name) {
-  return core_->SetRoot(root, type_id, std::move(type_name));
-}
-
-Status Builder::Commit(std::string_view key) {
-  CSM_RETURN_IF_ERROR(ValidateKey(key));
-  return core_->Commit(key);
-}
-
-namespace internal {
-Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t part) {
-  CSM_RETURN_IF_ERROR(ValidateKey(table_key));
-  return builder.core_->Commit(std::string(table_key) + kPartSeparator + std::to_string(part));
-}
-}  // namespace internal
-void Builder::DeferChecksum() { core_->defer_checksum = true; }
-uint64_t Builder::bytes_used() const { return core_->bytes_used(); }
-bool Builder::Contains(const void* p, size_t n) const {
-  return core_->Contains(reinterpret_cast<uint64_t>(p), n);
-}
+// ---- Client ---------------------------------------------------------------------------
 
 Result<std::unique_ptr<Client>> Client::Connect() {
   CSM_ASSIGN_OR_RETURN(Config config, LoadConfig());
