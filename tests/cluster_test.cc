@@ -311,6 +311,7 @@ TEST_P(EmbeddedCoordinatorTest, RestartingTheCoordinatorsNodeLosesNoLiveNodeOrOb
   coordinate_port_ = std::to_string(testing::FreePort());
   StartThree();
   RunHelper(*a_, {"produce", "on-1", "1000"});
+  RunHelper(*a_, {"big", "large-on-1", "1"});  // too large to be copied ahead
   RunHelper(*b_, {"produce", "on-2", "2000"});
   RunHelper(*c_, {"produce", "on-3", "3000"});
   RunHelper(*c_, {"consume", "on-1", "1000"});  // node 3 holds a copy of node 1's object
@@ -322,7 +323,7 @@ TEST_P(EmbeddedCoordinatorTest, RestartingTheCoordinatorsNodeLosesNoLiveNodeOrOb
   {
     auto client = Client::Connect(b_->ClientConfig());
     ASSERT_TRUE(client.ok());
-    auto unknown = (*client)->Get<workload::HeapMap>("on-1", std::chrono::seconds(3));
+    auto unknown = (*client)->Get<csm::vector<uint8_t>>("large-on-1", std::chrono::seconds(3));
     EXPECT_TRUE(unknown.status().IsUnavailable()) << unknown.status().ToString();
     EXPECT_NE(unknown.status().message().find("coordinator"), std::string::npos) << unknown.status().ToString();
     Status down = CommitMap(**client, "during-down", 10);
@@ -462,11 +463,43 @@ TEST_P(ClusterTest, DeletingOnTheOwnerRemovesTheCopies) {
   RunHelper(*c_, {"produce", "k", "10"});
 }
 
+// A small object published on one node is copied to the others as its record reaches
+// them (--copy-ahead-below, 256 KiB by default): their first Get of it is local. A larger
+// one is fetched only when asked for.
+TEST_P(ClusterTest, SmallObjectsAreCopiedAheadOfTheirFirstGet) {
+  a_ = Start(1);
+  b_ = Start(2);
+  auto client = Client::Connect(b_->ClientConfig());
+  ASSERT_TRUE(client.ok());
+  auto status = [&] { return (*client)->Info().ValueOrDie(); };
+  RunHelper(*a_, {"big", "large", "1"});         // 1 MiB: published first, not copied
+  RunHelper(*a_, {"produce", "small", "1000"});  // ~190 KiB
+  ASSERT_TRUE(testing::Eventually([&] { return status().fetches == 1; }, 30000))
+      << "the small object is copied before anyone asks";
+  EXPECT_EQ(status().copies_ahead, 1u) << "the large one, heard before it, was not";
+  auto ref = (*client)->Get<workload::HeapMap>("small");
+  ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+  EXPECT_EQ(workload::Verify(**ref, 1000), "");
+  EXPECT_EQ(ref->info().owner_node, 1u);
+  EXPECT_EQ(status().fetches, 1u) << "the Get found the copy here";
+  EXPECT_EQ(json::parse(*(*client)->InfoJson())["record_cache"]["misses"].get<uint64_t>(), 0u);
+  ASSERT_TRUE((*client)->Get<csm::vector<uint8_t>>("large").ok());
+  EXPECT_EQ(status().fetches, 2u) << "fetched when asked";
+  EXPECT_EQ(status().copies_ahead, 1u);
+
+  // Deleted by its owner: the copy goes as the change is heard, readers' pins aside.
+  ref->Reset();
+  EXPECT_EQ(testing::Run({CsmCli(), "rm", "small"}, a_->Env()).exit_code, 0);
+  EXPECT_TRUE(testing::Eventually([&] {
+    return (*client)->Get<workload::HeapMap>("small").status().IsNotFound();
+  }, 5000));
+}
+
 // Bytes that do not match the checksum taken at commit (here its producer wrote into
 // the object afterwards) are refused by the fetching node, which goes on serving.
 TEST_P(ClusterTest, FetchedBytesThatDoNotMatchTheCommitChecksumAreRefused) {
   a_ = Start(1);
-  b_ = Start(2);
+  b_ = Start(2, {"--copy-ahead-below", "0"});  // a copy made before the damage would be sound
   RunHelper(*a_, {"produce-damaged", "damaged", "1000"});
   RunHelper(*a_, {"produce", "sound", "1000"});
   auto client = Client::Connect(b_->ClientConfig());

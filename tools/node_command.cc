@@ -47,6 +47,9 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--huge-pages", f->huge_pages,
                   "on: builders' arenas ask for 2 MiB pages where the host allows them; off: 4 KiB")
       ->check(CLI::IsMember({"on", "off"}));
+  app->add_option("--copy-ahead-below", f->copy_ahead_below,
+                  "copy other nodes' objects up to this size here when they are published, "
+                  "so that their Get is local (0: only when asked)");
   app->add_option("--dead-after-ms", f->dead_after_ms,
                   "coordinator: a node silent this long is dead")->check(CLI::Range(100, 3600000));
 }
@@ -85,6 +88,7 @@ int RunNode(const NodeFlags& f) {
   options.cluster.peer_address = f.peer_address;
   options.cluster.transport = f.transport;
   options.cluster.dead_after_ms = f.dead_after_ms;
+  if (s.ok()) s = set(f.copy_ahead_below, &options.cluster.copy_ahead_below);
   options.spare_memory_ms = f.spare_memory_ms;
   options.huge_pages = f.huge_pages == "on";
   // Every attached process holds two descriptors here (socket, pin table), every arena

@@ -17,6 +17,7 @@ struct NodeFlags {
   int dead_after_ms = 3000;
   int spare_memory_ms = 3000;
   std::string huge_pages = "on";
+  std::string copy_ahead_below = "256K";
 };
 
 void AddNodeFlags(CLI::App* app, NodeFlags* flags);

@@ -62,6 +62,7 @@ struct NodeStatus {
   uint64_t objects_awaiting_unpin = 0;  // deleted, still pinned by a reader
   uint64_t clients = 0;               // attached processes
   uint64_t fetches = 0;               // objects brought from other nodes so far
+  uint64_t copies_ahead = 0;          // fetches started as the object was published
   uint64_t fetches_in_flight = 0;
   uint64_t connections_dropped = 0;   // connections that never said Hello in time
 };

@@ -824,6 +824,7 @@ Result<NodeStatus> Client::Info() {
     n.objects_awaiting_unpin = j.at("objects_awaiting_unpin").get<uint64_t>();
     n.clients = j.at("clients").size();
     n.fetches = j.at("fetches").get<uint64_t>();
+    n.copies_ahead = j.at("copies_ahead").get<uint64_t>();
     n.fetches_in_flight = j.at("fetches_in_flight").get<uint64_t>();
     n.connections_dropped = j.at("connections_dropped").get<uint64_t>();
   } catch (const nlohmann::json::exception& e) {

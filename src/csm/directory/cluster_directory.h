@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,9 +71,18 @@ enum class Freshness {
   kFresh,     // ask the directory itself (e.g. after a cached record failed)
 };
 
+// What a node hears of the cluster's records as they change, pushed by the directory
+// (the stream that keeps its record cache): `record` is the record now under `key`
+// (owner address and liveness filled in), or null once the key is removed. Called on
+// the directory's own thread, in the order of the changes: it must only hand work on.
+using RecordListener = std::function<void(const std::string& key, const ObjectRecord* record)>;
+
 class ClusterDirectory {
  public:
   virtual ~ClusterDirectory() = default;
+  // Set before Join; every backend with a push stream calls it for every change after
+  // that (none is called for changes missed while the stream was broken).
+  void SetRecordListener(RecordListener listener) { listener_ = std::move(listener); }
   // Joins as `self`. FailedPrecondition if its window or build differs from the
   // cluster's; AlreadyExists if a live member has the same id. A node that rejoins
   // after dying starts afresh: its old leases are dropped (its memory is gone).
@@ -121,6 +131,14 @@ class ClusterDirectory {
     uint32_t owner_node;
   };
   virtual Result<std::vector<std::string>> Stale(const std::vector<Held>& held) = 0;
+
+ protected:
+  void Heard(const std::string& key, const ObjectRecord* record) const {
+    if (listener_) listener_(key, record);
+  }
+
+ private:
+  RecordListener listener_;
 };
 
 }  // namespace csm::directory

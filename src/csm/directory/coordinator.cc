@@ -245,6 +245,7 @@ Status Coordinator::Unpublish(const std::string& key, uint32_t owner_node) {
 void Coordinator::Changed(const std::string& key, const ObjectRecord* record, int64_t now) {
   RecordChange c{++revision_, key, std::nullopt};
   if (record != nullptr) c.record = Annotated(*record, now);
+  if (listener_) listener_(key, c.record ? &*c.record : nullptr);
   history_.push_back(std::move(c));
   while (history_.size() > kWatchHistory) history_.pop_front();
   changed_.notify_all();
@@ -271,6 +272,11 @@ RecordChanges Coordinator::Watch(uint64_t after, int wait_ms) {
   }
   out.revision = out.changes.back().revision;
   return out;
+}
+
+void Coordinator::SetListener(RecordListener listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listener_ = std::move(listener);
 }
 
 void Coordinator::StopWatches() {
@@ -585,9 +591,12 @@ Status RemoteCoordinator::WatchOnce(int fd, uint64_t* revision) {
       if (c.contains("record")) {
         CSM_ASSIGN_OR_RETURN(ObjectRecord record, RecordFromJson(c["record"]));
         if (record.key != c.at("key").get<std::string>()) return Corruption("watch change names two keys");
-        cache_.Put(std::move(record));
+        cache_.Put(record);
+        Heard(record.key, &record);  // after the cache has it: the listener may look it up
       } else {
-        cache_.Erase(c.at("key").get<std::string>());
+        const std::string key = c.at("key").get<std::string>();
+        cache_.Erase(key);
+        Heard(key, nullptr);
       }
     }
     *revision = r.at("revision").get<uint64_t>();

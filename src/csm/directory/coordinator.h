@@ -73,6 +73,9 @@ class Coordinator {
   RecordChanges Watch(uint64_t after, int wait_ms);
   // Ends every Watch now and from then on without waiting (the server is stopping).
   void StopWatches();
+  // Told every change as it happens, with the coordinator's lock held (the hosting
+  // node's record listener: it only hands work on). Null: no one.
+  void SetListener(RecordListener listener);
 
   static constexpr size_t kWatchHistory = 8192;
   static constexpr size_t kWatchBatch = 1024;
@@ -102,6 +105,7 @@ class Coordinator {
   std::deque<RecordChange> history_;              // the last kWatchHistory changes
   std::condition_variable changed_;
   bool stopping_ = false;
+  RecordListener listener_;
   // With mu_ held: the record as readers see it (owner address and liveness filled in).
   ObjectRecord Annotated(const ObjectRecord& r, int64_t now) const;
   // With mu_ held: notes a change to objects_[key] (record: its new value, or null).
@@ -134,7 +138,12 @@ class CoordinatorServer {
 class LocalCoordinatorDirectory : public ClusterDirectory {
  public:
   LocalCoordinatorDirectory(Coordinator* coordinator, uint32_t node_id)
-      : coordinator_(coordinator), node_id_(node_id) {}
+      : coordinator_(coordinator), node_id_(node_id) {
+    coordinator_->SetListener([this](const std::string& key, const ObjectRecord* record) {
+      Heard(key, record);
+    });
+  }
+  ~LocalCoordinatorDirectory() override { coordinator_->SetListener(nullptr); }
   Status Join(const NodeInfo& self) override { return coordinator_->Join(self); }
   Result<uint64_t> LeaseSegments(uint64_t count) override {
     return coordinator_->Lease(node_id_, count);

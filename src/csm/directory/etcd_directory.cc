@@ -303,10 +303,15 @@ Status EtcdDirectory::ApplyWatchMessage(const std::string& line, int64_t* revisi
     if (key.starts_with(objects)) {
       if (deleted) {
         cache_.Erase(key.substr(objects.size()));
+        Heard(key.substr(objects.size()), nullptr);
       } else {
         CSM_ASSIGN_OR_RETURN(json v, ParseValue(value, "object record"));
         CSM_ASSIGN_OR_RETURN(ObjectRecord record, RecordFromJson(v));
-        cache_.Put(std::move(record));
+        auto peer = peers_.find(record.owner_node);
+        record.owner_alive = peer != peers_.end();
+        record.owner_address = record.owner_alive ? peer->second : "";
+        cache_.Put(record);
+        Heard(record.key, &record);  // after the cache has it: the listener may look it up
       }
     } else if (key.starts_with(members)) {
       const uint32_t id = static_cast<uint32_t>(std::strtoul(key.c_str() + members.size(), nullptr, 10));

@@ -835,6 +835,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["objects"] = keys_.size();
   j["objects_awaiting_unpin"] = pending_.size();
   j["fetches"] = fetches_done_;  // objects brought from other nodes
+  j["copies_ahead"] = copies_ahead_;  // of those fetches, started before anyone asked
   j["replicas_evicted"] = replicas_evicted_;  // copies dropped to make room for others
   j["fetches_in_flight"] = fetches_.size();
   j["directory_requests_waiting"] = directory_waits_;  // commits, deletes, leases, listings

@@ -40,6 +40,9 @@ struct ClusterOptions {
   int heartbeat_ms = 500;
   int timeout_ms = 10000;         // bound on every call to the coordinator
   uint64_t lease_segments = 16;   // segments leased at a time
+  // Objects of other nodes up to this size are copied here as soon as they are published,
+  // so that a Get of them is local (docs/cluster.md, "Copying ahead"); 0: only on Get.
+  uint64_t copy_ahead_below = 256 << 10;
   bool enabled() const { return !coordinate.empty() || !join.empty() || !etcd.empty(); }
 };
 

@@ -79,6 +79,13 @@ Status Daemon::Impl::JoinCluster() {
     cluster_ = std::make_unique<directory::RemoteCoordinator>(co.join, co.secret, co.timeout_ms,
                                                               node_id_);
   }
+  // Changes to other nodes' records: copies made stale go at once, and small objects
+  // are copied ahead of their first Get (docs/cluster.md, "Copying ahead").
+  cluster_->SetRecordListener([this](const std::string& key, const directory::ObjectRecord* r) {
+    if (r != nullptr && r->owner_node == node_id_) return;
+    RecordHeard heard{key, r != nullptr, r ? r->owner_node : 0, r ? r->object_id : 0, r ? r->size : 0};
+    Post([this, heard] { OnRecordHeard(heard); });
+  });
   directory::NodeInfo& self = self_;
   self.node_id = node_id_;
   self.cluster = co.name;
@@ -578,7 +585,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
   std::vector<Waiter> waiters = std::move(it->second.waiters);
   fetches_.erase(it);
   for (uint64_t id : arena_ids) --arenas_.at(id).fetching;
-  if (!status.ok() && r.cached) {
+  if (!status.ok() && r.cached && !waiters.empty()) {
     // The cached record may have been stale (the object deleted or its owner gone):
     // once more with the directory's own answer.
     CSM_LOG_DEBUG("fetching '%s' from a cached record: %s; asking the directory", key.c_str(),
@@ -672,6 +679,33 @@ void Daemon::Impl::DropStaleReplicas(const std::vector<std::string>& keys) {
   }
   RefreshReplicaList();
   Sweep();
+}
+
+void Daemon::Impl::OnRecordHeard(const RecordHeard& heard) {
+  auto held = keys_.find(heard.key);
+  if (held != keys_.end()) {
+    const Object& o = objects_.at(held->second);
+    const bool same = heard.published && o.owner_node == heard.owner_node && o.remote_id == heard.object_id;
+    if (o.owner_node != 0 && !same) DropStaleReplicas({heard.key});
+  }
+  if (heard.published && heard.size <= options_.cluster.copy_ahead_below) CopyAhead(heard.key);
+}
+
+void Daemon::Impl::CopyAhead(const std::string& key) {
+  if (keys_.count(key) != 0 || fetches_.count(key) != 0) return;
+  auto here = cluster_->LookupHere(key);
+  if (!here || !here->ok()) return;  // deleted meanwhile, or only the directory knows
+  const directory::ObjectRecord& r = **here;
+  if (r.owner_node == node_id_ || !r.owner_alive || r.size > options_.cluster.copy_ahead_below) return;
+  // Only into free room: copying ahead never evicts a copy someone asked for.
+  if (used_ + r.size + os::PageSize() > config_.capacity) return;
+  std::vector<Waiter> none;
+  Status s = TryStartFetch(key, none, *here);
+  if (s.ok()) {
+    ++copies_ahead_;
+  } else {
+    CSM_LOG_DEBUG("not copying '%s' ahead: %s", key.c_str(), s.ToString().c_str());
+  }
 }
 
 void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {

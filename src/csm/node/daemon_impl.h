@@ -272,6 +272,19 @@ class Daemon::Impl {
   void FinishFetch(const std::string& key, Status status, const directory::ObjectRecord& r,
                    const std::vector<uint64_t>& arena_ids);
   void DropStaleReplicas(const std::vector<std::string>& keys);
+  // A change to another node's record, pushed by the directory (its record listener).
+  struct RecordHeard {
+    std::string key;
+    bool published;  // false: removed
+    uint32_t owner_node;
+    uint64_t object_id, size;
+  };
+  // A copy of another object than the one now published goes at once; a small object
+  // published is copied ahead (CopyAhead).
+  void OnRecordHeard(const RecordHeard& heard);
+  // Fetches `key` before anyone asks, if its record is at hand, it is no larger than
+  // ClusterOptions::copy_ahead_below and it fits in free room (it never evicts).
+  void CopyAhead(const std::string& key);
   // Drops copies no process pins, oldest fetched first, until `bytes` more fit in the
   // node's capacity (or none is left to drop); for a copy that would not fit.
   void EvictReplicasFor(uint64_t bytes, const std::string& wanted);
@@ -287,6 +300,7 @@ class Daemon::Impl {
   std::unique_ptr<boost::asio::thread_pool> fetch_pool_;
   uint64_t fetches_done_ = 0;
   uint64_t replicas_evicted_ = 0;
+  uint64_t copies_ahead_ = 0;  // fetches started by CopyAhead
   std::mutex replicas_mu_;
   std::vector<directory::ClusterDirectory::Held> replicas_;  // guarded; read by heartbeat
 
