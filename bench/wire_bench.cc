@@ -12,6 +12,10 @@
 //                          deserialize, or verify + attach for in-place formats)
 //                  used:   usable + one traversal that checksums every entry
 //                and print medians, wire bytes and ratios against csm.
+//   local-during-fetch  on node B: one thread Gets an object committed on B over and
+//                over, first alone, then while another thread of the same process Gets
+//                each round's ints-64M (256 MiB) from node A; prints both latency
+//                distributions side by side.
 #include <arpa/inet.h>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
@@ -33,8 +37,10 @@
 #include <cereal/types/map.hpp>
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
+#include <atomic>
 #include <filesystem>
 #include <sstream>
+#include <thread>
 #include <type_traits>
 
 #include "csm/client.h"
@@ -395,6 +401,55 @@ int CsmGet(const std::string& workload, int rounds) {
   return 0;
 }
 
+// A local Get's latency while nothing else happens, then while another thread of the
+// same process waits for remote fetches of 256 MiB (a Get must not wait behind another
+// thread's round trip, nor behind csmd's work for it).
+int LocalDuringFetch(int rounds) {
+  auto client = csm::Client::Connect();
+  if (!client.ok()) return Fail(client.status().ToString());
+  const std::string local = "bench/local-during-fetch";
+  auto b = (*client)->NewBuilder();
+  if (!b.ok()) return Fail(b.status().ToString());
+  auto m = b->New<csm::workload::HeapMap>();
+  if (!m.ok()) return Fail(m.status().ToString());
+  csm::Status s = b->Populate([&] { csm::workload::Fill(**m, 5); });
+  if (s.ok()) s = b->Commit(local);
+  if (!s.ok()) return Fail(s.ToString());
+  auto sample = [&](std::vector<double>* out) -> csm::Status {
+    auto t0 = Clock::now();
+    auto ref = (*client)->Get<csm::workload::HeapMap>(local);
+    out->push_back(Seconds(t0, Clock::now()));
+    return ref.status();
+  };
+  std::vector<double> alone, during;
+  for (int i = 0; i < 20000 && s.ok(); ++i) s = sample(&alone);
+  std::atomic<bool> fetching{true};
+  csm::Status fetched;
+  uint64_t bytes = 0;
+  std::thread fetcher([&] {
+    for (int r = 0; r < rounds && fetched.ok(); ++r) {
+      auto ref = (*client)->Get<HeapInts>("bench/ints-64M/" + std::to_string(r), std::chrono::seconds(60));
+      fetched = ref.status();
+      if (ref.ok()) bytes += ref->info().size;
+    }
+    fetching = false;
+  });
+  while (fetching && s.ok()) s = sample(&during);
+  fetcher.join();
+  s = s.ok() ? (*client)->Delete(local) : s;
+  if (!fetched.ok()) return Fail("the remote Get: " + fetched.ToString());
+  if (!s.ok()) return Fail(s.ToString());
+  Summary a = Summarize(alone), d = Summarize(during);
+  std::printf("local Get of a tiny map on node B (%zu samples alone, %zu during %d fetches of 256 MiB)\n",
+              a.n, d.n, rounds);
+  std::printf("%-34s %10s %10s %10s\n", "", "p50", "p99", "max");
+  std::printf("%-34s %10s %10s %10s\n", "alone", Human(a.p50).c_str(), Human(a.p99).c_str(), Human(a.max).c_str());
+  std::printf("%-34s %10s %10s %10s\n", "while this process fetches 256 MiB", Human(d.p50).c_str(),
+              Human(d.p99).c_str(), Human(d.max).c_str());
+  std::printf("(%.1f MiB fetched)\n", bytes / 1048576.0);
+  return 0;
+}
+
 struct CsmResult {
   double usable = 0, used = 0;
   uint64_t bytes = 0;
@@ -504,7 +559,9 @@ int main(int argc, char** argv) {
   auto* measure = app.add_subcommand("measure", "time every format from the other node");
   auto* csm_get = app.add_subcommand("csm-get", "(for measure) Get one workload's objects");
   auto* drop = app.add_subcommand("drop-csm", "delete what produce-csm committed");
-  for (auto* s : {produce, measure, csm_get, drop}) s->add_option("--rounds", rounds);
+  auto* during = app.add_subcommand("local-during-fetch",
+                                    "a local Get's latency while this process fetches ints-64M");
+  for (auto* s : {produce, measure, csm_get, drop, during}) s->add_option("--rounds", rounds);
   bool no_header = false;
   measure->add_flag("--no-header", no_header, "print the rows only");
   std::string workload;
@@ -521,6 +578,7 @@ int main(int argc, char** argv) {
     if (drop->parsed()) return DropCsm(rounds, only);
     if (serve->parsed()) return Serve(port);
     if (csm_get->parsed()) return CsmGet(workload, rounds);
+    if (during->parsed()) return LocalDuringFetch(rounds);
     std::vector<std::pair<std::string, std::string>> csms;
     for (const auto& f : csm_flags) {
       size_t eq = f.find('=');
