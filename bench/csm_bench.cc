@@ -18,7 +18,7 @@
 #include <thread>
 
 #include "csm/client.h"
-#include "csm/node/protocol.h"
+#include "csm/protocol/protocol.h"
 #include "csm/os/unix_socket.h"
 #include "stats.h"
 #include "workload.h"
@@ -61,11 +61,11 @@ int Produce(csm::Client& c) {
 // One request/reply with csmd that does no work (Stat of a missing key).
 double SocketRoundTrip(const std::string& socket) {
   auto sock = csm::os::ConnectUnix(socket);
-  csm::node::WireWriter hello(csm::node::MessageType::kHello);
-  hello.Put(csm::node::BuildFingerprint()).Put(csm::DefaultConfig().window);
+  csm::protocol::WireWriter hello(csm::protocol::MessageType::kHello);
+  hello.Put(csm::protocol::BuildFingerprint()).Put(csm::DefaultConfig().window);
   (void)csm::os::SendMessage(sock->get(), hello.bytes());
   (void)csm::os::ReceiveMessage(sock->get(), 5000);
-  csm::node::WireWriter stat(csm::node::MessageType::kStat);
+  csm::protocol::WireWriter stat(csm::protocol::MessageType::kStat);
   stat.PutString("no-such-key");
   std::vector<double> t;
   for (int i = 0; i < 2000; ++i) {

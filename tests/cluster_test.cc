@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "csm/client.h"
-#include "csm/directory/coordinator.h"
-#include "csm/directory/etcd_directory.h"
-#include "csm/node/protocol.h"
+#include "csm/cluster/coordinator.h"
+#include "csm/cluster/etcd_directory.h"
+#include "csm/protocol/protocol.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/memory.h"
 #include "csm/os/tcp_channel.h"
@@ -643,27 +643,27 @@ TEST_P(ClusterTest, AnOwnersDigestThatDoesNotMatchItsBytesIsRefused) {
     ASSERT_TRUE(c.ok());
     window = json::parse(*(*c)->InfoJson())["window"];
   }
-  directory::NodeInfo self;
+  cluster::NodeInfo self;
   self.node_id = 9;
   self.cluster = "csm";
   self.peer_address = "127.0.0.1:" + std::to_string((*liar)->port());
   self.window = {std::stoull(window["base"].get<std::string>(), nullptr, 16),
                  window["size"].get<uint64_t>(), window["segment_size"].get<uint64_t>()};
-  self.fingerprint = node::BuildFingerprint();
-  self.fingerprint_text = node::BuildFingerprintText();
-  std::unique_ptr<directory::ClusterDirectory> dir;
+  self.fingerprint = protocol::BuildFingerprint();
+  self.fingerprint_text = protocol::BuildFingerprintText();
+  std::unique_ptr<cluster::ClusterDirectory> dir;
   if (etcd()) {
-    auto connected = directory::EtcdDirectory::Connect({etcd_->endpoint(), "csm", "test-secret"}, 9);
+    auto connected = cluster::EtcdDirectory::Connect({etcd_->endpoint(), "csm", "test-secret"}, 9);
     ASSERT_TRUE(connected.ok()) << connected.status().ToString();
     dir = std::move(*connected);
   } else {
-    dir = std::make_unique<directory::RemoteCoordinator>(coordinator_, "test-secret", 5000, 9);
+    dir = std::make_unique<cluster::RemoteCoordinator>(coordinator_, "test-secret", 5000, 9);
   }
   ASSERT_TRUE(dir->Join(self).ok());
   auto first = dir->LeaseSegments(1);
   ASSERT_TRUE(first.ok()) << first.status().ToString();
   const uint64_t addr = self.window.base + *first * self.window.segment_size;
-  directory::ObjectRecord r;
+  cluster::ObjectRecord r;
   r.key = "lie";
   r.owner_node = 9;
   r.object_id = 1;

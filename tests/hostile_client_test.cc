@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "csm/node/protocol.h"
+#include "csm/protocol/protocol.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/unix_socket.h"
 #include "harness.h"
@@ -22,9 +22,9 @@
 namespace csm {
 namespace {
 
-using node::MessageType;
-using node::WireReader;
-using node::WireWriter;
+using protocol::MessageType;
+using protocol::WireReader;
+using protocol::WireWriter;
 
 struct RawClient {
   os::UniqueFd sock;
@@ -47,7 +47,7 @@ RawClient ConnectRaw(const testing::Node& node) {
   return RawClient{std::move(*s)};
 }
 
-void Hello(RawClient& c, uint64_t fingerprint = node::BuildFingerprint()) {
+void Hello(RawClient& c, uint64_t fingerprint = protocol::BuildFingerprint()) {
   WireWriter w(MessageType::kHello);
   w.Put(fingerprint).Put(DefaultConfig().window);
   ASSERT_TRUE(c.Send(w).ok());
@@ -120,7 +120,7 @@ TEST(HostileClientTest, ClientThatStopsReadingIsDroppedNotWaitedOn) {
 TEST(HostileClientTest, ForeignBuildIsRefusedWithAReason) {
   testing::Node node;
   RawClient c = ConnectRaw(node);
-  Hello(c, node::BuildFingerprint() ^ 1);
+  Hello(c, protocol::BuildFingerprint() ^ 1);
   auto reply = c.Receive();
   ASSERT_TRUE(reply.ok());
   Status s = c.ReplyStatus(*reply);

@@ -63,8 +63,8 @@ ObjectInfo InfoFromSlot(const directory::SlotData& d) {
 }
 
 // Reads a reply's header and status: the status it carries, or Corruption.
-Status ReplyStatus(node::WireReader& in) {
-  node::MessageType type{};
+Status ReplyStatus(protocol::WireReader& in) {
+  protocol::MessageType type{};
   CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
   Status carried;
   CSM_RETURN_IF_ERROR(in.GetStatus(&carried));
@@ -272,10 +272,10 @@ ClientImpl::~ClientImpl() {
 }
 
 Status ClientImpl::Hello() {
-  node::WireWriter req(node::MessageType::kHello);
-  req.Put(node::BuildFingerprint()).Put(config_.window);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kHelloReply));
-  node::WireReader in(reply.bytes);
+  protocol::WireWriter req(protocol::MessageType::kHello);
+  req.Put(protocol::BuildFingerprint()).Put(config_.window);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kHelloReply));
+  protocol::WireReader in(reply.bytes);
   CSM_RETURN_IF_ERROR(ReplyStatus(in));
   uint64_t client_id = 0;
   uint32_t node_id = 0, slots = 0, pins = 0;
@@ -318,19 +318,19 @@ Status ClientImpl::Hello() {
   return Status::OK();
 }
 
-Result<os::Message> ClientImpl::Call(const node::WireWriter& request, node::MessageType reply,
+Result<os::Message> ClientImpl::Call(const protocol::WireWriter& request, protocol::MessageType reply,
                                      int timeout_ms) {
   if (timeout_ms < 0) timeout_ms = request_timeout_ms_;
   if (state_.load() == State::kLost) return LostError();
   CSM_ASSIGN_OR_RETURN(os::Message msg, channel_->Call(request, timeout_ms));
-  node::WireReader in(msg.bytes);
-  node::MessageType type{};
+  protocol::WireReader in(msg.bytes);
+  protocol::MessageType type{};
   CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
   if (type != reply) return Corruption("csmd answered with an unexpected message type");
   return msg;
 }
 
-Status ClientImpl::SendOneWay(const node::WireWriter& message) {
+Status ClientImpl::SendOneWay(const protocol::WireWriter& message) {
   if (state_.load() != State::kAttached) return LostError();
   return channel_->Send(message);
 }
@@ -344,10 +344,10 @@ void ClientImpl::RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool w
 }
 
 Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, bool dedicated) {
-  node::WireWriter req(node::MessageType::kAllocArena);
+  protocol::WireWriter req(protocol::MessageType::kAllocArena);
   req.Put(min_size).Put(static_cast<uint8_t>(dedicated));
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kArenaReply));
-  node::WireReader in(reply.bytes);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kArenaReply));
+  protocol::WireReader in(reply.bytes);
   CSM_RETURN_IF_ERROR(ReplyStatus(in));
   Grant g{};
   uint64_t seq = 0;
@@ -376,7 +376,7 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
 }
 
 void ClientImpl::ReleaseArena(uint64_t arena_id) {
-  node::WireWriter msg(node::MessageType::kReleaseArena);
+  protocol::WireWriter msg(protocol::MessageType::kReleaseArena);
   msg.Put(arena_id);
   (void)SendOneWay(msg);  // if csmd is gone, so is the arena
 }
@@ -390,10 +390,10 @@ Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed, bool full) {
   bool first = true;
   while (synced_seq_.load() < seq || (first && (full || freed != synced_freed_.load()))) {
     first = false;
-    node::WireWriter req(node::MessageType::kSyncArenas);
+    protocol::WireWriter req(protocol::MessageType::kSyncArenas);
     req.Put(synced_seq_.load());
-    CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kSyncReply));
-    node::WireReader in(reply.bytes);
+    CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kSyncReply));
+    protocol::WireReader in(reply.bytes);
     CSM_RETURN_IF_ERROR(ReplyStatus(in));
     uint32_t destroyed = 0, fresh = 0;
     uint64_t upto = 0;
@@ -519,7 +519,7 @@ void ClientImpl::Unpin(uint64_t object_id) {
     pinned_.erase(it);
   }
   if (deleted) {  // let csmd reuse the memory now rather than at its next sweep
-    node::WireWriter msg(node::MessageType::kUnpinned);
+    protocol::WireWriter msg(protocol::MessageType::kUnpinned);
     msg.Put(object_id);
     (void)SendOneWay(msg);
   }
@@ -617,19 +617,19 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
 }
 
 Status ClientImpl::Resolve(std::string_view key, int timeout_ms) {
-  node::WireWriter req(node::MessageType::kResolve);
+  protocol::WireWriter req(protocol::MessageType::kResolve);
   req.PutString(key);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kStatusReply, timeout_ms));
-  node::WireReader in(reply.bytes);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kStatusReply, timeout_ms));
+  protocol::WireReader in(reply.bytes);
   return ReplyStatus(in);
 }
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
                                     const std::string& type_name) {
-  node::WireWriter req(node::MessageType::kCommit);
+  protocol::WireWriter req(protocol::MessageType::kCommit);
   req.Put(header).Put(type_id).PutString(key).PutString(type_name);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kCommitReply));
-  node::WireReader in(reply.bytes);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kCommitReply));
+  protocol::WireReader in(reply.bytes);
   CSM_RETURN_IF_ERROR(ReplyStatus(in));
   uint64_t id = 0;
   CSM_RETURN_IF_ERROR(in.Get(&id));
@@ -639,21 +639,21 @@ Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::stri
 Status ClientImpl::Delete(std::string_view key) {
   CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
   CSM_RETURN_IF_ERROR(Usable());
-  node::WireWriter req(node::MessageType::kDelete);
+  protocol::WireWriter req(protocol::MessageType::kDelete);
   req.PutString(key);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kStatusReply));
-  node::WireReader in(reply.bytes);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kStatusReply));
+  protocol::WireReader in(reply.bytes);
   return ReplyStatus(in);
 }
 
-Result<std::string> ClientImpl::Json(node::MessageType type, std::string_view key,
+Result<std::string> ClientImpl::Json(protocol::MessageType type, std::string_view key,
                                      uint32_t limit) {
   CSM_RETURN_IF_ERROR(Usable());
-  node::WireWriter req(type);
-  if (type == node::MessageType::kStat) req.PutString(key);
-  if (type == node::MessageType::kList) req.PutString(key).Put(limit);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, node::MessageType::kJsonReply));
-  node::WireReader in(reply.bytes);
+  protocol::WireWriter req(type);
+  if (type == protocol::MessageType::kStat) req.PutString(key);
+  if (type == protocol::MessageType::kList) req.PutString(key).Put(limit);
+  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kJsonReply));
+  protocol::WireReader in(reply.bytes);
   CSM_RETURN_IF_ERROR(ReplyStatus(in));
   std::string json;
   CSM_RETURN_IF_ERROR(in.GetString(&json, os::kMaxMessageBytes));
@@ -808,9 +808,9 @@ Status Client::Delete(std::string_view key) { return impl_->Delete(key); }
 Result<ObjectInfo> Client::Lookup(std::string_view key) const { return impl_->Lookup(key); }
 std::vector<ObjectInfo> Client::List() const { return impl_->List(); }
 Result<std::string> Client::StatJson(std::string_view key) {
-  return impl_->Json(node::MessageType::kStat, key);
+  return impl_->Json(protocol::MessageType::kStat, key);
 }
-Result<std::string> Client::InfoJson() { return impl_->Json(node::MessageType::kInfo, {}); }
+Result<std::string> Client::InfoJson() { return impl_->Json(protocol::MessageType::kInfo, {}); }
 
 Result<NodeStatus> Client::Info() {
   CSM_ASSIGN_OR_RETURN(std::string text, InfoJson());
@@ -832,9 +832,9 @@ Result<NodeStatus> Client::Info() {
   }
   return n;
 }
-Result<std::string> Client::NodesJson() { return impl_->Json(node::MessageType::kNodes, {}); }
+Result<std::string> Client::NodesJson() { return impl_->Json(protocol::MessageType::kNodes, {}); }
 Result<std::string> Client::ListJson(std::string_view after, uint32_t limit) {
-  return impl_->Json(node::MessageType::kList, after, limit);
+  return impl_->Json(protocol::MessageType::kList, after, limit);
 }
 const Config& Client::config() const { return impl_->config(); }
 

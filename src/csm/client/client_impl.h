@@ -33,7 +33,7 @@
 #include "csm/client.h"
 #include "csm/client/request_channel.h"
 #include "csm/directory/directory_table.h"
-#include "csm/node/protocol.h"
+#include "csm/protocol/protocol.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/fd.h"
 #include "csm/os/unix_socket.h"
@@ -77,7 +77,7 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   Result<ObjectInfo> Lookup(std::string_view key) const;
   std::vector<ObjectInfo> List() const;
   // A JSON request: Stat (key), Info, List (key = after, limit).
-  Result<std::string> Json(node::MessageType type, std::string_view key, uint32_t limit = 0);
+  Result<std::string> Json(protocol::MessageType type, std::string_view key, uint32_t limit = 0);
 
   void AddPin(uint64_t object_id);
   void Unpin(uint64_t object_id);
@@ -97,12 +97,12 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   // announces a change (commit or arena freed). Runs until the Client goes.
   void MapperLoop();
   // Sends a request and waits (request timeout) for its reply of type `reply`.
-  Result<os::Message> Call(const node::WireWriter& request, node::MessageType reply,
+  Result<os::Message> Call(const protocol::WireWriter& request, protocol::MessageType reply,
                            int timeout_ms = -1);  // -1: the request timeout
   // Asks csmd to bring `key` into this node's directory (from its owner node if need
   // be). OK once a local lookup will find it.
   Status Resolve(std::string_view key, int timeout_ms);
-  Status SendOneWay(const node::WireWriter& message);
+  Status SendOneWay(const protocol::WireWriter& message);
   // Maps every arena up to at least `seq` and unmaps freed ones; `freed` is the
   // directory's arenas_freed count the caller saw (0: do not care). `full`: from the
   // first arena on, and unmap whatever csmd did not send (a re-attached child's view).

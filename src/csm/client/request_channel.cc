@@ -16,12 +16,12 @@ Status RequestChannel::Lost(const Status& why) const {
                      "): is the node still running? (csm info)");
 }
 
-Status RequestChannel::Send(const node::WireWriter& message) {
+Status RequestChannel::Send(const protocol::WireWriter& message) {
   std::lock_guard<std::mutex> lock(send_mu_);
   return os::SendMessage(sock_.get(), message.bytes());
 }
 
-Result<os::Message> RequestChannel::Call(node::WireWriter request, int timeout_ms) {
+Result<os::Message> RequestChannel::Call(protocol::WireWriter request, int timeout_ms) {
   const uint64_t id = next_id_.fetch_add(1);
   request.SetRequestId(id);
   {
@@ -58,8 +58,8 @@ Result<os::Message> RequestChannel::Call(node::WireWriter request, int timeout_m
       broken_ = msg.status();
       return Lost(broken_);
     }
-    node::WireReader in(msg->bytes);
-    node::MessageType type{};
+    protocol::WireReader in(msg->bytes);
+    protocol::MessageType type{};
     if (Status header = in.ReadHeader(&type); !header.ok()) {
       broken_ = header;  // not csmd speaking our protocol: nothing after it can be trusted
       return Lost(broken_);

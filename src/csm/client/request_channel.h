@@ -21,7 +21,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "csm/node/protocol.h"
+#include "csm/protocol/protocol.h"
 #include "csm/os/fd.h"
 #include "csm/os/unix_socket.h"
 #include "csm/status.h"
@@ -38,9 +38,9 @@ class RequestChannel {
   // Sends `request` (its request id is set here) and returns the reply with the same id,
   // waiting up to timeout_ms: Timeout then (a reply that comes later is dropped), or
   // Unavailable once the socket failed (every later call too).
-  Result<os::Message> Call(node::WireWriter request, int timeout_ms);
+  Result<os::Message> Call(protocol::WireWriter request, int timeout_ms);
   // Sends a one-way message.
-  Status Send(const node::WireWriter& message);
+  Status Send(const protocol::WireWriter& message);
 
   int fd() const { return sock_.get(); }
   // Counters for tests: replies read by a thread other than the one that asked.

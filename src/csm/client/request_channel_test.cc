@@ -14,9 +14,9 @@
 namespace csm::internal {
 namespace {
 
-using node::MessageType;
-using node::WireReader;
-using node::WireWriter;
+using protocol::MessageType;
+using protocol::WireReader;
+using protocol::WireWriter;
 
 struct Pair {
   RequestChannel channel;

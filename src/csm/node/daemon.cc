@@ -200,9 +200,9 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
   CSM_RETURN_IF_ERROR(in.Get(&fingerprint));
   CSM_RETURN_IF_ERROR(in.Get(&w));
   Status refuse;
-  if (fingerprint != BuildFingerprint()) {
+  if (fingerprint != protocol::BuildFingerprint()) {
     refuse = FailedPrecondition(
-        "this program was built differently from csmd (" + BuildFingerprintText() +
+        "this program was built differently from csmd (" + protocol::BuildFingerprintText() +
         "): objects are shared in place only between binaries built with the same "
         "compiler, standard library and csm version; rebuild it against this csm");
   } else if (!(w == config_.window)) {
@@ -424,8 +424,8 @@ Result<Object> Daemon::Impl::PrepareCommit(Client& c, uint64_t header_addr, uint
   return o;
 }
 
-directory::ObjectRecord Daemon::Impl::RecordOf(const Object& o) const {
-  directory::ObjectRecord r;
+cluster::ObjectRecord Daemon::Impl::RecordOf(const Object& o) const {
+  cluster::ObjectRecord r;
   r.key = o.key;
   r.owner_node = node_id_;
   r.object_id = o.id;
@@ -776,7 +776,7 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
     // Across the cluster: every published object with its owner; pins are this node's.
     // Asked on the directory thread: the loop goes on serving everyone else.
     struct Page {
-      Result<std::vector<directory::ObjectRecord>> records = Unavailable("not asked");
+      Result<std::vector<cluster::ObjectRecord>> records = Unavailable("not asked");
       bool more = false;
     };
     auto page = std::make_shared<Page>();
@@ -848,7 +848,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
                      {"asked", options_.huge_pages},
                      {"used", options_.huge_pages && os::SharedHugePagesAllowed(huge)}};
   if (cluster_ != nullptr) {  // records pushed by the directory, answering lookups here
-    directory::RecordCacheStats cache = cluster_->cache_stats();
+    cluster::RecordCacheStats cache = cluster_->cache_stats();
     j["record_cache"] = {{"records", cache.records}, {"hits", cache.hits}, {"misses", cache.misses}};
   }
   j["arenas"] = arenas_.size();

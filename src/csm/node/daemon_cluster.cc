@@ -64,35 +64,35 @@ Status Daemon::Impl::JoinCluster() {
                   std::to_string(transport_server_->port()));
   }
   if (!co.coordinate.empty()) {
-    coordinator_ = std::make_unique<directory::Coordinator>(
-        co.name, config_.window, BuildFingerprint(), BuildFingerprintText(), co.dead_after_ms,
+    coordinator_ = std::make_unique<cluster::Coordinator>(
+        co.name, config_.window, protocol::BuildFingerprint(), protocol::BuildFingerprintText(), co.dead_after_ms,
         co.heartbeat_ms);
     CSM_ASSIGN_OR_RETURN(coordinator_server_,
-                         directory::CoordinatorServer::Start(co.coordinate, co.secret,
+                         cluster::CoordinatorServer::Start(co.coordinate, co.secret,
                                                              co.timeout_ms, coordinator_.get()));
-    cluster_ = std::make_unique<directory::LocalCoordinatorDirectory>(coordinator_.get(), node_id_);
+    cluster_ = std::make_unique<cluster::LocalCoordinatorDirectory>(coordinator_.get(), node_id_);
   } else if (!co.etcd.empty()) {
-    directory::EtcdOptions eo{co.etcd, co.name, co.secret,
+    cluster::EtcdOptions eo{co.etcd, co.name, co.secret,
                               std::max(1, (co.dead_after_ms + 999) / 1000), co.timeout_ms};
-    CSM_ASSIGN_OR_RETURN(cluster_, directory::EtcdDirectory::Connect(eo, node_id_));
+    CSM_ASSIGN_OR_RETURN(cluster_, cluster::EtcdDirectory::Connect(eo, node_id_));
   } else {
-    cluster_ = std::make_unique<directory::RemoteCoordinator>(co.join, co.secret, co.timeout_ms,
+    cluster_ = std::make_unique<cluster::RemoteCoordinator>(co.join, co.secret, co.timeout_ms,
                                                               node_id_);
   }
   // Changes to other nodes' records: copies made stale go at once, and small objects
   // are copied ahead of their first Get (docs/cluster.md, "Copying ahead").
-  cluster_->SetRecordListener([this](const std::string& key, const directory::ObjectRecord* r) {
+  cluster_->SetRecordListener([this](const std::string& key, const cluster::ObjectRecord* r) {
     if (r != nullptr && r->owner_node == node_id_) return;
     RecordHeard heard{key, r != nullptr, r ? r->owner_node : 0, r ? r->object_id : 0, r ? r->size : 0};
     Post([this, heard] { OnRecordHeard(heard); });
   });
-  directory::NodeInfo& self = self_;
+  cluster::NodeInfo& self = self_;
   self.node_id = node_id_;
   self.cluster = co.name;
   self.peer_address = peer_address;
   self.window = config_.window;
-  self.fingerprint = BuildFingerprint();
-  self.fingerprint_text = BuildFingerprintText();
+  self.fingerprint = protocol::BuildFingerprint();
+  self.fingerprint_text = protocol::BuildFingerprintText();
   self.incarnation = incarnation_;
   CSM_RETURN_IF_ERROR(cluster_->Join(self).WithContext("joining cluster '" + co.name + "'"));
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
@@ -114,7 +114,7 @@ void Daemon::Impl::HeartbeatLoop() {
     if (s.ok() && failing) CSM_LOG_INFO("heartbeats reach the cluster again");
     failing = !s.ok();
     // Replicas of objects deleted or replaced by their owner, or whose owner died, go.
-    std::vector<directory::ClusterDirectory::Held> held;
+    std::vector<cluster::ClusterDirectory::Held> held;
     {
       std::lock_guard<std::mutex> replicas(replicas_mu_);
       held = replicas_;
@@ -132,7 +132,7 @@ void Daemon::Impl::HeartbeatLoop() {
 void Daemon::Impl::StartRejoin() {
   // What this node holds, as of now; commits and deletes after this point reach the
   // directory after the re-registration (one directory thread, in order).
-  std::vector<directory::ObjectRecord> records;
+  std::vector<cluster::ObjectRecord> records;
   for (const auto& [key, id] : keys_) {
     const Object& o = objects_.at(id);
     if (o.owner_node == 0) records.push_back(RecordOf(o));
@@ -140,7 +140,7 @@ void Daemon::Impl::StartRejoin() {
   CSM_LOG_WARN("the cluster directory does not know this node (its coordinator restarted): "
                "re-registering %zu segment leases and %zu objects",
                Leases().size(), records.size());
-  std::vector<directory::ClusterDirectory::Held> held;
+  std::vector<cluster::ClusterDirectory::Held> held;
   {
     std::lock_guard<std::mutex> lock(replicas_mu_);
     held = replicas_;
@@ -285,10 +285,10 @@ Result<transport::SourceRange> Daemon::Impl::ServeRange(uint64_t object_id, uint
 
 // A record comes from another node (through the coordinator): input to check before it
 // decides what memory we create and where.
-Status Daemon::Impl::CheckRecord(const directory::ObjectRecord& r) const {
+Status Daemon::Impl::CheckRecord(const cluster::ObjectRecord& r) const {
   constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
   const WindowConfig& w = config_.window;
-  const std::vector<directory::SegmentLease> leases = Leases();
+  const std::vector<cluster::SegmentLease> leases = Leases();
   auto ours = [&](uint64_t addr, uint64_t size) {
     for (const auto& l : leases) {
       uint64_t b = w.base + l.first * w.segment_size, e = b + l.count * w.segment_size;
@@ -331,7 +331,7 @@ Arena* Daemon::Impl::FirstArenaOverlapping(uint64_t addr, uint64_t size) {
   return nullptr;
 }
 
-os::UniqueFd Daemon::Impl::TakeSpareReplica(const directory::ObjectRecord& r, const object::ObjectExtent& span) {
+os::UniqueFd Daemon::Impl::TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span) {
   os::UniqueFd fd = spare_.TakeAny(span.length);
   if (!fd.valid()) return fd;
   // Its pages may hold an old object: the fetch overwrites the new one's extents; every
@@ -364,7 +364,7 @@ os::UniqueFd Daemon::Impl::TakeSpareReplica(const directory::ObjectRecord& r, co
   return fd;
 }
 
-Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const directory::ObjectRecord& r) {
+Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::ObjectRecord& r) {
   std::vector<uint64_t> ids;
   // On failure, let go of what this call took (and free replicas it created empty).
   auto undo = [&] {
@@ -430,13 +430,13 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
     pending->second.waiters.push_back({c.id, c.request_id});
     return Status::OK();
   }
-  StartFetch(key, {{c.id, c.request_id}}, directory::Freshness::kCachedOk);
+  StartFetch(key, {{c.id, c.request_id}}, cluster::Freshness::kCachedOk);
   return Status::OK();
 }
 
 void Daemon::Impl::StartFetch(const std::string& key, std::vector<Waiter> waiters,
-                              directory::Freshness freshness) {
-  if (freshness == directory::Freshness::kCachedOk) {
+                              cluster::Freshness freshness) {
+  if (freshness == cluster::Freshness::kCachedOk) {
     if (auto here = cluster_->LookupHere(key)) {
       // A cached record naming this node, or a node not alive, may be out of date: ask.
       const bool doubtful = here->ok() && (*here)->cached &&
@@ -448,7 +448,7 @@ void Daemon::Impl::StartFetch(const std::string& key, std::vector<Waiter> waiter
   // on serving others. Readers of the key who ask meanwhile join these waiters.
   fetches_[key].waiters = std::move(waiters);
   boost::asio::post(DirectoryThread(), [this, key] {
-    Result<directory::ObjectRecord> record = cluster_->Lookup(key, directory::Freshness::kFresh);
+    Result<cluster::ObjectRecord> record = cluster_->Lookup(key, cluster::Freshness::kFresh);
     Post([this, key, record] {
       auto it = fetches_.find(key);
       if (it == fetches_.end()) return;
@@ -460,7 +460,7 @@ void Daemon::Impl::StartFetch(const std::string& key, std::vector<Waiter> waiter
 }
 
 void Daemon::Impl::FetchRecord(const std::string& key, std::vector<Waiter> waiters,
-                               const Result<directory::ObjectRecord>& record) {
+                               const Result<cluster::ObjectRecord>& record) {
   Status s = TryStartFetch(key, waiters, record);
   if (!s.ok()) Answer(waiters, s);
 }
@@ -475,9 +475,9 @@ void Daemon::Impl::Answer(const std::vector<Waiter>& waiters, const Status& stat
 }
 
 Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& waiters,
-                                   const Result<directory::ObjectRecord>& record) {
+                                   const Result<cluster::ObjectRecord>& record) {
   if (!record.ok()) return record.status();
-  const directory::ObjectRecord& r = *record;
+  const cluster::ObjectRecord& r = *record;
   if (r.owner_node == node_id_) return NotFound("'" + key + "' was deleted");
   if (!r.owner_alive) {
     return Unavailable("node " + std::to_string(r.owner_node) + ", which owns '" + key +
@@ -578,7 +578,7 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
 }
 
 void Daemon::Impl::FinishFetch(const std::string& key, Status status,
-                               const directory::ObjectRecord& r,
+                               const cluster::ObjectRecord& r,
                                const std::vector<uint64_t>& arena_ids) {
   auto it = fetches_.find(key);
   if (it == fetches_.end()) return;
@@ -594,7 +594,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
       auto a = arenas_.find(id);
       if (a != arenas_.end()) MaybeDestroyArena(a->second);
     }
-    StartFetch(key, std::move(waiters), directory::Freshness::kFresh);
+    StartFetch(key, std::move(waiters), cluster::Freshness::kFresh);
     return;
   }
 
@@ -695,7 +695,7 @@ void Daemon::Impl::CopyAhead(const std::string& key) {
   if (keys_.count(key) != 0 || fetches_.count(key) != 0) return;
   auto here = cluster_->LookupHere(key);
   if (!here || !here->ok()) return;  // deleted meanwhile, or only the directory knows
-  const directory::ObjectRecord& r = **here;
+  const cluster::ObjectRecord& r = **here;
   if (r.owner_node == node_id_ || !r.owner_alive || r.size > options_.cluster.copy_ahead_below) return;
   // Only into free room: copying ahead never evicts a copy someone asked for.
   if (used_ + r.size + os::PageSize() > config_.capacity) return;
@@ -731,7 +731,7 @@ void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
 }
 
 void Daemon::Impl::RefreshReplicaList() {
-  std::vector<directory::ClusterDirectory::Held> held;
+  std::vector<cluster::ClusterDirectory::Held> held;
   for (const auto& [key, id] : keys_) {
     const Object& o = objects_.at(id);
     if (o.owner_node != 0) held.push_back({key, o.remote_id, o.owner_node});
@@ -742,14 +742,14 @@ void Daemon::Impl::RefreshReplicaList() {
 
 Status Daemon::Impl::HandleNodes(Client& c) {
   if (cluster_ == nullptr) {
-    directory::NodeInfo self;
+    cluster::NodeInfo self;
     self.node_id = node_id_;
     self.alive = true;
     self.leases = Leases();
-    return ReplyNodes(c, std::vector<directory::NodeInfo>{self});
+    return ReplyNodes(c, std::vector<cluster::NodeInfo>{self});
   }
   // Asked on the directory thread: the loop goes on serving everyone else.
-  auto members = std::make_shared<Result<std::vector<directory::NodeInfo>>>(Unavailable("not asked"));
+  auto members = std::make_shared<Result<std::vector<cluster::NodeInfo>>>(Unavailable("not asked"));
   AwaitDirectory(
       c,
       [this, members] {
@@ -762,7 +762,7 @@ Status Daemon::Impl::HandleNodes(Client& c) {
   return Status::OK();
 }
 
-Status Daemon::Impl::ReplyNodes(Client& c, const Result<std::vector<directory::NodeInfo>>& members) {
+Status Daemon::Impl::ReplyNodes(Client& c, const Result<std::vector<cluster::NodeInfo>>& members) {
   WireWriter out(MessageType::kJsonReply);
   if (!members.ok()) {
     out.PutStatus(members.status());

@@ -30,13 +30,13 @@
 #include "csm/base/hash.h"
 #include "csm/base/hex.h"
 #include "csm/base/log.h"
-#include "csm/directory/coordinator.h"
+#include "csm/cluster/coordinator.h"
 #include "csm/directory/directory_table.h"
-#include "csm/directory/etcd_directory.h"
+#include "csm/cluster/etcd_directory.h"
 #include "csm/key.h"
 #include "csm/node/admission.h"
 #include "csm/node/daemon.h"
-#include "csm/node/protocol.h"
+#include "csm/protocol/protocol.h"
 #include "csm/node/spare_memory.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/memory.h"
@@ -45,6 +45,10 @@
 #include "csm/transport/transport.h"
 
 namespace csm::node {
+
+using protocol::MessageType;
+using protocol::WireReader;
+using protocol::WireWriter;
 namespace internal {
 
 using directory::PinEntry;
@@ -196,7 +200,7 @@ class Daemon::Impl {
   // directory on the directory thread, then entered here (FinishCommit).
   Result<Object> PrepareCommit(Client& c, uint64_t header_addr, uint64_t type_id,
                                std::string key, std::string type_name);
-  directory::ObjectRecord RecordOf(const Object& o) const;
+  cluster::ObjectRecord RecordOf(const Object& o) const;
   Result<uint64_t> FinishCommit(Object o);
   Status ReplyCommit(Client& c, const Result<uint64_t>& id);
   void DeleteLocally(const std::string& key);
@@ -258,18 +262,18 @@ class Daemon::Impl {
   // tells them why not. A fetch from a cached record that fails is retried once kFresh.
   // A lookup the node cannot answer itself runs on the directory thread.
   void StartFetch(const std::string& key, std::vector<Waiter> waiters,
-                  directory::Freshness freshness);
+                  cluster::Freshness freshness);
   void FetchRecord(const std::string& key, std::vector<Waiter> waiters,
-                   const Result<directory::ObjectRecord>& record);
+                   const Result<cluster::ObjectRecord>& record);
   Status TryStartFetch(const std::string& key, std::vector<Waiter>& waiters,
-                       const Result<directory::ObjectRecord>& record);
+                       const Result<cluster::ObjectRecord>& record);
   void Answer(const std::vector<Waiter>& waiters, const Status& status);
-  Status CheckRecord(const directory::ObjectRecord& r) const;
+  Status CheckRecord(const cluster::ObjectRecord& r) const;
   Arena* FirstArenaOverlapping(uint64_t addr, uint64_t size);
-  Result<std::vector<uint64_t>> PrepareReplicaArenas(const directory::ObjectRecord& r);
+  Result<std::vector<uint64_t>> PrepareReplicaArenas(const cluster::ObjectRecord& r);
   // A spare memfd of the span's size, cleared outside r's extents; invalid if none.
-  os::UniqueFd TakeSpareReplica(const directory::ObjectRecord& r, const object::ObjectExtent& span);
-  void FinishFetch(const std::string& key, Status status, const directory::ObjectRecord& r,
+  os::UniqueFd TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span);
+  void FinishFetch(const std::string& key, Status status, const cluster::ObjectRecord& r,
                    const std::vector<uint64_t>& arena_ids);
   void DropStaleReplicas(const std::vector<std::string>& keys);
   // A change to another node's record, pushed by the directory (its record listener).
@@ -302,7 +306,7 @@ class Daemon::Impl {
   uint64_t replicas_evicted_ = 0;
   uint64_t copies_ahead_ = 0;  // fetches started by CopyAhead
   std::mutex replicas_mu_;
-  std::vector<directory::ClusterDirectory::Held> replicas_;  // guarded; read by heartbeat
+  std::vector<cluster::ClusterDirectory::Held> replicas_;  // guarded; read by heartbeat
 
   // Cluster membership (cluster mode only).
   Status JoinCluster();
@@ -310,7 +314,7 @@ class Daemon::Impl {
   // On the loop: registers this node, its leases and objects again with a directory
   // that forgot it (a restarted coordinator), on the directory thread.
   void StartRejoin();
-  directory::NodeInfo self_;             // as joined
+  cluster::NodeInfo self_;             // as joined
   std::atomic<bool> rejoining_{false};   // a re-registration is under way
   void StopHeartbeat();
   // Segments for the address allocator: from the node's own table on a lone node, from
@@ -322,12 +326,12 @@ class Daemon::Impl {
   Status GrantArena(Client& c, uint64_t size, bool dedicated);
   // csm nodes: the members (from the directory thread in a cluster).
   Status HandleNodes(Client& c);
-  Status ReplyNodes(Client& c, const Result<std::vector<directory::NodeInfo>>& members);
+  Status ReplyNodes(Client& c, const Result<std::vector<cluster::NodeInfo>>& members);
 
   Config config_;
   NodeOptions options_;
   uint32_t node_id_;
-  std::vector<directory::SegmentLease> Leases() const {
+  std::vector<cluster::SegmentLease> Leases() const {
     std::lock_guard<std::mutex> lock(leases_mu_);
     return leases_;
   }
@@ -336,11 +340,11 @@ class Daemon::Impl {
     return leased_segments_;
   }
   mutable std::mutex leases_mu_;  // leases are added on the directory thread, read on the loop
-  std::vector<directory::SegmentLease> leases_;  // what this node holds; guarded
+  std::vector<cluster::SegmentLease> leases_;  // what this node holds; guarded
   uint64_t leased_segments_ = 0;                 // guarded
-  std::unique_ptr<directory::Coordinator> coordinator_;  // if this node hosts it
-  std::unique_ptr<directory::CoordinatorServer> coordinator_server_;
-  std::unique_ptr<directory::ClusterDirectory> cluster_;  // null on a lone node
+  std::unique_ptr<cluster::Coordinator> coordinator_;  // if this node hosts it
+  std::unique_ptr<cluster::CoordinatorServer> coordinator_server_;
+  std::unique_ptr<cluster::ClusterDirectory> cluster_;  // null on a lone node
   // Transports to fetch with, by the scheme of each owner's peer address; made on first
   // use (on the event loop), never removed while fetch workers may use them.
   Result<transport::Transport*> TransportFor(transport::TransportKind kind);

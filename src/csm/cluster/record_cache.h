@@ -21,9 +21,9 @@
 #include <string>
 #include <unordered_map>
 
-#include "csm/directory/cluster_directory.h"
+#include "csm/cluster/cluster_directory.h"
 
-namespace csm::directory {
+namespace csm::cluster {
 
 class RecordCache {
  public:
@@ -67,4 +67,4 @@ class RecordCache {
   uint64_t hits_ = 0, misses_ = 0;
 };
 
-}  // namespace csm::directory
+}  // namespace csm::cluster

@@ -1,5 +1,5 @@
 // The etcd cluster directory; see etcd_directory.h and docs/cluster.md.
-#include "csm/directory/etcd_directory.h"
+#include "csm/cluster/etcd_directory.h"
 
 #include <httplib.h>
 #include <openssl/evp.h>
@@ -8,10 +8,10 @@
 #include <cstdio>
 
 #include "csm/base/log.h"
-#include "csm/directory/records_json.h"
+#include "csm/cluster/records_json.h"
 #include "csm/os/tcp_channel.h"
 
-namespace csm::directory {
+namespace csm::cluster {
 namespace {
 
 using nlohmann::json;
@@ -521,4 +521,4 @@ Result<std::vector<std::string>> EtcdDirectory::Stale(const std::vector<Held>& h
   return stale;
 }
 
-}  // namespace csm::directory
+}  // namespace csm::cluster

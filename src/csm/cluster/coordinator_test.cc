@@ -5,11 +5,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "csm/directory/coordinator.h"
-#include "csm/directory/record_cache.h"
+#include "csm/cluster/coordinator.h"
+#include "csm/cluster/record_cache.h"
 #include "csm/os/tcp_channel.h"
 
-namespace csm::directory {
+namespace csm::cluster {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -337,4 +337,4 @@ TEST(RemoteCoordinatorTest, StopsPromptlyDuringALongPoll) {
 }
 
 }  // namespace
-}  // namespace csm::directory
+}  // namespace csm::cluster

@@ -1,5 +1,5 @@
 // The embedded coordinator; see coordinator.h and docs/cluster.md.
-#include "csm/directory/coordinator.h"
+#include "csm/cluster/coordinator.h"
 
 #include <sys/socket.h>
 
@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "csm/base/log.h"
-#include "csm/directory/records_json.h"
+#include "csm/cluster/records_json.h"
 #include "csm/os/memory.h"
 
-namespace csm::directory {
+namespace csm::cluster {
 namespace {
 
 using nlohmann::json;
@@ -716,4 +716,4 @@ Result<std::vector<NodeInfo>> RemoteCoordinator::Members() {
   return out;
 }
 
-}  // namespace csm::directory
+}  // namespace csm::cluster

@@ -18,7 +18,7 @@
 #include "csm/object/object_layout.h"
 #include "csm/status.h"
 
-namespace csm::directory {
+namespace csm::cluster {
 
 struct SegmentLease {
   uint64_t first;  // segment index
@@ -30,7 +30,7 @@ struct NodeInfo {
   std::string cluster;       // cluster name: nodes of different clusters refuse each other
   std::string peer_address;  // where its transport serves object bytes ("host:port")
   WindowConfig window{};
-  uint64_t fingerprint = 0;      // node::BuildFingerprint() of its csmd
+  uint64_t fingerprint = 0;      // protocol::BuildFingerprint() of its csmd
   std::string fingerprint_text;  // for error messages
   uint64_t incarnation = 0;      // random per csmd start: a restart vs a re-registration
   // Filled in by Members():
@@ -141,4 +141,4 @@ class ClusterDirectory {
   RecordListener listener_;
 };
 
-}  // namespace csm::directory
+}  // namespace csm::cluster

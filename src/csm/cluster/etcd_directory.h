@@ -22,14 +22,14 @@
 #include <string>
 #include <thread>
 
-#include "csm/directory/cluster_directory.h"
-#include "csm/directory/record_cache.h"
+#include "csm/cluster/cluster_directory.h"
+#include "csm/cluster/record_cache.h"
 
 namespace httplib {
 class Client;
 }
 
-namespace csm::directory {
+namespace csm::cluster {
 
 struct EtcdOptions {
   std::string endpoint;    // "http://host:port" of an etcd client URL
@@ -92,4 +92,4 @@ class EtcdDirectory : public ClusterDirectory {
   uint64_t segment_count_ = 0;  // of the window, known from Join
 };
 
-}  // namespace csm::directory
+}  // namespace csm::cluster

@@ -1,5 +1,5 @@
 // Protocol helpers; see protocol.h.
-#include "csm/node/protocol.h"
+#include "csm/protocol/protocol.h"
 
 #include "csm/base/hash.h"
 #include "csm/directory/directory_layout.h"
@@ -9,7 +9,7 @@
 #define CSM_VERSION "0.0.0"
 #endif
 
-namespace csm::node {
+namespace csm::protocol {
 
 Status WireReader::ReadHeader(MessageType* type) {
   MessageHeader h{};
@@ -73,4 +73,4 @@ uint64_t BuildFingerprint() {
   return fp;
 }
 
-}  // namespace csm::node
+}  // namespace csm::protocol

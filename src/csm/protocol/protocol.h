@@ -17,7 +17,7 @@
 
 #include "csm/status.h"
 
-namespace csm::node {
+namespace csm::protocol {
 
 inline constexpr uint32_t kProtocolMagic = 0x50534d43;  // "CMSP"
 inline constexpr uint16_t kProtocolVersion = 2;
@@ -118,4 +118,4 @@ class WireReader {
 uint64_t BuildFingerprint();
 std::string BuildFingerprintText();
 
-}  // namespace csm::node
+}  // namespace csm::protocol

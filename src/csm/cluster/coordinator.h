@@ -12,13 +12,13 @@
 #include <optional>
 #include <thread>
 
-#include "csm/directory/cluster_directory.h"
-#include "csm/directory/record_cache.h"
+#include "csm/cluster/cluster_directory.h"
+#include "csm/cluster/record_cache.h"
 #include "csm/os/connection_pool.h"
 #include "csm/os/tcp_channel.h"
 #include "csm/space/segment_table.h"
 
-namespace csm::directory {
+namespace csm::cluster {
 
 inline constexpr uint32_t kCoordinatorMagic = 0x44434d43;  // "CMCD"
 
@@ -221,4 +221,4 @@ class RemoteCoordinator : public ClusterDirectory {
   int watch_fd_ = -1;  // the watcher's connection, shut down to end a long poll
 };
 
-}  // namespace csm::directory
+}  // namespace csm::cluster

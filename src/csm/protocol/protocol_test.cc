@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
-#include "csm/node/protocol.h"
+#include "csm/protocol/protocol.h"
 
-namespace csm::node {
+namespace csm::protocol {
 namespace {
 
 TEST(ProtocolTest, RoundTrip) {
@@ -52,4 +52,4 @@ TEST(ProtocolTest, MalformedInputIsCorruption) {
 }
 
 }  // namespace
-}  // namespace csm::node
+}  // namespace csm::protocol

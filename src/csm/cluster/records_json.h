@@ -6,9 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "csm/directory/cluster_directory.h"
+#include "csm/cluster/cluster_directory.h"
 
-namespace csm::directory {
+namespace csm::cluster {
 
 std::string Describe(const WindowConfig& w);  // "base 0x…, size …, segments of …"
 nlohmann::json ToJson(const NodeInfo& n);
@@ -16,4 +16,4 @@ Result<NodeInfo> NodeFromJson(const nlohmann::json& j);
 nlohmann::json ToJson(const ObjectRecord& r);
 Result<ObjectRecord> RecordFromJson(const nlohmann::json& j);
 
-}  // namespace csm::directory
+}  // namespace csm::cluster

@@ -1,9 +1,9 @@
 // See record_cache.h.
-#include "csm/directory/record_cache.h"
+#include "csm/cluster/record_cache.h"
 
 #include <algorithm>
 
-namespace csm::directory {
+namespace csm::cluster {
 
 std::optional<ObjectRecord> RecordCache::Find(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -91,4 +91,4 @@ RecordCacheStats RecordCache::stats() const {
   return RecordCacheStats{records_.size(), hits_, misses_};
 }
 
-}  // namespace csm::directory
+}  // namespace csm::cluster

@@ -1,11 +1,11 @@
 // JSON codecs for cluster-directory records; see records_json.h.
-#include "csm/directory/records_json.h"
+#include "csm/cluster/records_json.h"
 
 #include "csm/base/hex.h"
 
 #include <cstdio>
 
-namespace csm::directory {
+namespace csm::cluster {
 
 using nlohmann::json;
 
@@ -101,4 +101,4 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
   return r;
 }
 
-}  // namespace csm::directory
+}  // namespace csm::cluster
