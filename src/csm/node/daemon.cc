@@ -299,7 +299,7 @@ Status Daemon::Impl::GrantArena(Client& c, uint64_t size, bool dedicated) {
   used_ += size;
   c.arenas.insert(id);
   c.mapped.insert(id);
-  ServeArena(a);
+  peers_.AddArena(a.addr, a.size, a.fd.get());
   WireWriter out(MessageType::kArenaReply);
   out.PutStatus(Status::OK());
   out.Put(a.id).Put(a.seq).Put(a.addr).Put(a.size).Put(static_cast<uint8_t>(options_.huge_pages));
@@ -464,7 +464,7 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
   for (const ObjectExtent& e : o.extents) ArenaAt(e.addr)->committed[e.addr] = e.addr + e.length;
   for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
   keys_[o.key] = o.id;
-  ServeObject(o);
+  peers_.AddObject(o.id, o.extents);
   uint64_t id = o.id;
   objects_.emplace(id, std::move(o));
   AnnounceChange();
@@ -568,7 +568,7 @@ void Daemon::Impl::DeleteLocally(const std::string& key) {
   if (it == keys_.end()) return;
   Object& o = objects_.at(it->second);
   keys_.erase(it);
-  StopServingObject(o.id);  // peers that ask from now on are told it is gone
+  peers_.RemoveObject(o.id);  // peers that ask from now on are told it is gone
   dir_->MarkDeleted(o.slot);
   o.deleted = true;
   pending_.insert(o.id);
@@ -686,7 +686,7 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   if (a.owner != 0 || a.objects != 0 || a.fetching != 0) return;
   bool served = false;  // to a peer right now: its bytes must stay what they were
   if (a.replica_of == 0) {
-    served = StopServingArena(a);
+    served = peers_.RemoveArena(a.addr);
     addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
   }
   used_ -= a.charged;

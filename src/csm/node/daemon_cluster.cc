@@ -52,16 +52,10 @@ Status Daemon::Impl::JoinCluster() {
   std::string peer_address = co.peer_address;
   if (!peer_address.empty()) {
     // Serves our own arenas to nodes that fetch our objects.
-    CSM_ASSIGN_OR_RETURN(transport_server_,
-                         transport::StartTransportServer(
-                             kind, peer_address, {co.secret, co.timeout_ms},
-                             [this](uint64_t object_id, uint64_t addr, uint64_t len) {
-                               return ServeRange(object_id, addr, len);
-                             }));
+    CSM_RETURN_IF_ERROR(peers_.Start(kind, peer_address, {co.secret, co.timeout_ms}));
     // With port 0 the system picked one: advertise the real one, with its scheme.
     peer_address = transport::JoinPeerAddress(
-        kind, peer_address.substr(0, peer_address.rfind(':') + 1) +
-                  std::to_string(transport_server_->port()));
+        kind, peer_address.substr(0, peer_address.rfind(':') + 1) + std::to_string(peers_.port()));
   }
   if (!co.coordinate.empty()) {
     coordinator_ = std::make_unique<cluster::Coordinator>(
@@ -220,65 +214,6 @@ void Daemon::Impl::RunPosted() {
     tasks.swap(posted_);
   }
   for (auto& task : tasks) task();
-}
-
-// ---- serving peers ------------------------------------------------------------------
-
-void Daemon::Impl::ServeArena(const Arena& a) {
-  if (transport_server_ == nullptr) return;
-  int fd = ::fcntl(a.fd.get(), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) return;
-  std::lock_guard<std::mutex> lock(served_mu_);
-  served_[a.addr] = Served{std::make_shared<os::UniqueFd>(fd), a.size};
-}
-
-bool Daemon::Impl::StopServingArena(const Arena& a) {
-  std::lock_guard<std::mutex> lock(served_mu_);
-  auto it = served_.find(a.addr);
-  if (it == served_.end()) return false;
-  // A transport thread that looked it up before now holds a reference; none can after.
-  bool in_flight = it->second.fd.use_count() > 1;
-  served_.erase(it);
-  return in_flight;
-}
-
-void Daemon::Impl::ServeObject(const Object& o) {
-  if (transport_server_ == nullptr) return;
-  std::lock_guard<std::mutex> lock(served_mu_);
-  served_objects_[o.id] = o.extents;
-}
-
-void Daemon::Impl::StopServingObject(uint64_t object_id) {
-  std::lock_guard<std::mutex> lock(served_mu_);
-  served_objects_.erase(object_id);
-}
-
-Result<transport::SourceRange> Daemon::Impl::ServeRange(uint64_t object_id, uint64_t addr,
-                                                        uint64_t len) {
-  std::lock_guard<std::mutex> lock(served_mu_);
-  auto object = served_objects_.find(object_id);
-  if (object == served_objects_.end()) {
-    return NotFound("node " + std::to_string(node_id_) + " has no object " + std::to_string(object_id) +
-                    " (deleted since it was looked up?): look the key up again");
-  }
-  const bool inside = std::any_of(object->second.begin(), object->second.end(), [&](const ObjectExtent& e) {
-    return RangeWithin(addr, len, e.addr, e.length);
-  });
-  if (!inside) {
-    return InvalidArgument("[" + Hex(addr) + ", +" + std::to_string(len) + ") is not part of object " +
-                           std::to_string(object_id) + " on node " + std::to_string(node_id_) +
-                           ": a peer is served only the extents of committed objects");
-  }
-  auto it = served_.upper_bound(addr);
-  if (it != served_.begin()) {
-    --it;
-    if (addr >= it->first && len <= it->second.size && addr - it->first <= it->second.size - len) {
-      return transport::SourceRange{it->second.fd->get(), addr - it->first, it->second.fd};
-    }
-  }
-  return NotFound("node " + std::to_string(node_id_) + " holds no arena with [" + Hex(addr) +
-                  ", +" + std::to_string(len) + "): a peer is served only from this node's "
-                  "own segments");
 }
 
 // ---- remote gets --------------------------------------------------------------------

@@ -35,6 +35,7 @@
 #include "csm/cluster/etcd_directory.h"
 #include "csm/key.h"
 #include "csm/node/admission.h"
+#include "csm/node/peer_server.h"
 #include "csm/node/daemon.h"
 #include "csm/protocol/protocol.h"
 #include "csm/node/spare_memory.h"
@@ -148,7 +149,8 @@ using namespace internal;  // NOLINT: the structs above are this folder's vocabu
 class Daemon::Impl {
  public:
   Impl(const Config& config, const NodeOptions& options)
-      : config_(config),
+      : peers_(options.node_id),
+        config_(config),
         options_(options),
         node_id_(options.node_id),
         segments_(config.window),
@@ -158,7 +160,6 @@ class Daemon::Impl {
                std::chrono::milliseconds(options.spare_memory_ms)) {}
   ~Impl() {
     StopHeartbeat();
-    transport_server_.reset();  // its threads read served_
     if (fetch_pool_ != nullptr) fetch_pool_->join();  // its jobs are bounded by timeouts
     if (directory_thread_ != nullptr) directory_thread_->join();  // so are its requests
   }
@@ -240,21 +241,7 @@ class Daemon::Impl {
   std::deque<std::function<void()>> posted_;  // guarded by posted_mu_
 
   // ---- serving peers: our own committed objects, read by the transport's threads ----
-  struct Served {
-    std::shared_ptr<os::UniqueFd> fd;
-    uint64_t size;
-  };
-  // Where [addr, +len) of our object `object_id` lies; refused unless the object is
-  // committed here and not deleted, and the range is inside one of its extents.
-  Result<transport::SourceRange> ServeRange(uint64_t object_id, uint64_t addr, uint64_t len);  // any thread
-  void ServeArena(const Arena& a);
-  bool StopServingArena(const Arena& a);  // true if a peer is still being served from it
-  void ServeObject(const Object& o);
-  void StopServingObject(uint64_t object_id);
-  std::mutex served_mu_;
-  std::map<uint64_t, Served> served_;  // by address; guarded by served_mu_
-  // Our committed objects' extents, by id; guarded by served_mu_.
-  std::unordered_map<uint64_t, std::vector<ObjectExtent>> served_objects_;
+  PeerServer peers_;
 
   // ---- remote gets ----
   Status HandleResolve(Client& c, WireReader& in);
@@ -349,7 +336,6 @@ class Daemon::Impl {
   // use (on the event loop), never removed while fetch workers may use them.
   Result<transport::Transport*> TransportFor(transport::TransportKind kind);
   std::map<transport::TransportKind, std::unique_ptr<transport::Transport>> transports_;
-  std::unique_ptr<transport::TransportServer> transport_server_;
   std::thread heartbeat_;
   std::mutex heartbeat_mu_;
   std::condition_variable heartbeat_cv_;

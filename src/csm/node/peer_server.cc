@@ -1,0 +1,78 @@
+// What peers may read of this node; see peer_server.h.
+#include "csm/node/peer_server.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+
+#include "csm/base/hex.h"
+#include "csm/base/range.h"
+
+namespace csm::node {
+
+Status PeerServer::Start(transport::TransportKind kind, const std::string& address,
+                         transport::PeerOptions options) {
+  serving_ = true;
+  CSM_ASSIGN_OR_RETURN(server_, transport::StartTransportServer(
+                                    kind, address, std::move(options),
+                                    [this](uint64_t object_id, uint64_t addr, uint64_t len) {
+                                      return Range(object_id, addr, len);
+                                    }));
+  return Status::OK();
+}
+
+void PeerServer::AddArena(uint64_t addr, uint64_t size, int fd) {
+  if (!serving_) return;
+  int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return;  // out of descriptors: peers are told no arena holds it
+  std::lock_guard<std::mutex> lock(mu_);
+  arenas_[addr] = Served{std::make_shared<os::UniqueFd>(dup), size};
+}
+
+bool PeerServer::RemoveArena(uint64_t addr) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = arenas_.find(addr);
+  if (it == arenas_.end()) return false;
+  // A transport thread that looked it up before now holds a reference; none can after.
+  bool in_flight = it->second.fd.use_count() > 1;
+  arenas_.erase(it);
+  return in_flight;
+}
+
+void PeerServer::AddObject(uint64_t object_id, std::vector<object::ObjectExtent> extents) {
+  if (!serving_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  objects_[object_id] = std::move(extents);
+}
+
+void PeerServer::RemoveObject(uint64_t object_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  objects_.erase(object_id);
+}
+
+Result<transport::SourceRange> PeerServer::Range(uint64_t object_id, uint64_t addr, uint64_t len) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto object = objects_.find(object_id);
+  if (object == objects_.end()) {
+    return NotFound("node " + std::to_string(node_id_) + " has no object " + std::to_string(object_id) +
+                    " (deleted since it was looked up?): look the key up again");
+  }
+  const bool inside = std::any_of(object->second.begin(), object->second.end(),
+                                  [&](const object::ObjectExtent& e) { return RangeWithin(addr, len, e.addr, e.length); });
+  if (!inside) {
+    return InvalidArgument("[" + Hex(addr) + ", +" + std::to_string(len) + ") is not part of object " +
+                           std::to_string(object_id) + " on node " + std::to_string(node_id_) +
+                           ": a peer is served only the extents of committed objects");
+  }
+  auto it = arenas_.upper_bound(addr);
+  if (it != arenas_.begin()) {
+    --it;
+    if (RangeWithin(addr, len, it->first, it->second.size)) {
+      return transport::SourceRange{it->second.fd->get(), addr - it->first, it->second.fd};
+    }
+  }
+  return NotFound("node " + std::to_string(node_id_) + " holds no arena with [" + Hex(addr) + ", +" +
+                  std::to_string(len) + "): a peer is served only from this node's own segments");
+}
+
+}  // namespace csm::node
