@@ -89,38 +89,16 @@ Status Daemon::Impl::JoinCluster() {
   self.fingerprint_text = protocol::BuildFingerprintText();
   self.incarnation = incarnation_;
   CSM_RETURN_IF_ERROR(cluster_->Join(self).WithContext("joining cluster '" + co.name + "'"));
-  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  membership_ = std::make_unique<Membership>(
+      cluster_.get(), co.heartbeat_ms,
+      Membership::Hooks{[this] { Post([this] { StartRejoin(); }); },
+                        [this](std::vector<std::string> keys) {
+                          Post([this, keys = std::move(keys)] { DropStaleReplicas(keys); });
+                        }});
+  membership_->Start();
   CSM_LOG_INFO("node %u joined cluster '%s'%s", node_id_, co.name.c_str(),
                coordinator_ ? " (hosting its coordinator)" : "");
   return Status::OK();
-}
-
-void Daemon::Impl::HeartbeatLoop() {
-  bool failing = false;
-  std::unique_lock<std::mutex> lock(heartbeat_mu_);
-  while (!heartbeat_cv_.wait_for(lock, std::chrono::milliseconds(options_.cluster.heartbeat_ms),
-                                 [&] { return heartbeat_stop_; })) {
-    lock.unlock();
-    Status s = cluster_->Heartbeat();
-    // The directory does not know us: the coordinator restarted. Register again.
-    if (s.IsNotFound() && !rejoining_.exchange(true)) Post([this] { StartRejoin(); });
-    if (!s.ok() && !failing) CSM_LOG_WARN("heartbeat failed: %s", s.ToString().c_str());
-    if (s.ok() && failing) CSM_LOG_INFO("heartbeats reach the cluster again");
-    failing = !s.ok();
-    // Replicas of objects deleted or replaced by their owner, or whose owner died, go.
-    std::vector<cluster::ClusterDirectory::Held> held;
-    {
-      std::lock_guard<std::mutex> replicas(replicas_mu_);
-      held = replicas_;
-    }
-    if (s.ok() && !held.empty()) {
-      auto stale = cluster_->Stale(held);
-      if (stale.ok() && !stale->empty()) {
-        Post([this, keys = std::move(*stale)] { DropStaleReplicas(keys); });
-      }
-    }
-    lock.lock();
-  }
 }
 
 void Daemon::Impl::StartRejoin() {
@@ -134,26 +112,16 @@ void Daemon::Impl::StartRejoin() {
   CSM_LOG_WARN("the cluster directory does not know this node (its coordinator restarted): "
                "re-registering %zu segment leases and %zu objects",
                Leases().size(), records.size());
-  std::vector<cluster::ClusterDirectory::Held> held;
-  {
-    std::lock_guard<std::mutex> lock(replicas_mu_);
-    held = replicas_;
-  }
   boost::asio::post(DirectoryThread(), [this, self = self_, leases = Leases(), records = std::move(records),
-                                        held = std::move(held)] {
+                                        held = membership_->held()] {
     std::vector<std::string> conflicts;
     Status s = cluster_->Rejoin(self, leases, records, &conflicts);
     // Copies of objects the restarted directory no longer lists (their owner restarted
     // too, or deleted them meanwhile) go now, within the recovery window: before their
     // keys can be given to new objects.
-    if (s.ok() && !held.empty()) {
-      auto stale = cluster_->Stale(held);
-      if (stale.ok() && !stale->empty()) {
-        Post([this, keys = std::move(*stale)] { DropStaleReplicas(keys); });
-      }
-    }
+    if (s.ok()) membership_->CheckStale(held);
     Post([this, s, conflicts = std::move(conflicts)] {
-      rejoining_ = false;
+      membership_->Rejoined();
       if (!s.ok()) {
         CSM_LOG_WARN("re-registering with the cluster directory: %s", s.ToString().c_str());
         return;
@@ -167,15 +135,6 @@ void Daemon::Impl::StartRejoin() {
       CSM_LOG_INFO("re-registered with the cluster directory");
     });
   });
-}
-
-void Daemon::Impl::StopHeartbeat() {
-  {
-    std::lock_guard<std::mutex> lock(heartbeat_mu_);
-    heartbeat_stop_ = true;
-  }
-  heartbeat_cv_.notify_all();
-  if (heartbeat_.joinable()) heartbeat_.join();
 }
 
 Result<transport::Transport*> Daemon::Impl::TransportFor(transport::TransportKind kind) {
@@ -666,13 +625,13 @@ void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
 }
 
 void Daemon::Impl::RefreshReplicaList() {
+  if (membership_ == nullptr) return;  // a lone node
   std::vector<cluster::ClusterDirectory::Held> held;
   for (const auto& [key, id] : keys_) {
     const Object& o = objects_.at(id);
     if (o.owner_node != 0) held.push_back({key, o.remote_id, o.owner_node});
   }
-  std::lock_guard<std::mutex> lock(replicas_mu_);
-  replicas_ = std::move(held);
+  membership_->SetHeld(std::move(held));
 }
 
 Status Daemon::Impl::HandleNodes(Client& c) {

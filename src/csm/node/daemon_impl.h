@@ -35,6 +35,7 @@
 #include "csm/cluster/etcd_directory.h"
 #include "csm/key.h"
 #include "csm/node/admission.h"
+#include "csm/node/membership.h"
 #include "csm/node/peer_server.h"
 #include "csm/node/daemon.h"
 #include "csm/protocol/protocol.h"
@@ -159,7 +160,7 @@ class Daemon::Impl {
         spare_(options.spare_memory_ms > 0 ? config.capacity / 8 : 0,
                std::chrono::milliseconds(options.spare_memory_ms)) {}
   ~Impl() {
-    StopHeartbeat();
+    if (membership_ != nullptr) membership_->Stop();
     if (fetch_pool_ != nullptr) fetch_pool_->join();  // its jobs are bounded by timeouts
     if (directory_thread_ != nullptr) directory_thread_->join();  // so are its requests
   }
@@ -292,18 +293,13 @@ class Daemon::Impl {
   uint64_t fetches_done_ = 0;
   uint64_t replicas_evicted_ = 0;
   uint64_t copies_ahead_ = 0;  // fetches started by CopyAhead
-  std::mutex replicas_mu_;
-  std::vector<cluster::ClusterDirectory::Held> replicas_;  // guarded; read by heartbeat
 
   // Cluster membership (cluster mode only).
   Status JoinCluster();
-  void HeartbeatLoop();
   // On the loop: registers this node, its leases and objects again with a directory
   // that forgot it (a restarted coordinator), on the directory thread.
   void StartRejoin();
   cluster::NodeInfo self_;             // as joined
-  std::atomic<bool> rejoining_{false};   // a re-registration is under way
-  void StopHeartbeat();
   // Segments for the address allocator: from the node's own table on a lone node, from
   // the cluster (LeaseFromCluster, any thread: HandleAllocArena calls it on the
   // directory thread) in a cluster.
@@ -332,14 +328,12 @@ class Daemon::Impl {
   std::unique_ptr<cluster::Coordinator> coordinator_;  // if this node hosts it
   std::unique_ptr<cluster::CoordinatorServer> coordinator_server_;
   std::unique_ptr<cluster::ClusterDirectory> cluster_;  // null on a lone node
+  // Heartbeats, re-registration when the directory forgot us, stale copies (after Join).
+  std::unique_ptr<Membership> membership_;
   // Transports to fetch with, by the scheme of each owner's peer address; made on first
   // use (on the event loop), never removed while fetch workers may use them.
   Result<transport::Transport*> TransportFor(transport::TransportKind kind);
   std::map<transport::TransportKind, std::unique_ptr<transport::Transport>> transports_;
-  std::thread heartbeat_;
-  std::mutex heartbeat_mu_;
-  std::condition_variable heartbeat_cv_;
-  bool heartbeat_stop_ = false;
   space::SegmentTable segments_;
   alloc::AddressAllocator addresses_;
   os::UniqueFd listen_fd_;
