@@ -6,7 +6,6 @@
 
 #include "csm/base/range.h"
 #include "csm/node/daemon_impl.h"
-#include "csm/node/fetch_companion.h"
 
 namespace csm::node {
 
@@ -177,42 +176,8 @@ void Daemon::Impl::RunPosted() {
 
 // ---- remote gets --------------------------------------------------------------------
 
-// A record comes from another node (through the coordinator): input to check before it
-// decides what memory we create and where.
 Status Daemon::Impl::CheckRecord(const cluster::ObjectRecord& r) const {
-  constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
-  const WindowConfig& w = config_.window;
-  const std::vector<cluster::SegmentLease> leases = Leases();
-  auto ours = [&](uint64_t addr, uint64_t size) {
-    for (const auto& l : leases) {
-      uint64_t b = w.base + l.first * w.segment_size, e = b + l.count * w.segment_size;
-      if (addr < e && addr + size > b) return true;
-    }
-    return false;
-  };
-  for (const auto& a : r.arenas) {
-    if (a.length == 0 || a.addr % kAlign || a.length % kAlign || a.addr < w.base ||
-        a.length > w.base + w.size - a.addr || ours(a.addr, a.length)) {
-      return Corruption("object '" + r.key + "' names an arena outside node " +
-                        std::to_string(r.owner_node) + "'s part of the window");
-    }
-  }
-  uint64_t total = 0;
-  bool root_inside = false;
-  for (const auto& e : r.extents) {
-    bool inside = false;
-    for (const auto& a : r.arenas) {
-      inside |= e.length > 0 && RangeWithin(e.addr, e.length, a.addr, a.length);
-    }
-    if (!inside) return Corruption("object '" + r.key + "' has an extent outside its arenas");
-    total += e.length;
-    root_inside |= r.root >= e.addr && r.root < e.addr + e.length;
-  }
-  if (total != r.size || r.extents.front().addr != r.header || !root_inside ||
-      r.extents.front().length < sizeof(ObjectHeader)) {
-    return Corruption("object '" + r.key + "' has inconsistent sizes, header or root");
-  }
-  return Status::OK();
+  return node::CheckRecord(r, config_.window, Leases());
 }
 
 Arena* Daemon::Impl::FirstArenaOverlapping(uint64_t addr, uint64_t size) {
@@ -400,11 +365,7 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   auto ids = PrepareReplicaArenas(r);
   if (!ids.ok()) return ids.status();
 
-  struct Target {
-    uint64_t addr, size;
-    std::shared_ptr<os::UniqueFd> fd;
-  };
-  std::vector<Target> targets;
+  std::vector<ReplicaTarget> targets;
   for (uint64_t id : *ids) {
     const Arena& a = arenas_.at(id);
     targets.push_back({a.addr, a.size,
@@ -414,59 +375,11 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   if (fetch_pool_ == nullptr) fetch_pool_ = std::make_unique<boost::asio::thread_pool>(kFetchThreads);
   // The job writes only into the replica memfds (mapped anywhere: the bytes appear at
   // the object's addresses in every process that maps the replica) and posts the result.
-  boost::asio::post(*fetch_pool_, [this, key, r, targets, arena_ids = *ids, transport = *t,
-                                   address = peer->second] {
-    const int64_t t_start = os::MonotonicNanos();
-    std::vector<std::pair<const Target*, char*>> maps;
-    Status s;
-    for (const auto& tg : targets) {
-      void* p = ::mmap(nullptr, tg.size, PROT_READ | PROT_WRITE, MAP_SHARED, tg.fd->get(), 0);
-      if (p == MAP_FAILED) {
-        s = ErrnoError("mapping a replica arena", errno);
-        break;
-      }
-      maps.push_back({&tg, static_cast<char*>(p)});
-    }
-    auto locate = [&](uint64_t addr, uint64_t len) -> Result<char*> {
-      for (const auto& [tg, base] : maps) {
-        if (RangeWithin(addr, len, tg->addr, tg->size)) return base + (addr - tg->addr);
-      }
-      return Corruption("extent outside the replica arenas");
-    };
-    // Pages are faulted in and bytes hashed beside the transfer (FetchCompanion); not
-    // for an object of 8 MiB or less, where starting the thread costs more than it saves.
-    // An object committed without a checksum is checked against the owner's digest of the
-    // bytes it served instead (every byte, header included).
-    std::vector<char*> dests;
-    for (const auto& e : r.extents) {
-      if (!s.ok()) break;
-      auto dest = locate(e.addr, e.length);
-      if (dest.ok()) dests.push_back(*dest);
-      s = dest.status();
-    }
-    FetchCompanion companion(r.extents, dests, r.checksum_deferred ? 0 : sizeof(ObjectHeader));
-    if (s.ok() && r.size > (8u << 20)) companion.Start();
-    const int64_t t_prepared = os::MonotonicNanos();
-    uint64_t peer_digest = 0;
-    if (s.ok()) {
-      s = transport->Fetch(address, r.object_id, r.extents, locate,
-                           r.checksum_deferred ? &peer_digest : nullptr, &companion.received);
-    }
-    const int64_t t_moved = os::MonotonicNanos();
-    const uint64_t digest = companion.Finish(s.ok());
-    if (s.ok() && digest != (r.checksum_deferred ? peer_digest : r.checksum)) {  // the bytes committed?
-      s = Corruption("the bytes of '" + key + "' fetched from node " + std::to_string(r.owner_node) +
-                     " do not match its checksum");
-    }
-    if (s.ok()) {
-      const int64_t t_end = os::MonotonicNanos();
-      CSM_LOG_DEBUG("fetched '%s' (%s) from node %u in %.2f ms: prepare %.2f, transfer %.2f, verify %.2f",
-                    key.c_str(), FormatSize(r.size).c_str(), r.owner_node, (t_end - t_start) / 1e6,
-                    (t_prepared - t_start) / 1e6, (t_moved - t_prepared) / 1e6, (t_end - t_moved) / 1e6);
-    }
-    Post([this, key, s, r, arena_ids] { FinishFetch(key, s, r, arena_ids); });
-    // Unmapping takes ~20 ms per 256 MiB here: after the readers have their answer.
-    for (const auto& [tg, base] : maps) ::munmap(base, tg->size);
+  boost::asio::post(*fetch_pool_, [this, key, r, targets = std::move(targets), arena_ids = *ids,
+                                   transport = *t, address = peer->second] {
+    FetchReplica(r, targets, *transport, address, [&](Status s) {
+      Post([this, key, s, r, arena_ids] { FinishFetch(key, s, r, arena_ids); });
+    });
   });
   return Status::OK();
 }

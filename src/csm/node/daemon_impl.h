@@ -37,6 +37,7 @@
 #include "csm/node/admission.h"
 #include "csm/node/membership.h"
 #include "csm/node/peer_server.h"
+#include "csm/node/replica_fetch.h"
 #include "csm/node/daemon.h"
 #include "csm/protocol/protocol.h"
 #include "csm/node/spare_memory.h"
