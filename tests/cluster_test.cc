@@ -481,6 +481,8 @@ TEST_P(ClusterTest, SmallObjectsAreCopiedAheadOfTheirFirstGet) {
   ASSERT_TRUE(ref.ok()) << ref.status().ToString();
   EXPECT_EQ(workload::Verify(**ref, 1000), "");
   EXPECT_EQ(ref->info().owner_node, 1u);
+  auto stat = json::parse(*(*client)->StatJson("small"));
+  EXPECT_EQ(stat["owner_node"].get<int>(), 1) << "the copy's owner, not the node holding it";
   EXPECT_EQ(status().fetches, 1u) << "the Get found the copy here";
   EXPECT_EQ(json::parse(*(*client)->InfoJson())["record_cache"]["misses"].get<uint64_t>(), 0u);
   ASSERT_TRUE((*client)->Get<csm::vector<uint8_t>>("large").ok());

@@ -425,41 +425,20 @@ Result<Object> Daemon::Impl::PrepareCommit(Client& c, uint64_t header_addr, uint
 }
 
 cluster::ObjectRecord Daemon::Impl::RecordOf(const Object& o) const {
-  cluster::ObjectRecord r;
-  r.key = o.key;
-  r.owner_node = node_id_;
-  r.object_id = o.id;
-  r.type_id = o.type_id;
-  r.type_name = o.type_name;
-  r.header = o.header_addr;
-  r.root = o.header.root;
-  r.size = o.header.data_size;
-  r.checksum = o.header.checksum;
-  r.checksum_deferred = (o.header.flags & object::kFlagChecksumDeferred) != 0;
-  r.extents = o.extents;
-  for (uint64_t id : o.arena_ids) r.arenas.push_back({arenas_.at(id).addr, arenas_.at(id).size});
-  r.commit_time_ns = o.commit_time_ns;
-  return r;
+  std::vector<ObjectExtent> arenas;
+  for (uint64_t id : o.arena_ids) arenas.push_back({arenas_.at(id).addr, arenas_.at(id).size});
+  return node::RecordOf(o, node_id_, std::move(arenas));
+}
+
+uint64_t Daemon::Impl::ArenaSeqMax(const Object& o) const {
+  uint64_t newest = 0;
+  for (uint64_t id : o.arena_ids) newest = std::max(newest, arenas_.at(id).seq);
+  return newest;
 }
 
 Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
-  const ObjectHeader& h = o.header;
-  directory::SlotData d{};
-  d.object_id = o.id;
-  d.key_hash = Hash64(o.key);
-  d.type_id = o.type_id;
-  d.header = o.header_addr;
-  d.root = h.root;
-  d.data_size = h.data_size;
-  d.checksum = h.checksum;
-  for (uint64_t id : o.arena_ids) d.arena_seq_max = std::max(d.arena_seq_max, arenas_.at(id).seq);
-  d.commit_time_ns = o.commit_time_ns;
-  d.owner_node = node_id_;
-  d.state = static_cast<uint16_t>(directory::SlotState::kLive);
-  d.key_length = static_cast<uint16_t>(o.key.size());
-  std::memcpy(d.key, o.key.data(), o.key.size());
   CSM_RETURN_IF_ERROR(CheckObjectRoom());
-  CSM_ASSIGN_OR_RETURN(o.slot, dir_->Insert(d));
+  CSM_ASSIGN_OR_RETURN(o.slot, dir_->Insert(SlotOf(o, node_id_, ArenaSeqMax(o))));
 
   for (const ObjectExtent& e : o.extents) ArenaAt(e.addr)->committed[e.addr] = e.addr + e.length;
   for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
@@ -735,7 +714,8 @@ Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
   nlohmann::json j;
   j["key"] = o.key;
   j["object_id"] = o.id;
-  j["owner_node"] = node_id_;
+  j["owner_node"] = o.owner(node_id_);
+  if (o.is_copy()) j["owner_object_id"] = o.remote_id;
   j["type_name"] = o.type_name;
   j["type_id"] = Hex(o.type_id);
   j["size"] = o.header.data_size;
@@ -758,7 +738,7 @@ nlohmann::json Daemon::Impl::Describe(const Object& o) const {
           {"type_name", o.type_name},
           {"type_id", Hex(o.type_id)},
           {"size", o.header.data_size},
-          {"owner_node", o.owner_node != 0 ? o.owner_node : node_id_},
+          {"owner_node", o.owner(node_id_)},
           {"owner_alive", true},
           {"here", true},
           {"pins", PinCount(o.id)},

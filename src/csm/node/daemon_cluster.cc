@@ -406,42 +406,9 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
   }
 
   if (status.ok() && keys_.count(key) == 0) {
-    Object o;
-    o.id = next_object_++;
-    o.key = key;
-    o.type_id = r.type_id;
-    o.type_name = r.type_name;
-    o.header = ObjectHeader{};
-    o.header.magic = object::kObjectMagic;
-    o.header.layout_version = object::kObjectLayoutVersion;
-    o.header.type_id = r.type_id;
-    o.header.data_size = r.size;
-    o.header.root = r.root;
-    o.header.checksum = r.checksum;
-    o.header.flags = r.checksum_deferred ? object::kFlagChecksumDeferred : 0;
-    o.header_addr = r.header;
-    o.extents = r.extents;
-    o.arena_ids = arena_ids;
-    o.producer_pid = 0;
-    o.commit_time_ns = r.commit_time_ns;
-    o.owner_node = r.owner_node;
-    o.remote_id = r.object_id;
-    directory::SlotData d{};
-    d.object_id = o.id;
-    d.key_hash = Hash64(key);
-    d.type_id = r.type_id;
-    d.header = r.header;
-    d.root = r.root;
-    d.data_size = r.size;
-    d.checksum = r.checksum;
-    for (uint64_t id : arena_ids) d.arena_seq_max = std::max(d.arena_seq_max, arenas_.at(id).seq);
-    d.commit_time_ns = r.commit_time_ns;
-    d.owner_node = r.owner_node;
-    d.state = static_cast<uint16_t>(directory::SlotState::kLive);
-    d.key_length = static_cast<uint16_t>(std::min<size_t>(key.size(), directory::kMaxKeyLength));
-    std::memcpy(d.key, key.data(), d.key_length);
+    Object o = CopyOf(r, next_object_++, arena_ids);
     Status room = CheckObjectRoom();
-    Result<uint32_t> slot = room.ok() ? dir_->Insert(d) : Result<uint32_t>(room);
+    Result<uint32_t> slot = room.ok() ? dir_->Insert(SlotOf(o, node_id_, ArenaSeqMax(o))) : Result<uint32_t>(room);
     if (slot.ok()) {
       o.slot = *slot;
       const uint64_t page = os::PageSize();

@@ -36,6 +36,7 @@
 #include "csm/key.h"
 #include "csm/node/admission.h"
 #include "csm/node/membership.h"
+#include "csm/node/object.h"
 #include "csm/node/peer_server.h"
 #include "csm/node/replica_fetch.h"
 #include "csm/node/daemon.h"
@@ -99,23 +100,6 @@ struct Arena {
   uint32_t objects = 0;  // committed objects (live or deleted-but-pinned) touching it
   uint32_t replica_of = 0;  // a copy of that node's arena (its addresses are not ours)
   uint32_t fetching = 0;    // fetches writing into this replica now
-};
-
-struct Object {
-  uint64_t id;
-  std::string key;
-  uint32_t slot;
-  uint64_t type_id;
-  std::string type_name;
-  ObjectHeader header;
-  uint64_t header_addr;
-  std::vector<ObjectExtent> extents;
-  std::vector<uint64_t> arena_ids;
-  bool deleted = false;
-  pid_t producer_pid;
-  int64_t commit_time_ns;
-  uint32_t owner_node = 0;  // the node whose object this is a replica of (0: our own)
-  uint64_t remote_id = 0;   // and that node's id for it
 };
 
 // A request answered later (a Resolve waiting for a fetch): who asked, and which request.
@@ -204,6 +188,7 @@ class Daemon::Impl {
   Result<Object> PrepareCommit(Client& c, uint64_t header_addr, uint64_t type_id,
                                std::string key, std::string type_name);
   cluster::ObjectRecord RecordOf(const Object& o) const;
+  uint64_t ArenaSeqMax(const Object& o) const;  // the newest of its arenas' sequence numbers
   Result<uint64_t> FinishCommit(Object o);
   Status ReplyCommit(Client& c, const Result<uint64_t>& id);
   void DeleteLocally(const std::string& key);

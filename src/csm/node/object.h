@@ -1,0 +1,55 @@
+// Object: csmd's own record of one object it holds (committed here, or a copy of another
+// node's), and its conversions to the other forms an object's descriptor takes, written
+// once here:
+//   - directory::SlotData: the node's shared directory slot readers look keys up in;
+//   - cluster::ObjectRecord: what the cluster directory publishes for other nodes;
+//   - an Object made from another node's record, for a copy fetched here.
+// (The client turns a slot into the public csm::ObjectInfo; cluster/records_json.h turns
+// a record into JSON and back.)
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "csm/cluster/cluster_directory.h"
+#include "csm/directory/directory_layout.h"
+#include "csm/object/object_layout.h"
+
+namespace csm::node {
+
+struct Object {
+  uint64_t id = 0;
+  std::string key;
+  uint32_t slot = 0;
+  uint64_t type_id = 0;
+  std::string type_name;
+  object::ObjectHeader header{};
+  uint64_t header_addr = 0;
+  std::vector<object::ObjectExtent> extents;
+  std::vector<uint64_t> arena_ids;
+  bool deleted = false;
+  pid_t producer_pid = 0;
+  int64_t commit_time_ns = 0;
+  uint32_t owner_node = 0;  // the node whose object this is a copy of (0: our own)
+  uint64_t remote_id = 0;   // and that node's id for it
+
+  bool is_copy() const { return owner_node != 0; }
+  // The node that owns it, given this node's id.
+  uint32_t owner(uint32_t self) const { return is_copy() ? owner_node : self; }
+};
+
+// Its slot in the node's directory; `arena_seq_max`: the newest of its arenas' sequence
+// numbers (a reader maps arenas up to it before reading).
+directory::SlotData SlotOf(const Object& o, uint32_t self, uint64_t arena_seq_max);
+
+// The record this node publishes for its own object `o`; `arenas`: the arenas its
+// extents lie in.
+cluster::ObjectRecord RecordOf(const Object& o, uint32_t self, std::vector<object::ObjectExtent> arenas);
+
+// A copy of another node's object `r`, held here as `id` in the replica arenas `arena_ids`.
+Object CopyOf(const cluster::ObjectRecord& r, uint64_t id, std::vector<uint64_t> arena_ids);
+
+}  // namespace csm::node
