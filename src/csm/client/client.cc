@@ -62,15 +62,6 @@ ObjectInfo InfoFromSlot(const directory::SlotData& d) {
   return info;
 }
 
-// Reads a reply's header and status: the status it carries, or Corruption.
-Status ReplyStatus(protocol::WireReader& in) {
-  protocol::MessageType type{};
-  CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
-  Status carried;
-  CSM_RETURN_IF_ERROR(in.GetStatus(&carried));
-  return carried;
-}
-
 }  // namespace
 
 
@@ -272,25 +263,14 @@ ClientImpl::~ClientImpl() {
 }
 
 Status ClientImpl::Hello() {
-  protocol::WireWriter req(protocol::MessageType::kHello);
-  req.Put(protocol::BuildFingerprint()).Put(config_.window);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kHelloReply));
-  protocol::WireReader in(reply.bytes);
-  CSM_RETURN_IF_ERROR(ReplyStatus(in));
-  uint64_t client_id = 0;
-  uint32_t node_id = 0, slots = 0, pins = 0;
-  uint64_t arena_size = 0;
-  CSM_RETURN_IF_ERROR(in.Get(&client_id));
-  CSM_RETURN_IF_ERROR(in.Get(&node_id));
-  CSM_RETURN_IF_ERROR(in.Get(&slots));
-  CSM_RETURN_IF_ERROR(in.Get(&pins));
-  CSM_RETURN_IF_ERROR(in.Get(&arena_size));
-  uint8_t clustered = 0;
-  CSM_RETURN_IF_ERROR(in.Get(&clustered));
-  clustered_ = clustered != 0;
-  if (reply.fds.size() != 2 || (slots & (slots - 1)) != 0 || slots < 32 ||
-      slots > (1u << 25) ||
-      pins == 0 || pins > (1u << 24) || arena_size == 0 || arena_size % (2ULL << 20) != 0) {
+  std::vector<os::UniqueFd> fds;
+  CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::HelloReply>(
+                                       protocol::Hello{protocol::BuildFingerprint(), config_.window}, &fds));
+  const uint32_t slots = reply.slots, pins = reply.pins;
+  const uint64_t arena_size = reply.arena_size;
+  clustered_ = reply.clustered != 0;
+  if (fds.size() != 2 || (slots & (slots - 1)) != 0 || slots < 32 || slots > (1u << 25) || pins == 0 ||
+      pins > (1u << 24) || arena_size == 0 || arena_size % (2ULL << 20) != 0) {
     return Corruption("malformed Hello reply from csmd");
   }
   config_.max_objects = slots / 2;
@@ -298,8 +278,7 @@ Status ClientImpl::Hello() {
   config_.arena_size = arena_size;  // the node decides
   dir_bytes_ = directory::DirectoryBytes(slots);
   // Populated: Gets then take no page fault on the directory.
-  dir_mem_ = ::mmap(nullptr, dir_bytes_, PROT_READ, MAP_SHARED | MAP_POPULATE,
-                    reply.fds[0].get(), 0);
+  dir_mem_ = ::mmap(nullptr, dir_bytes_, PROT_READ, MAP_SHARED | MAP_POPULATE, fds[0].get(), 0);
   if (dir_mem_ == MAP_FAILED) {
     dir_mem_ = nullptr;
     return ErrnoError("mmap of csmd's directory", errno);
@@ -307,8 +286,7 @@ Status ClientImpl::Hello() {
   dir_ = std::make_unique<directory::DirectoryTable>(dir_mem_, slots);
   CSM_RETURN_IF_ERROR(dir_->Validate());
   pin_bytes_ = size_t{pins} * sizeof(directory::PinEntry);
-  void* p = ::mmap(nullptr, pin_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE,
-                   reply.fds[1].get(), 0);
+  void* p = ::mmap(nullptr, pin_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fds[1].get(), 0);
   if (p == MAP_FAILED) return ErrnoError("mmap of this process's pin table", errno);
   std::lock_guard<std::mutex> lock(pin_mu_);
   pins_ = static_cast<directory::PinEntry*>(p);
@@ -344,30 +322,22 @@ void ClientImpl::RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool w
 }
 
 Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, bool dedicated) {
-  protocol::WireWriter req(protocol::MessageType::kAllocArena);
-  req.Put(min_size).Put(static_cast<uint8_t>(dedicated));
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kArenaReply));
-  protocol::WireReader in(reply.bytes);
-  CSM_RETURN_IF_ERROR(ReplyStatus(in));
-  Grant g{};
-  uint64_t seq = 0;
-  CSM_RETURN_IF_ERROR(in.Get(&g.arena_id));
-  CSM_RETURN_IF_ERROR(in.Get(&seq));
-  CSM_RETURN_IF_ERROR(in.Get(&g.addr));
-  CSM_RETURN_IF_ERROR(in.Get(&g.size));
-  uint8_t huge_pages = 0;
-  CSM_RETURN_IF_ERROR(in.Get(&huge_pages));
-  if (reply.fds.size() != 1 || !window_->Contains(g.addr, g.size) || g.size < min_size) {
+  std::vector<os::UniqueFd> fds;
+  CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::ArenaReply>(
+                                       protocol::AllocArena{min_size, static_cast<uint8_t>(dedicated)}, &fds));
+  Grant g{reply.arena_id, reply.addr, reply.size};
+  const bool huge_pages = reply.huge_pages != 0;
+  if (fds.size() != 1 || !window_->Contains(g.addr, g.size) || g.size < min_size) {
     return Corruption("csmd granted an arena outside the window or too small");
   }
   CSM_TSAN_ACQUIRE(&g_tsan_reuse);  // the memory may be a reclaimed object's
   {
     std::lock_guard<std::mutex> lock(map_mu_);
-    CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, reply.fds[0].get(), /*writable=*/true));
+    CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, fds[0].get(), /*writable=*/true));
     RecordMapping(g.arena_id, g.addr, g.size, true);
   }
   // This process faults the arena's pages in, so it is the one to ask for their size.
-  if (huge_pages != 0) os::AdviseHugePages(g.addr, g.size);
+  if (huge_pages) os::AdviseHugePages(g.addr, g.size);
   // A dedicated arena is one allocation's, about to be written: its pages come in one
   // call rather than a fault per page (often reused pages: see SpareMemory). Only the
   // bytes asked for: the rest of the 2 MiB-rounded arena may stay unbacked.
@@ -376,9 +346,7 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
 }
 
 void ClientImpl::ReleaseArena(uint64_t arena_id) {
-  protocol::WireWriter msg(protocol::MessageType::kReleaseArena);
-  msg.Put(arena_id);
-  (void)SendOneWay(msg);  // if csmd is gone, so is the arena
+  (void)SendOneWay(protocol::Encode(protocol::ReleaseArena{arena_id}));  // if csmd is gone, so is the arena
 }
 
 Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed, bool full) {
@@ -390,42 +358,21 @@ Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed, bool full) {
   bool first = true;
   while (synced_seq_.load() < seq || (first && (full || freed != synced_freed_.load()))) {
     first = false;
-    protocol::WireWriter req(protocol::MessageType::kSyncArenas);
-    req.Put(synced_seq_.load());
-    CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kSyncReply));
-    protocol::WireReader in(reply.bytes);
-    CSM_RETURN_IF_ERROR(ReplyStatus(in));
-    uint32_t destroyed = 0, fresh = 0;
-    uint64_t upto = 0;
-    struct Listed {
-      uint64_t id, addr, size;
-    };
-    std::vector<Listed> gone, added;
-    CSM_RETURN_IF_ERROR(in.Get(&destroyed));
-    for (uint32_t i = 0; i < destroyed; ++i) {
-      Listed d{};
-      CSM_RETURN_IF_ERROR(in.Get(&d.id));
-      CSM_RETURN_IF_ERROR(in.Get(&d.addr));
-      CSM_RETURN_IF_ERROR(in.Get(&d.size));
-      gone.push_back(d);
-    }
-    CSM_RETURN_IF_ERROR(in.Get(&upto));
-    CSM_RETURN_IF_ERROR(in.Get(&fresh));
-    if (fresh != reply.fds.size()) return Corruption("SyncReply descriptor count differs");
-    for (uint32_t i = 0; i < fresh; ++i) {
-      Listed a{};
-      CSM_RETURN_IF_ERROR(in.Get(&a.id));
-      CSM_RETURN_IF_ERROR(in.Get(&a.addr));
-      CSM_RETURN_IF_ERROR(in.Get(&a.size));
+    std::vector<os::UniqueFd> fds;
+    CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::SyncReply>(protocol::SyncArenas{synced_seq_.load()}, &fds));
+    if (reply.fresh.size() != fds.size()) return Corruption("SyncReply descriptor count differs");
+    const std::vector<protocol::ArenaRef>& gone = reply.destroyed;
+    const std::vector<protocol::ArenaRef>& added = reply.fresh;
+    const uint64_t upto = reply.upto;
+    for (const auto& a : added) {
       if (!window_->Contains(a.addr, a.size)) return Corruption("csmd sent an arena outside the window");
-      added.push_back(a);
     }
     if (upto < synced_seq_.load() || (upto == synced_seq_.load() && upto < seq)) {
       return Corruption("csmd's arena sequence does not reach the object's arenas");
     }
     {
       std::lock_guard<std::mutex> lock(map_mu_);
-      for (const Listed& d : gone) {
+      for (const protocol::ArenaRef& d : gone) {
         auto it = mapped_.find(d.addr);
         if (it != mapped_.end() && it->second.id == d.id) {
           // Freed by csmd: nothing here pins it, so drop our reference to its memory.
@@ -434,11 +381,11 @@ Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed, bool full) {
         }
       }
       for (uint32_t i = 0; i < added.size(); ++i) {
-        const Listed& a = added[i];
+        const protocol::ArenaRef& a = added[i];
         sent.insert(a.id);
         auto it = mapped_.find(a.addr);
         if (it != mapped_.end() && it->second.id == a.id) continue;  // mapped already
-        CSM_RETURN_IF_ERROR(os::MapFixed(a.addr, a.size, reply.fds[i].get(), /*writable=*/false));
+        CSM_RETURN_IF_ERROR(os::MapFixed(a.addr, a.size, fds[i].get(), /*writable=*/false));
         RecordMapping(a.id, a.addr, a.size, false);
       }
     }
@@ -519,9 +466,7 @@ void ClientImpl::Unpin(uint64_t object_id) {
     pinned_.erase(it);
   }
   if (deleted) {  // let csmd reuse the memory now rather than at its next sweep
-    protocol::WireWriter msg(protocol::MessageType::kUnpinned);
-    msg.Put(object_id);
-    (void)SendOneWay(msg);
+    (void)SendOneWay(protocol::Encode(protocol::Unpinned{object_id}));
   }
 }
 
@@ -617,47 +562,37 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
 }
 
 Status ClientImpl::Resolve(std::string_view key, int timeout_ms) {
-  protocol::WireWriter req(protocol::MessageType::kResolve);
-  req.PutString(key);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kStatusReply, timeout_ms));
-  protocol::WireReader in(reply.bytes);
-  return ReplyStatus(in);
+  return Ask<protocol::StatusReply>(protocol::Resolve{std::string(key)}, nullptr, timeout_ms).status();
 }
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
                                     const std::string& type_name) {
-  protocol::WireWriter req(protocol::MessageType::kCommit);
-  req.Put(header).Put(type_id).PutString(key).PutString(type_name);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kCommitReply));
-  protocol::WireReader in(reply.bytes);
-  CSM_RETURN_IF_ERROR(ReplyStatus(in));
-  uint64_t id = 0;
-  CSM_RETURN_IF_ERROR(in.Get(&id));
-  return id;
+  CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::CommitReply>(
+                                       protocol::Commit{header, type_id, std::string(key), type_name}));
+  return reply.object_id;
 }
 
 Status ClientImpl::Delete(std::string_view key) {
   CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
   CSM_RETURN_IF_ERROR(Usable());
-  protocol::WireWriter req(protocol::MessageType::kDelete);
-  req.PutString(key);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kStatusReply));
-  protocol::WireReader in(reply.bytes);
-  return ReplyStatus(in);
+  return Ask<protocol::StatusReply>(protocol::Delete{std::string(key)}).status();
 }
 
 Result<std::string> ClientImpl::Json(protocol::MessageType type, std::string_view key,
                                      uint32_t limit) {
   CSM_RETURN_IF_ERROR(Usable());
-  protocol::WireWriter req(type);
-  if (type == protocol::MessageType::kStat) req.PutString(key);
-  if (type == protocol::MessageType::kList) req.PutString(key).Put(limit);
-  CSM_ASSIGN_OR_RETURN(auto reply, Call(req, protocol::MessageType::kJsonReply));
-  protocol::WireReader in(reply.bytes);
-  CSM_RETURN_IF_ERROR(ReplyStatus(in));
-  std::string json;
-  CSM_RETURN_IF_ERROR(in.GetString(&json, os::kMaxMessageBytes));
-  return json;
+  Result<protocol::JsonReply> reply = Unavailable("not asked");
+  switch (type) {
+    case protocol::MessageType::kStat: reply = Ask<protocol::JsonReply>(protocol::Stat{std::string(key)}); break;
+    case protocol::MessageType::kList:
+      reply = Ask<protocol::JsonReply>(protocol::List{std::string(key), limit});
+      break;
+    case protocol::MessageType::kInfo: reply = Ask<protocol::JsonReply>(protocol::Info{}); break;
+    case protocol::MessageType::kNodes: reply = Ask<protocol::JsonReply>(protocol::Nodes{}); break;
+    default: return InvalidArgument("not a request answered with JSON");
+  }
+  if (!reply.ok()) return reply.status();
+  return std::move(reply->json);
 }
 
 Result<ObjectInfo> ClientImpl::Lookup(std::string_view key) const {

@@ -33,6 +33,7 @@
 #include "csm/client.h"
 #include "csm/client/request_channel.h"
 #include "csm/directory/directory_table.h"
+#include "csm/protocol/messages.h"
 #include "csm/protocol/protocol.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/fd.h"
@@ -99,6 +100,20 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   // Sends a request and waits (request timeout) for its reply of type `reply`.
   Result<os::Message> Call(const protocol::WireWriter& request, protocol::MessageType reply,
                            int timeout_ms = -1);  // -1: the request timeout
+  // Sends `request` and waits for its reply, of type R (protocol/messages.h); csmd's
+  // answer is the error if it is not OK. The descriptors that came with it go to `fds`.
+  template <typename R, typename Q>
+  Result<R> Ask(const Q& request, std::vector<os::UniqueFd>* fds = nullptr, int timeout_ms = -1) {
+    CSM_ASSIGN_OR_RETURN(os::Message msg, Call(protocol::Encode(request), R::kType, timeout_ms));
+    protocol::WireReader in(msg.bytes);
+    protocol::MessageType type{};
+    CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
+    R reply;
+    CSM_RETURN_IF_ERROR(protocol::Decode(in, &reply));
+    CSM_RETURN_IF_ERROR(reply.status);
+    if (fds != nullptr) *fds = std::move(msg.fds);
+    return reply;
+  }
   // Asks csmd to bring `key` into this node's directory (from its owner node if need
   // be). OK once a local lookup will find it.
   Status Resolve(std::string_view key, int timeout_ms);

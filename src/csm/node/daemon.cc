@@ -156,20 +156,35 @@ bool Daemon::Impl::HandleMessage(Client& c) {
       case MessageType::kHello: s = HandleHello(c, in); break;
       case MessageType::kAllocArena: s = HandleAllocArena(c, in); break;
       case MessageType::kReleaseArena: {
-        uint64_t id = 0;
-        s = in.Get(&id);
-        if (s.ok() && c.arenas.erase(id) == 1) ReleaseArena(id);
+        protocol::ReleaseArena m;
+        s = protocol::Decode(in, &m);
+        if (s.ok() && c.arenas.erase(m.arena_id) == 1) ReleaseArena(m.arena_id);
         break;
       }
       case MessageType::kSyncArenas: s = HandleSync(c, in); break;
       case MessageType::kCommit: s = HandleCommit(c, in); break;
       case MessageType::kDelete: s = HandleDelete(c, in); break;
       case MessageType::kStat: s = HandleStat(c, in); break;
-      case MessageType::kInfo: s = HandleInfo(c); break;
+      case MessageType::kInfo: {
+        protocol::Info m;
+        s = protocol::Decode(in, &m);
+        if (s.ok()) s = HandleInfo(c);
+        break;
+      }
       case MessageType::kList: s = HandleList(c, in); break;
-      case MessageType::kNodes: s = HandleNodes(c); break;
+      case MessageType::kNodes: {
+        protocol::Nodes m;
+        s = protocol::Decode(in, &m);
+        if (s.ok()) s = HandleNodes(c);
+        break;
+      }
       case MessageType::kResolve: s = HandleResolve(c, in); break;
-      case MessageType::kUnpinned: sweep_requested_ = true; break;
+      case MessageType::kUnpinned: {
+        protocol::Unpinned m;
+        s = protocol::Decode(in, &m);
+        sweep_requested_ = true;  // the sweep finds which object it was
+        break;
+      }
       default: s = Corruption("unknown message type " + std::to_string(int(type)));
     }
   }
@@ -182,8 +197,12 @@ bool Daemon::Impl::HandleMessage(Client& c) {
 }
 
 Status Daemon::Impl::SendStatus(Client& c, MessageType type, const Status& st) {
-  WireWriter out(type);
-  out.PutStatus(st);
+  WireWriter out = protocol::FailureReply(type, st);  // or a StatusReply's success
+  return Reply(c, out);
+}
+
+Status Daemon::Impl::ReplyJson(Client& c, const Result<std::string>& json) {
+  WireWriter out = protocol::Encode(protocol::JsonReply{json.status(), json.ok() ? *json : std::string()});
   return Reply(c, out);
 }
 
@@ -195,12 +214,11 @@ Status Daemon::Impl::Reply(Client& c, WireWriter& out, const std::vector<int>& f
 }
 
 Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
-  uint64_t fingerprint = 0;
-  WindowConfig w{};
-  CSM_RETURN_IF_ERROR(in.Get(&fingerprint));
-  CSM_RETURN_IF_ERROR(in.Get(&w));
+  protocol::Hello hello;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &hello));
+  const WindowConfig& w = hello.window;
   Status refuse;
-  if (fingerprint != protocol::BuildFingerprint()) {
+  if (hello.fingerprint != protocol::BuildFingerprint()) {
     refuse = FailedPrecondition(
         "this program was built differently from csmd (" + protocol::BuildFingerprintText() +
         "): objects are shared in place only between binaries built with the same "
@@ -221,19 +239,17 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
                               "some, or start the node with a larger --max-clients");
     CSM_LOG_WARN("refused pid %d: %s", c.cred.pid, refuse.message().c_str());
   }
-  WireWriter out(MessageType::kHelloReply);
   if (!refuse.ok()) {
-    out.PutStatus(refuse);
-    (void)Reply(c, out);
+    (void)SendStatus(c, MessageType::kHelloReply, refuse);
     return refuse;
   }
   uint64_t pin_bytes = uint64_t{config_.pins_per_client} * sizeof(PinEntry);
   CSM_ASSIGN_OR_RETURN(c.pin_fd, os::CreateMemfd("csm-pins", pin_bytes));
   CSM_ASSIGN_OR_RETURN(c.pin_map, MapShared(c.pin_fd.get(), pin_bytes));
   CSM_ASSIGN_OR_RETURN(auto dir_ro, os::ReopenReadOnly(dir_fd_.get()));
-  out.PutStatus(Status::OK());
-  out.Put(c.id).Put(node_id_).Put(dir_->capacity()).Put(config_.pins_per_client)
-      .Put(config_.arena_size).Put(static_cast<uint8_t>(cluster_ != nullptr));
+  WireWriter out = protocol::Encode(protocol::HelloReply{
+      Status::OK(), c.id, node_id_, dir_->capacity(), config_.pins_per_client, config_.arena_size,
+      static_cast<uint8_t>(cluster_ != nullptr)});
   c.hello_done = true;
   admission_.Settled(c.id);
   CSM_LOG_DEBUG("client %llu attached: pid %d", (unsigned long long)c.id, c.cred.pid);
@@ -241,10 +257,10 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
 }
 
 Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
-  uint64_t min_size = 0;
-  uint8_t dedicated = 0;
-  CSM_RETURN_IF_ERROR(in.Get(&min_size));
-  CSM_RETURN_IF_ERROR(in.Get(&dedicated));
+  protocol::AllocArena m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  const uint64_t min_size = m.min_size;
+  const uint8_t dedicated = m.dedicated;
   constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
   uint64_t size = dedicated ? (std::max<uint64_t>(min_size, 1) + kAlign - 1) / kAlign * kAlign
                             : config_.arena_size;
@@ -300,39 +316,34 @@ Status Daemon::Impl::GrantArena(Client& c, uint64_t size, bool dedicated) {
   c.arenas.insert(id);
   c.mapped.insert(id);
   peers_.AddArena(a.addr, a.size, a.fd.get());
-  WireWriter out(MessageType::kArenaReply);
-  out.PutStatus(Status::OK());
-  out.Put(a.id).Put(a.seq).Put(a.addr).Put(a.size).Put(static_cast<uint8_t>(options_.huge_pages));
+  WireWriter out = protocol::Encode(
+      protocol::ArenaReply{Status::OK(), a.id, a.seq, a.addr, a.size, static_cast<uint8_t>(options_.huge_pages)});
   return Reply(c, out, {a.fd.get()});
 }
 
 Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
-  uint64_t synced = 0;
-  CSM_RETURN_IF_ERROR(in.Get(&synced));
-  WireWriter out(MessageType::kSyncReply);
-  out.PutStatus(Status::OK());
-  out.Put(static_cast<uint32_t>(c.destroyed.size()));
-  for (const auto& d : c.destroyed) out.Put(d.id).Put(d.addr).Put(d.size);
+  protocol::SyncArenas m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  protocol::SyncReply reply;
+  for (const auto& d : c.destroyed) reply.destroyed.push_back({d.id, d.addr, d.size});
   c.destroyed.clear();
   std::vector<os::UniqueFd> ro;
   std::vector<int> fds;
-  std::vector<const Arena*> fresh;
-  uint64_t upto = dir_->header().arena_seq.load();
-  for (auto it = arenas_by_seq_.upper_bound(synced); it != arenas_by_seq_.end(); ++it) {
+  reply.upto = dir_->header().arena_seq.load();
+  for (auto it = arenas_by_seq_.upper_bound(m.synced); it != arenas_by_seq_.end(); ++it) {
     const Arena& a = arenas_.at(it->second);
     if (c.mapped.count(a.id)) continue;  // it has this one already
-    if (fresh.size() == os::kMaxFdsPerMessage) {
-      upto = a.seq - 1;  // the client asks again from here
+    if (reply.fresh.size() == os::kMaxFdsPerMessage) {
+      reply.upto = a.seq - 1;  // the client asks again from here
       break;
     }
     CSM_ASSIGN_OR_RETURN(auto fd, os::ReopenReadOnly(a.fd.get()));
     fds.push_back(fd.get());
     ro.push_back(std::move(fd));
-    fresh.push_back(&a);
+    reply.fresh.push_back({a.id, a.addr, a.size});
     c.mapped.insert(a.id);
   }
-  out.Put(upto).Put(static_cast<uint32_t>(fresh.size()));
-  for (const Arena* a : fresh) out.Put(a->id).Put(a->addr).Put(a->size);
+  WireWriter out = protocol::Encode(reply);
   return Reply(c, out, fds);
 }
 
@@ -451,13 +462,9 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
 }
 
 Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
-  uint64_t header_addr = 0, type_id = 0;
-  std::string key, type_name;
-  CSM_RETURN_IF_ERROR(in.Get(&header_addr));
-  CSM_RETURN_IF_ERROR(in.Get(&type_id));
-  CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
-  CSM_RETURN_IF_ERROR(in.GetString(&type_name, 4096));
-  auto o = PrepareCommit(c, header_addr, type_id, std::move(key), std::move(type_name));
+  protocol::Commit m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  auto o = PrepareCommit(c, m.header, m.type_id, std::move(m.key), std::move(m.type_name));
   if (!o.ok()) return ReplyCommit(c, o.status());
   if (cluster_ == nullptr) return ReplyCommit(c, FinishCommit(std::move(*o)));
   // Keys are unique cluster-wide: publish first, so a key taken elsewhere is refused
@@ -484,9 +491,7 @@ Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
 }
 
 Status Daemon::Impl::ReplyCommit(Client& c, const Result<uint64_t>& id) {
-  WireWriter out(MessageType::kCommitReply);
-  out.PutStatus(id.status());
-  out.Put(id.ok() ? *id : uint64_t{0});
+  WireWriter out = protocol::Encode(protocol::CommitReply{id.status(), id.ok() ? *id : 0});
   if (!id.ok() && id.status().IsCorruption()) {
     CSM_LOG_WARN("refused commit from pid %d: %s", c.cred.pid, id.status().ToString().c_str());
   }
@@ -501,8 +506,9 @@ Status Daemon::Impl::CheckObjectRoom() const {
 }
 
 Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
-  std::string key;
-  CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
+  protocol::Delete m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  const std::string& key = m.key;
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) {
     return SendStatus(c, MessageType::kStatusReply, valid);
   }
@@ -701,14 +707,13 @@ void Daemon::Impl::DropClient(uint64_t client_id) {
 }
 
 Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
-  std::string key;
-  CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
-  WireWriter out(MessageType::kJsonReply);
+  protocol::Stat m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  const std::string& key = m.key;
   auto it = keys_.find(key);
   if (Status valid = ValidateKeyToRead(key); !valid.ok() || it == keys_.end()) {
-    out.PutStatus(!valid.ok() ? valid : NotFound("no object under key '" + key + "' (csm ls lists them)"));
-    out.PutString("");
-    return Reply(c, out);
+    return SendStatus(c, MessageType::kJsonReply,
+                      !valid.ok() ? valid : NotFound("no object under key '" + key + "' (csm ls lists them)"));
   }
   const Object& o = objects_.at(it->second);
   nlohmann::json j;
@@ -728,9 +733,7 @@ Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
   j["descriptor_bytes"] = sizeof(directory::DirectorySlot);
   for (const auto& e : o.extents) j["extents"].push_back({{"addr", Hex(e.addr)}, {"length", e.length}});
   j["arenas"] = o.arena_ids;
-  out.PutStatus(Status::OK());
-  out.PutString(j.dump());
-  return Reply(c, out);
+  return ReplyJson(c, j.dump());
 }
 
 nlohmann::json Daemon::Impl::Describe(const Object& o) const {
@@ -747,11 +750,10 @@ nlohmann::json Daemon::Impl::Describe(const Object& o) const {
 }
 
 Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
-  std::string after;
-  uint32_t limit = 0;
-  CSM_RETURN_IF_ERROR(in.GetString(&after, 4096));
-  CSM_RETURN_IF_ERROR(in.Get(&limit));
-  limit = std::clamp<uint32_t>(limit, 1, 1000);  // a page stays far below 1 MiB
+  protocol::List m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  const std::string after = m.after;
+  const uint32_t limit = std::clamp<uint32_t>(m.limit, 1, 1000);  // a page stays far below 1 MiB
   if (cluster_ != nullptr) {
     // Across the cluster: every published object with its owner; pins are this node's.
     // Asked on the directory thread: the loop goes on serving everyone else.
@@ -768,8 +770,6 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
         },
         [this, page](Client* waiting, const Status&) {
           if (waiting == nullptr) return;
-          WireWriter out(MessageType::kJsonReply);
-          out.PutStatus(page->records.status());
           nlohmann::json j = {{"objects", nlohmann::json::array()}, {"more", page->more}};
           if (page->records.ok()) {
             for (const auto& r : *page->records) {
@@ -782,8 +782,8 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
                                       {"commit_time_ns", r.commit_time_ns}});
             }
           }
-          out.PutString(page->records.ok() ? j.dump() : "");
-          if (!Reply(*waiting, out).ok()) DropClient(waiting->id);
+          Result<std::string> json = page->records.ok() ? Result<std::string>(j.dump()) : page->records.status();
+          if (!ReplyJson(*waiting, json).ok()) DropClient(waiting->id);
         });
     return Status::OK();
   }
@@ -796,10 +796,7 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
                     [](const std::string* a, const std::string* b) { return *a < *b; });
   nlohmann::json page = {{"objects", nlohmann::json::array()}, {"more", keys.size() > n}};
   for (size_t i = 0; i < n; ++i) page["objects"].push_back(Describe(objects_.at(keys_.at(*keys[i]))));
-  WireWriter out(MessageType::kJsonReply);
-  out.PutStatus(Status::OK());
-  out.PutString(page.dump());
-  return Reply(c, out);
+  return ReplyJson(c, page.dump());
 }
 
 Status Daemon::Impl::HandleInfo(Client& c) {
@@ -841,10 +838,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
     }
     j["clients"].push_back({{"pid", cl.cred.pid}, {"arenas", cl.arenas.size()}, {"pins", pins}});
   }
-  WireWriter out(MessageType::kJsonReply);
-  out.PutStatus(Status::OK());
-  out.PutString(j.dump());
-  return Reply(c, out);
+  return ReplyJson(c, j.dump());
 }
 
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

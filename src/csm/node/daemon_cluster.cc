@@ -278,8 +278,9 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::
 }
 
 Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
-  std::string key;
-  CSM_RETURN_IF_ERROR(in.GetString(&key, 4096));
+  protocol::Resolve m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  const std::string& key = m.key;
   auto reply = [&](const Status& s) { return SendStatus(c, MessageType::kStatusReply, s); };
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
   if (keys_.count(key)) return reply(Status::OK());
@@ -537,12 +538,7 @@ Status Daemon::Impl::HandleNodes(Client& c) {
 }
 
 Status Daemon::Impl::ReplyNodes(Client& c, const Result<std::vector<cluster::NodeInfo>>& members) {
-  WireWriter out(MessageType::kJsonReply);
-  if (!members.ok()) {
-    out.PutStatus(members.status());
-    out.PutString("");
-    return Reply(c, out);
-  }
+  if (!members.ok()) return ReplyJson(c, members.status());
   nlohmann::json j;
   j["node_id"] = node_id_;
   j["cluster"] = options_.cluster.name;
@@ -557,9 +553,7 @@ Status Daemon::Impl::ReplyNodes(Client& c, const Result<std::vector<cluster::Nod
                             {"alive", n.alive}, {"last_seen_ms_ago", n.last_seen_ms_ago},
                             {"leases", leases}});
   }
-  out.PutStatus(Status::OK());
-  out.PutString(j.dump());
-  return Reply(c, out);
+  return ReplyJson(c, j.dump());
 }
 
 }  // namespace csm::node

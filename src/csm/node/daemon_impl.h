@@ -40,6 +40,7 @@
 #include "csm/node/peer_server.h"
 #include "csm/node/replica_fetch.h"
 #include "csm/node/daemon.h"
+#include "csm/protocol/messages.h"
 #include "csm/protocol/protocol.h"
 #include "csm/node/spare_memory.h"
 #include "csm/object/object_layout.h"
@@ -181,6 +182,8 @@ class Daemon::Impl {
   Status SendStatus(Client& c, MessageType type, const Status& s);
   // Sends `out` as the answer to c's request c.request_id.
   Status Reply(Client& c, WireWriter& out, const std::vector<int>& fds = {});
+  // A JsonReply: the JSON text, or why there is none.
+  Status ReplyJson(Client& c, const Result<std::string>& json);
 
   // Bookkeeping.
   // A commit: checked here (PrepareCommit), then, in a cluster, published to the
