@@ -304,6 +304,33 @@ TEST_P(ClusterTest, AThreadWaitingForARemoteObjectHoldsUpNoOtherThread) {
   EXPECT_TRUE(fetched.ok()) << fetched.ToString();
 }
 
+// GetMany asks for every key another node holds at once: csmd fetches them side by
+// side (seen while their owner is stopped: all three fetches are under way together).
+TEST_P(ClusterTest, GetManyFetchesRemoteKeysInParallel) {
+  StartThree();
+  const std::vector<std::string> keys = {"many-1", "many-2", "many-3"};
+  for (const auto& key : keys) RunHelper(*c_, {"big", key, "1"});  // 1 MiB: not copied ahead
+  auto client = Client::Connect(b_->ClientConfig());
+  ASSERT_TRUE(client.ok());
+  c_->process().Kill(SIGSTOP);
+  auto many = std::async(std::launch::async, [&] {
+    return (*client)->GetMany<csm::vector<uint8_t>>(keys, std::chrono::seconds(60));
+  });
+  const bool together = testing::Eventually([&] {
+    return (*client)->Info().ValueOrDie().fetches_in_flight == keys.size();
+  }, 30000);
+  c_->process().Kill(SIGCONT);
+  EXPECT_TRUE(together) << "the fetches went one after another";
+  auto refs = many.get();
+  ASSERT_TRUE(refs.ok()) << refs.status().ToString();
+  ASSERT_EQ(refs->size(), keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ((*refs)[i].info().key, keys[i]);
+    EXPECT_EQ((*refs)[i]->size(), 1u << 20);
+    EXPECT_EQ((*refs)[i]->back(), 0x5a);
+  }
+}
+
 // The embedded directory only: with etcd no csm node hosts it.
 class EmbeddedCoordinatorTest : public ClusterTest {};
 

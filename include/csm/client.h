@@ -227,7 +227,7 @@ class Client {
   Status Put(std::string_view key, Fn&& fn);
 
   // Get of several keys with one deadline for all: every Ref in order, or the first
-  // error (naming its key). Keys are looked up one after another.
+  // error (naming its key). Keys held by other nodes are fetched all at once.
   template <typename T>
   Result<std::vector<Ref<T>>> GetMany(const std::vector<std::string>& keys,
                                       std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
@@ -256,6 +256,8 @@ class Client {
 
  private:
   explicit Client(std::shared_ptr<internal::ClientImpl> impl);
+  // Has csmd bring those of `keys` held by other nodes, in parallel (GetMany).
+  void FetchMissing(const std::vector<std::string>& keys, std::chrono::milliseconds timeout);
   // type_name is called only to word an error.
   Result<internal::PinnedObject> GetPinned(std::string_view key, uint64_t type_id,
                                            std::string (*type_name)(),
@@ -311,6 +313,7 @@ template <typename T>
 Result<std::vector<Ref<T>>> Client::GetMany(const std::vector<std::string>& keys,
                                             std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  FetchMissing(keys, timeout);
   std::vector<Ref<T>> refs;
   refs.reserve(keys.size());
   for (const std::string& key : keys) {

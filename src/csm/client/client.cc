@@ -561,6 +561,22 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
   }
 }
 
+void ClientImpl::ResolveMany(const std::vector<std::string>& keys, int timeout_ms) {
+  if (!clustered_ || !Usable().ok()) return;
+  const int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
+  std::vector<uint64_t> out;
+  for (const std::string& key : keys) {
+    if (!ValidateKeyToRead(key).ok() || dir_->Find(key)) continue;
+    auto id = channel_->Start(protocol::Encode(protocol::Resolve{key}));
+    if (!id.ok()) break;
+    out.push_back(*id);
+  }
+  for (uint64_t id : out) {
+    const int64_t left_ms = std::max<int64_t>(1, (deadline - os::MonotonicNanos()) / 1000000);
+    (void)channel_->Await(id, static_cast<int>(std::min<int64_t>(left_ms, INT32_MAX)));
+  }
+}
+
 Status ClientImpl::Resolve(std::string_view key, int timeout_ms) {
   return Ask<protocol::StatusReply>(protocol::Resolve{std::string(key)}, nullptr, timeout_ms).status();
 }
@@ -731,6 +747,12 @@ Result<Builder> Client::NewBuilder() {
   auto core = std::make_unique<internal::BuilderCore>(impl_);
   CSM_RETURN_IF_ERROR(core->Start());
   return Builder(std::move(core));
+}
+
+void Client::FetchMissing(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
+  constexpr int64_t kFetchReplyMs = 10 * 60 * 1000;  // as for one Get without a timeout
+  impl_->ResolveMany(keys, static_cast<int>(timeout.count() > 0 ? std::min<int64_t>(timeout.count(), kFetchReplyMs)
+                                                                : kFetchReplyMs));
 }
 
 Result<internal::PinnedObject> Client::GetPinned(std::string_view key, uint64_t type_id,

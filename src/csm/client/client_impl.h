@@ -70,6 +70,10 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   Result<Grant> AllocateArena(uint64_t min_size, bool dedicated) override;
   void ReleaseArena(uint64_t arena_id) override;
 
+  // Asks csmd to bring each of `keys` that this node's directory lacks, all at once
+  // (csmd fetches them in parallel), waiting up to timeout_ms for all the answers. What
+  // failed is left for the Get that follows to report.
+  void ResolveMany(const std::vector<std::string>& keys, int timeout_ms);
   Result<PinnedObject> Get(std::string_view key, uint64_t type_id,
                            std::string (*type_name)(), std::chrono::milliseconds timeout);
   Result<uint64_t> Commit(uint64_t header, uint64_t type_id, std::string_view key,

@@ -22,13 +22,20 @@ Status RequestChannel::Send(const protocol::WireWriter& message) {
 }
 
 Result<os::Message> RequestChannel::Call(protocol::WireWriter request, int timeout_ms) {
+  CSM_ASSIGN_OR_RETURN(uint64_t id, Start(std::move(request)));
+  return Await(id, timeout_ms);
+}
+
+Result<uint64_t> RequestChannel::Start(protocol::WireWriter request) {
   const uint64_t id = next_id_.fetch_add(1);
   request.SetRequestId(id);
-  {
-    std::lock_guard<std::mutex> lock(send_mu_);
-    Status sent = os::SendMessage(sock_.get(), request.bytes());
-    if (!sent.ok()) return Lost(sent);
-  }
+  std::lock_guard<std::mutex> lock(send_mu_);
+  Status sent = os::SendMessage(sock_.get(), request.bytes());
+  if (!sent.ok()) return Lost(sent);
+  return id;
+}
+
+Result<os::Message> RequestChannel::Await(uint64_t id, int timeout_ms) {
   const int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {

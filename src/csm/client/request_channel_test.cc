@@ -114,6 +114,23 @@ TEST(RequestChannelTest, ADeadlineIsKeptAndALateReplyIsDropped) {
   EXPECT_EQ(next.get(), 24u) << "the late reply went to nobody";
 }
 
+TEST(RequestChannelTest, OneThreadHasSeveralRequestsOutAtOnce) {
+  auto p = MakePair();
+  std::vector<uint64_t> ids;
+  for (uint64_t i = 0; i < 4; ++i) {
+    WireWriter w(MessageType::kCommit);
+    w.Put(10 + i);
+    auto id = p->channel.Start(w);
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    ids.push_back(*id);
+  }
+  // All four reached csmd before any was answered; answered in reverse.
+  std::vector<std::pair<uint64_t, uint64_t>> requests;
+  for (int i = 0; i < 4; ++i) requests.push_back(NextRequest(p->server.get()));
+  for (auto it = requests.rbegin(); it != requests.rend(); ++it) Answer(p->server.get(), it->first, it->second);
+  for (uint64_t i = 0; i < 4; ++i) EXPECT_EQ(Value(p->channel.Await(ids[i], 10000)), 10 + i);
+}
+
 TEST(RequestChannelTest, ABrokenSocketFailsEveryCaller) {
   auto p = MakePair();
   auto a = std::async(std::launch::async, [&] { return Ask(p->channel, 1).status(); });
