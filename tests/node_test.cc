@@ -412,6 +412,27 @@ TEST(NodeTest, ClientWithAnotherWindowIsRefused) {
   EXPECT_NE(c.status().message().find("window mismatch"), std::string::npos) << c.status().ToString();
 }
 
+// A process attaches with the socket and window alone: the node's own settings (arena
+// size, limits) come from csmd, whatever the process's Config says about them.
+TEST(NodeTest, ClientOptionsNameOnlyWhatAProcessNeeds) {
+  Node node({"--arena-size", "4M"});
+  ClientOptions options;
+  options.socket_path = node.ClientConfig().socket_path;
+  options.window = node.ClientConfig().window;
+  options.request_timeout = std::chrono::milliseconds(0);
+  auto refused = Client::Connect(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("request_timeout"), std::string::npos) << refused.status().ToString();
+  options.request_timeout = std::chrono::seconds(5);
+  auto c = Client::Connect(options);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->config().arena_size, 4u << 20) << "the node's arena size";
+  ASSERT_TRUE((*c)->Put<csm::vector<int>>("opts", [](auto& v) { v.assign(1000, 7); }).ok());
+  auto ref = (*c)->Get<csm::vector<int>>("opts");
+  ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+  EXPECT_EQ((*ref)->size(), 1000u);
+}
+
 TEST(NodeTest, ListPagesThroughEveryObjectInKeyOrder) {
   Node node;
   auto c = Attach(node);

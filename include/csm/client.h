@@ -194,6 +194,21 @@ class Builder {
   std::unique_ptr<internal::BuilderCore> core_;
 };
 
+// What a process needs to attach to its node: where csmd listens and the window every
+// process of the cluster maps. The rest of Config (capacity, arena size, limits) is the
+// node's: csmd tells the client at attach.
+struct ClientOptions {
+  std::string socket_path;  // csmd's Unix socket
+  WindowConfig window;
+  // Bound on each request to csmd (a commit, a delete, an arena); a remote Get is bounded
+  // by its own timeout instead.
+  std::chrono::milliseconds request_timeout{30000};
+
+  // LoadConfig()'s socket and window (CSM_CONFIG, CSM_SOCKET, CSM_HEAP_* ...).
+  static Result<ClientOptions> FromEnvironment();
+  static ClientOptions From(const Config& config);
+};
+
 // Client: a handle on this process's attachment to the node's csmd.
 //
 // The first Connect() reserves the global heap window at its fixed address, so call it
@@ -205,8 +220,10 @@ class Builder {
 // holding a Ref) needs it.
 class Client {
  public:
-  // Uses LoadConfig() (CSM_CONFIG, CSM_SOCKET, CSM_HEAP_* ...).
+  // Uses ClientOptions::FromEnvironment().
   static Result<std::unique_ptr<Client>> Connect();
+  static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  // The socket and window of a node's Config (a program that also starts csmd).
   static Result<std::unique_ptr<Client>> Connect(const Config& config);
   ~Client();
   Client(const Client&) = delete;

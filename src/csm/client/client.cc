@@ -67,7 +67,14 @@ ObjectInfo InfoFromSlot(const directory::SlotData& d) {
 
 // ---- ClientImpl ---------------------------------------------------------------------
 
-Result<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const Config& config) {
+Result<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const ClientOptions& options) {
+  if (options.request_timeout.count() <= 0 || options.request_timeout > std::chrono::hours(24)) {
+    return InvalidArgument("ClientOptions::request_timeout must be between 1 ms and 24 h, not " +
+                           std::to_string(options.request_timeout.count()) + " ms");
+  }
+  Config config = DefaultConfig();  // the node-side fields come from csmd's Hello reply
+  config.socket_path = options.socket_path;
+  config.window = options.window;
   CSM_RETURN_IF_ERROR(ValidateConfig(config));
   std::lock_guard<std::mutex> lock(g_connect_mu);
   if (std::shared_ptr<ClientImpl> existing = g_attachment.lock()) {
@@ -88,6 +95,7 @@ Result<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const Config& config) {
                               "down on another thread: connect again once it is gone");
   }
   std::shared_ptr<ClientImpl> c(new ClientImpl(config));
+  c->request_timeout_ms_ = static_cast<int>(options.request_timeout.count());
   auto window = space::Window::Reserve(config.window);
   if (!window.ok()) {
     g_client_exists = false;
@@ -729,13 +737,29 @@ Result<std::vector<Extent>> PinnedObject::Extents() const {
 
 // ---- Client ---------------------------------------------------------------------------
 
-Result<std::unique_ptr<Client>> Client::Connect() {
+Result<ClientOptions> ClientOptions::FromEnvironment() {
   CSM_ASSIGN_OR_RETURN(Config config, LoadConfig());
-  return Connect(config);
+  return From(config);
+}
+
+ClientOptions ClientOptions::From(const Config& config) {
+  ClientOptions o;
+  o.socket_path = config.socket_path;
+  o.window = config.window;
+  return o;
+}
+
+Result<std::unique_ptr<Client>> Client::Connect() {
+  CSM_ASSIGN_OR_RETURN(ClientOptions options, ClientOptions::FromEnvironment());
+  return Connect(options);
 }
 
 Result<std::unique_ptr<Client>> Client::Connect(const Config& config) {
-  CSM_ASSIGN_OR_RETURN(auto impl, internal::ClientImpl::Connect(config));
+  return Connect(ClientOptions::From(config));
+}
+
+Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  CSM_ASSIGN_OR_RETURN(auto impl, internal::ClientImpl::Connect(options));
   return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 

@@ -48,7 +48,7 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
  public:
   // The process's attachment: a new one, or the one it has if its socket and window are
   // `config`'s (FailedPrecondition if they are not).
-  static Result<std::shared_ptr<ClientImpl>> Connect(const Config& config);
+  static Result<std::shared_ptr<ClientImpl>> Connect(const ClientOptions& options);
   ~ClientImpl() override;
 
   // OK when calls may reach csmd and the directory may be read: re-attaches a forked
