@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "csm/base/hash.h"
+#include "csm/object/checksum.h"
 #include "csm/base/tsan.h"
 #include "csm/client/client_impl.h"
 
@@ -127,12 +128,7 @@ Status BuilderCore::Finalize() {
   if (defer_checksum) {
     h->flags = object::kFlagChecksumDeferred;
   } else {
-    Checksum sum;
-    for (size_t i = 0; i < extents_.size(); ++i) {
-      uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
-      sum.Update(reinterpret_cast<const void*>(extents_[i].addr + skip), extents_[i].length - skip);
-    }
-    h->checksum = sum.Digest();
+    h->checksum = object::ChecksumOf(extents_);
   }
   region = BumpRegion{0, 0};
   finalized_ = true;

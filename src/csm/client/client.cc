@@ -18,6 +18,7 @@
 #include "csm/base/range.h"
 #include "csm/base/tsan.h"
 #include "csm/client/client_impl.h"
+#include "csm/object/checksum.h"
 #include "csm/os/memory.h"
 
 namespace csm {
@@ -683,12 +684,7 @@ Status ClientImpl::Verify(const ObjectInfo& info) {
     return FailedPrecondition("object '" + info.key + "' was committed without a checksum (its copies to "
                               "other nodes are checked against the owner's digest instead)");
   }
-  Checksum sum;
-  for (size_t i = 0; i < extents.size(); ++i) {
-    uint64_t skip = i == 0 ? sizeof(object::ObjectHeader) : 0;
-    sum.Update(reinterpret_cast<const void*>(extents[i].addr + skip), extents[i].length - skip);
-  }
-  if (sum.Digest() != info.checksum) {
+  if (object::ChecksumOf(extents) != info.checksum) {
     return Corruption("object '" + info.key + "' does not match its committed checksum");
   }
   return Status::OK();
