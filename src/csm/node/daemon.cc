@@ -300,17 +300,17 @@ Status Daemon::Impl::GrantArena(Client& c, uint64_t size, bool dedicated) {
   }
   auto addr = addresses_.Allocate(size);
   if (!addr.ok()) return fail(addr.status());
-  uint64_t id = next_arena_++;
   Result<os::UniqueFd> fd = spare_.TakeZeroed(size);
-  if (!fd->valid()) fd = os::CreateMemfd("csm-arena-" + std::to_string(id), size);
+  if (!fd->valid()) fd = os::CreateMemfd("csm-arena-" + Hex(*addr), size);
   if (!fd.ok()) {
     addresses_.Free(*addr, size);
     return fail(fd.status());
   }
-  Arena& a = arenas_[id];
-  a = Arena{id, next_seq_++, *addr, size, std::move(*fd), c.id, dedicated, size, {}, 0};
-  arenas_by_addr_[a.addr] = id;
-  arenas_by_seq_[a.seq] = id;
+  Arena& a = arenas_.Add(*addr, size, std::move(*fd));
+  a.owner = c.id;
+  a.dedicated = dedicated;
+  a.charged = size;
+  const uint64_t id = a.id;
   dir_->header().arena_seq.store(a.seq);
   used_ += size;
   c.arenas.insert(id);
@@ -330,35 +330,34 @@ Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
   std::vector<os::UniqueFd> ro;
   std::vector<int> fds;
   reply.upto = dir_->header().arena_seq.load();
-  for (auto it = arenas_by_seq_.upper_bound(m.synced); it != arenas_by_seq_.end(); ++it) {
-    const Arena& a = arenas_.at(it->second);
-    if (c.mapped.count(a.id)) continue;  // it has this one already
+  Status failed;
+  arenas_.ForEachAfter(m.synced, [&](const Arena& a) {
+    if (c.mapped.count(a.id)) return true;  // it has this one already
     if (reply.fresh.size() == os::kMaxFdsPerMessage) {
       reply.upto = a.seq - 1;  // the client asks again from here
-      break;
+      return false;
     }
-    CSM_ASSIGN_OR_RETURN(auto fd, os::ReopenReadOnly(a.fd.get()));
-    fds.push_back(fd.get());
-    ro.push_back(std::move(fd));
+    auto fd = os::ReopenReadOnly(a.fd.get());
+    if (!fd.ok()) {
+      failed = fd.status();
+      return false;
+    }
+    fds.push_back(fd->get());
+    ro.push_back(std::move(*fd));
     reply.fresh.push_back({a.id, a.addr, a.size});
     c.mapped.insert(a.id);
-  }
+    return true;
+  });
+  CSM_RETURN_IF_ERROR(failed);
   WireWriter out = protocol::Encode(reply);
   return Reply(c, out, fds);
 }
 
-Arena* Daemon::Impl::ArenaAt(uint64_t addr) {
-  auto it = arenas_by_addr_.upper_bound(addr);
-  if (it == arenas_by_addr_.begin()) return nullptr;
-  --it;
-  Arena& a = arenas_.at(it->second);
-  return addr < a.addr + a.size ? &a : nullptr;
-}
 
 // Reads [addr, addr+len) of the heap; the range must lie in one arena of client c.
 Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
                               std::vector<uint64_t>* arena_ids) {
-  Arena* a = ArenaAt(addr);
+  Arena* a = arenas_.At(addr);
   if (a == nullptr || a->owner != c.id || !RangeWithin(addr, len, a->addr, a->size)) {
     return Corruption("range [" + Hex(addr) + ", +" + std::to_string(len) +
                       ") is not inside an arena this process may write");
@@ -414,7 +413,7 @@ Result<Object> Daemon::Impl::PrepareCommit(Client& c, uint64_t header_addr, uint
       return Corruption("extent " + std::to_string(i) + " is empty or misplaced");
     }
     CSM_RETURN_IF_ERROR(ReadHeap(e.addr, nullptr, e.length, c, &o.arena_ids));
-    Arena* a = ArenaAt(e.addr);
+    Arena* a = arenas_.At(e.addr);
     auto next = a->committed.lower_bound(e.addr);
     bool overlap = (next != a->committed.end() && next->first < e.addr + e.length) ||
                    (next != a->committed.begin() && std::prev(next)->second > e.addr);
@@ -451,7 +450,7 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
   CSM_RETURN_IF_ERROR(CheckObjectRoom());
   CSM_ASSIGN_OR_RETURN(o.slot, dir_->Insert(SlotOf(o, node_id_, ArenaSeqMax(o))));
 
-  for (const ObjectExtent& e : o.extents) ArenaAt(e.addr)->committed[e.addr] = e.addr + e.length;
+  for (const ObjectExtent& e : o.extents) arenas_.At(e.addr)->committed[e.addr] = e.addr + e.length;
   for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
   keys_[o.key] = o.id;
   peers_.AddObject(o.id, o.extents);
@@ -626,27 +625,27 @@ void Daemon::Impl::Sweep() {
 
 void Daemon::Impl::Reclaim(Object& o) {
   for (const ObjectExtent& e : o.extents) {
-    if (Arena* a = ArenaAt(e.addr)) a->committed.erase(e.addr);
+    if (Arena* a = arenas_.At(e.addr)) a->committed.erase(e.addr);
   }
   std::vector<uint64_t> arena_ids = o.arena_ids;
   objects_.erase(o.id);
   for (uint64_t id : arena_ids) {
-    auto it = arenas_.find(id);
-    if (it == arenas_.end()) continue;
-    --it->second.objects;
-    MaybeDestroyArena(it->second);  // may erase it
+    Arena* a = arenas_.Find(id);
+    if (a == nullptr) continue;
+    --a->objects;
+    MaybeDestroyArena(*a);  // may remove it
     // A released arena that keeps other objects gives back this object's pages.
-    it = arenas_.find(id);
-    if (it != arenas_.end() && it->second.owner == 0) PunchUncommitted(it->second);
+    a = arenas_.Find(id);
+    if (a != nullptr && a->owner == 0) PunchUncommitted(*a);
   }
 }
 
 void Daemon::Impl::ReleaseArena(uint64_t arena_id) {
-  auto it = arenas_.find(arena_id);
-  if (it == arenas_.end()) return;
-  it->second.owner = 0;
-  MaybeDestroyArena(it->second);  // may erase it
-  if (arenas_.count(arena_id)) PunchUncommitted(arenas_.at(arena_id));
+  Arena* a = arenas_.Find(arena_id);
+  if (a == nullptr) return;
+  a->owner = 0;
+  MaybeDestroyArena(*a);  // may remove it
+  if (Arena* kept = arenas_.Find(arena_id)) PunchUncommitted(*kept);
 }
 
 void Daemon::Impl::PunchUncommitted(Arena& a) {
@@ -680,9 +679,7 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   for (auto& [id, c] : clients_) {
     if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});
   }
-  arenas_by_addr_.erase(a.addr);
-  arenas_by_seq_.erase(a.seq);
-  arenas_.erase(a.id);
+  arenas_.Remove(a.id);
   // Clients' mapper threads drop their mappings, so the memory really goes back.
   dir_->header().arenas_freed.fetch_add(1);
   AnnounceChange();

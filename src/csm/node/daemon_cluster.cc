@@ -180,15 +180,6 @@ Status Daemon::Impl::CheckRecord(const cluster::ObjectRecord& r) const {
   return node::CheckRecord(r, config_.window, Leases());
 }
 
-Arena* Daemon::Impl::FirstArenaOverlapping(uint64_t addr, uint64_t size) {
-  auto it = arenas_by_addr_.upper_bound(addr);
-  if (it != arenas_by_addr_.begin()) {
-    Arena& prev = arenas_.at(std::prev(it)->second);
-    if (prev.addr + prev.size > addr) return &prev;
-  }
-  if (it != arenas_by_addr_.end() && it->first < addr + size) return &arenas_.at(it->second);
-  return nullptr;
-}
 
 os::UniqueFd Daemon::Impl::TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span) {
   os::UniqueFd fd = spare_.TakeAny(span.length);
@@ -234,13 +225,13 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::
     }
   };
   for (const auto& span : r.arenas) {
-    Arena* a = FirstArenaOverlapping(span.addr, span.length);
+    Arena* a = arenas_.FirstOverlapping(span.addr, span.length);
     if (a != nullptr && !(a->addr == span.addr && a->size == span.length &&
                           a->replica_of == r.owner_node)) {
       // Space still taken by a replica of an older arena of the owner's.
       if (a->replica_of != 0 && a->objects == 0 && a->fetching == 0) {
         MaybeDestroyArena(*a);
-        a = FirstArenaOverlapping(span.addr, span.length);
+        a = arenas_.FirstOverlapping(span.addr, span.length);
       }
       if (a != nullptr) {
         undo();
@@ -250,24 +241,20 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::
       }
     }
     if (a == nullptr) {
-      uint64_t id = next_arena_++;
       const int64_t t0 = os::MonotonicNanos();
       Result<os::UniqueFd> fd = TakeSpareReplica(r, span);
       if (fd->valid()) {
         CSM_LOG_DEBUG("copy of %s at %s reuses spare memory (cleared in %.2f ms)", FormatSize(span.length).c_str(),
                       Hex(span.addr).c_str(), (os::MonotonicNanos() - t0) / 1e6);
       } else {
-        fd = os::CreateMemfd("csm-replica-" + std::to_string(id), span.length);
+        fd = os::CreateMemfd("csm-replica-" + Hex(span.addr), span.length);
       }
       if (!fd.ok()) {
         undo();
         return fd.status();
       }
-      Arena& fresh = arenas_[id];
-      fresh = Arena{id, next_seq_++, span.addr, span.length, std::move(*fd), 0, false, 0, {}, 0,
-                    r.owner_node, 0};
-      arenas_by_addr_[fresh.addr] = id;
-      arenas_by_seq_[fresh.seq] = id;
+      Arena& fresh = arenas_.Add(span.addr, span.length, std::move(*fd));
+      fresh.replica_of = r.owner_node;
       dir_->header().arena_seq.store(fresh.seq);
       a = &fresh;
     }
@@ -399,8 +386,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
     CSM_LOG_DEBUG("fetching '%s' from a cached record: %s; asking the directory", key.c_str(),
                   status.ToString().c_str());
     for (uint64_t id : arena_ids) {
-      auto a = arenas_.find(id);
-      if (a != arenas_.end()) MaybeDestroyArena(a->second);
+      if (Arena* a = arenas_.Find(id)) MaybeDestroyArena(*a);
     }
     StartFetch(key, std::move(waiters), cluster::Freshness::kFresh);
     return;
@@ -414,7 +400,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
       o.slot = *slot;
       const uint64_t page = os::PageSize();
       for (const auto& e : o.extents) {
-        Arena* a = ArenaAt(e.addr);
+        Arena* a = arenas_.At(e.addr);
         a->committed[e.addr] = e.addr + e.length;
         uint64_t bytes = (e.length + page - 1) / page * page;
         a->charged += bytes;
@@ -433,8 +419,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
   if (!status.ok()) {
     CSM_LOG_WARN("fetching '%s' from node %u: %s", key.c_str(), r.owner_node, status.ToString().c_str());
     for (uint64_t id : arena_ids) {
-      auto a = arenas_.find(id);
-      if (a != arenas_.end()) MaybeDestroyArena(a->second);
+      if (Arena* a = arenas_.Find(id)) MaybeDestroyArena(*a);
     }
   }
   Answer(waiters, status);

@@ -35,6 +35,7 @@
 #include "csm/cluster/etcd_directory.h"
 #include "csm/key.h"
 #include "csm/node/admission.h"
+#include "csm/node/arena_table.h"
 #include "csm/node/membership.h"
 #include "csm/node/object.h"
 #include "csm/node/peer_server.h"
@@ -86,22 +87,6 @@ inline Result<Mapping> MapShared(int fd, size_t size) {
   return Mapping(p, size);
 }
 
-
-struct Arena {
-  uint64_t id;
-  uint64_t seq;
-  uint64_t addr;
-  uint64_t size;
-  os::UniqueFd fd;
-  uint64_t owner;  // client id; 0 once released or its process is gone
-  bool dedicated;
-  uint64_t charged;  // bytes counted against capacity
-  // Committed extents inside this arena: start → end. Objects never overlap.
-  std::map<uint64_t, uint64_t> committed;
-  uint32_t objects = 0;  // committed objects (live or deleted-but-pinned) touching it
-  uint32_t replica_of = 0;  // a copy of that node's arena (its addresses are not ours)
-  uint32_t fetching = 0;    // fetches writing into this replica now
-};
 
 // A request answered later (a Resolve waiting for a fetch): who asked, and which request.
 struct Waiter {
@@ -211,7 +196,6 @@ class Daemon::Impl {
   std::set<std::string> deleting_;    // keys whose delete does
   Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
                   std::vector<uint64_t>* arena_ids);
-  Arena* ArenaAt(uint64_t addr);
   void ReleaseArena(uint64_t arena_id);
   void MaybeDestroyArena(Arena& a);
   // Bumps the directory's change counter and wakes every process sleeping on it.
@@ -246,7 +230,6 @@ class Daemon::Impl {
                        const Result<cluster::ObjectRecord>& record);
   void Answer(const std::vector<Waiter>& waiters, const Status& status);
   Status CheckRecord(const cluster::ObjectRecord& r) const;
-  Arena* FirstArenaOverlapping(uint64_t addr, uint64_t size);
   Result<std::vector<uint64_t>> PrepareReplicaArenas(const cluster::ObjectRecord& r);
   // A spare memfd of the span's size, cleared outside r's extents; invalid if none.
   os::UniqueFd TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span);
@@ -332,9 +315,7 @@ class Daemon::Impl {
   std::unique_ptr<directory::DirectoryTable> dir_;
 
   std::unordered_map<uint64_t, Client> clients_;
-  std::unordered_map<uint64_t, Arena> arenas_;
-  std::map<uint64_t, uint64_t> arenas_by_addr_;  // addr → id
-  std::map<uint64_t, uint64_t> arenas_by_seq_;   // seq → id
+  ArenaTable arenas_;
   std::unordered_map<uint64_t, Object> objects_;
   std::unordered_map<std::string, uint64_t> keys_;  // live key → object id
   std::set<uint64_t> pending_;  // deleted objects waiting for their last pin
@@ -344,7 +325,7 @@ class Daemon::Impl {
   // Object ids are never reused, not even by the node's next incarnation (peers keep
   // copies by id): they start at the time this csmd started, in nanoseconds.
   const uint64_t incarnation_ = static_cast<uint64_t>(os::RealtimeNanos());
-  uint64_t next_client_ = 1, next_arena_ = 1, next_object_ = incarnation_, next_seq_ = 1;
+  uint64_t next_client_ = 1, next_object_ = incarnation_;
   // Memfds of destroyed arenas (local and replicas), pages still populated: the next
   // arena of the same size reuses one instead of faulting fresh shared memory in
   // (docs/heap_layout.md). At most capacity/8 bytes, on top of capacity, each kept for
