@@ -67,7 +67,7 @@ Status Daemon::Impl::Run() {
       fds.push_back({c.sock.get(), static_cast<short>(c.awaiting_directory ? 0 : POLLIN), 0});
       ids.push_back(id);
     }
-    int timeout = pending_.empty() ? -1 : kSweepIntervalMs;
+    int timeout = objects_.waiting().empty() ? -1 : kSweepIntervalMs;
     if (hello_due >= 0 && (timeout < 0 || hello_due < timeout)) timeout = hello_due;
     int n = ::poll(fds.data(), fds.size(), timeout);
     if (n < 0) {
@@ -86,14 +86,14 @@ Status Daemon::Impl::Run() {
       if (!keep) DropClient(ids[i - kFirstClient]);
     }
     int64_t now = os::MonotonicNanos();
-    if (!pending_.empty() &&
+    if (!objects_.waiting().empty() &&
         (sweep_requested_ || now - last_sweep_ns_ >= int64_t{kSweepIntervalMs} * 1000000)) {
       Sweep();
       last_sweep_ns_ = now;
       sweep_requested_ = false;
     }
   }
-  CSM_LOG_INFO("csmd stopping: %zu objects, %zu clients", keys_.size(), clients_.size());
+  CSM_LOG_INFO("csmd stopping: %zu objects, %zu clients", objects_.live(), clients_.size());
   ::unlink(config_.socket_path.c_str());
   return Status::OK();
 }
@@ -294,7 +294,7 @@ Status Daemon::Impl::GrantArena(Client& c, uint64_t size, bool dedicated) {
   if (used_ + size > config_.capacity) {
     return fail(CapacityExceeded(
         "node memory is full: capacity " + FormatSize(config_.capacity) + ", in use " +
-        FormatSize(used_) + " (" + std::to_string(keys_.size()) + " objects, " +
+        FormatSize(used_) + " (" + std::to_string(objects_.live()) + " objects, " +
         std::to_string(arenas_.size()) + " arenas), requested " + FormatSize(size) +
         ": delete objects (csm rm) or start the node with a larger --capacity"));
   }
@@ -376,8 +376,8 @@ Result<Object> Daemon::Impl::PrepareCommit(Client& c, uint64_t header_addr, uint
   // '#' keys are allowed here: the Arrow layer commits table parts as "<table>#<n>";
   // clients refuse them from programs (csm/key.h).
   CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
-  if (auto taken = keys_.find(key); taken != keys_.end()) {
-    uint32_t owner = objects_.at(taken->second).owner_node;
+  if (const Object* taken = objects_.Live(key)) {
+    uint32_t owner = taken->owner_node;
     return AlreadyExists("key '" + key + "' is already committed" +
                          (owner != 0 ? " on node " + std::to_string(owner) : std::string()) +
                          ": objects are immutable; delete it first (csm rm) or choose another key");
@@ -427,7 +427,7 @@ Result<Object> Daemon::Impl::PrepareCommit(Client& c, uint64_t header_addr, uint
     return Corruption("object sizes, root or extent table are inconsistent with its extents");
   }
 
-  o.id = next_object_++;
+  o.id = objects_.NewId();
   o.type_id = type_id;
   o.producer_pid = c.cred.pid;
   o.commit_time_ns = os::RealtimeNanos();
@@ -452,10 +452,9 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
 
   for (const ObjectExtent& e : o.extents) arenas_.At(e.addr)->committed[e.addr] = e.addr + e.length;
   for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
-  keys_[o.key] = o.id;
   peers_.AddObject(o.id, o.extents);
   uint64_t id = o.id;
-  objects_.emplace(id, std::move(o));
+  objects_.Insert(std::move(o));
   AnnounceChange();
   return id;
 }
@@ -498,7 +497,7 @@ Status Daemon::Impl::ReplyCommit(Client& c, const Result<uint64_t>& id) {
 }
 
 Status Daemon::Impl::CheckObjectRoom() const {
-  if (keys_.size() < config_.max_objects) return Status::OK();
+  if (objects_.live() < config_.max_objects) return Status::OK();
   return CapacityExceeded("the node holds max_objects (" + std::to_string(config_.max_objects) +
                           ") objects, copies from other nodes included: delete some (csm rm) or "
                           "start the node with a larger --max-objects");
@@ -511,12 +510,12 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) {
     return SendStatus(c, MessageType::kStatusReply, valid);
   }
-  auto it = keys_.find(key);
-  if (it == keys_.end()) {
+  Object* found = objects_.Live(key);
+  if (found == nullptr) {
     return SendStatus(c, MessageType::kStatusReply,
                       NotFound("no object under key '" + key + "' (csm ls lists them)"));
   }
-  Object& o = objects_.at(it->second);
+  Object& o = *found;
   if (o.owner_node != 0) {
     return SendStatus(c, MessageType::kStatusReply,
                       FailedPrecondition("'" + key + "' is a copy of an object owned by node " +
@@ -547,15 +546,16 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
   return Status::OK();
 }
 
+Object* Daemon::Impl::Unlist(const std::string& key) {
+  Object* o = objects_.Unlist(key);
+  if (o != nullptr) dir_->MarkDeleted(o->slot);
+  return o;
+}
+
 void Daemon::Impl::DeleteLocally(const std::string& key) {
-  auto it = keys_.find(key);
-  if (it == keys_.end()) return;
-  Object& o = objects_.at(it->second);
-  keys_.erase(it);
-  peers_.RemoveObject(o.id);  // peers that ask from now on are told it is gone
-  dir_->MarkDeleted(o.slot);
-  o.deleted = true;
-  pending_.insert(o.id);
+  Object* o = Unlist(key);
+  if (o == nullptr) return;
+  peers_.RemoveObject(o->id);  // peers that ask from now on are told it is gone
   // The tombstone's closing seq store and the pin loads in Sweep are seq_cst, as are
   // the client's pin store and its re-read of the slot: either the client sees the
   // tombstone, or we see its pin.
@@ -613,13 +613,9 @@ uint64_t Daemon::Impl::PinCount(uint64_t object_id) const {
 bool Daemon::Impl::IsPinned(uint64_t object_id) const { return PinCount(object_id) > 0; }
 
 void Daemon::Impl::Sweep() {
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (IsPinned(*it)) {
-      ++it;
-      continue;
-    }
-    Reclaim(objects_.at(*it));
-    it = pending_.erase(it);
+  const std::vector<uint64_t> waiting(objects_.waiting().begin(), objects_.waiting().end());
+  for (uint64_t id : waiting) {
+    if (!IsPinned(id)) Reclaim(objects_.at(id));
   }
 }
 
@@ -628,7 +624,7 @@ void Daemon::Impl::Reclaim(Object& o) {
     if (Arena* a = arenas_.At(e.addr)) a->committed.erase(e.addr);
   }
   std::vector<uint64_t> arena_ids = o.arena_ids;
-  objects_.erase(o.id);
+  objects_.Erase(o.id);
   for (uint64_t id : arena_ids) {
     Arena* a = arenas_.Find(id);
     if (a == nullptr) continue;
@@ -707,12 +703,12 @@ Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
   protocol::Stat m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   const std::string& key = m.key;
-  auto it = keys_.find(key);
-  if (Status valid = ValidateKeyToRead(key); !valid.ok() || it == keys_.end()) {
+  const Object* found = objects_.Live(key);
+  if (Status valid = ValidateKeyToRead(key); !valid.ok() || found == nullptr) {
     return SendStatus(c, MessageType::kJsonReply,
                       !valid.ok() ? valid : NotFound("no object under key '" + key + "' (csm ls lists them)"));
   }
-  const Object& o = objects_.at(it->second);
+  const Object& o = *found;
   nlohmann::json j;
   j["key"] = o.key;
   j["object_id"] = o.id;
@@ -770,12 +766,12 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
           nlohmann::json j = {{"objects", nlohmann::json::array()}, {"more", page->more}};
           if (page->records.ok()) {
             for (const auto& r : *page->records) {
-              auto local = keys_.find(r.key);
+              const Object* local = objects_.Live(r.key);
               j["objects"].push_back({{"key", r.key}, {"type_name", r.type_name},
                                       {"type_id", Hex(r.type_id)}, {"size", r.size},
                                       {"owner_node", r.owner_node}, {"owner_alive", r.owner_alive},
-                                      {"pins", local == keys_.end() ? 0 : PinCount(local->second)},
-                                      {"here", local != keys_.end()},
+                                      {"pins", local == nullptr ? 0 : PinCount(local->id)},
+                                      {"here", local != nullptr},
                                       {"commit_time_ns", r.commit_time_ns}});
             }
           }
@@ -784,15 +780,15 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
         });
     return Status::OK();
   }
-  std::vector<const std::string*> keys;
-  for (const auto& [key, id] : keys_) {
-    if (key > after) keys.push_back(&key);
-  }
-  size_t n = std::min<size_t>(limit, keys.size());
-  std::partial_sort(keys.begin(), keys.begin() + static_cast<long>(n), keys.end(),
-                    [](const std::string* a, const std::string* b) { return *a < *b; });
-  nlohmann::json page = {{"objects", nlohmann::json::array()}, {"more", keys.size() > n}};
-  for (size_t i = 0; i < n; ++i) page["objects"].push_back(Describe(objects_.at(keys_.at(*keys[i]))));
+  std::vector<const Object*> after_key;
+  objects_.ForEachLive([&](const Object& o) {
+    if (o.key > after) after_key.push_back(&o);
+  });
+  size_t n = std::min<size_t>(limit, after_key.size());
+  std::partial_sort(after_key.begin(), after_key.begin() + static_cast<long>(n), after_key.end(),
+                    [](const Object* a, const Object* b) { return a->key < b->key; });
+  nlohmann::json page = {{"objects", nlohmann::json::array()}, {"more", after_key.size() > n}};
+  for (size_t i = 0; i < n; ++i) page["objects"].push_back(Describe(*after_key[i]));
   return ReplyJson(c, page.dump());
 }
 
@@ -806,8 +802,8 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["capacity"] = config_.capacity;
   j["connections_dropped"] = admission_.dropped();  // never said Hello in time, or made room
   j["used"] = used_;
-  j["objects"] = keys_.size();
-  j["objects_awaiting_unpin"] = pending_.size();
+  j["objects"] = objects_.live();
+  j["objects_awaiting_unpin"] = objects_.waiting().size();
   j["fetches"] = fetches_done_;  // objects brought from other nodes
   j["copies_ahead"] = copies_ahead_;  // of those fetches, started before anyone asked
   j["replicas_evicted"] = replicas_evicted_;  // copies dropped to make room for others

@@ -104,10 +104,9 @@ void Daemon::Impl::StartRejoin() {
   // What this node holds, as of now; commits and deletes after this point reach the
   // directory after the re-registration (one directory thread, in order).
   std::vector<cluster::ObjectRecord> records;
-  for (const auto& [key, id] : keys_) {
-    const Object& o = objects_.at(id);
-    if (o.owner_node == 0) records.push_back(RecordOf(o));
-  }
+  objects_.ForEachLive([&](const Object& o) {
+    if (!o.is_copy()) records.push_back(RecordOf(o));
+  });
   CSM_LOG_WARN("the cluster directory does not know this node (its coordinator restarted): "
                "re-registering %zu segment leases and %zu objects",
                Leases().size(), records.size());
@@ -270,7 +269,7 @@ Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
   const std::string& key = m.key;
   auto reply = [&](const Status& s) { return SendStatus(c, MessageType::kStatusReply, s); };
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
-  if (keys_.count(key)) return reply(Status::OK());
+  if (objects_.IsLive(key)) return reply(Status::OK());
   if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
   auto pending = fetches_.find(key);
   if (pending != fetches_.end()) {  // one fetch per node, however many readers ask
@@ -392,8 +391,8 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
     return;
   }
 
-  if (status.ok() && keys_.count(key) == 0) {
-    Object o = CopyOf(r, next_object_++, arena_ids);
+  if (status.ok() && !objects_.IsLive(key)) {
+    Object o = CopyOf(r, objects_.NewId(), arena_ids);
     Status room = CheckObjectRoom();
     Result<uint32_t> slot = room.ok() ? dir_->Insert(SlotOf(o, node_id_, ArenaSeqMax(o))) : Result<uint32_t>(room);
     if (slot.ok()) {
@@ -407,8 +406,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
         used_ += bytes;
       }
       for (uint64_t id : arena_ids) ++arenas_.at(id).objects;
-      keys_[key] = o.id;
-      objects_.emplace(o.id, std::move(o));
+      objects_.Insert(std::move(o));
       ++fetches_done_;
       RefreshReplicaList();
       AnnounceChange();
@@ -427,32 +425,25 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
 
 void Daemon::Impl::DropStaleReplicas(const std::vector<std::string>& keys) {
   for (const auto& key : keys) {
-    auto it = keys_.find(key);
-    if (it == keys_.end()) continue;
-    Object& o = objects_.at(it->second);
-    if (o.owner_node == 0) continue;  // our own: not a replica
-    CSM_LOG_INFO("dropping the copy of '%s': node %u deleted it or is gone", key.c_str(), o.owner_node);
-    keys_.erase(it);
-    dir_->MarkDeleted(o.slot);
-    o.deleted = true;
-    pending_.insert(o.id);
+    const Object* o = objects_.Live(key);
+    if (o == nullptr || !o->is_copy()) continue;  // our own: not a replica
+    CSM_LOG_INFO("dropping the copy of '%s': node %u deleted it or is gone", key.c_str(), o->owner_node);
+    Unlist(key);
   }
   RefreshReplicaList();
   Sweep();
 }
 
 void Daemon::Impl::OnRecordHeard(const RecordHeard& heard) {
-  auto held = keys_.find(heard.key);
-  if (held != keys_.end()) {
-    const Object& o = objects_.at(held->second);
-    const bool same = heard.published && o.owner_node == heard.owner_node && o.remote_id == heard.object_id;
-    if (o.owner_node != 0 && !same) DropStaleReplicas({heard.key});
+  if (const Object* o = objects_.Live(heard.key)) {
+    const bool same = heard.published && o->owner_node == heard.owner_node && o->remote_id == heard.object_id;
+    if (o->is_copy() && !same) DropStaleReplicas({heard.key});
   }
   if (heard.published && heard.size <= options_.cluster.copy_ahead_below) CopyAhead(heard.key);
 }
 
 void Daemon::Impl::CopyAhead(const std::string& key) {
-  if (keys_.count(key) != 0 || fetches_.count(key) != 0) return;
+  if (objects_.IsLive(key) || fetches_.count(key) != 0) return;
   auto here = cluster_->LookupHere(key);
   if (!here || !here->ok()) return;  // deleted meanwhile, or only the directory knows
   const cluster::ObjectRecord& r = **here;
@@ -470,20 +461,16 @@ void Daemon::Impl::CopyAhead(const std::string& key) {
 
 void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
   std::vector<uint64_t> replicas;  // ids grow with each fetch: oldest first
-  for (const auto& [key, id] : keys_) {
-    const Object& o = objects_.at(id);
-    if (o.owner_node != 0 && !IsPinned(id)) replicas.push_back(id);
-  }
+  objects_.ForEachLive([&](const Object& o) {
+    if (o.is_copy() && !IsPinned(o.id)) replicas.push_back(o.id);
+  });
   std::sort(replicas.begin(), replicas.end());
   for (uint64_t id : replicas) {
     if (used_ + bytes <= config_.capacity) break;
     Object& o = objects_.at(id);
     CSM_LOG_INFO("evicting the copy of '%s' (%s, from node %u) to make room for '%s'", o.key.c_str(),
                  FormatSize(o.header.data_size).c_str(), o.owner_node, wanted.c_str());
-    keys_.erase(o.key);
-    dir_->MarkDeleted(o.slot);
-    o.deleted = true;
-    pending_.insert(id);
+    Unlist(o.key);
     ++replicas_evicted_;
     Sweep();  // unpinned: reclaimed now, and used_ goes down with its arenas
   }
@@ -493,10 +480,9 @@ void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
 void Daemon::Impl::RefreshReplicaList() {
   if (membership_ == nullptr) return;  // a lone node
   std::vector<cluster::ClusterDirectory::Held> held;
-  for (const auto& [key, id] : keys_) {
-    const Object& o = objects_.at(id);
-    if (o.owner_node != 0) held.push_back({key, o.remote_id, o.owner_node});
-  }
+  objects_.ForEachLive([&](const Object& o) {
+    if (o.is_copy()) held.push_back({o.key, o.remote_id, o.owner_node});
+  });
   membership_->SetHeld(std::move(held));
 }
 

@@ -38,6 +38,7 @@
 #include "csm/node/arena_table.h"
 #include "csm/node/membership.h"
 #include "csm/node/object.h"
+#include "csm/node/object_table.h"
 #include "csm/node/peer_server.h"
 #include "csm/node/replica_fetch.h"
 #include "csm/node/daemon.h"
@@ -180,6 +181,9 @@ class Daemon::Impl {
   Result<uint64_t> FinishCommit(Object o);
   Status ReplyCommit(Client& c, const Result<uint64_t>& id);
   void DeleteLocally(const std::string& key);
+  // Takes the object under `key` off its key here and in the node's directory; it is
+  // reclaimed once no process pins it (Sweep). Null if none is live under it.
+  Object* Unlist(const std::string& key);
   // CapacityExceeded once max_objects keys are live (own objects and copies).
   Status CheckObjectRoom() const;
   // Runs `call` (a cluster directory request, up to its timeout) on the directory
@@ -316,16 +320,15 @@ class Daemon::Impl {
 
   std::unordered_map<uint64_t, Client> clients_;
   ArenaTable arenas_;
-  std::unordered_map<uint64_t, Object> objects_;
-  std::unordered_map<std::string, uint64_t> keys_;  // live key → object id
-  std::set<uint64_t> pending_;  // deleted objects waiting for their last pin
   bool sweep_requested_ = false;
   int64_t last_sweep_ns_ = 0;
   uint64_t used_ = 0;
   // Object ids are never reused, not even by the node's next incarnation (peers keep
   // copies by id): they start at the time this csmd started, in nanoseconds.
   const uint64_t incarnation_ = static_cast<uint64_t>(os::RealtimeNanos());
-  uint64_t next_client_ = 1, next_object_ = incarnation_;
+  uint64_t next_client_ = 1;
+  // Object ids start at incarnation_ (above).
+  ObjectTable objects_{incarnation_};
   // Memfds of destroyed arenas (local and replicas), pages still populated: the next
   // arena of the same size reuses one instead of faulting fresh shared memory in
   // (docs/heap_layout.md). At most capacity/8 bytes, on top of capacity, each kept for
