@@ -586,12 +586,13 @@ TEST_P(ClusterTest, PushedRecordsAnswerRemoteGetsAndFollowReplacements) {
   EXPECT_EQ(testing::Run({CsmCli(), "rm", "k"}, a_->Env()).exit_code, 0);
   RunHelper(*a_, {"produce", "k", "10"});
   std::string verdict;
-  EXPECT_TRUE(testing::Eventually([&] {  // B's old copy goes at its next heartbeat
+  EXPECT_TRUE(testing::Eventually([&] {  // B's old copy goes as the change is pushed
     auto ref = (*client)->Get<workload::HeapMap>("k");
     verdict = ref.ok() ? workload::Verify(**ref, 10) : ref.status().ToString();
     return verdict.empty();
   }, 10000)) << verdict;
-  EXPECT_EQ(cache("hits"), 2u);
+  // (Whether the new record was read from the cache or asked of the directory depends on
+  // whether the Get came before or after its push: not counted here.)
   EXPECT_EQ(cache("records"), 2u);
 }
 

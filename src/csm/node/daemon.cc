@@ -469,9 +469,13 @@ Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
   // before anything changes here. The key is held meanwhile (committing_).
   auto object = std::make_shared<Object>(std::move(*o));
   committing_.insert(object->key);
+  // Served to peers from the moment its record can reach them: a node that hears of it
+  // may fetch it before the directory's answer is back here (copying ahead).
+  peers_.AddObject(object->id, object->extents);
   AwaitDirectory(c, [this, record = RecordOf(*object)] { return cluster_->Publish(record); },
                  [this, object](Client* waiting, const Status& published) {
                    const std::string object_key = object->key;
+                   const uint64_t object_id = object->id;
                    committing_.erase(object_key);
                    Result<uint64_t> id = published;
                    if (published.ok()) {
@@ -481,6 +485,7 @@ Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
                                              : Unavailable("the committing process is gone");
                      if (!id.ok()) UnpublishLater(object_key);
                    }
+                   if (!id.ok()) peers_.RemoveObject(object_id);
                    if (waiting != nullptr && !ReplyCommit(*waiting, id).ok()) {
                      DropClient(waiting->id);
                    }

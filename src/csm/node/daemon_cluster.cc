@@ -152,12 +152,9 @@ Result<transport::Transport*> Daemon::Impl::TransportFor(transport::TransportKin
 // ---- tasks from other threads -------------------------------------------------------
 
 void Daemon::Impl::Post(std::function<void()> task) {
-  {
-    std::lock_guard<std::mutex> lock(posted_mu_);
-    posted_.push_back(std::move(task));
-  }
+  boost::asio::post(loop_tasks_, std::move(task));
   uint64_t one = 1;
-  ssize_t ignored = ::write(wake_fd_.get(), &one, sizeof(one));
+  ssize_t ignored = ::write(wake_fd_.get(), &one, sizeof(one));  // wakes the loop's poll
   (void)ignored;
 }
 
@@ -165,12 +162,8 @@ void Daemon::Impl::RunPosted() {
   uint64_t count = 0;
   ssize_t ignored = ::read(wake_fd_.get(), &count, sizeof(count));
   (void)ignored;
-  std::deque<std::function<void()>> tasks;
-  {
-    std::lock_guard<std::mutex> lock(posted_mu_);
-    tasks.swap(posted_);
-  }
-  for (auto& task : tasks) task();
+  loop_tasks_.restart();  // it stops whenever it runs out of work
+  loop_tasks_.poll();     // what was posted; anything posted meanwhile wrote wake_fd_ again
 }
 
 // ---- remote gets --------------------------------------------------------------------

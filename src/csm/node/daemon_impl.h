@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cerrno>
@@ -212,11 +213,13 @@ class Daemon::Impl {
   uint64_t PinCount(uint64_t object_id) const;
 
   // ---- tasks from other threads (fetch workers, heartbeat) ----
+  // Every hand-off between csmd's threads is boost::asio::post to an executor: the
+  // directory thread and the fetch pool are asio thread pools, and the loop runs
+  // loop_tasks_ (an io_context) whenever wake_fd_ says work came, between polls.
   void Post(std::function<void()> task);  // any thread
   void RunPosted();
   os::UniqueFd wake_fd_;
-  std::mutex posted_mu_;
-  std::deque<std::function<void()>> posted_;  // guarded by posted_mu_
+  boost::asio::io_context loop_tasks_{1};
 
   // ---- serving peers: our own committed objects, read by the transport's threads ----
   PeerServer peers_;
