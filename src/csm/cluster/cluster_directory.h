@@ -82,7 +82,7 @@ class ClusterDirectory {
   virtual ~ClusterDirectory() = default;
   // Set before Join; every backend with a push stream calls it for every change after
   // that (none is called for changes missed while the stream was broken).
-  void SetRecordListener(RecordListener listener) { listener_ = std::move(listener); }
+  virtual void SetRecordListener(RecordListener listener) { listener_ = std::move(listener); }
   // Joins as `self`. FailedPrecondition if its window or build differs from the
   // cluster's; AlreadyExists if a live member has the same id. A node that rejoins
   // after dying starts afresh: its old leases are dropped (its memory is gone).

@@ -138,12 +138,11 @@ class CoordinatorServer {
 class LocalCoordinatorDirectory : public ClusterDirectory {
  public:
   LocalCoordinatorDirectory(Coordinator* coordinator, uint32_t node_id)
-      : coordinator_(coordinator), node_id_(node_id) {
-    coordinator_->SetListener([this](const std::string& key, const ObjectRecord* record) {
-      Heard(key, record);
-    });
-  }
+      : coordinator_(coordinator), node_id_(node_id) {}
   ~LocalCoordinatorDirectory() override { coordinator_->SetListener(nullptr); }
+  // Changes happen in the coordinator, on whichever thread serves the node that made
+  // them: the listener is handed to it (under its lock).
+  void SetRecordListener(RecordListener listener) override { coordinator_->SetListener(std::move(listener)); }
   Status Join(const NodeInfo& self) override { return coordinator_->Join(self); }
   Result<uint64_t> LeaseSegments(uint64_t count) override {
     return coordinator_->Lease(node_id_, count);
