@@ -7,8 +7,6 @@ namespace csm::node {
 
 Status Daemon::Impl::Init() {
   CSM_RETURN_IF_ERROR(ValidateConfig(config_));
-  wake_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_fd_.valid()) return ErrnoError("eventfd", errno);
   if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
@@ -23,7 +21,8 @@ Status Daemon::Impl::Init() {
   dir_ = std::make_unique<directory::DirectoryTable>(dir_map_.addr, slots);
   dir_->Init(node_id_);
   CSM_RETURN_IF_ERROR(dir_->InitLiveness());
-  CSM_ASSIGN_OR_RETURN(listen_fd_, os::ListenUnix(config_.socket_path));
+  CSM_ASSIGN_OR_RETURN(os::UniqueFd listen_fd, os::ListenUnix(config_.socket_path));
+  sessions_.Listen(std::move(listen_fd));
   CSM_LOG_INFO("csmd node %u listening at %s; window [%s, +%s), capacity %s",
                node_id_, config_.socket_path.c_str(), Hex(config_.window.base).c_str(),
                FormatSize(config_.window.size).c_str(), FormatSize(config_.capacity).c_str());
@@ -47,111 +46,23 @@ Status Daemon::Impl::Run() {
     directory::DirectoryTable* dir;
     ~Unhold() { dir->ReleaseLiveness(); }
   } unhold{dir_.get()};
-  std::vector<pollfd> fds;
-  std::vector<uint64_t> ids;
-  for (;;) {
-    // Before the poll set is built: a connection dropped here is not in it.
-    int hello_due = -1;
-    for (uint64_t late : admission_.Expire(os::MonotonicNanos(), &hello_due)) {
-      CSM_LOG_DEBUG("dropping a connection that said no Hello in time");
-      DropClient(late);
-    }
-    fds.clear();
-    ids.clear();
-    fds.push_back({stop_fd_.get(), POLLIN, 0});
-    fds.push_back({listen_fd_.get(), POLLIN, 0});
-    fds.push_back({wake_fd_.get(), POLLIN, 0});
-    for (auto& [id, c] : clients_) {
-      // A client whose request waits for the directory sends nothing we could answer
-      // before it; its hang-up is still seen (POLLHUP).
-      fds.push_back({c.sock.get(), static_cast<short>(c.awaiting_directory ? 0 : POLLIN), 0});
-      ids.push_back(id);
-    }
-    int timeout = objects_.waiting().empty() ? -1 : kSweepIntervalMs;
-    if (hello_due >= 0 && (timeout < 0 || hello_due < timeout)) timeout = hello_due;
-    int n = ::poll(fds.data(), fds.size(), timeout);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoError("poll", errno);
-    }
-    if (fds[0].revents) break;
-    if (fds[1].revents & POLLIN) Accept();
-    if (fds[2].revents & POLLIN) RunPosted();
-    constexpr size_t kFirstClient = 3;
-    for (size_t i = kFirstClient; i < fds.size(); ++i) {
-      if (fds[i].revents == 0) continue;
-      auto it = clients_.find(ids[i - kFirstClient]);
-      if (it == clients_.end()) continue;
-      bool keep = (fds[i].revents & POLLIN) && HandleMessage(it->second);
-      if (!keep) DropClient(ids[i - kFirstClient]);
-    }
-    int64_t now = os::MonotonicNanos();
-    if (!objects_.waiting().empty() &&
-        (sweep_requested_ || now - last_sweep_ns_ >= int64_t{kSweepIntervalMs} * 1000000)) {
-      Sweep();
-      last_sweep_ns_ = now;
-      sweep_requested_ = false;
-    }
-  }
-  CSM_LOG_INFO("csmd stopping: %zu objects, %zu clients", objects_.live(), clients_.size());
+  // Stop writes stop_fd_ (from a signal handler too); the loop watches a duplicate.
+  const int stop_copy = ::fcntl(stop_fd_.get(), F_DUPFD_CLOEXEC, 0);
+  if (stop_copy < 0) return ErrnoError("dup of the stop eventfd", errno);
+  stop_watch_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, stop_copy);
+  stop_watch_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                          [this](const boost::system::error_code& ec) {
+                            if (!ec) io_.stop();
+                          });
+  io_.run();
+  CSM_LOG_INFO("csmd stopping: %zu objects, %zu clients", objects_.live(), sessions_.size());
   ::unlink(config_.socket_path.c_str());
   return Status::OK();
 }
 
-void Daemon::Impl::Accept() {
-  // Everything waiting now (bounded, so clients already attached are served between).
-  for (int i = 0; i < 256; ++i) {
-    auto sock = os::AcceptUnix(listen_fd_.get());
-    if (!sock.ok() && sock.status().IsCapacityExceeded()) {  // out of descriptors
-      if (auto oldest = admission_.Oldest()) {
-        DropClient(*oldest);
-        continue;
-      }
-    }
-    if (!sock.ok()) {
-      if (!sock.status().IsUnavailable()) {
-        CSM_LOG_WARN("accept failed: %s", sock.status().ToString().c_str());
-      }
-      return;
-    }
-    auto cred = os::GetPeerCredentials(sock->get());
-    if (!cred.ok()) continue;
-    // Only our own user (or root) may attach: a client can read every object.
-    if (cred->uid != ::getuid() && cred->uid != 0) {
-      CSM_LOG_WARN("refused pid %d: uid %u is not csmd's uid %u", cred->pid, cred->uid,
-                   ::getuid());
-      continue;
-    }
-    uint64_t id = next_client_++;
-    if (auto make_room = admission_.Admit(id, cred->pid, os::MonotonicNanos())) {
-      CSM_LOG_DEBUG("dropping a connection that has not said Hello: room for a newer one");
-      DropClient(*make_room);
-    }
-    Client& c = clients_[id];
-    c.id = id;
-    c.sock = std::move(*sock);
-    c.cred = *cred;
-    // Non-blocking: a client that stops reading its replies is dropped, never waited on.
-    ::fcntl(c.sock.get(), F_SETFL, ::fcntl(c.sock.get(), F_GETFL) | O_NONBLOCK);
-  }
-}
-
-bool Daemon::Impl::HandleMessage(Client& c) {
-  auto msg = os::ReceiveMessage(c.sock.get(), 0);
-  if (!msg.ok()) {
-    if (!msg.status().IsUnavailable() && !msg.status().IsTimeout()) {
-      CSM_LOG_WARN("client pid %d: %s", c.cred.pid, msg.status().ToString().c_str());
-    }
-    return msg.status().IsTimeout();
-  }
-  WireReader in(msg->bytes);
-  MessageType type{};
-  Status s = in.ReadHeader(&type);
-  c.request_id = in.request_id();
-  if (s.ok() && !c.hello_done && type != MessageType::kHello) {
-    s = FailedPrecondition("the first message must be Hello");
-  }
-  if (s.ok()) {
+Status Daemon::Impl::Dispatch(Session& c, MessageType type, WireReader& in) {
+  Status s;
+  {
     switch (type) {
       case MessageType::kHello: s = HandleHello(c, in); break;
       case MessageType::kAllocArena: s = HandleAllocArena(c, in); break;
@@ -182,38 +93,16 @@ bool Daemon::Impl::HandleMessage(Client& c) {
       case MessageType::kUnpinned: {
         protocol::Unpinned m;
         s = protocol::Decode(in, &m);
-        sweep_requested_ = true;  // the sweep finds which object it was
+        if (s.ok()) ArmSweep(std::chrono::milliseconds(0));  // the sweep finds which object it was
         break;
       }
       default: s = Corruption("unknown message type " + std::to_string(int(type)));
     }
   }
-  if (!s.ok()) {
-    // A malformed message means the peer is not a csm client we understand: drop it.
-    CSM_LOG_WARN("dropping client pid %d: %s", c.cred.pid, s.ToString().c_str());
-    return false;
-  }
-  return true;
+  return s;
 }
 
-Status Daemon::Impl::SendStatus(Client& c, MessageType type, const Status& st) {
-  WireWriter out = protocol::FailureReply(type, st);  // or a StatusReply's success
-  return Reply(c, out);
-}
-
-Status Daemon::Impl::ReplyJson(Client& c, const Result<std::string>& json) {
-  WireWriter out = protocol::Encode(protocol::JsonReply{json.status(), json.ok() ? *json : std::string()});
-  return Reply(c, out);
-}
-
-Status Daemon::Impl::Reply(Client& c, WireWriter& out, const std::vector<int>& fds) {
-  out.SetRequestId(c.request_id);
-  // A client waits for each reply before its next request, so there is always room;
-  // one whose socket is full is not reading: drop it rather than wait on it.
-  return os::SendMessage(c.sock.get(), out.bytes(), fds, /*timeout_ms=*/0);
-}
-
-Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
+Status Daemon::Impl::HandleHello(Session& c, WireReader& in) {
   protocol::Hello hello;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &hello));
   const WindowConfig& w = hello.window;
@@ -231,16 +120,14 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
         FormatSize(config_.window.segment_size) + ": use the same CSM_CONFIG / CSM_HEAP_* "
         "settings as the node");
   }
-  size_t attached = 0;
-  for (const auto& [id, other] : clients_) attached += other.hello_done ? 1 : 0;
-  if (refuse.ok() && attached >= config_.max_clients) {
+  if (refuse.ok() && sessions_.attached() >= config_.max_clients) {
     refuse = CapacityExceeded("csmd at " + config_.socket_path + " serves max_clients (" +
                               std::to_string(config_.max_clients) + ") processes already: end "
                               "some, or start the node with a larger --max-clients");
     CSM_LOG_WARN("refused pid %d: %s", c.cred.pid, refuse.message().c_str());
   }
   if (!refuse.ok()) {
-    (void)SendStatus(c, MessageType::kHelloReply, refuse);
+    (void)Sessions::SendStatus(c, MessageType::kHelloReply, refuse);
     return refuse;
   }
   uint64_t pin_bytes = uint64_t{config_.pins_per_client} * sizeof(PinEntry);
@@ -250,13 +137,13 @@ Status Daemon::Impl::HandleHello(Client& c, WireReader& in) {
   WireWriter out = protocol::Encode(protocol::HelloReply{
       Status::OK(), c.id, node_id_, dir_->capacity(), config_.pins_per_client, config_.arena_size,
       static_cast<uint8_t>(cluster_ != nullptr)});
-  c.hello_done = true;
-  admission_.Settled(c.id);
+  c.pin_count = config_.pins_per_client;
+  sessions_.Attached(c);
   CSM_LOG_DEBUG("client %llu attached: pid %d", (unsigned long long)c.id, c.cred.pid);
-  return Reply(c, out, {dir_ro.get(), c.pin_fd.get()});
+  return Sessions::Reply(c, out, {dir_ro.get(), c.pin_fd.get()});
 }
 
-Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
+Status Daemon::Impl::HandleAllocArena(Session& c, WireReader& in) {
   protocol::AllocArena m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   const uint64_t min_size = m.min_size;
@@ -265,7 +152,7 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
   uint64_t size = dedicated ? (std::max<uint64_t>(min_size, 1) + kAlign - 1) / kAlign * kAlign
                             : config_.arena_size;
   if (min_size > config_.window.size || size < min_size) {
-    return SendStatus(c, MessageType::kArenaReply,
+    return Sessions::SendStatus(c, MessageType::kArenaReply,
                       InvalidArgument("arena of " + std::to_string(min_size) + " bytes requested"));
   }
   if (cluster_ == nullptr || addresses_.Fits(size)) return GrantArena(c, size, dedicated != 0);
@@ -278,19 +165,19 @@ Status Daemon::Impl::HandleAllocArena(Client& c, WireReader& in) {
         *run = LeaseFromCluster(wanted);
         return run->status();
       },
-      [this, run, size, dedicated](Client* waiting, const Status&) {
+      [this, run, size, dedicated](Session* waiting, const Status&) {
         if (run->ok()) addresses_.AddRun(**run);  // the node holds it now, asked or not
         if (waiting == nullptr) return;
         Status s = run->ok() ? GrantArena(*waiting, size, dedicated != 0)
-                             : SendStatus(*waiting, MessageType::kArenaReply,
+                             : Sessions::SendStatus(*waiting, MessageType::kArenaReply,
                                           run->status().WithContext("leasing segments from the cluster"));
-        if (!s.ok()) DropClient(waiting->id);
+        if (!s.ok()) sessions_.Drop(waiting->id);
       });
   return Status::OK();
 }
 
-Status Daemon::Impl::GrantArena(Client& c, uint64_t size, bool dedicated) {
-  auto fail = [&](Status s) { return SendStatus(c, MessageType::kArenaReply, s); };
+Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated) {
+  auto fail = [&](Status s) { return Sessions::SendStatus(c, MessageType::kArenaReply, s); };
   if (used_ + size > config_.capacity) {
     return fail(CapacityExceeded(
         "node memory is full: capacity " + FormatSize(config_.capacity) + ", in use " +
@@ -318,10 +205,10 @@ Status Daemon::Impl::GrantArena(Client& c, uint64_t size, bool dedicated) {
   peers_.AddArena(a.addr, a.size, a.fd.get());
   WireWriter out = protocol::Encode(
       protocol::ArenaReply{Status::OK(), a.id, a.seq, a.addr, a.size, static_cast<uint8_t>(options_.huge_pages)});
-  return Reply(c, out, {a.fd.get()});
+  return Sessions::Reply(c, out, {a.fd.get()});
 }
 
-Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
+Status Daemon::Impl::HandleSync(Session& c, WireReader& in) {
   protocol::SyncArenas m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   protocol::SyncReply reply;
@@ -350,12 +237,12 @@ Status Daemon::Impl::HandleSync(Client& c, WireReader& in) {
   });
   CSM_RETURN_IF_ERROR(failed);
   WireWriter out = protocol::Encode(reply);
-  return Reply(c, out, fds);
+  return Sessions::Reply(c, out, fds);
 }
 
 
 // Reads [addr, addr+len) of the heap; the range must lie in one arena of client c.
-Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
+Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Session& c,
                               std::vector<uint64_t>* arena_ids) {
   Arena* a = arenas_.At(addr);
   if (a == nullptr || a->owner != c.id || !RangeWithin(addr, len, a->addr, a->size)) {
@@ -371,7 +258,7 @@ Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Clie
   return Status::OK();
 }
 
-Result<Object> Daemon::Impl::PrepareCommit(Client& c, uint64_t header_addr, uint64_t type_id,
+Result<Object> Daemon::Impl::PrepareCommit(Session& c, uint64_t header_addr, uint64_t type_id,
                                            std::string key, std::string type_name) {
   // '#' keys are allowed here: the Arrow layer commits table parts as "<table>#<n>";
   // clients refuse them from programs (csm/key.h).
@@ -459,7 +346,7 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
   return id;
 }
 
-Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
+Status Daemon::Impl::HandleCommit(Session& c, WireReader& in) {
   protocol::Commit m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   auto o = PrepareCommit(c, m.header, m.type_id, std::move(m.key), std::move(m.type_name));
@@ -473,7 +360,7 @@ Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
   // may fetch it before the directory's answer is back here (copying ahead).
   peers_.AddObject(object->id, object->extents);
   AwaitDirectory(c, [this, record = RecordOf(*object)] { return cluster_->Publish(record); },
-                 [this, object](Client* waiting, const Status& published) {
+                 [this, object](Session* waiting, const Status& published) {
                    const std::string object_key = object->key;
                    const uint64_t object_id = object->id;
                    committing_.erase(object_key);
@@ -487,18 +374,18 @@ Status Daemon::Impl::HandleCommit(Client& c, WireReader& in) {
                    }
                    if (!id.ok()) peers_.RemoveObject(object_id);
                    if (waiting != nullptr && !ReplyCommit(*waiting, id).ok()) {
-                     DropClient(waiting->id);
+                     sessions_.Drop(waiting->id);
                    }
                  });
   return Status::OK();
 }
 
-Status Daemon::Impl::ReplyCommit(Client& c, const Result<uint64_t>& id) {
+Status Daemon::Impl::ReplyCommit(Session& c, const Result<uint64_t>& id) {
   WireWriter out = protocol::Encode(protocol::CommitReply{id.status(), id.ok() ? *id : 0});
   if (!id.ok() && id.status().IsCorruption()) {
     CSM_LOG_WARN("refused commit from pid %d: %s", c.cred.pid, id.status().ToString().c_str());
   }
-  return Reply(c, out);
+  return Sessions::Reply(c, out);
 }
 
 Status Daemon::Impl::CheckObjectRoom() const {
@@ -508,35 +395,35 @@ Status Daemon::Impl::CheckObjectRoom() const {
                           "start the node with a larger --max-objects");
 }
 
-Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
+Status Daemon::Impl::HandleDelete(Session& c, WireReader& in) {
   protocol::Delete m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   const std::string& key = m.key;
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) {
-    return SendStatus(c, MessageType::kStatusReply, valid);
+    return Sessions::SendStatus(c, MessageType::kStatusReply, valid);
   }
   Object* found = objects_.Live(key);
   if (found == nullptr) {
-    return SendStatus(c, MessageType::kStatusReply,
+    return Sessions::SendStatus(c, MessageType::kStatusReply,
                       NotFound("no object under key '" + key + "' (csm ls lists them)"));
   }
   Object& o = *found;
   if (o.owner_node != 0) {
-    return SendStatus(c, MessageType::kStatusReply,
+    return Sessions::SendStatus(c, MessageType::kStatusReply,
                       FailedPrecondition("'" + key + "' is a copy of an object owned by node " +
                                          std::to_string(o.owner_node) +
                                          ": delete it on that node"));
   }
   if (cluster_ == nullptr) {
     DeleteLocally(key);
-    return SendStatus(c, MessageType::kStatusReply, Status::OK());
+    return Sessions::SendStatus(c, MessageType::kStatusReply, Status::OK());
   }
   if (!deleting_.insert(key).second) {
-    return SendStatus(c, MessageType::kStatusReply,
+    return Sessions::SendStatus(c, MessageType::kStatusReply,
                       NotFound("'" + key + "' is being deleted by another process"));
   }
   AwaitDirectory(c, [this, key] { return cluster_->Unpublish(key, node_id_); },
-                 [this, key](Client* waiting, const Status& unpublished) {
+                 [this, key](Session* waiting, const Status& unpublished) {
                    deleting_.erase(key);
                    // Gone from the directory (or never there): then gone here too, even
                    // if the asking process died meanwhile.
@@ -544,8 +431,8 @@ Status Daemon::Impl::HandleDelete(Client& c, WireReader& in) {
                    if (gone) DeleteLocally(key);
                    const Status answer = gone ? Status::OK() : unpublished;
                    if (waiting != nullptr &&
-                       !SendStatus(*waiting, MessageType::kStatusReply, answer).ok()) {
-                     DropClient(waiting->id);
+                       !Sessions::SendStatus(*waiting, MessageType::kStatusReply, answer).ok()) {
+                     sessions_.Drop(waiting->id);
                    }
                  });
   return Status::OK();
@@ -567,22 +454,16 @@ void Daemon::Impl::DeleteLocally(const std::string& key) {
   Sweep();
 }
 
-void Daemon::Impl::AwaitDirectory(Client& c, std::function<Status()> call,
-                                  std::function<void(Client*, const Status&)> then) {
-  c.awaiting_directory = true;
+void Daemon::Impl::AwaitDirectory(Session& c, std::function<Status()> call,
+                                  std::function<void(Session*, const Status&)> then) {
+  sessions_.Hold(c);
   ++directory_waits_;
   boost::asio::post(DirectoryThread(), [this, id = c.id, request = c.request_id, call = std::move(call),
                                         then = std::move(then)] {
     Status s = call();
     Post([this, id, request, s, then] {
       --directory_waits_;
-      auto it = clients_.find(id);
-      Client* waiting = it == clients_.end() ? nullptr : &it->second;
-      if (waiting != nullptr) {
-        waiting->awaiting_directory = false;
-        waiting->request_id = request;  // `then` answers that request
-      }
-      then(waiting, s);
+      then(sessions_.Resume(id, request), s);  // it answers that request
     });
   });
 }
@@ -606,12 +487,7 @@ void Daemon::Impl::UnpublishLater(const std::string& key) {
 
 uint64_t Daemon::Impl::PinCount(uint64_t object_id) const {
   uint64_t n = 0;
-  for (const auto& [id, c] : clients_) {
-    if (c.pin_map.addr == nullptr) continue;
-    for (uint32_t i = 0; i < config_.pins_per_client; ++i) {
-      if (c.pins()[i].object_id.load() == object_id) ++n;
-    }
-  }
+  sessions_.ForEach([&](const Session& c) { n += c.PinsOf(object_id); });
   return n;
 }
 
@@ -622,6 +498,18 @@ void Daemon::Impl::Sweep() {
   for (uint64_t id : waiting) {
     if (!IsPinned(id)) Reclaim(objects_.at(id));
   }
+  if (!objects_.waiting().empty()) ArmSweep(std::chrono::milliseconds(kSweepIntervalMs));
+}
+
+void Daemon::Impl::ArmSweep(std::chrono::milliseconds after) {
+  if (sweep_armed_ && after.count() > 0) return;  // one is due already, as soon or sooner
+  sweep_armed_ = true;
+  sweep_timer_.expires_after(after);  // an earlier wait ends as aborted
+  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    sweep_armed_ = false;
+    Sweep();
+  });
 }
 
 void Daemon::Impl::Reclaim(Object& o) {
@@ -677,9 +565,9 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   used_ -= a.charged;
   if (!served) spare_.Keep(std::move(a.fd), a.size);  // or closed, if over budget
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
-  for (auto& [id, c] : clients_) {
+  sessions_.ForEach([&](Session& c) {
     if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});
-  }
+  });
   arenas_.Remove(a.id);
   // Clients' mapper threads drop their mappings, so the memory really goes back.
   dir_->header().arenas_freed.fetch_add(1);
@@ -692,25 +580,20 @@ void Daemon::Impl::AnnounceChange() {
   os::FutexWakeAll(reinterpret_cast<const uint32_t*>(&counter));
 }
 
-void Daemon::Impl::DropClient(uint64_t client_id) {
-  admission_.Settled(client_id);
-  auto it = clients_.find(client_id);
-  if (it == clients_.end()) return;
-  std::set<uint64_t> owned = std::move(it->second.arenas);
-  pid_t pid = it->second.cred.pid;
-  clients_.erase(it);  // its pins vanish with its pin table
-  for (uint64_t id : owned) ReleaseArena(id);
+void Daemon::Impl::OnSessionGone(Session& c) {
+  // It is off the session list already: its pins no longer count.
+  for (uint64_t id : c.arenas) ReleaseArena(id);
   Sweep();
-  CSM_LOG_DEBUG("client pid %d detached; %zu arenas released", pid, owned.size());
+  CSM_LOG_DEBUG("client pid %d detached; %zu arenas released", c.cred.pid, c.arenas.size());
 }
 
-Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
+Status Daemon::Impl::HandleStat(Session& c, WireReader& in) {
   protocol::Stat m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   const std::string& key = m.key;
   const Object* found = objects_.Live(key);
   if (Status valid = ValidateKeyToRead(key); !valid.ok() || found == nullptr) {
-    return SendStatus(c, MessageType::kJsonReply,
+    return Sessions::SendStatus(c, MessageType::kJsonReply,
                       !valid.ok() ? valid : NotFound("no object under key '" + key + "' (csm ls lists them)"));
   }
   const Object& o = *found;
@@ -731,7 +614,7 @@ Status Daemon::Impl::HandleStat(Client& c, WireReader& in) {
   j["descriptor_bytes"] = sizeof(directory::DirectorySlot);
   for (const auto& e : o.extents) j["extents"].push_back({{"addr", Hex(e.addr)}, {"length", e.length}});
   j["arenas"] = o.arena_ids;
-  return ReplyJson(c, j.dump());
+  return Sessions::ReplyJson(c, j.dump());
 }
 
 nlohmann::json Daemon::Impl::Describe(const Object& o) const {
@@ -747,7 +630,7 @@ nlohmann::json Daemon::Impl::Describe(const Object& o) const {
           {"commit_time_ns", o.commit_time_ns}};
 }
 
-Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
+Status Daemon::Impl::HandleList(Session& c, WireReader& in) {
   protocol::List m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   const std::string after = m.after;
@@ -766,7 +649,7 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
           page->records = cluster_->List(after, limit, &page->more);
           return page->records.status();
         },
-        [this, page](Client* waiting, const Status&) {
+        [this, page](Session* waiting, const Status&) {
           if (waiting == nullptr) return;
           nlohmann::json j = {{"objects", nlohmann::json::array()}, {"more", page->more}};
           if (page->records.ok()) {
@@ -781,7 +664,7 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
             }
           }
           Result<std::string> json = page->records.ok() ? Result<std::string>(j.dump()) : page->records.status();
-          if (!ReplyJson(*waiting, json).ok()) DropClient(waiting->id);
+          if (!Sessions::ReplyJson(*waiting, json).ok()) sessions_.Drop(waiting->id);
         });
     return Status::OK();
   }
@@ -794,10 +677,10 @@ Status Daemon::Impl::HandleList(Client& c, WireReader& in) {
                     [](const Object* a, const Object* b) { return a->key < b->key; });
   nlohmann::json page = {{"objects", nlohmann::json::array()}, {"more", after_key.size() > n}};
   for (size_t i = 0; i < n; ++i) page["objects"].push_back(Describe(*after_key[i]));
-  return ReplyJson(c, page.dump());
+  return Sessions::ReplyJson(c, page.dump());
 }
 
-Status Daemon::Impl::HandleInfo(Client& c) {
+Status Daemon::Impl::HandleInfo(Session& c) {
   nlohmann::json j;
   j["node_id"] = node_id_;
   j["socket"] = config_.socket_path;
@@ -805,7 +688,7 @@ Status Daemon::Impl::HandleInfo(Client& c) {
                  {"segment_size", config_.window.segment_size}};
   j["segments_leased"] = LeasedSegments();
   j["capacity"] = config_.capacity;
-  j["connections_dropped"] = admission_.dropped();  // never said Hello in time, or made room
+  j["connections_dropped"] = sessions_.dropped_before_hello();  // never said Hello in time, or made room
   j["used"] = used_;
   j["objects"] = objects_.live();
   j["objects_awaiting_unpin"] = objects_.waiting().size();
@@ -829,14 +712,10 @@ Status Daemon::Impl::HandleInfo(Client& c) {
   j["arenas"] = arenas_.size();
   j["max_objects"] = config_.max_objects;
   j["clients"] = nlohmann::json::array();
-  for (const auto& [id, cl] : clients_) {
-    uint64_t pins = 0;
-    if (cl.pin_map.addr != nullptr) {
-      for (uint32_t i = 0; i < config_.pins_per_client; ++i) pins += cl.pins()[i].object_id.load() != 0;
-    }
-    j["clients"].push_back({{"pid", cl.cred.pid}, {"arenas", cl.arenas.size()}, {"pins", pins}});
-  }
-  return ReplyJson(c, j.dump());
+  sessions_.ForEach([&](const Session& cl) {
+    j["clients"].push_back({{"pid", cl.cred.pid}, {"arenas", cl.arenas.size()}, {"pins", cl.PinsOf(0)}});
+  });
+  return Sessions::ReplyJson(c, j.dump());
 }
 
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

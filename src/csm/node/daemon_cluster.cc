@@ -149,23 +149,6 @@ Result<transport::Transport*> Daemon::Impl::TransportFor(transport::TransportKin
   return t.get();
 }
 
-// ---- tasks from other threads -------------------------------------------------------
-
-void Daemon::Impl::Post(std::function<void()> task) {
-  boost::asio::post(loop_tasks_, std::move(task));
-  uint64_t one = 1;
-  ssize_t ignored = ::write(wake_fd_.get(), &one, sizeof(one));  // wakes the loop's poll
-  (void)ignored;
-}
-
-void Daemon::Impl::RunPosted() {
-  uint64_t count = 0;
-  ssize_t ignored = ::read(wake_fd_.get(), &count, sizeof(count));
-  (void)ignored;
-  loop_tasks_.restart();  // it stops whenever it runs out of work
-  loop_tasks_.poll();     // what was posted; anything posted meanwhile wrote wake_fd_ again
-}
-
 // ---- remote gets --------------------------------------------------------------------
 
 Status Daemon::Impl::CheckRecord(const cluster::ObjectRecord& r) const {
@@ -256,11 +239,11 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::
   return ids;
 }
 
-Status Daemon::Impl::HandleResolve(Client& c, WireReader& in) {
+Status Daemon::Impl::HandleResolve(Session& c, WireReader& in) {
   protocol::Resolve m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   const std::string& key = m.key;
-  auto reply = [&](const Status& s) { return SendStatus(c, MessageType::kStatusReply, s); };
+  auto reply = [&](const Status& s) { return Sessions::SendStatus(c, MessageType::kStatusReply, s); };
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
   if (objects_.IsLive(key)) return reply(Status::OK());
   if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
@@ -306,10 +289,10 @@ void Daemon::Impl::FetchRecord(const std::string& key, std::vector<Waiter> waite
 
 void Daemon::Impl::Answer(const std::vector<Waiter>& waiters, const Status& status) {
   for (const Waiter& w : waiters) {
-    auto c = clients_.find(w.client_id);
-    if (c == clients_.end()) continue;
-    c->second.request_id = w.request_id;
-    if (!SendStatus(c->second, MessageType::kStatusReply, status).ok()) DropClient(w.client_id);
+    Session* c = sessions_.Find(w.client_id);
+    if (c == nullptr) continue;
+    c->request_id = w.request_id;
+    if (!Sessions::SendStatus(*c, MessageType::kStatusReply, status).ok()) sessions_.Drop(w.client_id);
   }
 }
 
@@ -479,7 +462,7 @@ void Daemon::Impl::RefreshReplicaList() {
   membership_->SetHeld(std::move(held));
 }
 
-Status Daemon::Impl::HandleNodes(Client& c) {
+Status Daemon::Impl::HandleNodes(Session& c) {
   if (cluster_ == nullptr) {
     cluster::NodeInfo self;
     self.node_id = node_id_;
@@ -495,14 +478,14 @@ Status Daemon::Impl::HandleNodes(Client& c) {
         *members = cluster_->Members();
         return members->status();
       },
-      [this, members](Client* waiting, const Status&) {
-        if (waiting != nullptr && !ReplyNodes(*waiting, *members).ok()) DropClient(waiting->id);
+      [this, members](Session* waiting, const Status&) {
+        if (waiting != nullptr && !ReplyNodes(*waiting, *members).ok()) sessions_.Drop(waiting->id);
       });
   return Status::OK();
 }
 
-Status Daemon::Impl::ReplyNodes(Client& c, const Result<std::vector<cluster::NodeInfo>>& members) {
-  if (!members.ok()) return ReplyJson(c, members.status());
+Status Daemon::Impl::ReplyNodes(Session& c, const Result<std::vector<cluster::NodeInfo>>& members) {
+  if (!members.ok()) return Sessions::ReplyJson(c, members.status());
   nlohmann::json j;
   j["node_id"] = node_id_;
   j["cluster"] = options_.cluster.name;
@@ -517,7 +500,7 @@ Status Daemon::Impl::ReplyNodes(Client& c, const Result<std::vector<cluster::Nod
                             {"alive", n.alive}, {"last_seen_ms_ago", n.last_seen_ms_ago},
                             {"leases", leases}});
   }
-  return ReplyJson(c, j.dump());
+  return Sessions::ReplyJson(c, j.dump());
 }
 
 }  // namespace csm::node

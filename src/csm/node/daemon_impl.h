@@ -1,12 +1,11 @@
 // Daemon::Impl: csmd's state and the declarations shared by its source files.
-//   daemon.cc          local serving: clients, arenas, commits, pins, reclamation
+//   daemon.cc          local serving: requests, arenas, commits, pins, reclamation
 //   daemon_cluster.cc  the cluster: membership, leases, serving peers, remote gets
-// Everything here is owned and touched by the event-loop thread only, unless a member
-// says otherwise.
+// Everything here is owned and touched by the event-loop thread (the one running io_)
+// only, unless a member says otherwise. Connections are Sessions' (sessions.h).
 #pragma once
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -15,6 +14,8 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cerrno>
 #include <condition_variable>
@@ -42,6 +43,7 @@
 #include "csm/node/object_table.h"
 #include "csm/node/peer_server.h"
 #include "csm/node/replica_fetch.h"
+#include "csm/node/sessions.h"
 #include "csm/node/daemon.h"
 #include "csm/protocol/messages.h"
 #include "csm/protocol/protocol.h"
@@ -66,55 +68,10 @@ using object::ObjectHeader;
 constexpr int kSweepIntervalMs = 100;
 
 
-// An owned mapping outside the window (directory, pin tables).
-struct Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  Mapping() = default;
-  Mapping(void* a, size_t s) : addr(a), size(s) {}
-  Mapping(Mapping&& o) noexcept : addr(std::exchange(o.addr, nullptr)), size(o.size) {}
-  Mapping& operator=(Mapping&& o) noexcept {
-    std::swap(addr, o.addr);
-    std::swap(size, o.size);
-    return *this;
-  }
-  ~Mapping() {
-    if (addr != nullptr) ::munmap(addr, size);
-  }
-};
-
-inline Result<Mapping> MapShared(int fd, size_t size) {
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return ErrnoError("mmap", errno);
-  return Mapping(p, size);
-}
-
-
 // A request answered later (a Resolve waiting for a fetch): who asked, and which request.
 struct Waiter {
   uint64_t client_id;
   uint64_t request_id;
-};
-
-struct DestroyedArena {
-  uint64_t id;
-  uint64_t addr;
-  uint64_t size;
-};
-
-struct Client {
-  uint64_t id;
-  os::UniqueFd sock;
-  os::PeerCredentials cred;
-  bool hello_done = false;
-  os::UniqueFd pin_fd;
-  Mapping pin_map;
-  std::set<uint64_t> arenas;  // arenas it may write
-  std::set<uint64_t> mapped;  // arenas it has been given (writable or read-only)
-  std::vector<DestroyedArena> destroyed;  // of those, freed since its last sync
-  bool awaiting_directory = false;  // its commit or delete waits for the cluster directory
-  uint64_t request_id = 0;  // of the request being answered (set before every reply)
-  const PinEntry* pins() const { return static_cast<const PinEntry*>(pin_map.addr); }
 };
 
 }  // namespace internal
@@ -151,36 +108,31 @@ class Daemon::Impl {
   }
 
  private:
-  // Requests.
-  void Accept();
-  // Connections that have not said Hello yet: which to drop, and when.
-  Admission admission_{Admission::Limits{}};
-  // Returns false when the client must be dropped.
-  bool HandleMessage(Client& c);
-  Status HandleHello(Client& c, WireReader& in);
-  Status HandleAllocArena(Client& c, WireReader& in);
-  Status HandleSync(Client& c, WireReader& in);
-  Status HandleCommit(Client& c, WireReader& in);
-  Status HandleDelete(Client& c, WireReader& in);
-  Status HandleStat(Client& c, WireReader& in);
-  Status HandleInfo(Client& c);
-  Status HandleList(Client& c, WireReader& in);
+  // The event loop: csmd's one thread that owns everything below; other threads post to
+  // it. Declared first, so it outlives the sessions and timers that use it.
+  boost::asio::io_context io_{1};
+
+  // Requests: one of c's, its header read (Sessions::Hooks::handle).
+  Status Dispatch(Session& c, MessageType type, WireReader& in);
+  Status HandleHello(Session& c, WireReader& in);
+  Status HandleAllocArena(Session& c, WireReader& in);
+  Status HandleSync(Session& c, WireReader& in);
+  Status HandleCommit(Session& c, WireReader& in);
+  Status HandleDelete(Session& c, WireReader& in);
+  Status HandleStat(Session& c, WireReader& in);
+  Status HandleInfo(Session& c);
+  Status HandleList(Session& c, WireReader& in);
   nlohmann::json Describe(const Object& o) const;
-  Status SendStatus(Client& c, MessageType type, const Status& s);
-  // Sends `out` as the answer to c's request c.request_id.
-  Status Reply(Client& c, WireWriter& out, const std::vector<int>& fds = {});
-  // A JsonReply: the JSON text, or why there is none.
-  Status ReplyJson(Client& c, const Result<std::string>& json);
 
   // Bookkeeping.
   // A commit: checked here (PrepareCommit), then, in a cluster, published to the
   // directory on the directory thread, then entered here (FinishCommit).
-  Result<Object> PrepareCommit(Client& c, uint64_t header_addr, uint64_t type_id,
+  Result<Object> PrepareCommit(Session& c, uint64_t header_addr, uint64_t type_id,
                                std::string key, std::string type_name);
   cluster::ObjectRecord RecordOf(const Object& o) const;
   uint64_t ArenaSeqMax(const Object& o) const;  // the newest of its arenas' sequence numbers
   Result<uint64_t> FinishCommit(Object o);
-  Status ReplyCommit(Client& c, const Result<uint64_t>& id);
+  Status ReplyCommit(Session& c, const Result<uint64_t>& id);
   void DeleteLocally(const std::string& key);
   // Takes the object under `key` off its key here and in the node's directory; it is
   // reclaimed once no process pins it (Sweep). Null if none is live under it.
@@ -191,15 +143,15 @@ class Daemon::Impl {
   // thread, so the event loop goes on serving every other client; then `then` on the
   // loop, with c, or nullptr if its process went away meanwhile. Nothing more is read
   // from c until then. One thread: requests reach the directory in the order made.
-  void AwaitDirectory(Client& c, std::function<Status()> call,
-                      std::function<void(Client*, const Status&)> then);
+  void AwaitDirectory(Session& c, std::function<Status()> call,
+                      std::function<void(Session*, const Status&)> then);
   void UnpublishLater(const std::string& key);  // on the directory thread; logs failure
   boost::asio::thread_pool& DirectoryThread();  // made on first use
   std::unique_ptr<boost::asio::thread_pool> directory_thread_;
   uint64_t directory_waits_ = 0;      // AwaitDirectory requests not answered yet
   std::set<std::string> committing_;  // keys whose commit waits for the directory
   std::set<std::string> deleting_;    // keys whose delete does
-  Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Client& c,
+  Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Session& c,
                   std::vector<uint64_t>* arena_ids);
   void ReleaseArena(uint64_t arena_id);
   void MaybeDestroyArena(Arena& a);
@@ -209,23 +161,21 @@ class Daemon::Impl {
   bool IsPinned(uint64_t object_id) const;
   void Sweep();
   void Reclaim(Object& o);
-  void DropClient(uint64_t client_id);
+  // c's process went away (Sessions::Hooks::dropped): its arenas are released, and what
+  // only its pins held is reclaimed.
+  void OnSessionGone(Session& c);
   uint64_t PinCount(uint64_t object_id) const;
 
   // ---- tasks from other threads (fetch workers, heartbeat) ----
   // Every hand-off between csmd's threads is boost::asio::post to an executor: the
-  // directory thread and the fetch pool are asio thread pools, and the loop runs
-  // loop_tasks_ (an io_context) whenever wake_fd_ says work came, between polls.
-  void Post(std::function<void()> task);  // any thread
-  void RunPosted();
-  os::UniqueFd wake_fd_;
-  boost::asio::io_context loop_tasks_{1};
+  // directory thread and the fetch pool are asio thread pools, the loop is io_.
+  void Post(std::function<void()> task) { boost::asio::post(io_, std::move(task)); }  // any thread
 
   // ---- serving peers: our own committed objects, read by the transport's threads ----
   PeerServer peers_;
 
   // ---- remote gets ----
-  Status HandleResolve(Client& c, WireReader& in);
+  Status HandleResolve(Session& c, WireReader& in);
   // Looks `key` up in the cluster and starts fetching it for `waiters` (client ids), or
   // tells them why not. A fetch from a cached record that fails is retried once kFresh.
   // A lookup the node cannot answer itself runs on the directory thread.
@@ -285,10 +235,10 @@ class Daemon::Impl {
   Result<alloc::AddressAllocator::Run> LeaseSegments(uint64_t count);
   Result<alloc::AddressAllocator::Run> LeaseFromCluster(uint64_t count);
   // The arena of `size` bytes for c, from segments the node holds (or CapacityExceeded).
-  Status GrantArena(Client& c, uint64_t size, bool dedicated);
+  Status GrantArena(Session& c, uint64_t size, bool dedicated);
   // csm nodes: the members (from the directory thread in a cluster).
-  Status HandleNodes(Client& c);
-  Status ReplyNodes(Client& c, const Result<std::vector<cluster::NodeInfo>>& members);
+  Status HandleNodes(Session& c);
+  Status ReplyNodes(Session& c, const Result<std::vector<cluster::NodeInfo>>& members);
 
   Config config_;
   NodeOptions options_;
@@ -315,21 +265,26 @@ class Daemon::Impl {
   std::map<transport::TransportKind, std::unique_ptr<transport::Transport>> transports_;
   space::SegmentTable segments_;
   alloc::AddressAllocator addresses_;
-  os::UniqueFd listen_fd_;
-  os::UniqueFd stop_fd_;
+  os::UniqueFd stop_fd_;  // written by Stop (async-signal-safe); io_ stops when it is
+  std::unique_ptr<boost::asio::posix::stream_descriptor> stop_watch_;
   os::UniqueFd dir_fd_;
   Mapping dir_map_;
   std::unique_ptr<directory::DirectoryTable> dir_;
 
-  std::unordered_map<uint64_t, Client> clients_;
+  // The processes attached (and connections that have not said Hello yet).
+  Sessions sessions_{io_, Admission::Limits{},
+                     {[this](Session& c, MessageType type, WireReader& in) { return Dispatch(c, type, in); },
+                      [this](Session& c) { OnSessionGone(c); }}};
   ArenaTable arenas_;
-  bool sweep_requested_ = false;
-  int64_t last_sweep_ns_ = 0;
+  // Deleted objects still pinned are swept every kSweepIntervalMs until none is left, and
+  // soon after a process says it unpinned one.
+  void ArmSweep(std::chrono::milliseconds after);
+  boost::asio::steady_timer sweep_timer_{io_};
+  bool sweep_armed_ = false;
   uint64_t used_ = 0;
   // Object ids are never reused, not even by the node's next incarnation (peers keep
   // copies by id): they start at the time this csmd started, in nanoseconds.
   const uint64_t incarnation_ = static_cast<uint64_t>(os::RealtimeNanos());
-  uint64_t next_client_ = 1;
   // Object ids start at incarnation_ (above).
   ObjectTable objects_{incarnation_};
   // Memfds of destroyed arenas (local and replicas), pages still populated: the next
