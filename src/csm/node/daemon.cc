@@ -695,7 +695,7 @@ Status Daemon::Impl::HandleInfo(Session& c) {
   j["fetches"] = fetches_done_;  // objects brought from other nodes
   j["copies_ahead"] = copies_ahead_;  // of those fetches, started before anyone asked
   j["replicas_evicted"] = replicas_evicted_;  // copies dropped to make room for others
-  j["fetches_in_flight"] = fetches_.size();
+  j["fetches_in_flight"] = fetcher_.in_flight();
   j["directory_requests_waiting"] = directory_waits_;  // commits, deletes, leases, listings
   SpareMemory::Stats spare = spare_.stats();
   j["spare_memory_bytes"] = spare.bytes;      // destroyed arenas' memory kept for reuse

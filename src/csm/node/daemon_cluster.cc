@@ -47,7 +47,7 @@ Status Daemon::Impl::JoinCluster() {
                            "one (--join), or use etcd (--etcd)");
   }
   CSM_ASSIGN_OR_RETURN(transport::TransportKind kind, transport::ParseTransportKind(co.transport));
-  CSM_RETURN_IF_ERROR(TransportFor(kind).status());
+  CSM_RETURN_IF_ERROR(fetcher_.TransportFor(kind).status());
   std::string peer_address = co.peer_address;
   if (!peer_address.empty()) {
     // Serves our own arenas to nodes that fetch our objects.
@@ -133,20 +133,6 @@ void Daemon::Impl::StartRejoin() {
       CSM_LOG_INFO("re-registered with the cluster directory");
     });
   });
-}
-
-Result<transport::Transport*> Daemon::Impl::TransportFor(transport::TransportKind kind) {
-  auto& t = transports_[kind];
-  if (t == nullptr) {
-    auto made = transport::MakeTransport(kind, {options_.cluster.secret, options_.cluster.timeout_ms});
-    if (!made.ok()) {
-      transports_.erase(kind);
-      return made.status().WithContext(std::string("starting the ") + transport::TransportName(kind) +
-                                       " transport");
-    }
-    t = std::move(*made);
-  }
-  return t.get();
 }
 
 // ---- remote gets --------------------------------------------------------------------
@@ -247,11 +233,7 @@ Status Daemon::Impl::HandleResolve(Session& c, WireReader& in) {
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
   if (objects_.IsLive(key)) return reply(Status::OK());
   if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
-  auto pending = fetches_.find(key);
-  if (pending != fetches_.end()) {  // one fetch per node, however many readers ask
-    pending->second.waiters.push_back({c.id, c.request_id});
-    return Status::OK();
-  }
+  if (fetcher_.Join(key, {c.id, c.request_id})) return Status::OK();  // one fetch per node
   StartFetch(key, {{c.id, c.request_id}}, cluster::Freshness::kCachedOk);
   return Status::OK();
 }
@@ -268,15 +250,11 @@ void Daemon::Impl::StartFetch(const std::string& key, std::vector<Waiter> waiter
   }
   // Only the directory can tell: asked on the directory thread, so the event loop goes
   // on serving others. Readers of the key who ask meanwhile join these waiters.
-  fetches_[key].waiters = std::move(waiters);
+  fetcher_.Begin(key, std::move(waiters));
   boost::asio::post(DirectoryThread(), [this, key] {
     Result<cluster::ObjectRecord> record = cluster_->Lookup(key, cluster::Freshness::kFresh);
     Post([this, key, record] {
-      auto it = fetches_.find(key);
-      if (it == fetches_.end()) return;
-      std::vector<Waiter> joined = std::move(it->second.waiters);
-      fetches_.erase(it);
-      FetchRecord(key, std::move(joined), record);
+      if (fetcher_.InFlight(key)) FetchRecord(key, fetcher_.End(key), record);
     });
   });
 }
@@ -314,7 +292,7 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
     return Corruption("node " + std::to_string(r.owner_node) +
                       " advertises a peer address this node cannot use: " + peer.status().message());
   }
-  auto t = TransportFor(peer->first);
+  auto t = fetcher_.TransportFor(peer->first);
   if (!t.ok()) return t.status();
   if (used_ + r.size > config_.capacity) EvictReplicasFor(r.size, key);
   if (used_ + r.size > config_.capacity) {
@@ -334,26 +312,17 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
     targets.push_back({a.addr, a.size,
                        std::make_shared<os::UniqueFd>(::fcntl(a.fd.get(), F_DUPFD_CLOEXEC, 0))});
   }
-  fetches_[key].waiters = std::move(waiters);
-  if (fetch_pool_ == nullptr) fetch_pool_ = std::make_unique<boost::asio::thread_pool>(kFetchThreads);
-  // The job writes only into the replica memfds (mapped anywhere: the bytes appear at
-  // the object's addresses in every process that maps the replica) and posts the result.
-  boost::asio::post(*fetch_pool_, [this, key, r, targets = std::move(targets), arena_ids = *ids,
-                                   transport = *t, address = peer->second] {
-    FetchReplica(r, targets, *transport, address, [&](Status s) {
-      Post([this, key, s, r, arena_ids] { FinishFetch(key, s, r, arena_ids); });
-    });
-  });
+  fetcher_.Begin(key, std::move(waiters));
+  fetcher_.Transfer(r, std::move(targets), *t, peer->second,
+                    [this, key, r, arena_ids = *ids](Status s) { FinishFetch(key, s, r, arena_ids); });
   return Status::OK();
 }
 
 void Daemon::Impl::FinishFetch(const std::string& key, Status status,
                                const cluster::ObjectRecord& r,
                                const std::vector<uint64_t>& arena_ids) {
-  auto it = fetches_.find(key);
-  if (it == fetches_.end()) return;
-  std::vector<Waiter> waiters = std::move(it->second.waiters);
-  fetches_.erase(it);
+  if (!fetcher_.InFlight(key)) return;
+  std::vector<Waiter> waiters = fetcher_.End(key);
   for (uint64_t id : arena_ids) --arenas_.at(id).fetching;
   if (!status.ok() && r.cached && !waiters.empty()) {
     // The cached record may have been stale (the object deleted or its owner gone):
@@ -419,7 +388,7 @@ void Daemon::Impl::OnRecordHeard(const RecordHeard& heard) {
 }
 
 void Daemon::Impl::CopyAhead(const std::string& key) {
-  if (objects_.IsLive(key) || fetches_.count(key) != 0) return;
+  if (objects_.IsLive(key) || fetcher_.InFlight(key)) return;
   auto here = cluster_->LookupHere(key);
   if (!here || !here->ok()) return;  // deleted meanwhile, or only the directory knows
   const cluster::ObjectRecord& r = **here;

@@ -42,7 +42,7 @@
 #include "csm/node/object.h"
 #include "csm/node/object_table.h"
 #include "csm/node/peer_server.h"
-#include "csm/node/replica_fetch.h"
+#include "csm/node/replica_fetcher.h"
 #include "csm/node/sessions.h"
 #include "csm/node/daemon.h"
 #include "csm/protocol/messages.h"
@@ -68,12 +68,6 @@ using object::ObjectHeader;
 constexpr int kSweepIntervalMs = 100;
 
 
-// A request answered later (a Resolve waiting for a fetch): who asked, and which request.
-struct Waiter {
-  uint64_t client_id;
-  uint64_t request_id;
-};
-
 }  // namespace internal
 using namespace internal;  // NOLINT: the structs above are this folder's vocabulary
 
@@ -91,7 +85,6 @@ class Daemon::Impl {
                std::chrono::milliseconds(options.spare_memory_ms)) {}
   ~Impl() {
     if (membership_ != nullptr) membership_->Stop();
-    if (fetch_pool_ != nullptr) fetch_pool_->join();  // its jobs are bounded by timeouts
     if (directory_thread_ != nullptr) directory_thread_->join();  // so are its requests
   }
 
@@ -210,15 +203,12 @@ class Daemon::Impl {
   // node's capacity (or none is left to drop); for a copy that would not fit.
   void EvictReplicasFor(uint64_t bytes, const std::string& wanted);
   void RefreshReplicaList();
-  struct Fetch {
-    std::vector<Waiter> waiters;  // processes waiting for the Resolve reply
-  };
-  std::map<std::string, Fetch> fetches_;  // in flight, by key: one fetch per node
-  // Fetches run on these threads, made on the first remote get: starting a thread costs
-  // ~100 µs on these VMs, as much as a tiny object's whole transfer. More fetches than
-  // threads wait their turn (each is bounded by the transport's timeouts).
-  static constexpr int kFetchThreads = 8;
-  std::unique_ptr<boost::asio::thread_pool> fetch_pool_;
+  // Fetches in flight (who waits for each key), their threads and transports.
+  ReplicaFetcher fetcher_{
+      [this](transport::TransportKind kind) {
+        return transport::MakeTransport(kind, {options_.cluster.secret, options_.cluster.timeout_ms});
+      },
+      [this](std::function<void()> task) { Post(std::move(task)); }};
   uint64_t fetches_done_ = 0;
   uint64_t replicas_evicted_ = 0;
   uint64_t copies_ahead_ = 0;  // fetches started by CopyAhead
@@ -259,10 +249,6 @@ class Daemon::Impl {
   std::unique_ptr<cluster::ClusterDirectory> cluster_;  // null on a lone node
   // Heartbeats, re-registration when the directory forgot us, stale copies (after Join).
   std::unique_ptr<Membership> membership_;
-  // Transports to fetch with, by the scheme of each owner's peer address; made on first
-  // use (on the event loop), never removed while fetch workers may use them.
-  Result<transport::Transport*> TransportFor(transport::TransportKind kind);
-  std::map<transport::TransportKind, std::unique_ptr<transport::Transport>> transports_;
   space::SegmentTable segments_;
   alloc::AddressAllocator addresses_;
   os::UniqueFd stop_fd_;  // written by Stop (async-signal-safe); io_ stops when it is

@@ -9,28 +9,13 @@
 #include <cstring>
 
 #include "csm/base/hash.h"
+#include "csm/node/fake_transport.h"
 #include "csm/object/object_layout.h"
 
 namespace csm::node {
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
-const WindowConfig kWindow{0x200000000000, uint64_t{1} << 40, uint64_t{1} << 30};
-
-// Node 2's object: one 2 MiB arena in segment 5, one extent of 8 KiB at its start.
-cluster::ObjectRecord Sound() {
-  cluster::ObjectRecord r;
-  r.key = "k";
-  r.owner_node = 2;
-  r.object_id = 77;
-  const uint64_t arena = kWindow.base + 5 * kWindow.segment_size;
-  r.arenas = {{arena, 2 * kMiB}};
-  r.extents = {{arena, 8192}};
-  r.header = arena;
-  r.root = arena + sizeof(object::ObjectHeader);
-  r.size = 8192;
-  return r;
-}
+using namespace testing;  // NOLINT: the fakes
 
 TEST(CheckRecordTest, ASoundRecordPasses) {
   EXPECT_TRUE(CheckRecord(Sound(), kWindow, {{0, 4}}).ok());
@@ -72,28 +57,6 @@ TEST(CheckRecordTest, HostileRecordsAreRefusedBeforeAnyMemoryIsMade) {
   r.header += 8;  // not where the first extent starts
   refused(r);
 }
-
-// Writes `bytes` into the sink for the one extent asked, or fails as told.
-class FakeTransport : public transport::Transport {
- public:
-  std::string bytes;
-  Status fail;
-  uint64_t digest = 0;  // what the "owner" says it served
-  Status Fetch(const std::string&, uint64_t, const std::vector<object::ObjectExtent>& extents,
-               const transport::ExtentSink& sink, uint64_t* peer_digest,
-               std::atomic<uint64_t>* received) override {
-    if (!fail.ok()) return fail;
-    uint64_t at = 0;
-    for (const auto& e : extents) {
-      CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
-      std::memcpy(dest, bytes.data() + at, e.length);
-      at += e.length;
-    }
-    if (peer_digest != nullptr) *peer_digest = digest;
-    if (received != nullptr) received->store(at);
-    return Status::OK();
-  }
-};
 
 class FetchReplicaTest : public ::testing::Test {
  protected:
