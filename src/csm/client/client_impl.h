@@ -44,6 +44,10 @@ namespace csm::internal {
 
 class BuilderCore;
 
+// TSan only: the edge from a reader's last access to a reclaimed object to the next
+// writer of that memory runs through csmd, which TSan cannot follow (attachment.cc).
+extern char g_tsan_reuse;
+
 class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_this<ClientImpl> {
  public:
   // The process's attachment: a new one, or the one it has if its socket and window are

@@ -485,108 +485,6 @@ void Daemon::Impl::UnpublishLater(const std::string& key) {
   });
 }
 
-uint64_t Daemon::Impl::PinCount(uint64_t object_id) const {
-  uint64_t n = 0;
-  sessions_.ForEach([&](const Session& c) { n += c.PinsOf(object_id); });
-  return n;
-}
-
-bool Daemon::Impl::IsPinned(uint64_t object_id) const { return PinCount(object_id) > 0; }
-
-void Daemon::Impl::Sweep() {
-  const std::vector<uint64_t> waiting(objects_.waiting().begin(), objects_.waiting().end());
-  for (uint64_t id : waiting) {
-    if (!IsPinned(id)) Reclaim(objects_.at(id));
-  }
-  if (!objects_.waiting().empty()) ArmSweep(std::chrono::milliseconds(kSweepIntervalMs));
-}
-
-void Daemon::Impl::ArmSweep(std::chrono::milliseconds after) {
-  if (sweep_armed_ && after.count() > 0) return;  // one is due already, as soon or sooner
-  sweep_armed_ = true;
-  sweep_timer_.expires_after(after);  // an earlier wait ends as aborted
-  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
-    if (ec) return;
-    sweep_armed_ = false;
-    Sweep();
-  });
-}
-
-void Daemon::Impl::Reclaim(Object& o) {
-  for (const ObjectExtent& e : o.extents) {
-    if (Arena* a = arenas_.At(e.addr)) a->committed.erase(e.addr);
-  }
-  std::vector<uint64_t> arena_ids = o.arena_ids;
-  objects_.Erase(o.id);
-  for (uint64_t id : arena_ids) {
-    Arena* a = arenas_.Find(id);
-    if (a == nullptr) continue;
-    --a->objects;
-    MaybeDestroyArena(*a);  // may remove it
-    // A released arena that keeps other objects gives back this object's pages.
-    a = arenas_.Find(id);
-    if (a != nullptr && a->owner == 0) PunchUncommitted(*a);
-  }
-}
-
-void Daemon::Impl::ReleaseArena(uint64_t arena_id) {
-  Arena* a = arenas_.Find(arena_id);
-  if (a == nullptr) return;
-  a->owner = 0;
-  MaybeDestroyArena(*a);  // may remove it
-  if (Arena* kept = arenas_.Find(arena_id)) PunchUncommitted(*kept);
-}
-
-void Daemon::Impl::PunchUncommitted(Arena& a) {
-  // Frees every whole page no committed object touches; what stays charged is exactly
-  // the pages that committed objects touch.
-  const uint64_t page = os::PageSize();
-  uint64_t kept_pages = 0, cursor = a.addr;  // cursor: first byte not yet accounted
-  for (const auto& [start, end] : a.committed) {
-    uint64_t first = std::max(cursor, start / page * page);
-    uint64_t last = (end + page - 1) / page * page;
-    if (first > cursor) (void)os::PunchHole(a.fd.get(), cursor - a.addr, first - cursor);
-    if (last > first) kept_pages += (last - first) / page;
-    cursor = std::max(cursor, last);
-  }
-  if (a.addr + a.size > cursor) (void)os::PunchHole(a.fd.get(), cursor - a.addr, a.addr + a.size - cursor);
-  uint64_t charged = kept_pages * page;
-  used_ -= a.charged - std::min(a.charged, charged);
-  a.charged = std::min(a.charged, charged);
-}
-
-void Daemon::Impl::MaybeDestroyArena(Arena& a) {
-  if (a.owner != 0 || a.objects != 0 || a.fetching != 0) return;
-  bool served = false;  // to a peer right now: its bytes must stay what they were
-  if (a.replica_of == 0) {
-    served = peers_.RemoveArena(a.addr);
-    addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
-  }
-  used_ -= a.charged;
-  if (!served) spare_.Keep(std::move(a.fd), a.size);  // or closed, if over budget
-  // Only processes that mapped it need to hear of it, so the lists stay bounded.
-  sessions_.ForEach([&](Session& c) {
-    if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});
-  });
-  arenas_.Remove(a.id);
-  // Clients' mapper threads drop their mappings, so the memory really goes back.
-  dir_->header().arenas_freed.fetch_add(1);
-  AnnounceChange();
-}
-
-void Daemon::Impl::AnnounceChange() {
-  auto& counter = dir_->header().change_counter;
-  counter.fetch_add(1);
-  os::FutexWakeAll(reinterpret_cast<const uint32_t*>(&counter));
-}
-
-void Daemon::Impl::OnSessionGone(Session& c) {
-  // It is off the session list already: its pins no longer count.
-  for (uint64_t id : c.arenas) ReleaseArena(id);
-  Sweep();
-  CSM_LOG_DEBUG("client pid %d detached; %zu arenas released", c.cred.pid, c.arenas.size());
-}
-
 Status Daemon::Impl::HandleStat(Session& c, WireReader& in) {
   protocol::Stat m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
@@ -596,38 +494,7 @@ Status Daemon::Impl::HandleStat(Session& c, WireReader& in) {
     return Sessions::SendStatus(c, MessageType::kJsonReply,
                       !valid.ok() ? valid : NotFound("no object under key '" + key + "' (csm ls lists them)"));
   }
-  const Object& o = *found;
-  nlohmann::json j;
-  j["key"] = o.key;
-  j["object_id"] = o.id;
-  j["owner_node"] = o.owner(node_id_);
-  if (o.is_copy()) j["owner_object_id"] = o.remote_id;
-  j["type_name"] = o.type_name;
-  j["type_id"] = Hex(o.type_id);
-  j["size"] = o.header.data_size;
-  j["checksum"] = Hex(o.header.checksum);
-  j["header"] = Hex(o.header_addr);
-  j["root"] = Hex(o.header.root);
-  j["producer_pid"] = o.producer_pid;
-  j["commit_time_ns"] = o.commit_time_ns;
-  j["pins"] = PinCount(o.id);
-  j["descriptor_bytes"] = sizeof(directory::DirectorySlot);
-  for (const auto& e : o.extents) j["extents"].push_back({{"addr", Hex(e.addr)}, {"length", e.length}});
-  j["arenas"] = o.arena_ids;
-  return Sessions::ReplyJson(c, j.dump());
-}
-
-nlohmann::json Daemon::Impl::Describe(const Object& o) const {
-  return {{"key", o.key},
-          {"type_name", o.type_name},
-          {"type_id", Hex(o.type_id)},
-          {"size", o.header.data_size},
-          {"owner_node", o.owner(node_id_)},
-          {"owner_alive", true},
-          {"here", true},
-          {"pins", PinCount(o.id)},
-          {"producer_pid", o.producer_pid},
-          {"commit_time_ns", o.commit_time_ns}};
+  return Sessions::ReplyJson(c, StatJson(*found, node_id_, PinCount(found->id)).dump());
 }
 
 Status Daemon::Impl::HandleList(Session& c, WireReader& in) {
@@ -655,12 +522,7 @@ Status Daemon::Impl::HandleList(Session& c, WireReader& in) {
           if (page->records.ok()) {
             for (const auto& r : *page->records) {
               const Object* local = objects_.Live(r.key);
-              j["objects"].push_back({{"key", r.key}, {"type_name", r.type_name},
-                                      {"type_id", Hex(r.type_id)}, {"size", r.size},
-                                      {"owner_node", r.owner_node}, {"owner_alive", r.owner_alive},
-                                      {"pins", local == nullptr ? 0 : PinCount(local->id)},
-                                      {"here", local != nullptr},
-                                      {"commit_time_ns", r.commit_time_ns}});
+              j["objects"].push_back(ListEntry(r, local != nullptr, local == nullptr ? 0 : PinCount(local->id)));
             }
           }
           Result<std::string> json = page->records.ok() ? Result<std::string>(j.dump()) : page->records.status();
@@ -676,46 +538,39 @@ Status Daemon::Impl::HandleList(Session& c, WireReader& in) {
   std::partial_sort(after_key.begin(), after_key.begin() + static_cast<long>(n), after_key.end(),
                     [](const Object* a, const Object* b) { return a->key < b->key; });
   nlohmann::json page = {{"objects", nlohmann::json::array()}, {"more", after_key.size() > n}};
-  for (size_t i = 0; i < n; ++i) page["objects"].push_back(Describe(*after_key[i]));
+  for (size_t i = 0; i < n; ++i) {
+    page["objects"].push_back(ListEntry(*after_key[i], node_id_, PinCount(after_key[i]->id)));
+  }
   return Sessions::ReplyJson(c, page.dump());
 }
 
 Status Daemon::Impl::HandleInfo(Session& c) {
-  nlohmann::json j;
-  j["node_id"] = node_id_;
-  j["socket"] = config_.socket_path;
-  j["window"] = {{"base", Hex(config_.window.base)}, {"size", config_.window.size},
-                 {"segment_size", config_.window.segment_size}};
-  j["segments_leased"] = LeasedSegments();
-  j["capacity"] = config_.capacity;
-  j["connections_dropped"] = sessions_.dropped_before_hello();  // never said Hello in time, or made room
-  j["used"] = used_;
-  j["objects"] = objects_.live();
-  j["objects_awaiting_unpin"] = objects_.waiting().size();
-  j["fetches"] = fetches_done_;  // objects brought from other nodes
-  j["copies_ahead"] = copies_ahead_;  // of those fetches, started before anyone asked
-  j["replicas_evicted"] = replicas_evicted_;  // copies dropped to make room for others
-  j["fetches_in_flight"] = fetcher_.in_flight();
-  j["directory_requests_waiting"] = directory_waits_;  // commits, deletes, leases, listings
-  SpareMemory::Stats spare = spare_.stats();
-  j["spare_memory_bytes"] = spare.bytes;      // destroyed arenas' memory kept for reuse
-  j["spare_memory_zeroed_bytes"] = spare.zeroed_bytes;  // of which ready for local arenas
-  j["spare_memory_reused"] = spare.reuses;    // arenas that reused it
-  const std::string huge = os::SharedHugePages();  // the host's setting, read now
-  j["huge_pages"] = {{"setting", huge},  // builders' arenas ask (--huge-pages) and the host allows
-                     {"asked", options_.huge_pages},
-                     {"used", options_.huge_pages && os::SharedHugePagesAllowed(huge)}};
-  if (cluster_ != nullptr) {  // records pushed by the directory, answering lookups here
-    cluster::RecordCacheStats cache = cluster_->cache_stats();
-    j["record_cache"] = {{"records", cache.records}, {"hits", cache.hits}, {"misses", cache.misses}};
-  }
-  j["arenas"] = arenas_.size();
-  j["max_objects"] = config_.max_objects;
-  j["clients"] = nlohmann::json::array();
-  sessions_.ForEach([&](const Session& cl) {
-    j["clients"].push_back({{"pid", cl.cred.pid}, {"arenas", cl.arenas.size()}, {"pins", cl.PinsOf(0)}});
+  NodeFacts n;
+  n.node_id = node_id_;
+  n.socket = config_.socket_path;
+  n.window = config_.window;
+  n.segments_leased = LeasedSegments();
+  n.capacity = config_.capacity;
+  n.used = used_;
+  n.connections_dropped = sessions_.dropped_before_hello();
+  n.objects = objects_.live();
+  n.objects_awaiting_unpin = objects_.waiting().size();
+  n.max_objects = config_.max_objects;
+  n.arenas = arenas_.size();
+  n.fetches = fetches_done_;
+  n.copies_ahead = copies_ahead_;
+  n.replicas_evicted = replicas_evicted_;
+  n.fetches_in_flight = fetcher_.in_flight();
+  n.directory_requests_waiting = directory_waits_;
+  n.spare = spare_.stats();
+  n.huge_pages_setting = os::SharedHugePages();  // the host's setting, read now
+  n.huge_pages_asked = options_.huge_pages;
+  n.huge_pages_used = options_.huge_pages && os::SharedHugePagesAllowed(n.huge_pages_setting);
+  if (cluster_ != nullptr) n.record_cache = cluster_->cache_stats();
+  sessions_.ForEach([&](const Session& s) {
+    n.clients.push_back({s.cred.pid, s.arenas.size(), s.PinsOf(0)});
   });
-  return Sessions::ReplyJson(c, j.dump());
+  return Sessions::ReplyJson(c, InfoJson(n).dump());
 }
 
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

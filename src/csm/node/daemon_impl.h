@@ -1,6 +1,11 @@
 // Daemon::Impl: csmd's state and the declarations shared by its source files.
-//   daemon.cc          local serving: requests, arenas, commits, pins, reclamation
-//   daemon_cluster.cc  the cluster: membership, leases, serving peers, remote gets
+//   daemon.cc          the loop, requests, arenas, commits and deletes, introspection
+//   daemon_reclaim.cc  pins, sweeping, reclaiming objects and arenas, processes gone
+//   daemon_cluster.cc  joining the cluster, segment leases, rejoining, the member list
+//   daemon_fetch.cc    remote gets: replica arenas, fetches, copying ahead, eviction
+// The components they use own their state and have their own tests: Sessions,
+// ArenaTable, ObjectTable, ReplicaFetcher, PeerServer, Membership, Admission,
+// SpareMemory, Introspection (docs/daemon.md).
 // Everything here is owned and touched by the event-loop thread (the one running io_)
 // only, unless a member says otherwise. Connections are Sessions' (sessions.h).
 #pragma once
@@ -38,6 +43,7 @@
 #include "csm/key.h"
 #include "csm/node/admission.h"
 #include "csm/node/arena_table.h"
+#include "csm/node/introspection.h"
 #include "csm/node/membership.h"
 #include "csm/node/object.h"
 #include "csm/node/object_table.h"
@@ -115,7 +121,6 @@ class Daemon::Impl {
   Status HandleStat(Session& c, WireReader& in);
   Status HandleInfo(Session& c);
   Status HandleList(Session& c, WireReader& in);
-  nlohmann::json Describe(const Object& o) const;
 
   // Bookkeeping.
   // A commit: checked here (PrepareCommit), then, in a cluster, published to the

@@ -1,0 +1,306 @@
+// csmd's remote gets: a Resolve of another node's object, its replica arenas at the
+// owner's addresses, the transfer (ReplicaFetcher), entering the copy, copying small
+// objects ahead, dropping stale copies and evicting unpinned ones; see daemon_impl.h and
+// docs/cluster.md.
+#include <algorithm>
+
+#include "csm/base/range.h"
+#include "csm/node/daemon_impl.h"
+
+namespace csm::node {
+
+Status Daemon::Impl::CheckRecord(const cluster::ObjectRecord& r) const {
+  return node::CheckRecord(r, config_.window, Leases());
+}
+
+
+os::UniqueFd Daemon::Impl::TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span) {
+  os::UniqueFd fd = spare_.TakeAny(span.length);
+  if (!fd.valid()) return fd;
+  // Its pages may hold an old object: the fetch overwrites the new one's extents; every
+  // whole page outside them is freed (reads as zeros) so nothing of the old one shows.
+  const uint64_t page = os::PageSize();
+  std::vector<std::pair<uint64_t, uint64_t>> keep;
+  for (const auto& e : r.extents) {
+    if (RangeWithin(e.addr, e.length, span.addr, span.length)) keep.emplace_back(e.addr, e.addr + e.length);
+  }
+  std::sort(keep.begin(), keep.end());
+  uint64_t cursor = span.addr;
+  auto clear = [&](uint64_t from, uint64_t to) {  // [from, to): zeros, whole pages freed
+    uint64_t first = (from + page - 1) / page * page, last = to / page * page;
+    if (first < last) (void)os::PunchHole(fd.get(), first - span.addr, last - first);
+    auto zero = [&](uint64_t a, uint64_t b) {
+      if (a < b) (void)::pwrite(fd.get(), std::string(b - a, '\0').data(), b - a, static_cast<off_t>(a - span.addr));
+    };
+    if (first < last) {
+      zero(from, first);
+      zero(last, to);
+    } else {
+      zero(from, to);
+    }
+  };
+  for (const auto& [start, end] : keep) {
+    if (start > cursor) clear(cursor, start);
+    cursor = std::max(cursor, end);
+  }
+  if (cursor < span.addr + span.length) clear(cursor, span.addr + span.length);
+  return fd;
+}
+
+Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::ObjectRecord& r) {
+  std::vector<uint64_t> ids;
+  // On failure, let go of what this call took (and free replicas it created empty).
+  auto undo = [&] {
+    for (uint64_t id : ids) {
+      Arena& a = arenas_.at(id);
+      --a.fetching;
+      MaybeDestroyArena(a);
+    }
+  };
+  for (const auto& span : r.arenas) {
+    Arena* a = arenas_.FirstOverlapping(span.addr, span.length);
+    if (a != nullptr && !(a->addr == span.addr && a->size == span.length &&
+                          a->replica_of == r.owner_node)) {
+      // Space still taken by a replica of an older arena of the owner's.
+      if (a->replica_of != 0 && a->objects == 0 && a->fetching == 0) {
+        MaybeDestroyArena(*a);
+        a = arenas_.FirstOverlapping(span.addr, span.length);
+      }
+      if (a != nullptr) {
+        undo();
+        return Unavailable("the addresses of '" + r.key + "' are still held here by copies of "
+                           "objects node " + std::to_string(r.owner_node) + " has since "
+                           "replaced: retry once their readers let go");
+      }
+    }
+    if (a == nullptr) {
+      const int64_t t0 = os::MonotonicNanos();
+      Result<os::UniqueFd> fd = TakeSpareReplica(r, span);
+      if (fd->valid()) {
+        CSM_LOG_DEBUG("copy of %s at %s reuses spare memory (cleared in %.2f ms)", FormatSize(span.length).c_str(),
+                      Hex(span.addr).c_str(), (os::MonotonicNanos() - t0) / 1e6);
+      } else {
+        fd = os::CreateMemfd("csm-replica-" + Hex(span.addr), span.length);
+      }
+      if (!fd.ok()) {
+        undo();
+        return fd.status();
+      }
+      Arena& fresh = arenas_.Add(span.addr, span.length, std::move(*fd));
+      fresh.replica_of = r.owner_node;
+      dir_->header().arena_seq.store(fresh.seq);
+      a = &fresh;
+    }
+    ++a->fetching;
+    ids.push_back(a->id);
+  }
+  return ids;
+}
+
+Status Daemon::Impl::HandleResolve(Session& c, WireReader& in) {
+  protocol::Resolve m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  const std::string& key = m.key;
+  auto reply = [&](const Status& s) { return Sessions::SendStatus(c, MessageType::kStatusReply, s); };
+  if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
+  if (objects_.IsLive(key)) return reply(Status::OK());
+  if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
+  if (fetcher_.Join(key, {c.id, c.request_id})) return Status::OK();  // one fetch per node
+  StartFetch(key, {{c.id, c.request_id}}, cluster::Freshness::kCachedOk);
+  return Status::OK();
+}
+
+void Daemon::Impl::StartFetch(const std::string& key, std::vector<Waiter> waiters,
+                              cluster::Freshness freshness) {
+  if (freshness == cluster::Freshness::kCachedOk) {
+    if (auto here = cluster_->LookupHere(key)) {
+      // A cached record naming this node, or a node not alive, may be out of date: ask.
+      const bool doubtful = here->ok() && (*here)->cached &&
+                            ((*here)->owner_node == node_id_ || !(*here)->owner_alive);
+      if (!doubtful) return FetchRecord(key, std::move(waiters), *here);
+    }
+  }
+  // Only the directory can tell: asked on the directory thread, so the event loop goes
+  // on serving others. Readers of the key who ask meanwhile join these waiters.
+  fetcher_.Begin(key, std::move(waiters));
+  boost::asio::post(DirectoryThread(), [this, key] {
+    Result<cluster::ObjectRecord> record = cluster_->Lookup(key, cluster::Freshness::kFresh);
+    Post([this, key, record] {
+      if (fetcher_.InFlight(key)) FetchRecord(key, fetcher_.End(key), record);
+    });
+  });
+}
+
+void Daemon::Impl::FetchRecord(const std::string& key, std::vector<Waiter> waiters,
+                               const Result<cluster::ObjectRecord>& record) {
+  Status s = TryStartFetch(key, waiters, record);
+  if (!s.ok()) Answer(waiters, s);
+}
+
+void Daemon::Impl::Answer(const std::vector<Waiter>& waiters, const Status& status) {
+  for (const Waiter& w : waiters) {
+    Session* c = sessions_.Find(w.client_id);
+    if (c == nullptr) continue;
+    c->request_id = w.request_id;
+    if (!Sessions::SendStatus(*c, MessageType::kStatusReply, status).ok()) sessions_.Drop(w.client_id);
+  }
+}
+
+Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& waiters,
+                                   const Result<cluster::ObjectRecord>& record) {
+  if (!record.ok()) return record.status();
+  const cluster::ObjectRecord& r = *record;
+  if (r.owner_node == node_id_) return NotFound("'" + key + "' was deleted");
+  if (!r.owner_alive) {
+    return Unavailable("node " + std::to_string(r.owner_node) + ", which owns '" + key +
+                       "', is not alive: its objects are gone with it");
+  }
+  if (r.owner_address.empty()) {
+    return Unavailable("node " + std::to_string(r.owner_node) + " serves no peers (it "
+                       "was started without --peer-address)");
+  }
+  auto peer = transport::SplitPeerAddress(r.owner_address);
+  if (!peer.ok()) {
+    return Corruption("node " + std::to_string(r.owner_node) +
+                      " advertises a peer address this node cannot use: " + peer.status().message());
+  }
+  auto t = fetcher_.TransportFor(peer->first);
+  if (!t.ok()) return t.status();
+  if (used_ + r.size > config_.capacity) EvictReplicasFor(r.size, key);
+  if (used_ + r.size > config_.capacity) {
+    return CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(r.size) +
+                            "): capacity " + FormatSize(config_.capacity) + ", in use " +
+                            FormatSize(used_) + ", and every copy held here is pinned by a "
+                            "reader: drop some Refs, delete objects, or raise --capacity");
+  }
+  Status valid = CheckRecord(r);
+  if (!valid.ok()) return valid;
+  auto ids = PrepareReplicaArenas(r);
+  if (!ids.ok()) return ids.status();
+
+  std::vector<ReplicaTarget> targets;
+  for (uint64_t id : *ids) {
+    const Arena& a = arenas_.at(id);
+    targets.push_back({a.addr, a.size,
+                       std::make_shared<os::UniqueFd>(::fcntl(a.fd.get(), F_DUPFD_CLOEXEC, 0))});
+  }
+  fetcher_.Begin(key, std::move(waiters));
+  fetcher_.Transfer(r, std::move(targets), *t, peer->second,
+                    [this, key, r, arena_ids = *ids](Status s) { FinishFetch(key, s, r, arena_ids); });
+  return Status::OK();
+}
+
+void Daemon::Impl::FinishFetch(const std::string& key, Status status,
+                               const cluster::ObjectRecord& r,
+                               const std::vector<uint64_t>& arena_ids) {
+  if (!fetcher_.InFlight(key)) return;
+  std::vector<Waiter> waiters = fetcher_.End(key);
+  for (uint64_t id : arena_ids) --arenas_.at(id).fetching;
+  if (!status.ok() && r.cached && !waiters.empty()) {
+    // The cached record may have been stale (the object deleted or its owner gone):
+    // once more with the directory's own answer.
+    CSM_LOG_DEBUG("fetching '%s' from a cached record: %s; asking the directory", key.c_str(),
+                  status.ToString().c_str());
+    for (uint64_t id : arena_ids) {
+      if (Arena* a = arenas_.Find(id)) MaybeDestroyArena(*a);
+    }
+    StartFetch(key, std::move(waiters), cluster::Freshness::kFresh);
+    return;
+  }
+
+  if (status.ok() && !objects_.IsLive(key)) {
+    Object o = CopyOf(r, objects_.NewId(), arena_ids);
+    Status room = CheckObjectRoom();
+    Result<uint32_t> slot = room.ok() ? dir_->Insert(SlotOf(o, node_id_, ArenaSeqMax(o))) : Result<uint32_t>(room);
+    if (slot.ok()) {
+      o.slot = *slot;
+      const uint64_t page = os::PageSize();
+      for (const auto& e : o.extents) {
+        Arena* a = arenas_.At(e.addr);
+        a->committed[e.addr] = e.addr + e.length;
+        uint64_t bytes = (e.length + page - 1) / page * page;
+        a->charged += bytes;
+        used_ += bytes;
+      }
+      for (uint64_t id : arena_ids) ++arenas_.at(id).objects;
+      objects_.Insert(std::move(o));
+      ++fetches_done_;
+      RefreshReplicaList();
+      AnnounceChange();
+    } else {
+      status = slot.status();
+    }
+  }
+  if (!status.ok()) {
+    CSM_LOG_WARN("fetching '%s' from node %u: %s", key.c_str(), r.owner_node, status.ToString().c_str());
+    for (uint64_t id : arena_ids) {
+      if (Arena* a = arenas_.Find(id)) MaybeDestroyArena(*a);
+    }
+  }
+  Answer(waiters, status);
+}
+
+void Daemon::Impl::DropStaleReplicas(const std::vector<std::string>& keys) {
+  for (const auto& key : keys) {
+    const Object* o = objects_.Live(key);
+    if (o == nullptr || !o->is_copy()) continue;  // our own: not a replica
+    CSM_LOG_INFO("dropping the copy of '%s': node %u deleted it or is gone", key.c_str(), o->owner_node);
+    Unlist(key);
+  }
+  RefreshReplicaList();
+  Sweep();
+}
+
+void Daemon::Impl::OnRecordHeard(const RecordHeard& heard) {
+  if (const Object* o = objects_.Live(heard.key)) {
+    const bool same = heard.published && o->owner_node == heard.owner_node && o->remote_id == heard.object_id;
+    if (o->is_copy() && !same) DropStaleReplicas({heard.key});
+  }
+  if (heard.published && heard.size <= options_.cluster.copy_ahead_below) CopyAhead(heard.key);
+}
+
+void Daemon::Impl::CopyAhead(const std::string& key) {
+  if (objects_.IsLive(key) || fetcher_.InFlight(key)) return;
+  auto here = cluster_->LookupHere(key);
+  if (!here || !here->ok()) return;  // deleted meanwhile, or only the directory knows
+  const cluster::ObjectRecord& r = **here;
+  if (r.owner_node == node_id_ || !r.owner_alive || r.size > options_.cluster.copy_ahead_below) return;
+  // Only into free room: copying ahead never evicts a copy someone asked for.
+  if (used_ + r.size + os::PageSize() > config_.capacity) return;
+  std::vector<Waiter> none;
+  Status s = TryStartFetch(key, none, *here);
+  if (s.ok()) {
+    ++copies_ahead_;
+  } else {
+    CSM_LOG_DEBUG("not copying '%s' ahead: %s", key.c_str(), s.ToString().c_str());
+  }
+}
+
+void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
+  std::vector<uint64_t> replicas;  // ids grow with each fetch: oldest first
+  objects_.ForEachLive([&](const Object& o) {
+    if (o.is_copy() && !IsPinned(o.id)) replicas.push_back(o.id);
+  });
+  std::sort(replicas.begin(), replicas.end());
+  for (uint64_t id : replicas) {
+    if (used_ + bytes <= config_.capacity) break;
+    Object& o = objects_.at(id);
+    CSM_LOG_INFO("evicting the copy of '%s' (%s, from node %u) to make room for '%s'", o.key.c_str(),
+                 FormatSize(o.header.data_size).c_str(), o.owner_node, wanted.c_str());
+    Unlist(o.key);
+    ++replicas_evicted_;
+    Sweep();  // unpinned: reclaimed now, and used_ goes down with its arenas
+  }
+  RefreshReplicaList();
+}
+
+void Daemon::Impl::RefreshReplicaList() {
+  if (membership_ == nullptr) return;  // a lone node
+  std::vector<cluster::ClusterDirectory::Held> held;
+  objects_.ForEachLive([&](const Object& o) {
+    if (o.is_copy()) held.push_back({o.key, o.remote_id, o.owner_node});
+  });
+  membership_->SetHeld(std::move(held));
+}
+
+}  // namespace csm::node

@@ -1,0 +1,110 @@
+// csmd's reclamation: pins, sweeping deleted objects no process pins any more, giving
+// back an arena's pages, destroying arenas, and what a process that went away held; see
+// daemon_impl.h and docs/heap_layout.md.
+#include "csm/node/daemon_impl.h"
+
+namespace csm::node {
+
+uint64_t Daemon::Impl::PinCount(uint64_t object_id) const {
+  uint64_t n = 0;
+  sessions_.ForEach([&](const Session& c) { n += c.PinsOf(object_id); });
+  return n;
+}
+
+bool Daemon::Impl::IsPinned(uint64_t object_id) const { return PinCount(object_id) > 0; }
+
+void Daemon::Impl::Sweep() {
+  const std::vector<uint64_t> waiting(objects_.waiting().begin(), objects_.waiting().end());
+  for (uint64_t id : waiting) {
+    if (!IsPinned(id)) Reclaim(objects_.at(id));
+  }
+  if (!objects_.waiting().empty()) ArmSweep(std::chrono::milliseconds(kSweepIntervalMs));
+}
+
+void Daemon::Impl::ArmSweep(std::chrono::milliseconds after) {
+  if (sweep_armed_ && after.count() > 0) return;  // one is due already, as soon or sooner
+  sweep_armed_ = true;
+  sweep_timer_.expires_after(after);  // an earlier wait ends as aborted
+  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    sweep_armed_ = false;
+    Sweep();
+  });
+}
+
+void Daemon::Impl::Reclaim(Object& o) {
+  for (const ObjectExtent& e : o.extents) {
+    if (Arena* a = arenas_.At(e.addr)) a->committed.erase(e.addr);
+  }
+  std::vector<uint64_t> arena_ids = o.arena_ids;
+  objects_.Erase(o.id);
+  for (uint64_t id : arena_ids) {
+    Arena* a = arenas_.Find(id);
+    if (a == nullptr) continue;
+    --a->objects;
+    MaybeDestroyArena(*a);  // may remove it
+    // A released arena that keeps other objects gives back this object's pages.
+    a = arenas_.Find(id);
+    if (a != nullptr && a->owner == 0) PunchUncommitted(*a);
+  }
+}
+
+void Daemon::Impl::ReleaseArena(uint64_t arena_id) {
+  Arena* a = arenas_.Find(arena_id);
+  if (a == nullptr) return;
+  a->owner = 0;
+  MaybeDestroyArena(*a);  // may remove it
+  if (Arena* kept = arenas_.Find(arena_id)) PunchUncommitted(*kept);
+}
+
+void Daemon::Impl::PunchUncommitted(Arena& a) {
+  // Frees every whole page no committed object touches; what stays charged is exactly
+  // the pages that committed objects touch.
+  const uint64_t page = os::PageSize();
+  uint64_t kept_pages = 0, cursor = a.addr;  // cursor: first byte not yet accounted
+  for (const auto& [start, end] : a.committed) {
+    uint64_t first = std::max(cursor, start / page * page);
+    uint64_t last = (end + page - 1) / page * page;
+    if (first > cursor) (void)os::PunchHole(a.fd.get(), cursor - a.addr, first - cursor);
+    if (last > first) kept_pages += (last - first) / page;
+    cursor = std::max(cursor, last);
+  }
+  if (a.addr + a.size > cursor) (void)os::PunchHole(a.fd.get(), cursor - a.addr, a.addr + a.size - cursor);
+  uint64_t charged = kept_pages * page;
+  used_ -= a.charged - std::min(a.charged, charged);
+  a.charged = std::min(a.charged, charged);
+}
+
+void Daemon::Impl::MaybeDestroyArena(Arena& a) {
+  if (a.owner != 0 || a.objects != 0 || a.fetching != 0) return;
+  bool served = false;  // to a peer right now: its bytes must stay what they were
+  if (a.replica_of == 0) {
+    served = peers_.RemoveArena(a.addr);
+    addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
+  }
+  used_ -= a.charged;
+  if (!served) spare_.Keep(std::move(a.fd), a.size);  // or closed, if over budget
+  // Only processes that mapped it need to hear of it, so the lists stay bounded.
+  sessions_.ForEach([&](Session& c) {
+    if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});
+  });
+  arenas_.Remove(a.id);
+  // Clients' mapper threads drop their mappings, so the memory really goes back.
+  dir_->header().arenas_freed.fetch_add(1);
+  AnnounceChange();
+}
+
+void Daemon::Impl::AnnounceChange() {
+  auto& counter = dir_->header().change_counter;
+  counter.fetch_add(1);
+  os::FutexWakeAll(reinterpret_cast<const uint32_t*>(&counter));
+}
+
+void Daemon::Impl::OnSessionGone(Session& c) {
+  // It is off the session list already: its pins no longer count.
+  for (uint64_t id : c.arenas) ReleaseArena(id);
+  Sweep();
+  CSM_LOG_DEBUG("client pid %d detached; %zu arenas released", c.cred.pid, c.arenas.size());
+}
+
+}  // namespace csm::node

@@ -1,0 +1,65 @@
+// Introspection: what `csm info`, `csm stat`, `csm ls` and `csm nodes` print, as JSON
+// built from plain facts the daemon gathers. Nothing here reads the daemon's state.
+//
+// The field names are a contract: Client::Info reads NodeStatus from InfoJson's, the csm
+// tool prints them, docs/operations.md lists them. Unit-tested (introspection_test.cc).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "csm/cluster/cluster_directory.h"
+#include "csm/config.h"
+#include "csm/node/object.h"
+#include "csm/node/spare_memory.h"
+
+namespace csm::node {
+
+// One attached process, for `csm info`.
+struct SessionFacts {
+  int pid = 0;
+  uint64_t arenas = 0;  // arenas it may write
+  uint64_t pins = 0;    // objects it holds Refs to
+};
+
+// The node as it is now, for `csm info`.
+struct NodeFacts {
+  uint32_t node_id = 0;
+  std::string socket;
+  WindowConfig window{};
+  uint64_t segments_leased = 0;
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+  uint64_t connections_dropped = 0;  // never said Hello in time, or made room for newer ones
+  uint64_t objects = 0;
+  uint64_t objects_awaiting_unpin = 0;
+  uint64_t max_objects = 0;
+  uint64_t arenas = 0;
+  uint64_t fetches = 0;            // objects brought from other nodes
+  uint64_t copies_ahead = 0;       // of those fetches, started before anyone asked
+  uint64_t replicas_evicted = 0;   // copies dropped to make room for others
+  uint64_t fetches_in_flight = 0;
+  uint64_t directory_requests_waiting = 0;  // commits, deletes, leases, listings
+  SpareMemory::Stats spare;
+  std::string huge_pages_setting;  // the host's shmem_enabled
+  bool huge_pages_asked = false;
+  bool huge_pages_used = false;
+  std::optional<cluster::RecordCacheStats> record_cache;  // in a cluster
+  std::vector<SessionFacts> clients;
+};
+
+nlohmann::json InfoJson(const NodeFacts& node);
+// `csm stat`: one object held here (its own or a copy), pinned `pins` times.
+nlohmann::json StatJson(const Object& o, uint32_t node_id, uint64_t pins);
+// A `csm ls` entry for an object held here (a lone node lists only these).
+nlohmann::json ListEntry(const Object& o, uint32_t node_id, uint64_t pins);
+// A `csm ls` entry for a cluster's record; `here` if this node holds it (pinned `pins` times).
+nlohmann::json ListEntry(const cluster::ObjectRecord& r, bool here, uint64_t pins);
+// `csm nodes`: the members, as the directory lists them.
+nlohmann::json NodesJson(uint32_t node_id, const std::string& cluster, const WindowConfig& window,
+                         const std::vector<cluster::NodeInfo>& members);
+
+}  // namespace csm::node
