@@ -128,39 +128,81 @@ std::vector<double> BuildPrivate(int keys, int rounds) {
   return priv;
 }
 
+// Every key, every string's length and first byte: what a reader of the whole map does.
+template <typename Map>
+uint64_t Traverse(const Map& m) {
+  uint64_t sum = 0;
+  for (const auto& [k, v] : m) {
+    sum += static_cast<uint64_t>(k);
+    for (const auto& str : v) sum += str.size() + static_cast<unsigned char>(str[0]);
+  }
+  return sum;
+}
+
+struct HeapRounds {
+  std::vector<double> build, commit, traverse;
+  uint64_t bytes = 0;
+};
+
+// Builds the workload's map as `Map` in the heap, commits it, traverses it in place.
+template <typename Map>
+csm::Status BuildInHeap(csm::Client& c, int keys, const std::string& key, HeapRounds* out) {
+  auto a = Clock::now();
+  auto b = c.NewBuilder();
+  if (!b.ok()) return b.status();
+  auto m = b->New<Map>();
+  CSM_RETURN_IF_ERROR(m.status());
+  CSM_RETURN_IF_ERROR(b->Populate([&] { csm::workload::Fill(**m, keys); }));
+  auto built = Clock::now();
+  out->build.push_back(Seconds(a, built));
+  out->bytes = b->bytes_used();
+  CSM_RETURN_IF_ERROR(b->Commit(key));
+  out->commit.push_back(Seconds(built, Clock::now()));
+  auto ref = c.Get<Map>(key);
+  CSM_RETURN_IF_ERROR(ref.status());
+  auto t = Clock::now();
+  volatile uint64_t sum = Traverse(**ref);
+  (void)sum;
+  out->traverse.push_back(Seconds(t, Clock::now()));
+  ref->Reset();
+  return c.Delete(key);
+}
+
 int Build(csm::Client& c, int keys, int rounds, const std::vector<double>& priv) {
   std::printf("\n== build cost: map<int, vector<string>> of %d keys\n", keys);
-  std::vector<double> heap, commit, priv_after;
-  uint64_t heap_bytes = 0;
+  std::vector<double> priv_after, priv_traverse;
+  HeapRounds tree, flat;
   for (int r = 0; r < rounds; ++r) {
     priv_after.push_back(BuildPrivate(keys, 1)[0]);  // same process, rounds interleaved
     {
-      auto a = Clock::now();
-      auto b = c.NewBuilder();
-      if (!b.ok()) return Fail(b.status());
-      auto m = b->New<csm::workload::HeapMap>();
-      csm::Status s = b->Populate([&] { csm::workload::Fill(**m, keys); });
-      if (!s.ok()) return Fail(s);
-      auto built = Clock::now();
-      heap.push_back(Seconds(a, built));
-      heap_bytes = b->bytes_used();
-      std::string key = "build/" + std::to_string(r);
-      s = b->Commit(key);
-      if (!s.ok()) return Fail(s);
-      commit.push_back(Seconds(built, Clock::now()));
-      (void)c.Delete(key);
+      csm::workload::StdMap m;
+      csm::workload::Fill(m, keys);
+      auto t = Clock::now();
+      volatile uint64_t sum = Traverse(m);
+      (void)sum;
+      priv_traverse.push_back(Seconds(t, Clock::now()));
     }
+    csm::Status s = BuildInHeap<csm::workload::HeapMap>(c, keys, "build/tree/" + std::to_string(r), &tree);
+    if (s.ok()) s = BuildInHeap<csm::workload::CompactMap>(c, keys, "build/flat/" + std::to_string(r), &flat);
+    if (!s.ok()) return Fail(s);
   }
-  Summary h = Summarize(heap), p = Summarize(priv), k = Summarize(commit),
-          pa = Summarize(priv_after);
+  Summary h = Summarize(tree.build), f = Summarize(flat.build), p = Summarize(priv),
+          k = Summarize(tree.commit), pa = Summarize(priv_after);
   std::printf("std::allocator (private, before connecting)  p50 %s  [%s .. %s]\n", Human(p.p50).c_str(), Human(p.min).c_str(), Human(p.max).c_str());
   std::printf("csm::allocator (heap)                       p50 %s  [%s .. %s]  object %s\n", Human(h.p50).c_str(),
-              Human(h.min).c_str(), Human(h.max).c_str(), csm::FormatSize(heap_bytes).c_str());
+              Human(h.min).c_str(), Human(h.max).c_str(), csm::FormatSize(tree.bytes).c_str());
+  std::printf("csm::flat_map + compact_string (heap)       p50 %s  [%s .. %s]  object %s\n", Human(f.p50).c_str(),
+              Human(f.min).c_str(), Human(f.max).c_str(), csm::FormatSize(flat.bytes).c_str());
   std::printf("std::allocator (private, interleaved)       p50 %s  [%s .. %s]\n", Human(pa.p50).c_str(),
               Human(pa.min).c_str(), Human(pa.max).c_str());
   std::printf("ratio csm/std (p50): %.3f vs interleaved rounds, %.3f vs before-connect rounds "
-              "(target <= 1.10)\n", h.p50 / pa.p50, h.p50 / p.p50);
+              "(target <= 1.10); compact: %.3f vs interleaved\n", h.p50 / pa.p50, h.p50 / p.p50, f.p50 / pa.p50);
   std::printf("commit (checksum + publish) p50 %s\n", Human(k.p50).c_str());
+  Summary tp = Summarize(priv_traverse), tt = Summarize(tree.traverse), tf = Summarize(flat.traverse);
+  std::printf("full traversal p50: std (private) %s, csm::map in place %s, csm::flat_map in place %s "
+              "(flat/map %.2f); image flat/map %.2f\n",
+              Human(tp.p50).c_str(), Human(tt.p50).c_str(), Human(tf.p50).c_str(), tf.p50 / tt.p50,
+              static_cast<double>(flat.bytes) / static_cast<double>(tree.bytes));
   return 0;
 }
 

@@ -93,6 +93,31 @@ int main(int argc, char** argv) {
     Say("committed");
     return 0;
   }
+  if (cmd == "produce-compact") {  // the workload's map of n keys in compact containers
+    auto b = c.NewBuilder();
+    if (!b.ok()) return Fail(b.status());
+    auto m = b->New<csm::workload::CompactMap>();
+    if (!m.ok()) return Fail(m.status());
+    csm::Status s = b->Populate([&] { csm::workload::Fill(**m, static_cast<int32_t>(n)); });
+    if (s.ok()) s = b->Commit(key);
+    if (!s.ok()) return Fail(s);
+    Say("committed");
+    return 0;
+  }
+  if (cmd == "consume-compact") {
+    auto ref = c.Get<csm::workload::CompactMap>(key, std::chrono::seconds(20));
+    if (!ref.ok()) return Fail(ref.status());
+    std::string problem = csm::workload::Verify(**ref, static_cast<int32_t>(n));
+    if (problem.empty()) {  // a lookup in place, no allocation in the reader
+      auto it = (*ref)->find(static_cast<int32_t>(n / 2));
+      if (it == (*ref)->end() || it->second.size() != static_cast<size_t>(csm::workload::ValuesFor(n / 2))) {
+        problem = "find of the middle key failed";
+      }
+    }
+    if (!problem.empty()) return Fail(csm::Corruption(problem));
+    Say("verified size=" + std::to_string(ref->info().size));
+    return 0;
+  }
   if (cmd == "consume-book") {
     auto ref = c.Get<csm::workload::TradeBook>(key, std::chrono::seconds(20));
     if (!ref.ok()) return Fail(ref.status());

@@ -10,12 +10,16 @@
 #include <string_view>
 #include <vector>
 
+#include "csm/compact_containers.h"
 #include "csm/containers.h"
 
 namespace csm::workload {
 
 using HeapMap = csm::map<int32_t, csm::vector<csm::string>>;
 using StdMap = std::map<int32_t, std::vector<std::string>>;
+// The same data in compact containers: one sorted array of entries, strings up to 23
+// bytes inline (csm/compact_containers.h).
+using CompactMap = csm::flat_map<int32_t, csm::vector<csm::compact_string>>;
 
 inline int ValuesFor(int32_t key) { return key % 4 + 1; }
 
@@ -30,6 +34,7 @@ void Fill(Map& m, int32_t keys) {
   using Vec = typename Map::mapped_type;
   using Str = typename Vec::value_type;
   char buf[64];
+  if constexpr (requires { m.reserve(size_t{1}); }) m.reserve(static_cast<size_t>(keys));
   for (int32_t k = 0; k < keys; ++k) {
     Vec& v = m[k];
     int n = ValuesFor(k);
