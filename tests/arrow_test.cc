@@ -350,11 +350,19 @@ TEST_F(ArrowTest, ATableBuiltInOneProcessIsReadInAnotherAtTheSameAddresses) {
   std::string committed = producer->WaitForLine("committed", 60000);
   ASSERT_EQ(producer->Wait(), 0) << producer->output();
   EXPECT_EQ(testing::Field(committed, "copied"), "0") << "built in the heap: nothing to copy";
+  auto validated = [&] {
+    auto info = client_->Lookup("shared/table");
+    return info.ok() && info->arrow_validated;
+  };
+  EXPECT_FALSE(validated()) << "nobody has read it yet";
   // A consumer process, and this one.
   auto consumer = testing::Process::Spawn({helper, "consume", "shared/table", "200000"}, node_.Env());
   std::string verified = consumer->WaitForLine("verified", 60000);
   ASSERT_EQ(consumer->Wait(), 0) << consumer->output();
   EXPECT_EQ(testing::Field(verified, "values"), testing::Field(committed, "values"));
+  // The consumer's full validation is recorded on the node: this process's Get below
+  // checks only the structure.
+  EXPECT_TRUE(testing::Eventually(validated, 5000));
   auto table = GetTable(*client_, "shared/table");
   ASSERT_TRUE(table.ok()) << table.status().ToString();
   EXPECT_EQ((*table)->num_rows(), 200000);
@@ -581,8 +589,12 @@ TEST_F(ArrowTest, InvalidUtf8InOneChunkOfALargeTableIsCorruption) {
   auto got = GetTable(*client_, "bad-utf8");
   EXPECT_TRUE(got.status().IsCorruption()) << got.status().ToString();
   EXPECT_NE(got.status().message().find("column 0 chunk 13"), std::string::npos) << got.status().ToString();
-  // A process remembers the objects it validated, not the ones that failed.
+  // A process remembers the objects it validated, not the ones that failed, and the
+  // node records only success.
   EXPECT_TRUE(GetTable(*client_, "bad-utf8").status().IsCorruption());
+  auto info = client_->Lookup("bad-utf8");
+  ASSERT_TRUE(info.ok());
+  EXPECT_FALSE(info->arrow_validated);
 }
 
 TEST_F(HostileDescriptorTest, RandomDamageNeverCrashes) {

@@ -51,6 +51,9 @@ struct ObjectInfo {
   uint64_t size;       // bytes of all its extents
   uint64_t checksum;   // XXH3-64 of its extents (0 if committed with DeferChecksum)
   int64_t commit_time_ns;
+  // A reader on this node ran Arrow's full validation on it (an Arrow table's descriptor
+  // object; docs/arrow.md): later readers here check only its structure.
+  bool arrow_validated = false;
 };
 
 // The node as csmd sees it (csm info); Client::InfoJson() has the same and more.
@@ -101,11 +104,24 @@ class PinnedObject {
   // The object's extents, checked to be mapped and to add up to its size (Corruption
   // otherwise). Everything the object's pointers may point to lies inside them.
   Result<std::vector<Extent>> Extents() const;
+  // For the Arrow layer: the object passed Arrow's full validation here; the node
+  // records it for its later readers (ObjectInfo::arrow_validated). One-way, no wait.
+  void ReportArrowValidated() const;
 
  private:
   std::shared_ptr<ClientImpl> client_;  // keeps the process's attachment alive
   ObjectInfo info_;
 };
+}  // namespace internal
+
+template <typename T>
+class Ref;
+namespace internal {
+// The Arrow layer's: `ref`'s object passed Arrow's full validation (see PinnedObject).
+template <typename T>
+void ReportArrowValidated(const Ref<T>& ref) {
+  ref.pin_.ReportArrowValidated();
+}
 }  // namespace internal
 
 // Ref keeps one committed object alive and readable in this process.
@@ -129,6 +145,8 @@ class Ref {
 
  private:
   friend class Client;
+  template <typename U>
+  friend void internal::ReportArrowValidated(const Ref<U>& ref);
   explicit Ref(internal::PinnedObject pin) : pin_(std::move(pin)) {}
   internal::PinnedObject pin_;
 };

@@ -285,6 +285,9 @@ class DescriptorReader {
   // reading), so when those are large the chunks are spread over the cores; otherwise
   // this thread does it (no thread start on the fast path).
   Status ValidateAll(const std::vector<Unvalidated>& chunks) const {
+    // Validated once per node: by this process before, or by another reader here (its
+    // slot says so; docs/arrow.md).
+    if (ref_->info().arrow_validated) return Status::OK();
     const ValidatedObjects::Id id = ValidatedObjects::Of(ref_->info());
     if (Validated().Contains(id)) return Status::OK();
     const size_t threads = validated_bytes_ < (uint64_t{16} << 20)
@@ -306,6 +309,7 @@ class DescriptorReader {
       }
     }
     Validated().Add(id);
+    internal::ReportArrowValidated(*ref_);  // for the node's later readers
     return Status::OK();
   }
 

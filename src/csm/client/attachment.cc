@@ -209,7 +209,7 @@ Status ClientImpl::Reattach() {
       pins_[index].count.store(p.count, std::memory_order_relaxed);
       pins_[index].object_id.store(it->first, std::memory_order_seq_cst);
       directory::SlotData now = p.slot < dir_->capacity() ? dir_->ReadSlot(p.slot) : directory::SlotData{};
-      if (now.object_id != it->first || now.state != static_cast<uint16_t>(directory::SlotState::kLive)) {
+      if (now.object_id != it->first || now.state != static_cast<uint8_t>(directory::SlotState::kLive)) {
         pins_[index].object_id.store(0, std::memory_order_release);
         it = pinned_.erase(it);
         continue;

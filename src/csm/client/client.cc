@@ -38,6 +38,7 @@ ObjectInfo InfoFromSlot(const directory::SlotData& d) {
   info.size = d.data_size;
   info.checksum = d.checksum;
   info.commit_time_ns = d.commit_time_ns;
+  info.arrow_validated = (d.flags & directory::kSlotArrowValidated) != 0;
   return info;
 }
 
@@ -62,7 +63,7 @@ Status ClientImpl::Pin(const directory::DirectoryTable::Found& found) {
   // store, then pin loads). One of the two sees the other.
   e.object_id.store(id, std::memory_order_seq_cst);
   directory::SlotData now = dir_->ReadSlot(found.index);
-  if (now.object_id != id || now.state != static_cast<uint16_t>(directory::SlotState::kLive)) {
+  if (now.object_id != id || now.state != static_cast<uint8_t>(directory::SlotState::kLive)) {
     e.object_id.store(0, std::memory_order_release);
     return NotFound("deleted while being pinned");
   }
@@ -98,7 +99,7 @@ void ClientImpl::Unpin(uint64_t object_id) {
     free_pins_.push_back(it->second.index);
     directory::SlotData now = dir_->ReadSlot(it->second.slot);
     deleted = now.object_id != object_id ||
-              now.state != static_cast<uint16_t>(directory::SlotState::kLive);
+              now.state != static_cast<uint8_t>(directory::SlotState::kLive);
     pinned_.erase(it);
   }
   if (deleted) {  // let csmd reuse the memory now rather than at its next sweep
@@ -263,7 +264,7 @@ std::vector<ObjectInfo> ClientImpl::List() const {
   if (!const_cast<ClientImpl*>(this)->Usable().ok()) return out;
   for (uint32_t i = 0; i < dir_->capacity(); ++i) {
     directory::SlotData d = dir_->ReadSlot(i);
-    if (d.state == static_cast<uint16_t>(directory::SlotState::kLive)) {
+    if (d.state == static_cast<uint8_t>(directory::SlotState::kLive)) {
       out.push_back(InfoFromSlot(d));
     }
   }
@@ -344,6 +345,15 @@ PinnedObject& PinnedObject::operator=(PinnedObject&& o) noexcept {
 
 void PinnedObject::Reset() {
   if (client_ != nullptr) std::exchange(client_, nullptr)->Unpin(info_.object_id);
+}
+
+void ClientImpl::ReportArrowValidated(uint64_t object_id) {
+  (void)SendOneWay(protocol::Encode(protocol::ArrowValidated{object_id}));  // a hint: lost is harmless
+}
+
+void PinnedObject::ReportArrowValidated() const {
+  if (client_ == nullptr || info_.arrow_validated) return;
+  client_->ReportArrowValidated(info_.object_id);
 }
 
 Status PinnedObject::Verify() const {

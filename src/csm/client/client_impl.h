@@ -92,6 +92,8 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   void Unpin(uint64_t object_id);
   Status Verify(const ObjectInfo& info);
   Result<std::vector<Extent>> Extents(const ObjectInfo& info);
+  // Tells csmd the object passed Arrow's full validation (one-way).
+  void ReportArrowValidated(uint64_t object_id);
 
  private:
   ClientImpl(const Config& config) : config_(config) {}

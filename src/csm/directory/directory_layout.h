@@ -16,10 +16,12 @@
 namespace csm::directory {
 
 inline constexpr uint32_t kDirectoryMagic = 0x44534d43;  // "CMSD"
-inline constexpr uint16_t kDirectoryLayoutVersion = 2;
+inline constexpr uint16_t kDirectoryLayoutVersion = 3;
 inline constexpr uint32_t kMaxKeyLength = csm::kMaxKeyLength;  // csm/key.h
 
-enum class SlotState : uint16_t { kEmpty = 0, kLive = 1, kTombstone = 2 };
+enum class SlotState : uint8_t { kEmpty = 0, kLive = 1, kTombstone = 2 };
+// SlotData::flags: what the node has learned about the object since its commit.
+inline constexpr uint8_t kSlotArrowValidated = 1;  // a reader ran Arrow's full validation on it
 
 // Everything a reader needs to use an object: the local descriptor. Copied out of a slot
 // word by word under the slot's seqlock.
@@ -34,7 +36,8 @@ struct SlotData {
   uint64_t arena_seq_max;  // newest arena the object touches (readers map up to it)
   int64_t commit_time_ns;  // CLOCK_REALTIME at commit
   uint32_t owner_node;     // node whose segments hold the bytes
-  uint16_t state;          // SlotState
+  uint8_t state;           // SlotState
+  uint8_t flags;           // kSlot* bits
   uint16_t key_length;
   char key[kMaxKeyLength];
 };

@@ -123,8 +123,8 @@ std::optional<DirectoryTable::Found> DirectoryTable::Find(std::string_view key) 
   for (uint32_t probe = 0; probe < capacity_; ++probe) {
     uint32_t i = (static_cast<uint32_t>(h) + probe) & mask;
     SlotData d = ReadSlot(i);
-    if (d.state == static_cast<uint16_t>(SlotState::kEmpty)) return std::nullopt;
-    if (d.state == static_cast<uint16_t>(SlotState::kLive) && d.key_hash == h &&
+    if (d.state == static_cast<uint8_t>(SlotState::kEmpty)) return std::nullopt;
+    if (d.state == static_cast<uint8_t>(SlotState::kLive) && d.key_hash == h &&
         KeyEquals(d, key)) {
       return Found{i, d};
     }
@@ -140,8 +140,8 @@ Result<uint32_t> DirectoryTable::Insert(const SlotData& data) {
   for (uint32_t probe = 0; probe < capacity_; ++probe) {
     i = (static_cast<uint32_t>(data.key_hash) + probe) & mask;
     SlotData d = ReadSlot(i);
-    if (d.state == static_cast<uint16_t>(SlotState::kEmpty)) break;
-    if (d.state == static_cast<uint16_t>(SlotState::kTombstone)) {
+    if (d.state == static_cast<uint8_t>(SlotState::kEmpty)) break;
+    if (d.state == static_cast<uint8_t>(SlotState::kTombstone)) {
       if (!reuse) reuse = i;
       continue;
     }
@@ -166,9 +166,16 @@ Result<uint32_t> DirectoryTable::Insert(const SlotData& data) {
 
 void DirectoryTable::MarkDeleted(uint32_t index) {
   SlotData d = ReadSlot(index);
-  d.state = static_cast<uint16_t>(SlotState::kTombstone);
+  d.state = static_cast<uint8_t>(SlotState::kTombstone);
   WriteSlot(index, d);
   header_->live_objects.fetch_sub(1);
+}
+
+void DirectoryTable::AddFlags(uint32_t index, uint8_t flags) {
+  SlotData d = ReadSlot(index);
+  if (d.state != static_cast<uint8_t>(SlotState::kLive) || (d.flags & flags) == flags) return;
+  d.flags |= flags;
+  WriteSlot(index, d);
 }
 
 }  // namespace csm::directory

@@ -1,6 +1,6 @@
 // DirectoryTable: open-addressing hash table over the shared directory memory.
 //
-// Writer side (csmd only, one thread): Insert, MarkDeleted. Reader side (any process,
+// Writer side (csmd only, one thread): Insert, MarkDeleted, AddFlags. Reader side (any process,
 // any thread, lock-free): Find, ReadSlot. Each slot is guarded by a seqlock; readers copy
 // the slot word by word with relaxed atomics and retry if the sequence moved, so they
 // never block the writer and never see a torn slot.
@@ -51,6 +51,8 @@ class DirectoryTable {
   Result<uint32_t> Insert(const SlotData& data);
   // Writer: turns a live slot into a tombstone.
   void MarkDeleted(uint32_t index);
+  // Adds `flags` (kSlot* bits) to a live slot's.
+  void AddFlags(uint32_t index, uint8_t flags);
 
  private:
   void WriteSlot(uint32_t index, const SlotData& data);

@@ -36,7 +36,7 @@ TEST(DirectoryTableConcurrencyTest, ReadersNeverSeeTornSlots) {
     d.type_id = id * 3;
     d.root = id * 5;
     d.key_hash = Hash64("hot");
-    d.state = static_cast<uint16_t>(SlotState::kLive);
+    d.state = static_cast<uint8_t>(SlotState::kLive);
     d.key_length = 3;
     std::memcpy(d.key, "hot", 3);
     auto index = t.Insert(d);

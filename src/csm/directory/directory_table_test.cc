@@ -13,7 +13,7 @@ SlotData Entry(const std::string& key, uint64_t id) {
   SlotData d{};
   d.object_id = id;
   d.key_hash = Hash64(key);
-  d.state = static_cast<uint16_t>(SlotState::kLive);
+  d.state = static_cast<uint8_t>(SlotState::kLive);
   d.key_length = static_cast<uint16_t>(key.size());
   std::memcpy(d.key, key.data(), key.size());
   return d;

@@ -96,6 +96,15 @@ Status Daemon::Impl::Dispatch(Session& c, MessageType type, WireReader& in) {
         if (s.ok()) ArmSweep(std::chrono::milliseconds(0));  // the sweep finds which object it was
         break;
       }
+      case MessageType::kArrowValidated: {
+        protocol::ArrowValidated m;
+        s = protocol::Decode(in, &m);
+        // Recorded for later readers on this node (a copy elsewhere is validated there).
+        if (Object* o = s.ok() ? objects_.LiveById(m.object_id) : nullptr) {
+          dir_->AddFlags(o->slot, directory::kSlotArrowValidated);
+        }
+        break;
+      }
       default: s = Corruption("unknown message type " + std::to_string(int(type)));
     }
   }

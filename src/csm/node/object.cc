@@ -20,7 +20,7 @@ directory::SlotData SlotOf(const Object& o, uint32_t self, uint64_t arena_seq_ma
   d.arena_seq_max = arena_seq_max;
   d.commit_time_ns = o.commit_time_ns;
   d.owner_node = o.owner(self);
-  d.state = static_cast<uint16_t>(directory::SlotState::kLive);
+  d.state = static_cast<uint8_t>(directory::SlotState::kLive);
   d.key_length = static_cast<uint16_t>(std::min<size_t>(o.key.size(), directory::kMaxKeyLength));
   std::memcpy(d.key, o.key.data(), d.key_length);
   return d;

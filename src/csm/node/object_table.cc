@@ -16,6 +16,11 @@ Object* ObjectTable::Live(const std::string& key) {
   return it == keys_.end() ? nullptr : &objects_.at(it->second);
 }
 
+Object* ObjectTable::LiveById(uint64_t id) {
+  auto it = objects_.find(id);
+  return it == objects_.end() || it->second.deleted ? nullptr : &it->second;
+}
+
 Object* ObjectTable::Unlist(const std::string& key) {
   auto it = keys_.find(key);
   if (it == keys_.end()) return nullptr;

@@ -29,6 +29,8 @@ class ObjectTable {
   // The live object under `key`, or null.
   Object* Live(const std::string& key);
   bool IsLive(const std::string& key) const { return keys_.count(key) != 0; }
+  // The live object with id `id`, or null (deleted, reclaimed or never here).
+  Object* LiveById(uint64_t id);
   Object& at(uint64_t id) { return objects_.at(id); }
   const Object& at(uint64_t id) const { return objects_.at(id); }
   // Takes the object under `key` off its key (marked deleted); it waits for Erase. Null

@@ -36,12 +36,14 @@ TEST(ObjectTableTest, ADeletedObjectLeavesItsKeyButWaitsUntilErased) {
   EXPECT_EQ(t.live(), 1u);
   EXPECT_EQ(t.waiting().count(a), 1u);
   EXPECT_EQ(t.at(a).key, "a") << "still here for its readers";
+  EXPECT_EQ(t.LiveById(a), nullptr) << "but no longer live";
   EXPECT_EQ(t.Unlist("a"), nullptr) << "once";
 
   // The key is free for a new object while the old one still waits.
   const uint64_t a2 = t.Insert(Named(t, "a")).id;
   EXPECT_NE(a2, a);
   EXPECT_EQ(t.Live("a")->id, a2);
+  EXPECT_EQ(t.LiveById(a2), t.Live("a"));
   t.Erase(a);
   EXPECT_TRUE(t.waiting().empty());
   EXPECT_EQ(t.Live("a")->id, a2) << "erasing the old one leaves the new one";

@@ -36,7 +36,7 @@ TEST(ObjectTest, AnOwnObjectsSlotNamesThisNode) {
   EXPECT_EQ(d.data_size, 8192u);
   EXPECT_EQ(d.checksum, 0x1234u);
   EXPECT_EQ(std::string(d.key, d.key_length), "trades/2026-12-02");
-  EXPECT_EQ(d.state, static_cast<uint16_t>(directory::SlotState::kLive));
+  EXPECT_EQ(d.state, static_cast<uint8_t>(directory::SlotState::kLive));
 }
 
 TEST(ObjectTest, ACopyMadeFromARecordSaysWhatItsOwnerPublished) {

@@ -115,6 +115,13 @@ struct Unpinned {  // one-way: the client dropped its last pin on a deleted obje
   static Status Fields(Self& m, Io& io) { return io.Value(m.object_id); }
 };
 
+struct ArrowValidated {  // one-way: a reader validated the object fully; the node records it
+  static constexpr MessageType kType = MessageType::kArrowValidated;
+  uint64_t object_id = 0;
+  template <typename Self, typename Io>
+  static Status Fields(Self& m, Io& io) { return io.Value(m.object_id); }
+};
+
 // ---- replies ----
 
 struct HelloReply {  // + the directory's fd and this process's pin table fd

@@ -36,6 +36,7 @@ enum class MessageType : uint16_t {
   kNodes = 11,        // → kJsonReply: the cluster's members, liveness and leases
   kResolve = 12,      // → kStatusReply once the key's object is in the local directory
                       //   (fetched from its owner node if need be)
+  kArrowValidated = 13,  // one-way: this process ran Arrow's full validation on an object
   kHelloReply = 101,
   kArenaReply = 102,
   kSyncReply = 104,
