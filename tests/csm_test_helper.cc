@@ -53,6 +53,17 @@ csm::Result<HeapMap*> Produce(csm::Client& c, const std::string& key, long n) {
 
 }  // namespace
 
+// Builds a T with `fill` and commits it under `key`.
+template <typename T, typename Fill>
+csm::Status BuildAndCommit(csm::Client& c, const std::string& key, Fill fill) {
+  auto b = c.NewBuilder();
+  CSM_RETURN_IF_ERROR(b.status());
+  auto root = b->New<T>();
+  CSM_RETURN_IF_ERROR(root.status());
+  CSM_RETURN_IF_ERROR(b->Populate([&] { fill(**root); }));
+  return b->Commit(key);
+}
+
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr, "usage: csm_test_helper CMD KEY [N]\n");
@@ -83,23 +94,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "produce-book") {  // unordered_map<string, vector<Trade>> with n venues
-    auto b = c.NewBuilder();
-    if (!b.ok()) return Fail(b.status());
-    auto book = b->New<csm::workload::TradeBook>();
-    if (!book.ok()) return Fail(book.status());
-    csm::Status s = b->Populate([&] { csm::workload::FillBook(**book, static_cast<int>(n)); });
-    if (s.ok()) s = b->Commit(key);
+    csm::Status s = BuildAndCommit<csm::workload::TradeBook>(
+        c, key, [&](auto& book) { csm::workload::FillBook(book, static_cast<int>(n)); });
     if (!s.ok()) return Fail(s);
     Say("committed");
     return 0;
   }
   if (cmd == "produce-compact") {  // the workload's map of n keys in compact containers
-    auto b = c.NewBuilder();
-    if (!b.ok()) return Fail(b.status());
-    auto m = b->New<csm::workload::CompactMap>();
-    if (!m.ok()) return Fail(m.status());
-    csm::Status s = b->Populate([&] { csm::workload::Fill(**m, static_cast<int32_t>(n)); });
-    if (s.ok()) s = b->Commit(key);
+    csm::Status s = BuildAndCommit<csm::workload::CompactMap>(
+        c, key, [&](auto& m) { csm::workload::Fill(m, static_cast<int32_t>(n)); });
     if (!s.ok()) return Fail(s);
     Say("committed");
     return 0;

@@ -67,6 +67,17 @@ class SessionsTest : public ::testing::Test {
     }
   }
 
+  // A session whose request 2 is held, with request 3 sent behind it (unread).
+  os::UniqueFd HoldSecondRequest(uint64_t* id) {
+    os::UniqueFd client = Connect(id);
+    hold_request_ = 2;
+    Send(client, protocol::Hello{}, 1);
+    Send(client, protocol::Info{}, 2);
+    Send(client, protocol::Info{}, 3);
+    EXPECT_TRUE(RunUntil([&] { return handled_.size() == 2; }));
+    return client;
+  }
+
   boost::asio::io_context io_{1};
   std::vector<Handled> handled_;
   std::vector<uint64_t> dropped_;
@@ -97,12 +108,7 @@ TEST_F(SessionsTest, RequestsSentTogetherAreServedInTheOrderSent) {
 
 TEST_F(SessionsTest, AHeldSessionIsReadAgainOnlyAfterResume) {
   uint64_t id;
-  os::UniqueFd client = Connect(&id);
-  hold_request_ = 2;
-  Send(client, protocol::Hello{}, 1);
-  Send(client, protocol::Info{}, 2);
-  Send(client, protocol::Info{}, 3);  // sent while 2 waits
-  ASSERT_TRUE(RunUntil([&] { return handled_.size() == 2; }));
+  os::UniqueFd client = HoldSecondRequest(&id);
   RunReady();
   EXPECT_EQ(handled_.size(), 2u) << "request 3 was read while request 2 was held";
   Session* s = sessions_.Resume(id, 2);
@@ -115,13 +121,8 @@ TEST_F(SessionsTest, AHeldSessionIsReadAgainOnlyAfterResume) {
 
 TEST_F(SessionsTest, AHeldSessionThatHangsUpIsDropped) {
   uint64_t id;
-  os::UniqueFd client = Connect(&id);
-  hold_request_ = 2;
-  Send(client, protocol::Hello{}, 1);
-  Send(client, protocol::Info{}, 2);
-  Send(client, protocol::Info{}, 3);  // unread when it hangs up
-  ASSERT_TRUE(RunUntil([&] { return handled_.size() == 2; }));
-  client.Reset();
+  os::UniqueFd client = HoldSecondRequest(&id);
+  client.Reset();  // request 3 still unread
   ASSERT_TRUE(RunUntil([&] { return !dropped_.empty(); }));
   EXPECT_EQ(dropped_[0], id);
   EXPECT_EQ(sessions_.Find(id), nullptr);
