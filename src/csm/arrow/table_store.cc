@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -158,6 +159,46 @@ class DescriptorWriter {
   std::vector<ArrowBufferLayout> buffers_;
 };
 
+// Arrow's full validation (offsets, UTF-8, dictionary indices …) of `arrays`, whose
+// variable-length and nested buffers hold `bytes`: on this thread, or spread over the
+// cores when that is more than 16 MiB (fixed-width values need no reading, and a thread
+// start would cost more than small ones). The first failure, by index, if any.
+struct Invalid {
+  size_t index;
+  arrow::Status status;
+};
+std::optional<Invalid> ValidateFully(const std::vector<const arrow::Array*>& arrays, uint64_t bytes) {
+  const size_t threads = bytes < (uint64_t{16} << 20)
+                             ? 1
+                             : std::min<size_t>({arrays.size(), std::max(1u, std::thread::hardware_concurrency()), 8});
+  std::vector<arrow::Status> results(arrays.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < arrays.size();) results[i] = arrays[i]->ValidateFull();
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& t : helpers) t.join();
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    if (!results[i].ok()) return Invalid{i, results[i]};
+  }
+  return std::nullopt;
+}
+
+// Bytes of an array's buffers that ValidateFull reads: those of variable-length and
+// nested types, children included.
+uint64_t ValidatedBytes(const arrow::ArrayData& data) {
+  const arrow::Type::type id = data.type->storage_id();
+  uint64_t n = 0;
+  if (!(arrow::is_primitive(id) || arrow::is_decimal(id) || id == arrow::Type::FIXED_SIZE_BINARY)) {
+    for (const auto& b : data.buffers) n += b == nullptr ? 0 : static_cast<uint64_t>(b->size());
+  }
+  for (const auto& child : data.child_data) n += ValidatedBytes(*child);
+  if (data.dictionary != nullptr) n += ValidatedBytes(*data.dictionary);
+  return n;
+}
+
 // Writes the descriptor of `columns` as the Builder's root (not committed yet).
 Result<PutStats> WriteColumns(Builder& builder, ArrowKind kind, const arrow::Schema& schema, int64_t num_rows,
                               const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
@@ -178,9 +219,22 @@ Result<PutStats> WriteColumns(Builder& builder, ArrowKind kind, const arrow::Sch
 Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind kind,
                             const arrow::Schema& schema, int64_t num_rows,
                             const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
+  // The producer validates what it puts (the bytes copied are these): a valid table is
+  // marked on the node at commit, so no reader validates it again (docs/arrow.md). An
+  // invalid one is put all the same, unmarked: its readers refuse it with the reason.
+  std::vector<const arrow::Array*> arrays;
+  uint64_t bytes = 0;
+  for (const auto& column : columns) {
+    for (const auto& chunk : column->chunks()) {
+      arrays.push_back(chunk.get());
+      bytes += ValidatedBytes(*chunk->data());
+    }
+  }
+  const bool valid = !ValidateFully(arrays, bytes).has_value();
   CSM_ASSIGN_OR_RETURN(PutStats stats, WriteColumns(builder, kind, schema, num_rows, columns));
   builder.DeferChecksum();  // publishing costs the same for any size (docs/arrow.md)
   CSM_RETURN_IF_ERROR(builder.Commit(key));
+  if (valid) internal::ReportArrowValidated(builder);
   return stats;
 }
 
@@ -280,33 +334,20 @@ class DescriptorReader {
     std::shared_ptr<arrow::Array> array;
   };
 
-  // Arrow's full validation of every chunk (offsets, UTF-8, dictionary indices …). It
-  // reads the buffers of variable-length and nested arrays (fixed-width values need no
-  // reading), so when those are large the chunks are spread over the cores; otherwise
-  // this thread does it (no thread start on the fast path).
+  // Arrow's full validation of every chunk (ValidateFully), unless the node or this
+  // process has it done already.
   Status ValidateAll(const std::vector<Unvalidated>& chunks) const {
-    // Validated once per node: by this process before, or by another reader here (its
-    // slot says so; docs/arrow.md).
+    // Validated once per node: by its producer, by another reader here (its slot says
+    // so; docs/arrow.md), or by this process before.
     if (ref_->info().arrow_validated) return Status::OK();
     const ValidatedObjects::Id id = ValidatedObjects::Of(ref_->info());
     if (Validated().Contains(id)) return Status::OK();
-    const size_t threads = validated_bytes_ < (uint64_t{16} << 20)
-                               ? 1
-                               : std::min<size_t>({chunks.size(), std::max(1u, std::thread::hardware_concurrency()), 8});
-    std::vector<arrow::Status> results(chunks.size());
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t i; (i = next.fetch_add(1)) < chunks.size();) results[i] = chunks[i].array->ValidateFull();
-    };
-    std::vector<std::thread> helpers;
-    for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
-    work();
-    for (auto& t : helpers) t.join();
-    for (size_t i = 0; i < chunks.size(); ++i) {
-      if (!results[i].ok()) {
-        return Bad("column " + std::to_string(chunks[i].column) + " chunk " + std::to_string(chunks[i].chunk) +
-                   " fails Arrow's validation: " + results[i].ToString());
-      }
+    std::vector<const arrow::Array*> arrays;
+    for (const auto& c : chunks) arrays.push_back(c.array.get());
+    if (auto invalid = ValidateFully(arrays, validated_bytes_)) {
+      const Unvalidated& c = chunks[invalid->index];
+      return Bad("column " + std::to_string(c.column) + " chunk " + std::to_string(c.chunk) +
+                 " fails Arrow's validation: " + invalid->status.ToString());
     }
     Validated().Add(id);
     internal::ReportArrowValidated(*ref_);  // for the node's later readers

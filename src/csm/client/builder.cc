@@ -146,8 +146,7 @@ Status BuilderCore::Commit(std::string_view key) {
   if (!finalized_) CSM_RETURN_IF_ERROR(Finalize());
   uint64_t header = chunks_.front().addr;
   CSM_TSAN_RELEASE(header);  // the object's bytes happen before any reader's Get
-  CSM_ASSIGN_OR_RETURN(uint64_t id, client_->Commit(header, type_id_, key, type_name_));
-  (void)id;
+  CSM_ASSIGN_OR_RETURN(committed_id_, client_->Commit(header, type_id_, key, type_name_));
   committed_ = true;
   ReleaseChunks();
   return Status::OK();
@@ -212,6 +211,9 @@ namespace internal {
 Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t part) {
   CSM_RETURN_IF_ERROR(ValidateKey(table_key));
   return builder.core_->Commit(std::string(table_key) + kPartSeparator + std::to_string(part));
+}
+void ReportArrowValidated(const Builder& builder) {
+  if (builder.core_->committed_id() != 0) builder.core_->client().ReportArrowValidated(builder.core_->committed_id());
 }
 }  // namespace internal
 void Builder::DeferChecksum() { core_->defer_checksum = true; }

@@ -204,6 +204,9 @@ class BuilderCore {
   void* Refill(size_t bytes, size_t align);
   Status SetRoot(void* root, uint64_t type_id, std::string type_name);
   Status Commit(std::string_view key);
+  // After Commit: the object's id on this node, and the client it was committed through.
+  uint64_t committed_id() const { return committed_id_; }
+  ClientImpl& client() const { return *client_; }
   const Status& status() const { return status_; }
   uint64_t bytes_used() const;
   bool Contains(uint64_t addr, uint64_t len) const;
@@ -224,6 +227,7 @@ class BuilderCore {
   uint64_t root_ = 0, type_id_ = 0;
   std::string type_name_;
   bool finalized_ = false, committed_ = false;
+  uint64_t committed_id_ = 0;
   Status status_;
 };
 

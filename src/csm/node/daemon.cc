@@ -62,51 +62,49 @@ Status Daemon::Impl::Run() {
 
 Status Daemon::Impl::Dispatch(Session& c, MessageType type, WireReader& in) {
   Status s;
-  {
-    switch (type) {
-      case MessageType::kHello: s = HandleHello(c, in); break;
-      case MessageType::kAllocArena: s = HandleAllocArena(c, in); break;
-      case MessageType::kReleaseArena: {
-        protocol::ReleaseArena m;
-        s = protocol::Decode(in, &m);
-        if (s.ok() && c.arenas.erase(m.arena_id) == 1) ReleaseArena(m.arena_id);
-        break;
-      }
-      case MessageType::kSyncArenas: s = HandleSync(c, in); break;
-      case MessageType::kCommit: s = HandleCommit(c, in); break;
-      case MessageType::kDelete: s = HandleDelete(c, in); break;
-      case MessageType::kStat: s = HandleStat(c, in); break;
-      case MessageType::kInfo: {
-        protocol::Info m;
-        s = protocol::Decode(in, &m);
-        if (s.ok()) s = HandleInfo(c);
-        break;
-      }
-      case MessageType::kList: s = HandleList(c, in); break;
-      case MessageType::kNodes: {
-        protocol::Nodes m;
-        s = protocol::Decode(in, &m);
-        if (s.ok()) s = HandleNodes(c);
-        break;
-      }
-      case MessageType::kResolve: s = HandleResolve(c, in); break;
-      case MessageType::kUnpinned: {
-        protocol::Unpinned m;
-        s = protocol::Decode(in, &m);
-        if (s.ok()) ArmSweep(std::chrono::milliseconds(0));  // the sweep finds which object it was
-        break;
-      }
-      case MessageType::kArrowValidated: {
-        protocol::ArrowValidated m;
-        s = protocol::Decode(in, &m);
-        // Recorded for later readers on this node (a copy elsewhere is validated there).
-        if (Object* o = s.ok() ? objects_.LiveById(m.object_id) : nullptr) {
-          dir_->AddFlags(o->slot, directory::kSlotArrowValidated);
-        }
-        break;
-      }
-      default: s = Corruption("unknown message type " + std::to_string(int(type)));
+  switch (type) {
+    case MessageType::kHello: s = HandleHello(c, in); break;
+    case MessageType::kAllocArena: s = HandleAllocArena(c, in); break;
+    case MessageType::kReleaseArena: {
+      protocol::ReleaseArena m;
+      s = protocol::Decode(in, &m);
+      if (s.ok() && c.arenas.erase(m.arena_id) == 1) ReleaseArena(m.arena_id);
+      break;
     }
+    case MessageType::kSyncArenas: s = HandleSync(c, in); break;
+    case MessageType::kCommit: s = HandleCommit(c, in); break;
+    case MessageType::kDelete: s = HandleDelete(c, in); break;
+    case MessageType::kStat: s = HandleStat(c, in); break;
+    case MessageType::kInfo: {
+      protocol::Info m;
+      s = protocol::Decode(in, &m);
+      if (s.ok()) s = HandleInfo(c);
+      break;
+    }
+    case MessageType::kList: s = HandleList(c, in); break;
+    case MessageType::kNodes: {
+      protocol::Nodes m;
+      s = protocol::Decode(in, &m);
+      if (s.ok()) s = HandleNodes(c);
+      break;
+    }
+    case MessageType::kResolve: s = HandleResolve(c, in); break;
+    case MessageType::kUnpinned: {
+      protocol::Unpinned m;
+      s = protocol::Decode(in, &m);
+      if (s.ok()) ArmSweep(std::chrono::milliseconds(0));  // the sweep finds which object it was
+      break;
+    }
+    case MessageType::kArrowValidated: {
+      protocol::ArrowValidated m;
+      s = protocol::Decode(in, &m);
+      // Recorded for later readers on this node (a copy elsewhere is validated there).
+      if (Object* o = s.ok() ? objects_.LiveById(m.object_id) : nullptr) {
+        dir_->AddFlags(o->slot, directory::kSlotArrowValidated);
+      }
+      break;
+    }
+    default: s = Corruption("unknown message type " + std::to_string(int(type)));
   }
   return s;
 }
