@@ -11,9 +11,11 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <unordered_map>
 
 #include "csm/os/fd.h"
+#include "csm/os/shared_view.h"
 
 namespace csm::node {
 
@@ -23,6 +25,9 @@ struct Arena {
   uint64_t addr = 0;
   uint64_t size = 0;
   os::UniqueFd fd;
+  // csmd's own mapping of a replica (fetches write through it), kept with the memory
+  // when it goes spare; null for arenas no fetch wrote.
+  std::shared_ptr<os::SharedView> view;
   uint64_t owner = 0;  // client id; 0 once released or its process is gone
   bool dedicated = false;
   uint64_t charged = 0;  // bytes counted against capacity

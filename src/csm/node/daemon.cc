@@ -194,13 +194,14 @@ Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated) {
   }
   auto addr = addresses_.Allocate(size);
   if (!addr.ok()) return fail(addr.status());
-  Result<os::UniqueFd> fd = spare_.TakeZeroed(size);
-  if (!fd->valid()) fd = os::CreateMemfd("csm-arena-" + Hex(*addr), size);
+  SpareMemory::Memory spare = spare_.TakeZeroed(size);
+  Result<os::UniqueFd> fd = spare.valid() ? std::move(spare.fd) : os::CreateMemfd("csm-arena-" + Hex(*addr), size);
   if (!fd.ok()) {
     addresses_.Free(*addr, size);
     return fail(fd.status());
   }
   Arena& a = arenas_.Add(*addr, size, std::move(*fd));
+  a.view = std::move(spare.view);  // kept for when the memory goes spare again
   a.owner = c.id;
   a.dedicated = dedicated;
   a.charged = size;

@@ -14,9 +14,11 @@ Status Daemon::Impl::CheckRecord(const cluster::ObjectRecord& r) const {
 }
 
 
-os::UniqueFd Daemon::Impl::TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span) {
-  os::UniqueFd fd = spare_.TakeAny(span.length);
-  if (!fd.valid()) return fd;
+SpareMemory::Memory Daemon::Impl::TakeSpareReplica(const cluster::ObjectRecord& r,
+                                                   const object::ObjectExtent& span) {
+  SpareMemory::Memory spare = spare_.TakeAny(span.length);
+  if (!spare.valid()) return spare;
+  const int fd = spare.fd.get();
   // Its pages may hold an old object: the fetch overwrites the new one's extents; every
   // whole page outside them is freed (reads as zeros) so nothing of the old one shows.
   const uint64_t page = os::PageSize();
@@ -28,9 +30,9 @@ os::UniqueFd Daemon::Impl::TakeSpareReplica(const cluster::ObjectRecord& r, cons
   uint64_t cursor = span.addr;
   auto clear = [&](uint64_t from, uint64_t to) {  // [from, to): zeros, whole pages freed
     uint64_t first = (from + page - 1) / page * page, last = to / page * page;
-    if (first < last) (void)os::PunchHole(fd.get(), first - span.addr, last - first);
+    if (first < last) (void)os::PunchHole(fd, first - span.addr, last - first);
     auto zero = [&](uint64_t a, uint64_t b) {
-      if (a < b) (void)::pwrite(fd.get(), std::string(b - a, '\0').data(), b - a, static_cast<off_t>(a - span.addr));
+      if (a < b) (void)::pwrite(fd, std::string(b - a, '\0').data(), b - a, static_cast<off_t>(a - span.addr));
     };
     if (first < last) {
       zero(from, first);
@@ -44,7 +46,7 @@ os::UniqueFd Daemon::Impl::TakeSpareReplica(const cluster::ObjectRecord& r, cons
     cursor = std::max(cursor, end);
   }
   if (cursor < span.addr + span.length) clear(cursor, span.addr + span.length);
-  return fd;
+  return spare;
 }
 
 Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::ObjectRecord& r) {
@@ -75,18 +77,25 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::
     }
     if (a == nullptr) {
       const int64_t t0 = os::MonotonicNanos();
-      Result<os::UniqueFd> fd = TakeSpareReplica(r, span);
+      SpareMemory::Memory spare = TakeSpareReplica(r, span);
+      Result<os::UniqueFd> fd = std::move(spare.fd);
       if (fd->valid()) {
-        CSM_LOG_DEBUG("copy of %s at %s reuses spare memory (cleared in %.2f ms)", FormatSize(span.length).c_str(),
-                      Hex(span.addr).c_str(), (os::MonotonicNanos() - t0) / 1e6);
+        CSM_LOG_DEBUG("copy of %s at %s reuses spare memory%s (cleared in %.2f ms)", FormatSize(span.length).c_str(),
+                      Hex(span.addr).c_str(), spare.view ? " and its page tables" : "",
+                      (os::MonotonicNanos() - t0) / 1e6);
       } else {
         fd = os::CreateMemfd("csm-replica-" + Hex(span.addr), span.length);
       }
-      if (!fd.ok()) {
+      // The fetch writes through csmd's own view of the memory, kept with it from fetch
+      // to fetch (os::SharedView).
+      Result<std::shared_ptr<os::SharedView>> view = std::move(spare.view);
+      if (fd.ok() && *view == nullptr) view = os::SharedView::Map(fd->get(), span.length);
+      if (!fd.ok() || !view.ok()) {
         undo();
-        return fd.status();
+        return fd.ok() ? view.status() : fd.status();
       }
       Arena& fresh = arenas_.Add(span.addr, span.length, std::move(*fd));
+      fresh.view = std::move(*view);
       fresh.replica_of = r.owner_node;
       dir_->header().arena_seq.store(fresh.seq);
       a = &fresh;
@@ -181,8 +190,7 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   std::vector<ReplicaTarget> targets;
   for (uint64_t id : *ids) {
     const Arena& a = arenas_.at(id);
-    targets.push_back({a.addr, a.size,
-                       std::make_shared<os::UniqueFd>(::fcntl(a.fd.get(), F_DUPFD_CLOEXEC, 0))});
+    targets.push_back({a.addr, a.size, a.view});
   }
   fetcher_.Begin(key, std::move(waiters));
   fetcher_.Transfer(r, std::move(targets), *t, peer->second,

@@ -187,7 +187,7 @@ class Daemon::Impl {
   Status CheckRecord(const cluster::ObjectRecord& r) const;
   Result<std::vector<uint64_t>> PrepareReplicaArenas(const cluster::ObjectRecord& r);
   // A spare memfd of the span's size, cleared outside r's extents; invalid if none.
-  os::UniqueFd TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span);
+  SpareMemory::Memory TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span);
   void FinishFetch(const std::string& key, Status status, const cluster::ObjectRecord& r,
                    const std::vector<uint64_t>& arena_ids);
   void DropStaleReplicas(const std::vector<std::string>& keys);

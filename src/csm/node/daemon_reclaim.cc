@@ -83,7 +83,7 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
     addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
   }
   used_ -= a.charged;
-  if (!served) spare_.Keep(std::move(a.fd), a.size);  // or closed, if over budget
+  if (!served) spare_.Keep(std::move(a.fd), a.size, std::move(a.view));  // or closed, if over budget
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   sessions_.ForEach([&](Session& c) {
     if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});

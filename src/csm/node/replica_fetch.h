@@ -13,7 +13,7 @@
 
 #include "csm/cluster/cluster_directory.h"
 #include "csm/config.h"
-#include "csm/os/fd.h"
+#include "csm/os/shared_view.h"
 #include "csm/status.h"
 #include "csm/transport/transport.h"
 
@@ -27,17 +27,17 @@ namespace csm::node {
 Status CheckRecord(const cluster::ObjectRecord& r, const WindowConfig& window,
                    const std::vector<cluster::SegmentLease>& ours);
 
-// A replica arena the bytes go into: a memfd that will appear at [addr, +size).
+// A replica arena the bytes go into: a memfd that will appear at [addr, +size), written
+// through csmd's own view of it.
 struct ReplicaTarget {
   uint64_t addr, size;
-  std::shared_ptr<os::UniqueFd> fd;
+  std::shared_ptr<os::SharedView> view;
 };
 
-// Fetches r's extents from its owner at `address` over `transport` into `targets` (each
-// mapped here for the transfer) and checks them against r's checksum, or, for an object
-// committed without one, against the owner's digest of what it served. Calls `done` with
-// the outcome as soon as it is known (before the mappings are undone: that takes ~20 ms
-// per 256 MiB here). Any thread; bounded by the transport's timeouts.
+// Fetches r's extents from its owner at `address` over `transport` into `targets` and
+// checks them against r's checksum, or, for an object committed without one, against the
+// owner's digest of what it served. Calls `done` with the outcome. Any thread; bounded by
+// the transport's timeouts.
 void FetchReplica(const cluster::ObjectRecord& r, const std::vector<ReplicaTarget>& targets,
                   transport::Transport& transport, const std::string& address,
                   const std::function<void(Status)>& done);

@@ -10,6 +10,7 @@
 
 #include "csm/base/hash.h"
 #include "csm/node/fake_transport.h"
+#include "csm/os/fd.h"
 #include "csm/object/object_layout.h"
 
 namespace csm::node {
@@ -69,7 +70,10 @@ class FetchReplicaTest : public ::testing::Test {
     int fd = ::memfd_create("replica-fetch-test", MFD_CLOEXEC);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::ftruncate(fd, 2 * kMiB), 0);
-    target_ = {record_.arenas[0].addr, 2 * kMiB, std::make_shared<os::UniqueFd>(fd)};
+    fd_ = os::UniqueFd(fd);
+    auto view = os::SharedView::Map(fd, 2 * kMiB);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    target_ = {record_.arenas[0].addr, 2 * kMiB, *view};
   }
   Status Fetch() {
     Status out = Internal("done was not called");
@@ -78,11 +82,12 @@ class FetchReplicaTest : public ::testing::Test {
   }
   std::string Copied(size_t n) {
     std::string got(n, '\0');
-    EXPECT_EQ(::pread(target_.fd->get(), got.data(), n, 0), static_cast<ssize_t>(n));
+    EXPECT_EQ(::pread(fd_.get(), got.data(), n, 0), static_cast<ssize_t>(n));
     return got;
   }
   cluster::ObjectRecord record_;
   FakeTransport transport_;
+  os::UniqueFd fd_;  // the replica's memfd; read back with pread
   ReplicaTarget target_;
 };
 

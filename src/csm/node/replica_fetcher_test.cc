@@ -14,6 +14,7 @@
 
 #include "csm/base/hash.h"
 #include "csm/node/fake_transport.h"
+#include "csm/os/fd.h"
 
 namespace csm::node {
 namespace {
@@ -68,7 +69,10 @@ class ReplicaFetcherTest : public ::testing::Test {
     int fd = ::memfd_create("replica-fetcher-test", MFD_CLOEXEC);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::ftruncate(fd, 2 * kMiB), 0);
-    target_ = {record_.arenas[0].addr, 2 * kMiB, std::make_shared<os::UniqueFd>(fd)};
+    fd_ = os::UniqueFd(fd);
+    auto view = os::SharedView::Map(fd, 2 * kMiB);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    target_ = {record_.arenas[0].addr, 2 * kMiB, *view};
   }
   // Transfers the record and returns the outcome `done` was called with, on the loop.
   Status TransferAndWait() {
@@ -90,6 +94,7 @@ class ReplicaFetcherTest : public ::testing::Test {
   Status fail_;
   int made_ = 0;
   cluster::ObjectRecord record_;
+  os::UniqueFd fd_;  // the replica's memfd; read back with pread
   ReplicaTarget target_;
   ReplicaFetcher fetcher_;
 };
@@ -111,7 +116,7 @@ TEST_F(ReplicaFetcherTest, ATransferRunsOffTheLoopAndItsOutcomeIsPostedBack) {
   Status s = TransferAndWait();
   ASSERT_TRUE(s.ok()) << s.ToString();
   std::string got(bytes_.size(), '\0');
-  ASSERT_EQ(::pread(target_.fd->get(), got.data(), got.size(), 0), static_cast<ssize_t>(got.size()));
+  ASSERT_EQ(::pread(fd_.get(), got.data(), got.size(), 0), static_cast<ssize_t>(got.size()));
   EXPECT_EQ(got, bytes_);
 }
 

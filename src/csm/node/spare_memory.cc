@@ -49,7 +49,7 @@ SpareMemory::~SpareMemory() {
   zeroer_.join();
 }
 
-void SpareMemory::Keep(os::UniqueFd fd, uint64_t size) {
+void SpareMemory::Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::SharedView> view) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ExpireLocked();
@@ -66,15 +66,15 @@ void SpareMemory::Keep(os::UniqueFd fd, uint64_t size) {
     }
     if (bytes_ + size > budget_) return;
     bytes_ += size;
-    spares_.push_back({size, std::move(fd), std::chrono::steady_clock::now(), State::kDirty});
+    spares_.push_back({size, {std::move(fd), std::move(view)}, std::chrono::steady_clock::now(), State::kDirty});
   }
   cv_.notify_all();
 }
 
-os::UniqueFd SpareMemory::TakeZeroed(uint64_t size) { return Take(size, true); }
-os::UniqueFd SpareMemory::TakeAny(uint64_t size) { return Take(size, false); }
+SpareMemory::Memory SpareMemory::TakeZeroed(uint64_t size) { return Take(size, true); }
+SpareMemory::Memory SpareMemory::TakeAny(uint64_t size) { return Take(size, false); }
 
-os::UniqueFd SpareMemory::Take(uint64_t size, bool zeroed_only) {
+SpareMemory::Memory SpareMemory::Take(uint64_t size, bool zeroed_only) {
   std::lock_guard<std::mutex> lock(mu_);
   ExpireLocked();
   auto best = spares_.end();
@@ -87,11 +87,11 @@ os::UniqueFd SpareMemory::Take(uint64_t size, bool zeroed_only) {
     if (!zeroed_only && best == spares_.end()) best = it;
   }
   if (best == spares_.end()) return {};
-  os::UniqueFd fd = std::move(best->fd);
+  Memory taken = std::move(best->memory);
   bytes_ -= best->size;
   ++reuses_;
   spares_.erase(best);
-  return fd;
+  return taken;
 }
 
 SpareMemory::Stats SpareMemory::stats() const {
@@ -129,7 +129,7 @@ void SpareMemory::ZeroLoop() {
     dirty->state = State::kZeroing;
     lock.unlock();
     const int64_t t0 = os::MonotonicNanos();
-    bool ok = ZeroPages(dirty->fd.get(), dirty->size);
+    bool ok = ZeroPages(dirty->memory.fd.get(), dirty->size);
     CSM_LOG_DEBUG("spare memory: zeroed %s in %.1f ms%s", FormatSize(dirty->size).c_str(),
                   (os::MonotonicNanos() - t0) / 1e6, ok ? "" : " (failed: dropped)");
     lock.lock();

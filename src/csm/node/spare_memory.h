@@ -10,6 +10,8 @@
 // memfd (only the ranges holding pages), so a reused local arena reads as zeros like a
 // new memfd; a replica may take a spare that
 // is not zeroed yet, because it clears what its fetch does not overwrite.
+// A spare keeps csmd's own view of it (os::SharedView) if it had one: the next copy
+// fetched into it then writes through page tables that already exist.
 // Bounded: at most `budget` bytes in all (the oldest go first to make room), each kept
 // at most `keep_for`; spares are not charged to the node's capacity.
 #pragma once
@@ -18,10 +20,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <thread>
 
 #include "csm/os/fd.h"
+#include "csm/os/shared_view.h"
 
 namespace csm::node {
 
@@ -32,13 +36,21 @@ class SpareMemory {
   SpareMemory(const SpareMemory&) = delete;
   SpareMemory& operator=(const SpareMemory&) = delete;
 
-  // Keeps `fd`, a memfd of `size` bytes nobody maps writable any more, closing the
-  // oldest spares if the budget needs it; closes `fd` itself if it cannot fit.
-  void Keep(os::UniqueFd fd, uint64_t size);
-  // A spare of exactly `size` bytes that reads as zeros, or an invalid fd if none.
-  os::UniqueFd TakeZeroed(uint64_t size);
-  // A spare of exactly `size` bytes, zeroed or not, or an invalid fd if none.
-  os::UniqueFd TakeAny(uint64_t size);
+  // A memfd and csmd's view of it (null if it had none).
+  struct Memory {
+    os::UniqueFd fd;
+    std::shared_ptr<os::SharedView> view;
+    bool valid() const { return fd.valid(); }
+  };
+
+  // Keeps `fd`, a memfd of `size` bytes no client maps writable any more (and `view`,
+  // csmd's own mapping of it, if any), closing the oldest spares if the budget needs it;
+  // closes `fd` itself if it cannot fit.
+  void Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::SharedView> view = nullptr);
+  // A spare of exactly `size` bytes that reads as zeros, or an invalid one if none.
+  Memory TakeZeroed(uint64_t size);
+  // A spare of exactly `size` bytes, zeroed or not, or an invalid one if none.
+  Memory TakeAny(uint64_t size);
 
   struct Stats {
     uint64_t bytes = 0;         // kept now
@@ -51,11 +63,11 @@ class SpareMemory {
   enum class State { kDirty, kZeroing, kZeroed };
   struct Spare {
     uint64_t size;
-    os::UniqueFd fd;
+    Memory memory;
     std::chrono::steady_clock::time_point kept;
     State state;
   };
-  os::UniqueFd Take(uint64_t size, bool zeroed_only);
+  Memory Take(uint64_t size, bool zeroed_only);
   void ExpireLocked();  // gives back spares kept too long; also on every Keep and Take,
                         // since the zeroing thread may wait long for an idle core
   void ZeroLoop();      // the thread: zeroes dirty spares, gives back expired ones

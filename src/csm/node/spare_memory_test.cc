@@ -1,5 +1,6 @@
 // SpareMemory on its own: what a reused arena reads, the budget, the time limit, and
-// keeps and takes from many threads while the zeroing thread runs (run under TSan too).
+// keeps and takes from many threads while the zeroing thread runs (run under TSan too),
+// and csmd's view of a spare coming back with it.
 #include "csm/node/spare_memory.h"
 
 #include <gtest/gtest.h>
@@ -44,13 +45,31 @@ TEST(SpareMemoryTest, ATakenSpareReadsAsZerosAndKeepsItsPages) {
   EXPECT_EQ(spares.stats().bytes, 8 * kMiB);
   ASSERT_TRUE(testing::Eventually([&] { return spares.stats().zeroed_bytes == 8 * kMiB; }, 5000));
   EXPECT_FALSE(spares.TakeZeroed(4 * kMiB).valid()) << "only the exact size is handed out";
-  os::UniqueFd fd = spares.TakeZeroed(8 * kMiB);
+  os::UniqueFd fd = spares.TakeZeroed(8 * kMiB).fd;
   ASSERT_TRUE(fd.valid());
   EXPECT_EQ(NonZero(fd.get(), 8 * kMiB), 0u);
   EXPECT_EQ(::lseek(fd.get(), 0, SEEK_DATA), 0) << "the written pages stay in place";
   EXPECT_EQ(spares.stats().bytes, 0u);
   EXPECT_EQ(spares.stats().reuses, 1u);
   EXPECT_FALSE(spares.TakeAny(8 * kMiB).valid()) << "taken once";
+}
+
+TEST(SpareMemoryTest, ASpareKeepsCsmdsViewOfItAndTheViewSeesTheZeroedPages) {
+  SpareMemory spares(64 * kMiB, 10s);
+  os::UniqueFd fd = Written(4 * kMiB, 3 * kMiB);
+  auto view = os::SharedView::Map(fd.get(), 4 * kMiB);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  char* const bytes = (*view)->data();
+  ASSERT_EQ(bytes[kMiB], 1);
+  spares.Keep(std::move(fd), 4 * kMiB, *view);
+  view->reset();  // the spare holds the only reference now
+  ASSERT_TRUE(testing::Eventually([&] { return spares.stats().zeroed_bytes == 4 * kMiB; }, 5000));
+  SpareMemory::Memory taken = spares.TakeZeroed(4 * kMiB);
+  ASSERT_TRUE(taken.valid());
+  ASSERT_NE(taken.view, nullptr) << "the view comes back with its memfd";
+  EXPECT_EQ(taken.view->data(), bytes) << "the same mapping, page tables and all";
+  for (uint64_t at = 0; at < 4 * kMiB; at += 4096) ASSERT_EQ(taken.view->data()[at], 0) << at;
+  EXPECT_FALSE(spares.TakeAny(4 * kMiB).valid());
 }
 
 TEST(SpareMemoryTest, NoMoreThanTheBudgetIsKeptAndTheOldestGoFirst) {
@@ -85,7 +104,7 @@ TEST(SpareMemoryTest, ManyThreadsKeepAndTakeWhileTheZeroerRuns) {
     threads.emplace_back([&] {
       for (int i = 0; i < 50; ++i) {
         spares.Keep(Written(kMiB, kMiB / 2), kMiB);
-        os::UniqueFd fd = spares.TakeZeroed(kMiB);
+        os::UniqueFd fd = spares.TakeZeroed(kMiB).fd;
         if (fd.valid() && NonZero(fd.get(), kMiB) != 0) ++dirty_zeroed;
         (void)spares.TakeAny(kMiB);
       }

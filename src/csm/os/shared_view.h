@@ -1,0 +1,37 @@
+// SharedView: a writable shared mapping of a memfd at an address the kernel picks, undone
+// when the last owner lets go.
+//
+// csmd keeps one per replica arena (and hands it on with the memfd when the arena's
+// memory is kept as spare) so that the page tables built while a fetch writes the bytes
+// survive for the next fetch into the same memory. On the VMs csm is measured on,
+// mapping 1 GiB of a memfd's existing 4 KiB pages again costs ~250 ms of page-table work
+// (~500 ms as write faults), about what the link needs to move it (docs/benchmarks.md).
+//
+// Thread-safety: immutable once made; share it with std::shared_ptr.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "csm/status.h"
+
+namespace csm::os {
+
+class SharedView {
+ public:
+  // Maps [0, size) of `fd` readable and writable (no pages are touched).
+  static Result<std::shared_ptr<SharedView>> Map(int fd, size_t size);
+  ~SharedView();
+  SharedView(const SharedView&) = delete;
+  SharedView& operator=(const SharedView&) = delete;
+
+  char* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  SharedView(char* data, size_t size) : data_(data), size_(size) {}
+  char* const data_;
+  const size_t size_;
+};
+
+}  // namespace csm::os
