@@ -1,12 +1,14 @@
 // An Arrow table spanning three nodes, each csmd in its own network namespace joined by
 // veth (the cluster directory embedded in node 1, or a real etcd in the hub namespace):
 // every node appends a part built in its own heap, every node reads the whole table
-// with its rows in append order, and a dead node's part makes the table Unavailable
+// with its rows in append order, a part's copy on another node is known valid as it
+// lands (its producer validated it), and a dead node's part makes the table Unavailable
 // instead of silently shorter.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include "csm/arrow.h"
+#include "csm/arrow/arrow_layout.h"
 #include "harness.h"
 
 namespace csm {
@@ -34,6 +36,19 @@ TEST_P(ArrowClusterTest, ATableSpansThreeNodes) {
     EXPECT_EQ(testing::Field(line, "key"), "lab/table#" + std::to_string(host - 1)) << line;
     EXPECT_EQ(testing::Field(line, "copied"), "0") << "built in the heap: nothing to copy";
     first += rows[host - 1];
+  }
+  // Each appender ran Arrow's full validation on its part: the mark travels with the
+  // record, so node 2's copy of node 1's part is known valid the moment it lands, before
+  // any Arrow reader on node 2 has seen it (none will validate it again).
+  {
+    auto c2 = Client::Connect(lab.node(2).ClientConfig());
+    ASSERT_TRUE(c2.ok()) << c2.status().ToString();
+    auto copy = (*c2)->Get<ArrowDescriptor>("lab/table#0", std::chrono::seconds(10));
+    ASSERT_TRUE(copy.ok()) << copy.status().ToString();
+    auto info = (*c2)->Lookup("lab/table#0");
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    EXPECT_EQ(info->owner_node, 1u);
+    EXPECT_TRUE(info->arrow_validated);
   }
   // Every node reads every row in order; the parts stay where they were built.
   std::string values_on_1;

@@ -83,9 +83,10 @@ class ClientImpl;
 // Commits a part of an appended table as "<table_key>#<part>" (csm/key.h reserves '#'
 // for these); the Arrow layer's AppendTable is its one caller.
 Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t part);
-// The object `builder` committed passed Arrow's full validation (its producer validated
-// what it copied in); the node records it as ReportArrowValidated does. The Arrow layer's.
-void ReportArrowValidated(const Builder& builder);
+// The object `builder` will commit passed Arrow's full validation (its producer validated
+// what it copies in): call before Commit. The node marks it at commit, on this node and
+// on every node that fetches a copy (ObjectInfo::arrow_validated). The Arrow layer's.
+void MarkArrowValidated(Builder& builder);
 
 // One pin on one object in this process; the base of Ref<T>.
 class PinnedObject {
@@ -209,7 +210,7 @@ class Builder {
  private:
   friend class Client;
   friend Status internal::CommitTablePart(Builder&, std::string_view, uint64_t);
-  friend void internal::ReportArrowValidated(const Builder&);
+  friend void internal::MarkArrowValidated(Builder&);
   explicit Builder(std::unique_ptr<internal::BuilderCore> core);
   Status AllocationFailure() const;
   Status SetRoot(void* root, uint64_t type_id, std::string type_name);

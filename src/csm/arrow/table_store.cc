@@ -216,12 +216,11 @@ Result<PutStats> WriteColumns(Builder& builder, ArrowKind kind, const arrow::Sch
   return writer.stats;
 }
 
-Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind kind,
-                            const arrow::Schema& schema, int64_t num_rows,
-                            const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
-  // The producer validates what it puts (the bytes copied are these): a valid table is
-  // marked on the node at commit, so no reader validates it again (docs/arrow.md). An
-  // invalid one is put all the same, unmarked: its readers refuse it with the reason.
+// The producer validates what it puts (the bytes copied are these): a valid table is
+// marked at commit, on this node and in every copy on another, so no reader validates it
+// again (docs/arrow.md). An invalid one is put all the same, unmarked: its readers refuse
+// it with the reason.
+void MarkIfValid(Builder& builder, const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
   std::vector<const arrow::Array*> arrays;
   uint64_t bytes = 0;
   for (const auto& column : columns) {
@@ -230,11 +229,16 @@ Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind ki
       bytes += ValidatedBytes(*chunk->data());
     }
   }
-  const bool valid = !ValidateFully(arrays, bytes).has_value();
+  if (!ValidateFully(arrays, bytes).has_value()) internal::MarkArrowValidated(builder);
+}
+
+Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind kind,
+                            const arrow::Schema& schema, int64_t num_rows,
+                            const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
+  MarkIfValid(builder, columns);
   CSM_ASSIGN_OR_RETURN(PutStats stats, WriteColumns(builder, kind, schema, num_rows, columns));
   builder.DeferChecksum();  // publishing costs the same for any size (docs/arrow.md)
   CSM_RETURN_IF_ERROR(builder.Commit(key));
-  if (valid) internal::ReportArrowValidated(builder);
   return stats;
 }
 
@@ -584,6 +588,7 @@ Result<AppendStats> AppendTable(Client& client, Builder& builder, std::string_vi
                         "' {" + schema->ToString() + "}");
   }
   AppendStats stats;
+  MarkIfValid(builder, part.columns());
   CSM_ASSIGN_OR_RETURN(static_cast<PutStats&>(stats),
                        WriteColumns(builder, ArrowKind::kTable, *part.schema(), part.num_rows(), part.columns()));
   builder.DeferChecksum();

@@ -145,6 +145,7 @@ Status BuilderCore::Commit(std::string_view key) {
   }
   if (!finalized_) CSM_RETURN_IF_ERROR(Finalize());
   uint64_t header = chunks_.front().addr;
+  if (arrow_validated) reinterpret_cast<object::ObjectHeader*>(header)->flags |= object::kFlagArrowValidated;
   CSM_TSAN_RELEASE(header);  // the object's bytes happen before any reader's Get
   CSM_ASSIGN_OR_RETURN(committed_id_, client_->Commit(header, type_id_, key, type_name_));
   committed_ = true;
@@ -212,9 +213,7 @@ Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t pa
   CSM_RETURN_IF_ERROR(ValidateKey(table_key));
   return builder.core_->Commit(std::string(table_key) + kPartSeparator + std::to_string(part));
 }
-void ReportArrowValidated(const Builder& builder) {
-  if (builder.core_->committed_id() != 0) builder.core_->client().ReportArrowValidated(builder.core_->committed_id());
-}
+void MarkArrowValidated(Builder& builder) { builder.core_->arrow_validated = true; }
 }  // namespace internal
 void Builder::DeferChecksum() { core_->defer_checksum = true; }
 uint64_t Builder::bytes_used() const { return core_->bytes_used(); }

@@ -213,7 +213,8 @@ class BuilderCore {
 
   BumpRegion region{0, 0};
   std::atomic<int> scopes{0};  // Scopes currently making it current
-  bool defer_checksum = false;  // Builder::DeferChecksum
+  bool defer_checksum = false;   // Builder::DeferChecksum
+  bool arrow_validated = false;  // internal::MarkArrowValidated
 
  private:
   Status Finalize();

@@ -49,6 +49,7 @@ struct ObjectRecord {
   uint64_t type_id = 0;
   std::string type_name;
   uint64_t header = 0, root = 0, size = 0, checksum = 0;
+  bool arrow_validated = false;    // its producer ran Arrow's full validation (object_layout.h)
   bool checksum_deferred = false;  // no checksum: verify a copy against the owner's digest
   std::vector<object::ObjectExtent> extents;
   std::vector<object::ObjectExtent> arenas;  // the owner's arenas those extents lie in

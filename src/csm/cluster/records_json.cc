@@ -67,6 +67,7 @@ json ToJson(const ObjectRecord& r) {
           {"type_name", r.type_name}, {"header", r.header},
           {"root", r.root},         {"size", r.size},
           {"checksum", r.checksum}, {"checksum_deferred", r.checksum_deferred},
+          {"arrow_validated", r.arrow_validated},
           {"extents", ExtentsToJson(r.extents)},
           {"arenas", ExtentsToJson(r.arenas)}, {"owner_address", r.owner_address},
           {"commit_time_ns", r.commit_time_ns},
@@ -91,6 +92,7 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
     r.owner_address = j.value("owner_address", std::string());
     r.commit_time_ns = j.value("commit_time_ns", int64_t{0});
     r.owner_alive = j.value("owner_alive", false);
+    r.arrow_validated = j.value("arrow_validated", false);  // absent from older nodes' records
   } catch (const json::exception& e) {
     return Corruption(std::string("malformed object record: ") + e.what());
   }

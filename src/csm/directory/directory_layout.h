@@ -21,7 +21,9 @@ inline constexpr uint32_t kMaxKeyLength = csm::kMaxKeyLength;  // csm/key.h
 
 enum class SlotState : uint8_t { kEmpty = 0, kLive = 1, kTombstone = 2 };
 // SlotData::flags: what the node has learned about the object since its commit.
-inline constexpr uint8_t kSlotArrowValidated = 1;  // a reader ran Arrow's full validation on it
+// Arrow's full validation ran on its bytes: by its producer (ObjectHeader's
+// kFlagArrowValidated, also for copies on other nodes) or by a reader on this node.
+inline constexpr uint8_t kSlotArrowValidated = 1;
 
 // Everything a reader needs to use an object: the local descriptor. Copied out of a slot
 // word by word under the slot's seqlock.

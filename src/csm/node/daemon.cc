@@ -287,7 +287,7 @@ Result<Object> Daemon::Impl::PrepareCommit(Session& c, uint64_t header_addr, uin
   CSM_RETURN_IF_ERROR(ReadHeap(header_addr, &o.header, sizeof(ObjectHeader), c, &o.arena_ids));
   const ObjectHeader& h = o.header;
   if (h.magic != object::kObjectMagic || h.layout_version != object::kObjectLayoutVersion ||
-      (h.flags & ~object::kFlagChecksumDeferred) != 0 ||
+      (h.flags & ~object::kKnownFlags) != 0 ||
       ((h.flags & object::kFlagChecksumDeferred) != 0 && h.checksum != 0)) {
     return Corruption("no valid object header at " + Hex(header_addr));
   }

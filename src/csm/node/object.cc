@@ -21,6 +21,7 @@ directory::SlotData SlotOf(const Object& o, uint32_t self, uint64_t arena_seq_ma
   d.commit_time_ns = o.commit_time_ns;
   d.owner_node = o.owner(self);
   d.state = static_cast<uint8_t>(directory::SlotState::kLive);
+  if ((o.header.flags & object::kFlagArrowValidated) != 0) d.flags |= directory::kSlotArrowValidated;
   d.key_length = static_cast<uint16_t>(std::min<size_t>(o.key.size(), directory::kMaxKeyLength));
   std::memcpy(d.key, o.key.data(), d.key_length);
   return d;
@@ -38,6 +39,7 @@ cluster::ObjectRecord RecordOf(const Object& o, uint32_t self, std::vector<objec
   r.size = o.header.data_size;
   r.checksum = o.header.checksum;
   r.checksum_deferred = (o.header.flags & object::kFlagChecksumDeferred) != 0;
+  r.arrow_validated = (o.header.flags & object::kFlagArrowValidated) != 0;
   r.extents = o.extents;
   r.arenas = std::move(arenas);
   r.commit_time_ns = o.commit_time_ns;
@@ -56,7 +58,8 @@ Object CopyOf(const cluster::ObjectRecord& r, uint64_t id, std::vector<uint64_t>
   o.header.data_size = r.size;
   o.header.root = r.root;
   o.header.checksum = r.checksum;
-  o.header.flags = r.checksum_deferred ? object::kFlagChecksumDeferred : 0;
+  o.header.flags = static_cast<uint16_t>((r.checksum_deferred ? object::kFlagChecksumDeferred : 0) |
+                                         (r.arrow_validated ? object::kFlagArrowValidated : 0));
   o.header_addr = r.header;
   o.extents = r.extents;
   o.arena_ids = std::move(arena_ids);

@@ -37,6 +37,19 @@ TEST(ObjectTest, AnOwnObjectsSlotNamesThisNode) {
   EXPECT_EQ(d.checksum, 0x1234u);
   EXPECT_EQ(std::string(d.key, d.key_length), "trades/2026-12-02");
   EXPECT_EQ(d.state, static_cast<uint8_t>(directory::SlotState::kLive));
+  EXPECT_EQ(d.flags, 0u) << "not validated: readers run Arrow's full validation";
+}
+
+TEST(ObjectTest, AProducersArrowValidationMarksItsSlotItsRecordAndEveryCopy) {
+  Object own = Committed();
+  own.header.flags = object::kFlagArrowValidated;
+  EXPECT_EQ(SlotOf(own, 5, 1).flags, directory::kSlotArrowValidated);
+  cluster::ObjectRecord r = RecordOf(own, /*self=*/5, {{0x200000000000, 2 << 20}, {0x200000200000, 2 << 20}});
+  EXPECT_TRUE(r.arrow_validated);
+  EXPECT_FALSE(r.checksum_deferred);
+  Object copy = CopyOf(r, /*id=*/7, {1, 2});
+  EXPECT_EQ(SlotOf(copy, /*self=*/3, 1).flags, directory::kSlotArrowValidated);
+  EXPECT_EQ(copy.header.flags, object::kFlagArrowValidated);
 }
 
 TEST(ObjectTest, ACopyMadeFromARecordSaysWhatItsOwnerPublished) {

@@ -15,6 +15,12 @@ inline constexpr uint32_t kMaxExtents = 4096;
 // ObjectHeader::flags: committed without a checksum (Builder::DeferChecksum). A copy to
 // another node is then verified against a digest the owner computes as it serves.
 inline constexpr uint16_t kFlagChecksumDeferred = 1;
+// ObjectHeader::flags: its producer ran Arrow's full validation on the table it copied in
+// (csm's Arrow layer; internal::MarkArrowValidated). The node marks the object's slot at
+// commit, and a copy on another node is marked too: its bytes are checked against the
+// owner's checksum or digest, so they are the bytes that were validated (docs/arrow.md).
+inline constexpr uint16_t kFlagArrowValidated = 2;
+inline constexpr uint16_t kKnownFlags = kFlagChecksumDeferred | kFlagArrowValidated;
 
 // One contiguous byte range of an object.
 struct ObjectExtent {
@@ -26,7 +32,7 @@ static_assert(std::is_standard_layout_v<ObjectExtent> && sizeof(ObjectExtent) ==
 struct ObjectHeader {
   uint32_t magic;           // kObjectMagic
   uint16_t layout_version;  // kObjectLayoutVersion
-  uint16_t flags;           // kFlagChecksumDeferred or 0
+  uint16_t flags;           // kFlagChecksumDeferred | kFlagArrowValidated, or 0
   uint64_t type_id;         // TypeInfo<T>::Id() of the root
   uint64_t data_size;       // sum of all extent lengths (this header included)
   uint64_t root;            // address of the root value
