@@ -40,16 +40,16 @@ class FakeTransport : public transport::Transport {
   uint64_t digest = 0;  // what the "owner" says it served
   Status Fetch(const std::string&, uint64_t, const std::vector<object::ObjectExtent>& extents,
                const transport::ExtentSink& sink, uint64_t* peer_digest,
-               std::atomic<uint64_t>* received) override {
+               const transport::ArrivalObserver* arrived) override {
     if (!fail.ok()) return fail;
     uint64_t at = 0;
     for (const auto& e : extents) {
       CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
       std::memcpy(dest, bytes.data() + at, e.length);
+      if (arrived != nullptr) (*arrived)(dest, e.length);
       at += e.length;
     }
     if (peer_digest != nullptr) *peer_digest = digest;
-    if (received != nullptr) received->store(at);
     return Status::OK();
   }
 };

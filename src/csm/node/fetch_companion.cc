@@ -8,7 +8,7 @@
 namespace csm::node {
 namespace {
 
-constexpr uint64_t kSlice = 8 << 20;  // faulted or hashed at a time
+constexpr uint64_t kSlice = 8 << 20;  // faulted at a time
 constexpr uint64_t kLead = 32 << 20;  // how far faulting tries to stay ahead of arrivals
 
 }  // namespace
@@ -22,7 +22,6 @@ FetchCompanion::FetchCompanion(const std::vector<object::ObjectExtent>& extents,
     at += e.length;
   }
   starts_.push_back(at);
-  hashed_ = std::min(skip_, at);
 }
 
 FetchCompanion::~FetchCompanion() {
@@ -32,11 +31,17 @@ FetchCompanion::~FetchCompanion() {
 
 void FetchCompanion::Start() { thread_ = std::thread([this] { Run(); }); }
 
+void FetchCompanion::Arrived(const char* data, uint64_t length) {
+  const uint64_t pass = std::min(skip_, length);
+  skip_ -= pass;
+  if (length > pass) sum_.Update(data + pass, length - pass);
+  received_.store(received_.load(std::memory_order_relaxed) + length, std::memory_order_release);
+}
+
 uint64_t FetchCompanion::Finish(bool complete) {
   stop_.store(true, std::memory_order_release);
   if (thread_.joinable()) thread_.join();
-  if (!complete) return 0;
-  HashUpTo(starts_.back());
+  if (!complete || received_.load(std::memory_order_acquire) != starts_.back()) return 0;
   return sum_.Digest();
 }
 
@@ -49,12 +54,6 @@ void FetchCompanion::ForEachPiece(uint64_t from, uint64_t to, F&& f) {
     if (end > from) f(dests_[i] + (from - starts_[i]), end - from);
     from = std::max(from, end);
   }
-}
-
-void FetchCompanion::HashUpTo(uint64_t upto) {
-  if (upto <= hashed_) return;
-  ForEachPiece(hashed_, upto, [&](char* p, uint64_t n) { sum_.Update(p, n); });
-  hashed_ = upto;
 }
 
 void FetchCompanion::FaultUpTo(uint64_t upto) {
@@ -70,19 +69,11 @@ void FetchCompanion::FaultUpTo(uint64_t upto) {
 
 void FetchCompanion::Run() {
   const uint64_t total = starts_.back();
-  for (;;) {
-    const bool stopping = stop_.load(std::memory_order_acquire);  // before `received`:
-    const uint64_t got = received.load(std::memory_order_acquire);  // then `got` is final
+  while (!stop_.load(std::memory_order_acquire) && faulted_ < total) {
+    const uint64_t got = received_.load(std::memory_order_acquire);
     faulted_ = std::max(faulted_, got);  // where the receiver got ahead, it took the faults
-    const bool fault = !stopping && faulted_ < total;
-    if (fault && faulted_ < got + kLead) {
-      FaultUpTo(std::min(total, faulted_ + kSlice));  // keep ahead of the receiver first
-    } else if (got > hashed_) {
-      HashUpTo(std::min(got, hashed_ + kSlice));
-    } else if (fault) {
+    if (faulted_ < got + kLead) {
       FaultUpTo(std::min(total, faulted_ + kSlice));
-    } else if (stopping) {
-      return;
     } else {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }

@@ -1,5 +1,6 @@
-// FetchCompanion on its own: the digest it computes beside a transfer equals the digest of
-// the bytes once they are all there, however they arrive (run under TSan too).
+// FetchCompanion on its own: the digest it takes of the bytes as they arrive equals the
+// digest of the bytes once they are all there, however they arrive, with its faulting
+// thread running beside (run under TSan too).
 #include "csm/node/fetch_companion.h"
 
 #include <gtest/gtest.h>
@@ -31,17 +32,15 @@ Stream MakeStream(const std::vector<uint64_t>& lengths) {
   return s;
 }
 
-// The bytes arrive in stream order, in pieces of random size, `received` after each.
-void Arrive(Stream& s, std::atomic<uint64_t>& received, uint32_t seed) {
+// The bytes arrive in stream order, in pieces of random size, each shown as it lands.
+void Arrive(Stream& s, FetchCompanion& companion, uint32_t seed) {
   std::mt19937_64 rng(seed);
-  uint64_t done = 0;
   for (auto& m : s.memory) {
     for (uint64_t at = 0; at < m.size();) {
       uint64_t n = std::min<uint64_t>(m.size() - at, 1 + rng() % (3 << 20));
       for (uint64_t i = 0; i < n; ++i) m[at + i] = static_cast<char>(rng());
+      companion.Arrived(m.data() + at, n);
       at += n;
-      done += n;
-      received.store(done, std::memory_order_release);
     }
   }
 }
@@ -56,31 +55,35 @@ uint64_t Expected(const Stream& s, uint64_t skip) {
   return sum.Digest();
 }
 
-TEST(FetchCompanionTest, HashesBesideTheTransferWhatAOneShotHashWouldGive) {
+TEST(FetchCompanionTest, HashesWhatArrivesAsAOneShotHashWouldWhateverThePieces) {
   for (uint32_t seed : {1u, 2u, 3u}) {
     for (uint64_t skip : {uint64_t{0}, uint64_t{64}}) {
-      Stream s = MakeStream({(5 << 20) + 123, 17 << 20, 1, 4096, (9 << 20) + 7});
-      FetchCompanion companion(s.extents, s.dests(), skip);
-      companion.Start();
-      std::thread receiver([&] { Arrive(s, companion.received, seed); });
-      receiver.join();
-      EXPECT_EQ(companion.Finish(true), Expected(s, skip)) << "seed " << seed << ", skip " << skip;
+      for (bool faulting : {false, true}) {
+        Stream s = MakeStream({(5 << 20) + 123, 17 << 20, 1, 4096, (9 << 20) + 7});
+        FetchCompanion companion(s.extents, s.dests(), skip);
+        if (faulting) companion.Start();  // its thread runs beside the receiver
+        std::thread receiver([&] { Arrive(s, companion, seed); });
+        receiver.join();
+        EXPECT_EQ(companion.Finish(true), Expected(s, skip))
+            << "seed " << seed << ", skip " << skip << ", faulting " << faulting;
+      }
     }
   }
 }
 
-TEST(FetchCompanionTest, WithoutItsThreadFinishHashesEverything) {
+TEST(FetchCompanionTest, AStreamThatDidNotAllArriveHasNoDigest) {
   Stream s = MakeStream({100, 3 << 20});
   FetchCompanion companion(s.extents, s.dests(), 64);
-  Arrive(s, companion.received, 7);
-  EXPECT_EQ(companion.Finish(true), Expected(s, 64));
+  companion.Arrived(s.memory[0].data(), 100);
+  companion.Arrived(s.memory[1].data(), 1 << 20);  // then the peer went away
+  EXPECT_EQ(companion.Finish(true), 0u) << "2 MiB never came";
 }
 
 TEST(FetchCompanionTest, AFailedTransferEndsItPromptly) {
   Stream s = MakeStream({32 << 20});
   FetchCompanion companion(s.extents, s.dests(), 0);
   companion.Start();
-  companion.received.store(1 << 20);  // then the peer went away
+  companion.Arrived(s.memory[0].data(), 1 << 20);  // then the peer went away
   auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(companion.Finish(false), 0u);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));

@@ -60,10 +60,10 @@ void FetchReplica(const cluster::ObjectRecord& r, const std::vector<ReplicaTarge
     }
     return Corruption("extent outside the replica arenas");
   };
-  // Pages are faulted in and bytes hashed beside the transfer (FetchCompanion); not for
-  // an object of 8 MiB or less, where starting the thread costs more than it saves. An
-  // object committed without a checksum is checked against the owner's digest of the
-  // bytes it served instead (every byte, header included).
+  // Bytes are hashed as they land, and pages faulted in ahead of the transfer
+  // (FetchCompanion; no faulting thread for an object of 8 MiB or less, where starting it
+  // costs more than it saves). An object committed without a checksum is checked against
+  // the owner's digest of the bytes it served instead (every byte, header included).
   std::vector<char*> dests;
   for (const auto& e : r.extents) {
     if (!s.ok()) break;
@@ -73,11 +73,14 @@ void FetchReplica(const cluster::ObjectRecord& r, const std::vector<ReplicaTarge
   }
   FetchCompanion companion(r.extents, dests, r.checksum_deferred ? 0 : sizeof(object::ObjectHeader));
   if (s.ok() && r.size > (8u << 20)) companion.Start();
+  const transport::ArrivalObserver arrived = [&companion](const char* data, uint64_t length) {
+    companion.Arrived(data, length);
+  };
   const int64_t t_prepared = os::MonotonicNanos();
   uint64_t peer_digest = 0;
   if (s.ok()) {
     s = transport.Fetch(address, r.object_id, r.extents, locate, r.checksum_deferred ? &peer_digest : nullptr,
-                        &companion.received);
+                        &arrived);
   }
   const int64_t t_moved = os::MonotonicNanos();
   const uint64_t digest = companion.Finish(s.ok());

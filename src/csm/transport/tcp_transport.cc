@@ -11,22 +11,22 @@ namespace csm::transport {
 Status TcpTransport::Fetch(const std::string& address, uint64_t object_id,
                            const std::vector<object::ObjectExtent>& extents,
                            const ExtentSink& sink, uint64_t* peer_digest,
-                           std::atomic<uint64_t>* received) {
+                           const ArrivalObserver* arrived) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address); };
   auto conn = StartFetch(pool_, address, kTransportMagic, object_id, extents, peer_digest != nullptr,
                          timeout);
   if (!conn.ok()) return context(conn.status());
-  constexpr uint64_t kProgressSlice = 4 << 20;  // how often `received` moves
-  uint64_t arrived = 0;
+  // Shown to `arrived` in pieces that fit this core's L2 cache (1 MiB on the machines
+  // measured), so hashing them reads the cache, not memory.
+  constexpr uint64_t kPiece = 256 << 10;
   for (const auto& e : extents) {
     CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
     for (uint64_t at = 0; at < e.length;) {
-      const uint64_t n = received != nullptr ? std::min(kProgressSlice, e.length - at) : e.length - at;
+      const uint64_t n = arrived != nullptr ? std::min(kPiece, e.length - at) : e.length - at;
       CSM_RETURN_IF_ERROR(context(os::ReadAll(conn->fd.get(), dest + at, n, timeout, "an extent")));
+      if (arrived != nullptr) (*arrived)(dest + at, n);
       at += n;
-      arrived += n;
-      if (received != nullptr) received->store(arrived, std::memory_order_release);
     }
   }
   if (peer_digest != nullptr) {

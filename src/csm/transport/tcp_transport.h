@@ -31,7 +31,7 @@ class TcpTransport : public Transport {
   Status Fetch(const std::string& address, uint64_t object_id,
                const std::vector<object::ObjectExtent>& extents,
                const ExtentSink& sink, uint64_t* peer_digest = nullptr,
-               std::atomic<uint64_t>* received = nullptr) override;
+               const ArrivalObserver* arrived = nullptr) override;
 
  private:
   PeerOptions options_;

@@ -9,7 +9,6 @@
 #pragma once
 
 #include <cstdint>
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -38,6 +37,11 @@ using ExtentSource = std::function<Result<SourceRange>(uint64_t object_id, uint6
 // addr in every local process).
 using ExtentSink = std::function<Result<char*>(uint64_t addr, uint64_t len)>;
 
+// Told, on the fetching thread, of each piece of the extents (in stream order) as soon
+// as it has landed in the sink's memory: its bytes are still in this core's cache then,
+// the cheapest moment to hash them (FetchCompanion).
+using ArrivalObserver = std::function<void(const char* data, uint64_t length)>;
+
 struct PeerOptions {
   std::string secret;       // the cluster secret: both sides must know it
   int timeout_ms = 30000;   // bound on connect, authentication and each transfer's stalls
@@ -55,13 +59,12 @@ class Transport {
   // With `peer_digest`, the peer also computes the XXH3-64 of every byte it serves
   // (the extents in order) and it is stored there, for the caller to compare with what
   // arrived (used for objects committed without a checksum).
-  // With `received`, how many bytes of the extents (in order) have arrived is stored
-  // there as they arrive (release order), so another thread can work on them behind
-  // the transfer; a transport that cannot tell earlier stores the total at the end.
+  // With `arrived`, every byte of the extents is shown to it once, in order, as it lands
+  // (the tcp transport in pieces of 256 KiB; one that cannot tell earlier, at the end).
   virtual Status Fetch(const std::string& address, uint64_t object_id,
                        const std::vector<object::ObjectExtent>& extents,
                        const ExtentSink& sink, uint64_t* peer_digest = nullptr,
-                       std::atomic<uint64_t>* received = nullptr) = 0;
+                       const ArrivalObserver* arrived = nullptr) = 0;
 };
 
 // Serves this node's memory to peers until destroyed. The ExtentSource is called from

@@ -276,12 +276,12 @@ Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(PeerOptions options) 
 Status UcxTransport::Fetch(const std::string& address, uint64_t object_id,
                            const std::vector<object::ObjectExtent>& extents,
                            const ExtentSink& sink, uint64_t* peer_digest,
-                           std::atomic<uint64_t>* received) {
+                           const ArrivalObserver* arrived) {
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
   auto conn = StartFetch(pool_, address, kUcxTransportMagic, object_id, extents, peer_digest != nullptr,
                          options_.timeout_ms);
   if (!conn.ok()) return context(conn.status());
-  Status s = FetchOver(conn->fd.get(), address, extents, sink, peer_digest, received);
+  Status s = FetchOver(conn->fd.get(), address, extents, sink, peer_digest, arrived);
   if (s.ok()) pool_.Release(address, std::move(conn->fd));  // the server heard we are done
   return s;
 }
@@ -290,7 +290,7 @@ Status UcxTransport::Fetch(const std::string& address, uint64_t object_id,
 Status UcxTransport::FetchOver(int fd, const std::string& address,
                                const std::vector<object::ObjectExtent>& extents,
                                const ExtentSink& sink, uint64_t* peer_digest,
-                               std::atomic<uint64_t>* received) {
+                               const ArrivalObserver* arrived) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
 
@@ -327,6 +327,7 @@ Status UcxTransport::FetchOver(int fd, const std::string& address,
   Status result;
   std::vector<ucp_rkey_h> rkeys;
   std::vector<ucs_status_ptr_t> requests;
+  std::vector<char*> dests;
   for (size_t i = 0; i < extents.size() && result.ok(); ++i) {
     total += extents[i].length;
     auto dest = sink(extents[i].addr, extents[i].length);
@@ -334,6 +335,7 @@ Status UcxTransport::FetchOver(int fd, const std::string& address,
       result = dest.status();
       break;
     }
+    dests.push_back(*dest);
     ucp_rkey_h rkey = nullptr;
     s = ucp_ep_rkey_unpack(ep, keys[i].packed.data(), &rkey);
     if (s != UCS_OK) {
@@ -360,7 +362,10 @@ Status UcxTransport::FetchOver(int fd, const std::string& address,
   }
   for (auto k : rkeys) ucp_rkey_destroy(k);
   if (!result.ok()) ForgetEndpoint(worker_address, *endpoint);  // the next fetch connects afresh
-  if (result.ok() && received != nullptr) received->store(total, std::memory_order_release);
+  // The gets complete in any order: the bytes are shown once all have landed.
+  if (result.ok() && arrived != nullptr) {
+    for (size_t i = 0; i < extents.size(); ++i) (*arrived)(dests[i], extents[i].length);
+  }
   int32_t done = static_cast<int32_t>(result.code());
   Status told = os::WriteAll(fd, &done, sizeof(done), timeout, "done");
   if (result.ok() && !told.ok()) result = told;  // the connection is not reusable then

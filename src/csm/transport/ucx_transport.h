@@ -46,13 +46,13 @@ class UcxTransport : public Transport {
   Status Fetch(const std::string& address, uint64_t object_id,
                const std::vector<object::ObjectExtent>& extents,
                const ExtentSink& sink, uint64_t* peer_digest = nullptr,
-               std::atomic<uint64_t>* received = nullptr) override;
+               const ArrivalObserver* arrived = nullptr) override;
 
  private:
   UcxTransport(PeerOptions options, std::unique_ptr<UcxWorker> worker);
   Status FetchOver(int fd, const std::string& address,
                    const std::vector<object::ObjectExtent>& extents, const ExtentSink& sink,
-                   uint64_t* peer_digest, std::atomic<uint64_t>* received);
+                   uint64_t* peer_digest, const ArrivalObserver* arrived);
   struct Endpoint;  // a UCX endpoint to one peer worker (ucx_transport.cc)
   static constexpr size_t kMaxEndpoints = 256;
   Result<std::shared_ptr<Endpoint>> EndpointTo(const std::string& worker_address);
