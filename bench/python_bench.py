@@ -1,21 +1,26 @@
 """Python: handing a pyarrow table to another process, csm vs Arrow IPC files in shared
-memory, in one run (scripts/run-bench starts the csmd; CSM_SOCKET and PYTHONPATH set).
+memory, and with --peers vs Ray's object store and Vineyard, in one run (scripts/run-bench
+starts the csmd; CSM_SOCKET and PYTHONPATH set; PEERS=1 scripts/run-bench makes a
+virtualenv with Ray and Vineyard).
 
   publish  the producer makes the table available: csm.put_table (its buffers copied into
-           the heap once) vs writing an Arrow IPC file to /dev/shm
+           the heap once) vs writing an Arrow IPC file to /dev/shm vs ray.put vs
+           Vineyard's client.put (each copies the buffers into its shared memory)
   get      another process obtains it: csm.get_table vs opening the IPC file memory-mapped
-           (zero-copy, the usual way) vs reading the IPC file into memory (a copy); the
-           first time in the process, then repeated; csm twice: the node's first reader
-           (it runs Arrow's full validation and the node records it) and a later process
+           (zero-copy, the usual way) vs reading the IPC file into memory (a copy) vs
+           ray.get in a Ray actor vs Vineyard's client.get; the first time in the process,
+           then repeated; csm twice: a process right after the put and a later one
   used     get + one pass over the int64 column (pyarrow.compute.sum)
 
 Prints medians (min-max) of each and ratios against csm; this VM is noisy.
 """
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import pyarrow as pa
@@ -43,12 +48,37 @@ def fmt(seconds):
     return "%.3f s" % seconds
 
 
+def timed_gets(get, repeat):
+    """First get, the same + a pass over the int64 column, the median of `repeat` more."""
+    t0 = time.perf_counter()
+    t = get()
+    first = time.perf_counter() - t0
+    total = pc.sum(t.column("id")).as_py()
+    used = time.perf_counter() - t0
+    del t
+    repeats = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        t = get()
+        repeats.append(time.perf_counter() - t0)
+        del t
+    return first, used, statistics.median(repeats), total
+
+
 def consume(args):
     """In a process of its own: first get, then `repeat` more, printing seconds per line."""
-    import csm
     if args.path_kind == "csm":
+        import csm
+
         def get():
             return csm.get_table(args.key)
+    elif args.path_kind == "vineyard":
+        import vineyard
+        socket, oid = args.key.split("|")
+        client = vineyard.connect(socket)  # once per process: not part of a get
+
+        def get():
+            return client.get(vineyard.ObjectID(oid))
     elif args.path_kind == "ipc-mmap":
         def get():
             return pa.ipc.open_file(pa.memory_map(args.key)).read_all()
@@ -58,20 +88,64 @@ def consume(args):
                 return pa.ipc.open_file(f).read_all()
     if args.path_kind == "csm":
         csm.connect()  # connecting is once per process: not part of a get
-    firsts = []
-    t0 = time.perf_counter()
-    t = get()
-    firsts.append(time.perf_counter() - t0)
-    total = pc.sum(t.column("id")).as_py()
-    used = time.perf_counter() - t0
-    del t
-    repeats = []
-    for _ in range(args.repeat):
+    print(*timed_gets(get, args.repeat))
+
+
+class Peers:
+    """Ray's object store and Vineyard, each started here for the run (--peers)."""
+
+    def __init__(self, table_bytes):
+        import ray
+        import vineyard
+        self.ray, self.vineyard = ray, vineyard
+        self.dir = tempfile.mkdtemp(prefix="csm-peers-")
+        self.socket = os.path.join(self.dir, "vineyard.sock")
+        store = max(2 << 30, 4 * table_bytes)
+        vineyardd = os.path.join(os.path.dirname(vineyard.__file__), "bdist", "vineyardd")
+        self.daemon = subprocess.Popen([vineyardd, "--meta=local", "--socket=" + self.socket,
+                                        "--size=%d" % store, "--rpc=false"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while not os.path.exists(self.socket):
+            if time.time() > deadline or self.daemon.poll() is not None:
+                raise SystemExit("vineyardd did not start")
+            time.sleep(0.05)
+        self.client = vineyard.connect(self.socket)
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=store, log_to_driver=False)
+
+        @ray.remote
+        class Consumer:
+            def ready(self):
+                return True
+
+            def gets(self, refs, repeat):  # refs in a list: Ray resolves no argument for us
+                return timed_gets(lambda: ray.get(refs[0]), repeat)
+        self.consumer_class = Consumer
+
+    def close(self):
+        self.ray.shutdown()
+        self.daemon.terminate()
+        self.daemon.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def ray_round(self, table, repeat):
+        consumer = self.consumer_class.remote()  # a new process, started and warm before timing
+        self.ray.get(consumer.ready.remote())
         t0 = time.perf_counter()
-        t = get()
-        repeats.append(time.perf_counter() - t0)
-        del t
-    print(firsts[0], used, statistics.median(repeats), total)
+        ref = self.ray.put(table)
+        publish = time.perf_counter() - t0
+        got = self.ray.get(consumer.gets.remote([ref], repeat))
+        self.ray.kill(consumer)
+        del ref
+        return publish, got
+
+    def vineyard_round(self, table, repeat, run_consumer):
+        t0 = time.perf_counter()
+        oid = self.client.put(table)
+        publish = time.perf_counter() - t0
+        got = run_consumer("vineyard", "%s|%r" % (self.socket, oid))
+        self.client.delete(oid)
+        return publish, got
 
 
 def main():
@@ -82,6 +156,7 @@ def main():
     ap.add_argument("--consume", action="store_true")
     ap.add_argument("--path-kind")
     ap.add_argument("--key")
+    ap.add_argument("--peers", action="store_true", help="Ray's object store and Vineyard beside csm")
     args = ap.parse_args()
     if args.consume:
         return consume(args)
@@ -92,11 +167,30 @@ def main():
     nbytes = table.nbytes
     expected = pc.sum(table.column("id")).as_py()
     shm = "/dev/shm/csm-python-bench-%d.arrow" % os.getpid()
+    peers = Peers(nbytes) if args.peers else None
     publish = {"csm": [], "ipc file in /dev/shm": []}
-    # csm twice: the node's first reader validates the table fully (Arrow's ValidateFull)
-    # and the node records it; a later process checks only the structure (docs/arrow.md).
+    # csm twice: a process right after the put, and a later one (put_table validated the
+    # table and the node knows: neither runs Arrow's full validation; docs/arrow.md).
     kinds = ("csm", "csm-later", "ipc-mmap", "ipc-read")
+    if peers:
+        publish.update({"ray.put": [], "vineyard put": []})
+        kinds += ("ray", "vineyard")
     gets = {k: {"first": [], "used": [], "repeat": []} for k in kinds}
+
+    def run_consumer(path_kind, where):
+        out = subprocess.run([sys.executable, __file__, "--consume", "--path-kind", path_kind,
+                              "--key", where, "--repeat", str(args.repeat)],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return float(out[0]), float(out[1]), float(out[2]), int(out[3])
+
+    def record(kind, got):
+        first, used, repeat, total = got
+        if total != expected:
+            raise SystemExit("%s read a different table (sum %d, expected %d)" % (kind, total, expected))
+        gets[kind]["first"].append(first)
+        gets[kind]["used"].append(used)
+        gets[kind]["repeat"].append(repeat)
+
     try:
         for r in range(args.rounds):
             key = "python-bench/%d/%d" % (os.getpid(), r)
@@ -109,20 +203,20 @@ def main():
                     w.write_table(table)
             publish["ipc file in /dev/shm"].append(time.perf_counter() - t0)
             for kind, where in (("csm", key), ("csm-later", key), ("ipc-mmap", shm), ("ipc-read", shm)):
-                path_kind = "csm" if kind == "csm-later" else kind
-                out = subprocess.run([sys.executable, __file__, "--consume", "--path-kind", path_kind,
-                                      "--key", where, "--repeat", str(args.repeat)],
-                                     capture_output=True, text=True, check=True).stdout.split()
-                first, used, repeat, total = float(out[0]), float(out[1]), float(out[2]), int(out[3])
-                if total != expected:
-                    raise SystemExit("%s read a different table (sum %d, expected %d)" % (kind, total, expected))
-                gets[kind]["first"].append(first)
-                gets[kind]["used"].append(used)
-                gets[kind]["repeat"].append(repeat)
+                record(kind, run_consumer("csm" if kind == "csm-later" else kind, where))
             csm.delete(key)
+            if peers:
+                seconds, got = peers.ray_round(table, args.repeat)
+                publish["ray.put"].append(seconds)
+                record("ray", got)
+                seconds, got = peers.vineyard_round(table, args.repeat, run_consumer)
+                publish["vineyard put"].append(seconds)
+                record("vineyard", got)
     finally:
         if os.path.exists(shm):
             os.unlink(shm)
+        if peers:
+            peers.close()
 
     print("python: a %d MiB pyarrow table (int64, double, utf8), %d rounds, medians (min-max)"
           % (nbytes >> 20, args.rounds))
@@ -133,8 +227,9 @@ def main():
         print("%-22s %10s (%s - %s) %9.2fx" % (name, fmt(m), fmt(lo), fmt(hi), m / base))
     print("%-22s %24s %24s %12s %10s" % ("get, another process", "first", "used (first + sum)",
                                          "repeated", "vs csm"))
-    names = {"csm": "csm, node's 1st reader", "csm-later": "csm, a later process",
-             "ipc-mmap": "ipc file, memory-mapped", "ipc-read": "ipc file, read"}
+    names = {"csm": "csm, right after put", "csm-later": "csm, a later process",
+             "ipc-mmap": "ipc file, memory-mapped", "ipc-read": "ipc file, read",
+             "ray": "ray.get in an actor", "vineyard": "vineyard get"}
     base = stats(gets["csm"]["first"])[0]
     for kind, g in gets.items():
         m, lo, hi = stats(g["first"])

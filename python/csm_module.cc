@@ -142,8 +142,11 @@ struct TableStream {
 };
 
 py::object ToPyarrow(std::shared_ptr<arrow::Table> table) {
-  py::object pa = py::module_::import("pyarrow");
-  return pa.attr("table")(TableStream{std::move(table)});
+  // Through RecordBatchReader.from_stream, not pyarrow.table(): that one first asks
+  // whether its argument is a pandas DataFrame, which imports pandas (~0.2 s) on the
+  // first get of every process where pandas is installed.
+  py::object reader = py::module_::import("pyarrow").attr("RecordBatchReader");
+  return reader.attr("from_stream")(TableStream{std::move(table)}).attr("read_all")();
 }
 
 // Runs f() with the GIL released: csm's work waits on csmd, the network and other cores.

@@ -114,6 +114,27 @@ class PythonTablesTest(unittest.TestCase):
         """, self.env)
         self.assertIn("verified 5000", out)
 
+    def test_a_new_processs_first_get_imports_nothing_it_does_not_need(self):
+        # pyarrow.table() asks whether its argument is a pandas DataFrame, which imports
+        # pandas (~0.2 s where it is installed) on a process's first get. A finder that
+        # records every attempt to import pandas (and refuses it) shows whether it happens.
+        self.csm.put_table("first-get", make_table(100))
+        out = run_python("""
+            import sys
+            class Recorder:
+                asked = []
+                def find_spec(self, name, path=None, target=None):
+                    if name.split(".")[0] == "pandas":
+                        Recorder.asked.append(name)
+                        raise ImportError("not here")
+                    return None
+            sys.meta_path.insert(0, Recorder())
+            csm.connect()
+            t = csm.get_table("first-get")
+            print("rows", t.num_rows, "pandas asked", Recorder.asked)
+        """, self.env)
+        self.assertIn("rows 100 pandas asked []", out)
+
     def test_errors_are_the_documented_exceptions(self):
         with self.assertRaises(KeyError) as missing:
             self.csm.get_table("no-such-table")
