@@ -605,6 +605,50 @@ TEST_F(ArrowTest, InvalidUtf8InOneChunkOfALargeTableIsCorruption) {
   EXPECT_FALSE(info->arrow_validated);
 }
 
+// One string column of one 24 MiB chunk is validated in slices of its rows, on every
+// core: damage at either end, or where two slices meet, is found all the same.
+TEST_F(ArrowTest, ALargeSingleChunkIsValidatedWholeInSlices) {
+  constexpr int64_t kValue = 1024, kRows = 24 * 1024;
+  auto make = [&](const std::function<void(int32_t*, uint8_t*)>& damage) {
+    auto offsets = *arrow::AllocateBuffer((kRows + 1) * 4);
+    auto* o = reinterpret_cast<int32_t*>(offsets->mutable_data());
+    for (int64_t i = 0; i <= kRows; ++i) o[i] = static_cast<int32_t>(i * kValue);
+    auto data = *arrow::AllocateBuffer(kRows * kValue);
+    std::memset(data->mutable_data(), 'a', static_cast<size_t>(data->size()));
+    damage(o, data->mutable_data());
+    auto array = std::make_shared<arrow::StringArray>(kRows, std::move(offsets), std::move(data));
+    return arrow::Table::Make(arrow::schema({arrow::field("s", arrow::utf8())}), {array});
+  };
+  auto table = make([](int32_t*, uint8_t*) {});
+  ASSERT_TRUE(PutTable(*client_, "single/valid", *table).ok());
+  auto info = client_->Lookup("single/valid");
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(info->arrow_validated);
+  ASSERT_TRUE(GetTable(*client_, "single/valid").ok());
+
+  struct Damage {
+    std::string name;
+    std::function<void(int32_t*, uint8_t*)> apply;
+  };
+  const std::vector<Damage> damages = {
+      {"first-byte", [](int32_t*, uint8_t* d) { d[0] = 0xff; }},
+      {"last-byte", [](int32_t*, uint8_t* d) { d[kRows * kValue - 1] = 0xff; }},
+      {"middle-row", [](int32_t*, uint8_t* d) { d[kRows / 2 * kValue] = 0xff; }},
+      {"quarter-row", [](int32_t*, uint8_t* d) { d[kRows / 4 * kValue - 1] = 0xff; }},
+      {"offsets-at-middle", [](int32_t* o, uint8_t*) { o[kRows / 2] = o[kRows / 2 + 1] + 1; }},
+  };
+  for (const auto& damage : damages) {
+    const std::string key = "single/" + damage.name;
+    ASSERT_TRUE(PutTable(*client_, key, *make(damage.apply)).ok()) << damage.name;
+    auto lookup = client_->Lookup(key);
+    ASSERT_TRUE(lookup.ok());
+    EXPECT_FALSE(lookup->arrow_validated) << damage.name;
+    auto got = GetTable(*client_, key);
+    EXPECT_TRUE(got.status().IsCorruption()) << damage.name << ": " << got.status().ToString();
+    EXPECT_NE(got.status().message().find("column 0 chunk 0"), std::string::npos) << got.status().ToString();
+  }
+}
+
 TEST_F(HostileDescriptorTest, RandomDamageNeverCrashes) {
   // Flip random words of the descriptor tables: every outcome is OK or an error.
   std::mt19937_64 rng(20261121);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -159,33 +160,6 @@ class DescriptorWriter {
   std::vector<ArrowBufferLayout> buffers_;
 };
 
-// Arrow's full validation (offsets, UTF-8, dictionary indices …) of `arrays`, whose
-// variable-length and nested buffers hold `bytes`: on this thread, or spread over the
-// cores when that is more than 16 MiB (fixed-width values need no reading, and a thread
-// start would cost more than small ones). The first failure, by index, if any.
-struct Invalid {
-  size_t index;
-  arrow::Status status;
-};
-std::optional<Invalid> ValidateFully(const std::vector<const arrow::Array*>& arrays, uint64_t bytes) {
-  const size_t threads = bytes < (uint64_t{16} << 20)
-                             ? 1
-                             : std::min<size_t>({arrays.size(), std::max(1u, std::thread::hardware_concurrency()), 8});
-  std::vector<arrow::Status> results(arrays.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < arrays.size();) results[i] = arrays[i]->ValidateFull();
-  };
-  std::vector<std::thread> helpers;
-  for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
-  work();
-  for (auto& t : helpers) t.join();
-  for (size_t i = 0; i < arrays.size(); ++i) {
-    if (!results[i].ok()) return Invalid{i, results[i]};
-  }
-  return std::nullopt;
-}
-
 // Bytes of an array's buffers that ValidateFull reads: those of variable-length and
 // nested types, children included.
 uint64_t ValidatedBytes(const arrow::ArrayData& data) {
@@ -197,6 +171,56 @@ uint64_t ValidatedBytes(const arrow::ArrayData& data) {
   for (const auto& child : data.child_data) n += ValidatedBytes(*child);
   if (data.dictionary != nullptr) n += ValidatedBytes(*data.dictionary);
   return n;
+}
+
+// Arrow's full validation (offsets, UTF-8, dictionary indices …) of `arrays`, whose
+// variable-length and nested buffers hold `bytes`: on this thread, or spread over the
+// cores when that is more than 16 MiB (fixed-width values need no reading, and a thread
+// start would cost more than small ones). A large string or binary array is validated
+// in slices of its rows, so one big column uses every core too: together the slices
+// check every offset and every byte the offsets name. The first failure, by index of
+// the array, if any.
+struct Invalid {
+  size_t index;
+  arrow::Status status;
+};
+std::optional<Invalid> ValidateFully(const std::vector<const arrow::Array*>& arrays, uint64_t bytes) {
+  const size_t cores = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), 8);
+  const bool spread = bytes >= (uint64_t{16} << 20) && cores > 1;
+  struct Piece {
+    size_t array;                          // index into `arrays`
+    std::shared_ptr<arrow::Array> slice;   // null: the whole array
+  };
+  std::vector<Piece> pieces;
+  for (size_t i = 0; i < arrays.size(); ++i) {
+    const arrow::Array& a = *arrays[i];
+    const bool flat_binary = arrow::is_base_binary_like(a.type()->storage_id());
+    if (!spread || !flat_binary || ValidatedBytes(*a.data()) < (uint64_t{8} << 20) || a.length() < 2) {
+      pieces.push_back({i, nullptr});
+      continue;
+    }
+    const int64_t n = static_cast<int64_t>(2 * cores), rows = a.length();
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t from = rows * k / n, to = rows * (k + 1) / n;
+      if (to > from) pieces.push_back({i, a.Slice(from, to - from)});
+    }
+  }
+  const size_t threads = spread ? std::min(pieces.size(), cores) : 1;
+  std::vector<arrow::Status> results(pieces.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < pieces.size();) {
+      results[i] = pieces[i].slice ? pieces[i].slice->ValidateFull() : arrays[pieces[i].array]->ValidateFull();
+    }
+  };
+  std::vector<std::thread> helpers;
+  for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+  for (auto& t : helpers) t.join();
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    if (!results[i].ok()) return Invalid{pieces[i].array, results[i]};
+  }
+  return std::nullopt;
 }
 
 // Writes the descriptor of `columns` as the Builder's root (not committed yet).
@@ -219,8 +243,11 @@ Result<PutStats> WriteColumns(Builder& builder, ArrowKind kind, const arrow::Sch
 // The producer validates what it puts (the bytes copied are these): a valid table is
 // marked at commit, on this node and in every copy on another, so no reader validates it
 // again (docs/arrow.md). An invalid one is put all the same, unmarked: its readers refuse
-// it with the reason.
-void MarkIfValid(Builder& builder, const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
+// it with the reason. The validation runs while WriteColumns copies the buffers in (on
+// another core when there is more than a few MiB to read).
+Result<PutStats> WriteValidatedColumns(Builder& builder, ArrowKind kind, const arrow::Schema& schema,
+                                       int64_t num_rows,
+                                       const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
   std::vector<const arrow::Array*> arrays;
   uint64_t bytes = 0;
   for (const auto& column : columns) {
@@ -229,14 +256,18 @@ void MarkIfValid(Builder& builder, const std::vector<std::shared_ptr<arrow::Chun
       bytes += ValidatedBytes(*chunk->data());
     }
   }
-  if (!ValidateFully(arrays, bytes).has_value()) internal::MarkArrowValidated(builder);
+  auto validate = [&] { return !ValidateFully(arrays, bytes).has_value(); };
+  std::future<bool> valid = std::async(bytes >= (uint64_t{4} << 20) ? std::launch::async : std::launch::deferred,
+                                       validate);
+  Result<PutStats> stats = WriteColumns(builder, kind, schema, num_rows, columns);
+  if (valid.get() && stats.ok()) internal::MarkArrowValidated(builder);
+  return stats;
 }
 
 Result<PutStats> PutColumns(Builder& builder, std::string_view key, ArrowKind kind,
                             const arrow::Schema& schema, int64_t num_rows,
                             const std::vector<std::shared_ptr<arrow::ChunkedArray>>& columns) {
-  MarkIfValid(builder, columns);
-  CSM_ASSIGN_OR_RETURN(PutStats stats, WriteColumns(builder, kind, schema, num_rows, columns));
+  CSM_ASSIGN_OR_RETURN(PutStats stats, WriteValidatedColumns(builder, kind, schema, num_rows, columns));
   builder.DeferChecksum();  // publishing costs the same for any size (docs/arrow.md)
   CSM_RETURN_IF_ERROR(builder.Commit(key));
   return stats;
@@ -588,9 +619,8 @@ Result<AppendStats> AppendTable(Client& client, Builder& builder, std::string_vi
                         "' {" + schema->ToString() + "}");
   }
   AppendStats stats;
-  MarkIfValid(builder, part.columns());
-  CSM_ASSIGN_OR_RETURN(static_cast<PutStats&>(stats),
-                       WriteColumns(builder, ArrowKind::kTable, *part.schema(), part.num_rows(), part.columns()));
+  CSM_ASSIGN_OR_RETURN(static_cast<PutStats&>(stats), WriteValidatedColumns(builder, ArrowKind::kTable, *part.schema(),
+                                                                            part.num_rows(), part.columns()));
   builder.DeferChecksum();
   // Claim the first free part number: a key is committed once cluster-wide, so two
   // appenders never take the same number, and a Builder stays usable on AlreadyExists.
