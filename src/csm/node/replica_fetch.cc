@@ -1,7 +1,6 @@
 // Checking a record from another node and fetching its copy; see replica_fetch.h.
 #include "csm/node/replica_fetch.h"
 
-
 #include <utility>
 
 #include "csm/alloc/address_allocator.h"
