@@ -191,7 +191,7 @@ int Build(csm::Client& c, int keys, int rounds, const std::vector<double>& priv)
   std::printf("std::allocator (private, before connecting)  p50 %s  [%s .. %s]\n", Human(p.p50).c_str(), Human(p.min).c_str(), Human(p.max).c_str());
   std::printf("csm::allocator (heap)                       p50 %s  [%s .. %s]  object %s\n", Human(h.p50).c_str(),
               Human(h.min).c_str(), Human(h.max).c_str(), csm::FormatSize(tree.bytes).c_str());
-  std::printf("csm::flat_map + compact_string (heap)       p50 %s  [%s .. %s]  object %s\n", Human(f.p50).c_str(),
+  std::printf("csm::flat_map + compact containers (heap)   p50 %s  [%s .. %s]  object %s\n", Human(f.p50).c_str(),
               Human(f.min).c_str(), Human(f.max).c_str(), csm::FormatSize(flat.bytes).c_str());
   std::printf("std::allocator (private, interleaved)       p50 %s  [%s .. %s]\n", Human(pa.p50).c_str(),
               Human(pa.min).c_str(), Human(pa.max).c_str());

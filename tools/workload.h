@@ -19,7 +19,7 @@ using HeapMap = csm::map<int32_t, csm::vector<csm::string>>;
 using StdMap = std::map<int32_t, std::vector<std::string>>;
 // The same data in compact containers: one sorted array of entries, strings up to 23
 // bytes inline (csm/compact_containers.h).
-using CompactMap = csm::flat_map<int32_t, csm::vector<csm::compact_string>>;
+using CompactMap = csm::flat_map<int32_t, csm::compact_vector<csm::compact_string>>;
 
 inline int ValuesFor(int32_t key) { return key % 4 + 1; }
 
