@@ -2,7 +2,6 @@
 // (xxh3_avx2.cc) where the CPU has it, else the portable one below.
 #include "csm/base/hash.h"
 
-#include <cstdlib>
 #include <new>
 
 #define CSM_XXH3_NAMESPACE xxh3_portable
