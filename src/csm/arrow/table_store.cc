@@ -7,53 +7,21 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <deque>
 #include <future>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <thread>
-#include <tuple>
 
 #include "csm/arrow.h"
 #include "csm/arrow/arrow_layout.h"
+#include "csm/arrow/validation.h"
 
 namespace csm {
 namespace {
 
-// The objects this process has run Arrow's full validation on. An object is immutable
-// once committed, so its chunks are validated at its first Get here and later Gets of it
-// check only the descriptor's structure (that every buffer lies in the object). An
-// object is named by its id on this node, header address and commit time (an id is
-// never reused while csmd runs; the rest tells a restarted csmd's objects apart).
-class ValidatedObjects {
- public:
-  using Id = std::tuple<uint64_t, uint64_t, int64_t>;
-  static Id Of(const ObjectInfo& info) { return {info.object_id, info.header, info.commit_time_ns}; }
-  bool Contains(const Id& id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ids_.count(id) != 0;
-  }
-  void Add(const Id& id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!ids_.insert(id).second) return;
-    order_.push_back(id);
-    if (order_.size() > kCapacity) {  // the oldest is validated again if it is read again
-      ids_.erase(order_.front());
-      order_.pop_front();
-    }
-  }
-
- private:
-  static constexpr size_t kCapacity = 65536;
-  std::mutex mu_;
-  std::set<Id> ids_;
-  std::deque<Id> order_;
-};
-ValidatedObjects& Validated() {
-  static ValidatedObjects* v = new ValidatedObjects();  // never destroyed: used until exit
-  return *v;
-}
+using arrow_validation::Validated;
+using arrow_validation::ValidatedBytes;
+using arrow_validation::ValidatedObjects;
+using arrow_validation::ValidateFully;
 
 alignas(64) const uint8_t kEmpty[64] = {};
 
@@ -159,69 +127,6 @@ class DescriptorWriter {
   std::vector<ArrowArrayLayout> arrays_;
   std::vector<ArrowBufferLayout> buffers_;
 };
-
-// Bytes of an array's buffers that ValidateFull reads: those of variable-length and
-// nested types, children included.
-uint64_t ValidatedBytes(const arrow::ArrayData& data) {
-  const arrow::Type::type id = data.type->storage_id();
-  uint64_t n = 0;
-  if (!(arrow::is_primitive(id) || arrow::is_decimal(id) || id == arrow::Type::FIXED_SIZE_BINARY)) {
-    for (const auto& b : data.buffers) n += b == nullptr ? 0 : static_cast<uint64_t>(b->size());
-  }
-  for (const auto& child : data.child_data) n += ValidatedBytes(*child);
-  if (data.dictionary != nullptr) n += ValidatedBytes(*data.dictionary);
-  return n;
-}
-
-// Arrow's full validation (offsets, UTF-8, dictionary indices …) of `arrays`, whose
-// variable-length and nested buffers hold `bytes`: on this thread, or spread over the
-// cores when that is more than 16 MiB (fixed-width values need no reading, and a thread
-// start would cost more than small ones). A large string or binary array is validated
-// in slices of its rows, so one big column uses every core too: together the slices
-// check every offset and every byte the offsets name. The first failure, by index of
-// the array, if any.
-struct Invalid {
-  size_t index;
-  arrow::Status status;
-};
-std::optional<Invalid> ValidateFully(const std::vector<const arrow::Array*>& arrays, uint64_t bytes) {
-  const size_t cores = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), 8);
-  const bool spread = bytes >= (uint64_t{16} << 20) && cores > 1;
-  struct Piece {
-    size_t array;                          // index into `arrays`
-    std::shared_ptr<arrow::Array> slice;   // null: the whole array
-  };
-  std::vector<Piece> pieces;
-  for (size_t i = 0; i < arrays.size(); ++i) {
-    const arrow::Array& a = *arrays[i];
-    const bool flat_binary = arrow::is_base_binary_like(a.type()->storage_id());
-    if (!spread || !flat_binary || ValidatedBytes(*a.data()) < (uint64_t{8} << 20) || a.length() < 2) {
-      pieces.push_back({i, nullptr});
-      continue;
-    }
-    const int64_t n = static_cast<int64_t>(2 * cores), rows = a.length();
-    for (int64_t k = 0; k < n; ++k) {
-      const int64_t from = rows * k / n, to = rows * (k + 1) / n;
-      if (to > from) pieces.push_back({i, a.Slice(from, to - from)});
-    }
-  }
-  const size_t threads = spread ? std::min(pieces.size(), cores) : 1;
-  std::vector<arrow::Status> results(pieces.size());
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < pieces.size();) {
-      results[i] = pieces[i].slice ? pieces[i].slice->ValidateFull() : arrays[pieces[i].array]->ValidateFull();
-    }
-  };
-  std::vector<std::thread> helpers;
-  for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
-  work();
-  for (auto& t : helpers) t.join();
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    if (!results[i].ok()) return Invalid{pieces[i].array, results[i]};
-  }
-  return std::nullopt;
-}
 
 // Writes the descriptor of `columns` as the Builder's root (not committed yet).
 Result<PutStats> WriteColumns(Builder& builder, ArrowKind kind, const arrow::Schema& schema, int64_t num_rows,
@@ -454,8 +359,7 @@ class DescriptorReader {
     }
     std::vector<std::shared_ptr<arrow::Buffer>> buffers;
     const arrow::Type::type id = storage->id();
-    const bool read_by_validation =
-        !(arrow::is_primitive(id) || arrow::is_decimal(id) || id == arrow::Type::FIXED_SIZE_BINARY);
+    const bool read_by_validation = arrow_validation::ReadByFullValidation(id);
     for (uint32_t i = 0; i < a.buffer_count; ++i) {
       CSM_ASSIGN_OR_RETURN(auto b, MakeBuffer(d_.buffers[a.first_buffer + i]));
       if (read_by_validation && b != nullptr) validated_bytes_ += static_cast<uint64_t>(b->size());

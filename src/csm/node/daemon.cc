@@ -60,53 +60,48 @@ Status Daemon::Impl::Run() {
   return Status::OK();
 }
 
+namespace {
+
+// Decodes a message of type M from `in`, then hands it to `handle` (→ Status).
+template <typename M, typename Handle>
+Status Decoded(WireReader& in, Handle&& handle) {
+  M m;
+  CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  return handle(m);
+}
+
+}  // namespace
+
 Status Daemon::Impl::Dispatch(Session& c, MessageType type, WireReader& in) {
-  Status s;
   switch (type) {
-    case MessageType::kHello: s = HandleHello(c, in); break;
-    case MessageType::kAllocArena: s = HandleAllocArena(c, in); break;
-    case MessageType::kReleaseArena: {
-      protocol::ReleaseArena m;
-      s = protocol::Decode(in, &m);
-      if (s.ok() && c.arenas.erase(m.arena_id) == 1) ReleaseArena(m.arena_id);
-      break;
-    }
-    case MessageType::kSyncArenas: s = HandleSync(c, in); break;
-    case MessageType::kCommit: s = HandleCommit(c, in); break;
-    case MessageType::kDelete: s = HandleDelete(c, in); break;
-    case MessageType::kStat: s = HandleStat(c, in); break;
-    case MessageType::kInfo: {
-      protocol::Info m;
-      s = protocol::Decode(in, &m);
-      if (s.ok()) s = HandleInfo(c);
-      break;
-    }
-    case MessageType::kList: s = HandleList(c, in); break;
-    case MessageType::kNodes: {
-      protocol::Nodes m;
-      s = protocol::Decode(in, &m);
-      if (s.ok()) s = HandleNodes(c);
-      break;
-    }
-    case MessageType::kResolve: s = HandleResolve(c, in); break;
-    case MessageType::kUnpinned: {
-      protocol::Unpinned m;
-      s = protocol::Decode(in, &m);
-      if (s.ok()) ArmSweep(std::chrono::milliseconds(0));  // the sweep finds which object it was
-      break;
-    }
-    case MessageType::kArrowValidated: {
-      protocol::ArrowValidated m;
-      s = protocol::Decode(in, &m);
-      // Recorded for later readers on this node (a copy elsewhere is validated there).
-      if (Object* o = s.ok() ? objects_.LiveById(m.object_id) : nullptr) {
-        dir_->AddFlags(o->slot, directory::kSlotArrowValidated);
-      }
-      break;
-    }
-    default: s = Corruption("unknown message type " + std::to_string(int(type)));
+    case MessageType::kHello: return HandleHello(c, in);
+    case MessageType::kAllocArena: return HandleAllocArena(c, in);
+    case MessageType::kReleaseArena:
+      return Decoded<protocol::ReleaseArena>(in, [&](const protocol::ReleaseArena& m) {
+        if (c.arenas.erase(m.arena_id) == 1) ReleaseArena(m.arena_id);
+        return Status::OK();
+      });
+    case MessageType::kSyncArenas: return HandleSync(c, in);
+    case MessageType::kCommit: return HandleCommit(c, in);
+    case MessageType::kDelete: return HandleDelete(c, in);
+    case MessageType::kStat: return HandleStat(c, in);
+    case MessageType::kInfo: return Decoded<protocol::Info>(in, [&](const protocol::Info&) { return HandleInfo(c); });
+    case MessageType::kList: return HandleList(c, in);
+    case MessageType::kNodes: return Decoded<protocol::Nodes>(in, [&](const protocol::Nodes&) { return HandleNodes(c); });
+    case MessageType::kResolve: return HandleResolve(c, in);
+    case MessageType::kUnpinned:
+      return Decoded<protocol::Unpinned>(in, [&](const protocol::Unpinned&) {
+        ArmSweep(std::chrono::milliseconds(0));  // the sweep finds which object it was
+        return Status::OK();
+      });
+    case MessageType::kArrowValidated:
+      // A reader on this node validated it: recorded for the node's later readers.
+      return Decoded<protocol::ArrowValidated>(in, [&](const protocol::ArrowValidated& m) {
+        if (Object* o = objects_.LiveById(m.object_id)) dir_->AddFlags(o->slot, directory::kSlotArrowValidated);
+        return Status::OK();
+      });
+    default: return Corruption("unknown message type " + std::to_string(int(type)));
   }
-  return s;
 }
 
 Status Daemon::Impl::HandleHello(Session& c, WireReader& in) {
