@@ -118,6 +118,31 @@ int main(int argc, char** argv) {
                   m["peer_address"].get<std::string>().c_str(), m["alive"].get<bool>() ? "yes" : "NO",
                   (long long)m["last_seen_ms_ago"].get<int64_t>(), leases.c_str());
     }
+    for (const auto& m : j["members"]) {
+      if (!m.contains("memory")) continue;
+      const auto& mem = m["memory"];
+      std::printf("node %u memory: %s, domain %s, %s, %u-byte lines\n", m["node_id"].get<uint32_t>(),
+                  mem["path"].get<std::string>().c_str(), mem["domain"].get<std::string>().c_str(),
+                  mem["coherence"].get<std::string>().c_str(), mem["cache_line"].get<uint32_t>());
+    }
+    // Reader (row) × owner (column): how the reader gets the owner's objects.
+    if (!j["fabrics"].empty()) {
+      std::printf("fabric (row reads column's objects):\n%8s", "");
+      for (const auto& m : j["members"]) std::printf(" %6u", m["node_id"].get<uint32_t>());
+      std::printf("\n");
+      for (const auto& r : j["members"]) {
+        const uint32_t reader = r["node_id"].get<uint32_t>();
+        std::printf("%8u", reader);
+        for (const auto& o : j["members"]) {
+          std::string fabric = "-";
+          for (const auto& f : j["fabrics"]) {
+            if (f["reader"] == reader && f["owner"] == o["node_id"]) fabric = f["fabric"].get<std::string>();
+          }
+          std::printf(" %6s", fabric.c_str());
+        }
+        std::printf("\n");
+      }
+    }
     return 0;
   }
   if (info->parsed()) {
@@ -155,6 +180,23 @@ int main(int argc, char** argv) {
       std::printf("directory %llu requests waiting for it now (commits, deletes, leases, listings)\n",
                   (unsigned long long)j["directory_requests_waiting"].get<uint64_t>());
     }
+    if (j.contains("fabric")) {
+      const auto& f = j["fabric"];
+      std::printf("fabric    %s of %s (%s in arenas), %s, %u-byte lines, domain %s\n",
+                  csm::FormatSize(f["size"].get<uint64_t>()).c_str(), f["path"].get<std::string>().c_str(),
+                  csm::FormatSize(f["allocated"].get<uint64_t>()).c_str(),
+                  f["coherence"].get<std::string>().c_str(), f["cache_line"].get<uint32_t>(),
+                  f["domain"].get<std::string>().c_str());
+      std::printf("          %llu objects of other nodes read in place; %s written back; %llu reads "
+                  "retried, %llu failed (bytes still differed from the record)\n",
+                  (unsigned long long)f["reads_in_place"].get<uint64_t>(),
+                  csm::FormatSize(f["written_back_bytes"].get<uint64_t>()).c_str(),
+                  (unsigned long long)f["read_retries"].get<uint64_t>(),
+                  (unsigned long long)f["read_failures"].get<uint64_t>());
+    }
+    std::printf("peers     %s of object bytes sent to other nodes; %llu objects fetched from them\n",
+                csm::FormatSize(j["peer_bytes_served"].get<uint64_t>()).c_str(),
+                (unsigned long long)j["fetches"].get<uint64_t>());
     std::printf("clients   %zu\n", j["clients"].size());
     for (const auto& c : j["clients"]) {
       std::printf("  pid %-8d arenas %-4llu pins %llu\n", c["pid"].get<int>(),

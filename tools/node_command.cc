@@ -50,6 +50,27 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--copy-ahead-below", f->copy_ahead_below,
                   "copy other nodes' objects up to this size here when they are published, "
                   "so that their Get is local (0: only when asked)");
+  app->add_option("--shared-memory", f->shared_memory,
+                  "put the node's memory on a shared-memory fabric: a DAX device or a file on a DAX or "
+                  "shared-memory file system (/dev/shm/... on one machine) that the nodes of its domain "
+                  "map in place (docs/fabric.md)");
+  app->add_option("--shared-memory-offset", f->shared_memory_offset,
+                  "where the node's memory starts in it (a multiple of 2M)");
+  app->add_option("--shared-memory-size", f->shared_memory_size,
+                  "how much of it the node uses (default: its --capacity)");
+  app->add_option("--fabric-domain", f->fabric_domain,
+                  "the nodes that can all map each other's --shared-memory (default: this machine)");
+  app->add_option("--coherence", f->coherence,
+                  "the fabric's caches: coherent, flush (not coherent: write back and invalidate "
+                  "lines), stale-model (a test mode that behaves like non-coherent caches), or auto "
+                  "(coherent on one machine, flush otherwise)")
+      ->check(CLI::IsMember({"auto", "coherent", "flush", "stale-model"}));
+  app->add_option("--cache-line", f->cache_line, "cache line size for write-back and invalidate "
+                  "(default: the CPU's; POWER9: 128)");
+  app->add_option("--fabric-fault", f->fabric_fault,
+                  "tests of the stale-cache model only: leave a step of the protocol out")
+      ->check(CLI::IsMember({"skip-write-back", "skip-invalidate"}))
+      ->group("");
   app->add_option("--dead-after-ms", f->dead_after_ms,
                   "coordinator: a node silent this long is dead")->check(CLI::Range(100, 3600000));
 }
@@ -91,6 +112,13 @@ int RunNode(const NodeFlags& f) {
   if (s.ok()) s = set(f.copy_ahead_below, &options.cluster.copy_ahead_below);
   options.spare_memory_ms = f.spare_memory_ms;
   options.huge_pages = f.huge_pages == "on";
+  options.shared_memory.path = f.shared_memory;
+  if (s.ok()) s = set(f.shared_memory_offset, &options.shared_memory.offset);
+  if (s.ok()) s = set(f.shared_memory_size, &options.shared_memory.size);
+  options.shared_memory.domain = f.fabric_domain;
+  options.shared_memory.coherence = f.coherence;
+  options.shared_memory.cache_line = f.cache_line;
+  options.shared_memory.fault = f.fabric_fault;
   // Every attached process holds two descriptors here (socket, pin table), every arena
   // one: the usual soft limit of 1024 would refuse clients long before max_clients.
   rlimit files{};

@@ -18,6 +18,11 @@ struct NodeFlags {
   int spare_memory_ms = 3000;
   std::string huge_pages = "on";
   std::string copy_ahead_below = "256K";
+  // A shared-memory fabric (docs/fabric.md).
+  std::string shared_memory, shared_memory_offset, shared_memory_size, fabric_domain;
+  std::string coherence = "auto";
+  uint32_t cache_line = 0;
+  std::string fabric_fault;
 };
 
 void AddNodeFlags(CLI::App* app, NodeFlags* flags);

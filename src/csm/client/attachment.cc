@@ -327,7 +327,7 @@ Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, b
   CSM_TSAN_ACQUIRE(&g_tsan_reuse);  // the memory may be a reclaimed object's
   {
     std::lock_guard<std::mutex> lock(map_mu_);
-    CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, fds[0].get(), /*writable=*/true));
+    CSM_RETURN_IF_ERROR(os::MapFixed(g.addr, g.size, fds[0].get(), /*writable=*/true, reply.offset));
     RecordMapping(g.arena_id, g.addr, g.size, true);
   }
   // This process faults the arena's pages in, so it is the one to ask for their size.
@@ -379,7 +379,7 @@ Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed, bool full) {
         sent.insert(a.id);
         auto it = mapped_.find(a.addr);
         if (it != mapped_.end() && it->second.id == a.id) continue;  // mapped already
-        CSM_RETURN_IF_ERROR(os::MapFixed(a.addr, a.size, fds[i].get(), /*writable=*/false));
+        CSM_RETURN_IF_ERROR(os::MapFixed(a.addr, a.size, fds[i].get(), /*writable=*/false, a.offset));
         RecordMapping(a.id, a.addr, a.size, false);
       }
     }

@@ -25,6 +25,23 @@ struct SegmentLease {
   uint64_t count;
 };
 
+// Where a node's memory lies on a shared-memory fabric (CXL memory shared by several
+// hosts, ThymesisFlow, or /dev/shm on one machine; docs/fabric.md). Nodes of one
+// `domain` with the same coherence and line size map each other's memory in place
+// instead of copying it; an empty domain: the node is on no fabric.
+struct FabricMemory {
+  std::string domain;     // the nodes that can all map `path`
+  std::string path;       // a DAX device or a file on a shared-memory file system
+  std::string coherence;  // "coherent", "flush" (non-coherent caches) or "stale-model"
+  uint32_t cache_line = 0;
+  bool on_fabric() const { return !domain.empty(); }
+  // Whether a node with `other` maps this node's memory in place.
+  bool Shares(const FabricMemory& other) const {
+    return on_fabric() && domain == other.domain && coherence == other.coherence &&
+           cache_line == other.cache_line;
+  }
+};
+
 struct NodeInfo {
   uint32_t node_id = 0;
   std::string cluster;       // cluster name: nodes of different clusters refuse each other
@@ -33,6 +50,7 @@ struct NodeInfo {
   uint64_t fingerprint = 0;      // protocol::BuildFingerprint() of its csmd
   std::string fingerprint_text;  // for error messages
   uint64_t incarnation = 0;      // random per csmd start: a restart vs a re-registration
+  FabricMemory memory;           // its memory's place on a shared-memory fabric, if any
   // Filled in by Members():
   bool alive = false;
   int64_t last_seen_ms_ago = 0;
@@ -53,6 +71,10 @@ struct ObjectRecord {
   bool checksum_deferred = false;  // no checksum: verify a copy against the owner's digest
   std::vector<object::ObjectExtent> extents;
   std::vector<object::ObjectExtent> arenas;  // the owner's arenas those extents lie in
+  // On a shared-memory fabric: the owner's memory, and where in it each arena lies
+  // (byte offsets into memory.path, one per arena); empty otherwise.
+  FabricMemory memory;
+  std::vector<uint64_t> arena_offsets;
   int64_t commit_time_ns = 0;
   // Filled in by Lookup/List:
   std::string owner_address;  // the owner's peer address

@@ -16,6 +16,21 @@ json ExtentsToJson(const std::vector<object::ObjectExtent>& v) {
   for (const auto& e : v) a.push_back({e.addr, e.length});
   return a;
 }
+json FabricToJson(const FabricMemory& m) {
+  return {{"domain", m.domain}, {"path", m.path}, {"coherence", m.coherence}, {"cache_line", m.cache_line}};
+}
+
+// Absent from the JSON of a node on no fabric (and of older nodes).
+FabricMemory FabricFromJson(const json& j) {
+  FabricMemory m;
+  if (!j.contains("memory")) return m;
+  const json& f = j.at("memory");
+  m.domain = f.at("domain").get<std::string>();
+  m.path = f.at("path").get<std::string>();
+  m.coherence = f.at("coherence").get<std::string>();
+  m.cache_line = f.at("cache_line").get<uint32_t>();
+  return m;
+}
 }  // namespace
 
 std::string Describe(const WindowConfig& w) {
@@ -26,7 +41,7 @@ std::string Describe(const WindowConfig& w) {
 json ToJson(const NodeInfo& n) {
   json leases = json::array();
   for (const auto& l : n.leases) leases.push_back({l.first, l.count});
-  return {{"node_id", n.node_id},
+  json j = {{"node_id", n.node_id},
           {"cluster", n.cluster},
           {"peer_address", n.peer_address},
           {"window", {n.window.base, n.window.size, n.window.segment_size}},
@@ -36,6 +51,8 @@ json ToJson(const NodeInfo& n) {
           {"alive", n.alive},
           {"last_seen_ms_ago", n.last_seen_ms_ago},
           {"leases", leases}};
+  if (n.memory.on_fabric()) j["memory"] = FabricToJson(n.memory);
+  return j;
 }
 
 // Peer input: every field checked; a wrong type is Corruption, not an exception.
@@ -55,6 +72,7 @@ Result<NodeInfo> NodeFromJson(const json& j) {
     for (const auto& l : j.value("leases", json::array())) {
       n.leases.push_back({l.at(0).get<uint64_t>(), l.at(1).get<uint64_t>()});
     }
+    n.memory = FabricFromJson(j);
   } catch (const json::exception& e) {
     return Corruption(std::string("malformed node description: ") + e.what());
   }
@@ -62,7 +80,7 @@ Result<NodeInfo> NodeFromJson(const json& j) {
 }
 
 json ToJson(const ObjectRecord& r) {
-  return {{"key", r.key},           {"owner_node", r.owner_node},
+  json j = {{"key", r.key},           {"owner_node", r.owner_node},
           {"object_id", r.object_id}, {"type_id", r.type_id},
           {"type_name", r.type_name}, {"header", r.header},
           {"root", r.root},         {"size", r.size},
@@ -72,6 +90,11 @@ json ToJson(const ObjectRecord& r) {
           {"arenas", ExtentsToJson(r.arenas)}, {"owner_address", r.owner_address},
           {"commit_time_ns", r.commit_time_ns},
           {"owner_alive", r.owner_alive}};
+  if (r.memory.on_fabric()) {
+    j["memory"] = FabricToJson(r.memory);
+    j["arena_offsets"] = r.arena_offsets;
+  }
+  return j;
 }
 
 Result<ObjectRecord> RecordFromJson(const json& j) {
@@ -93,12 +116,17 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
     r.commit_time_ns = j.value("commit_time_ns", int64_t{0});
     r.owner_alive = j.value("owner_alive", false);
     r.arrow_validated = j.value("arrow_validated", false);  // absent from older nodes' records
+    r.memory = FabricFromJson(j);
+    if (r.memory.on_fabric()) r.arena_offsets = j.at("arena_offsets").get<std::vector<uint64_t>>();
   } catch (const json::exception& e) {
     return Corruption(std::string("malformed object record: ") + e.what());
   }
   if (r.key.empty() || r.extents.empty() || r.extents.size() > object::kMaxExtents ||
       r.arenas.empty() || r.arenas.size() > object::kMaxExtents) {
     return Corruption("object record with no or too many extents");
+  }
+  if (r.memory.on_fabric() && r.arena_offsets.size() != r.arenas.size()) {
+    return Corruption("object record on a shared-memory fabric without one memory offset per arena");
   }
   return r;
 }

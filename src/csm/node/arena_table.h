@@ -1,6 +1,6 @@
 // ArenaTable: the arenas csmd has made, by id, by address and in the order they were made.
 //
-// An arena is a memfd that appears at a fixed address of the window in every process
+// An arena is a memfd (or a range of the node's shared-memory fabric device) that appears at a fixed address of the window in every process
 // given it: a writer's (granted to one process, read by all), or a replica (a copy of
 // another node's arena at that node's addresses). Its sequence number orders arenas for
 // the processes that map them: a process that has mapped up to seq N asks only for the
@@ -25,6 +25,15 @@ struct Arena {
   uint64_t addr = 0;
   uint64_t size = 0;
   os::UniqueFd fd;
+  uint64_t fd_offset = 0;  // where its bytes start in fd (non-zero in a fabric device)
+  // Where it lies in this node's shared-memory fabric device (SharedMemory), for other
+  // nodes to map; kNoFabric if nowhere.
+  static constexpr uint64_t kNoFabric = ~uint64_t{0};
+  uint64_t fabric_offset = kNoFabric;
+  // Another node's arena mapped in place from its fabric memory (nothing copied, nothing
+  // charged here; in the stale-cache model, from this node's snapshot of that memory);
+  // replica_of says whose.
+  bool mapped = false;
   // csmd's own mapping of a replica (fetches write through it), kept with the memory
   // when it goes spare; null for arenas no fetch wrote.
   std::shared_ptr<os::SharedView> view;

@@ -7,6 +7,9 @@ namespace csm::node {
 
 Status Daemon::Impl::Init() {
   CSM_RETURN_IF_ERROR(ValidateConfig(config_));
+  if (!options_.shared_memory.path.empty()) {
+    CSM_ASSIGN_OR_RETURN(shm_, SharedMemory::Open(options_.shared_memory, config_.capacity));
+  }
   if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
@@ -189,14 +192,28 @@ Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated) {
   }
   auto addr = addresses_.Allocate(size);
   if (!addr.ok()) return fail(addr.status());
-  SpareMemory::Memory spare = spare_.TakeZeroed(size);
-  Result<os::UniqueFd> fd = spare.valid() ? std::move(spare.fd) : os::CreateMemfd("csm-arena-" + Hex(*addr), size);
+  // On a fabric the arena also takes a range of the node's shared memory: it is that
+  // range itself, or (the stale-cache model) where its bytes are written back to.
+  Result<uint64_t> fabric_offset = shm_ ? shm_->Allocate(size) : Result<uint64_t>(Arena::kNoFabric);
+  if (!fabric_offset.ok()) {
+    addresses_.Free(*addr, size);
+    return fail(fabric_offset.status());
+  }
+  const bool device = shm_ && shm_->direct();
+  SpareMemory::Memory spare = device ? SpareMemory::Memory{} : spare_.TakeZeroed(size);
+  Result<os::UniqueFd> fd = device        ? os::UniqueFd(::fcntl(shm_->device_fd(), F_DUPFD_CLOEXEC, 0))
+                            : spare.valid() ? std::move(spare.fd)
+                                            : os::CreateMemfd("csm-arena-" + Hex(*addr), size);
+  if (fd.ok() && !fd->valid()) fd = ErrnoError("dup of the shared-memory device", errno);
   if (!fd.ok()) {
     addresses_.Free(*addr, size);
+    if (shm_) shm_->Free(*fabric_offset, size);
     return fail(fd.status());
   }
   Arena& a = arenas_.Add(*addr, size, std::move(*fd));
   a.view = std::move(spare.view);  // kept for when the memory goes spare again
+  a.fabric_offset = *fabric_offset;
+  if (device) a.fd_offset = *fabric_offset;
   a.owner = c.id;
   a.dedicated = dedicated;
   a.charged = size;
@@ -205,9 +222,9 @@ Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated) {
   used_ += size;
   c.arenas.insert(id);
   c.mapped.insert(id);
-  peers_.AddArena(a.addr, a.size, a.fd.get());
-  WireWriter out = protocol::Encode(
-      protocol::ArenaReply{Status::OK(), a.id, a.seq, a.addr, a.size, static_cast<uint8_t>(options_.huge_pages)});
+  peers_.AddArena(a.addr, a.size, a.fd.get(), a.fd_offset);
+  WireWriter out = protocol::Encode(protocol::ArenaReply{Status::OK(), a.id, a.seq, a.addr, a.size, a.fd_offset,
+                                                         static_cast<uint8_t>(options_.huge_pages && !device)});
   return Sessions::Reply(c, out, {a.fd.get()});
 }
 
@@ -234,7 +251,7 @@ Status Daemon::Impl::HandleSync(Session& c, WireReader& in) {
     }
     fds.push_back(fd->get());
     ro.push_back(std::move(*fd));
-    reply.fresh.push_back({a.id, a.addr, a.size});
+    reply.fresh.push_back({a.id, a.addr, a.size, a.fd_offset});
     c.mapped.insert(a.id);
     return true;
   });
@@ -256,7 +273,7 @@ Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Sess
     arena_ids->push_back(a->id);
   }
   if (out == nullptr) return Status::OK();
-  ssize_t n = ::pread(a->fd.get(), out, len, static_cast<off_t>(addr - a->addr));
+  ssize_t n = ::pread(a->fd.get(), out, len, static_cast<off_t>(a->fd_offset + addr - a->addr));
   if (n != static_cast<ssize_t>(len)) return ErrnoError("pread of an arena", errno);
   return Status::OK();
 }
@@ -327,7 +344,12 @@ Result<Object> Daemon::Impl::PrepareCommit(Session& c, uint64_t header_addr, uin
 cluster::ObjectRecord Daemon::Impl::RecordOf(const Object& o) const {
   std::vector<ObjectExtent> arenas;
   for (uint64_t id : o.arena_ids) arenas.push_back({arenas_.at(id).addr, arenas_.at(id).size});
-  return node::RecordOf(o, node_id_, std::move(arenas));
+  cluster::ObjectRecord r = node::RecordOf(o, node_id_, std::move(arenas));
+  if (shm_ != nullptr) {  // peers of the fabric map the arenas from the node's memory
+    r.memory = shm_->memory();
+    for (uint64_t id : o.arena_ids) r.arena_offsets.push_back(arenas_.at(id).fabric_offset);
+  }
+  return r;
 }
 
 uint64_t Daemon::Impl::ArenaSeqMax(const Object& o) const {
@@ -355,6 +377,25 @@ Status Daemon::Impl::HandleCommit(Session& c, WireReader& in) {
   auto o = PrepareCommit(c, m.header, m.type_id, std::move(m.key), std::move(m.type_name));
   if (!o.ok()) return ReplyCommit(c, o.status());
   if (cluster_ == nullptr) return ReplyCommit(c, FinishCommit(std::move(*o)));
+  // On a non-coherent fabric the object's lines are written back before its record can
+  // reach a peer (docs/fabric.md); on the directory thread, through descriptors of its
+  // own (the arenas may go if the committing process dies meanwhile).
+  struct WriteBackRange {
+    std::shared_ptr<os::UniqueFd> fd;
+    SharedMemory::Place place;
+    ObjectExtent extent;
+  };
+  std::vector<WriteBackRange> write_back;
+  if (shm_ != nullptr && shm_->coherence() != SharedMemory::Coherence::kCoherent) {
+    for (const ObjectExtent& e : o->extents) {
+      const Arena* a = arenas_.At(e.addr);
+      auto fd = std::make_shared<os::UniqueFd>(::fcntl(a->fd.get(), F_DUPFD_CLOEXEC, 0));
+      if (!fd->valid()) return ReplyCommit(c, ErrnoError("dup of an arena's descriptor", errno));
+      SharedMemory::Place place = PlaceOf(*a);
+      place.fd = fd->get();
+      write_back.push_back({std::move(fd), place, e});
+    }
+  }
   // Keys are unique cluster-wide: publish first, so a key taken elsewhere is refused
   // before anything changes here. The key is held meanwhile (committing_).
   auto object = std::make_shared<Object>(std::move(*o));
@@ -362,7 +403,13 @@ Status Daemon::Impl::HandleCommit(Session& c, WireReader& in) {
   // Served to peers from the moment its record can reach them: a node that hears of it
   // may fetch it before the directory's answer is back here (copying ahead).
   peers_.AddObject(object->id, object->extents);
-  AwaitDirectory(c, [this, record = RecordOf(*object)] { return cluster_->Publish(record); },
+  AwaitDirectory(c, [this, record = RecordOf(*object), write_back = std::move(write_back)] {
+                   for (const WriteBackRange& w : write_back) {
+                     CSM_RETURN_IF_ERROR(shm_->WriteBack(w.place, w.extent.addr, w.extent.length)
+                                             .WithContext("writing the object back to shared memory"));
+                   }
+                   return cluster_->Publish(record);
+                 },
                  [this, object](Session* waiting, const Status& published) {
                    const std::string object_key = object->key;
                    const uint64_t object_id = object->id;
@@ -564,6 +611,12 @@ Status Daemon::Impl::HandleInfo(Session& c) {
   n.copies_ahead = copies_ahead_;
   n.replicas_evicted = replicas_evicted_;
   n.fetches_in_flight = fetcher_.in_flight();
+  n.peer_bytes_served = peers_.bytes_served();
+  if (shm_ != nullptr) {
+    const SharedMemory::Stats s = shm_->stats();
+    n.fabric = FabricFacts{shm_->memory(), shm_->size(),    shm_->allocated(), s.written_back_bytes,
+                           reads_in_place_, s.read_retries, s.read_failures};
+  }
   n.directory_requests_waiting = directory_waits_;
   n.spare = spare_.stats();
   n.huge_pages_setting = os::SharedHugePages();  // the host's setting, read now

@@ -46,9 +46,23 @@ struct ClusterOptions {
   bool enabled() const { return !coordinate.empty() || !join.empty() || !etcd.empty(); }
 };
 
+// The node's memory on a shared-memory fabric (node/shared_memory.h, docs/fabric.md).
+struct SharedMemoryOptions {
+  std::string path;     // a DAX device or a file on a shared-memory file system; empty: none
+  uint64_t offset = 0;  // where the node's memory starts in it
+  uint64_t size = 0;    // how much of it the node uses (0: its capacity)
+  std::string domain;   // the nodes that can all map it; empty: this machine (its boot id)
+  // "coherent", "flush", "stale-model", or "auto": coherent for a domain of this machine
+  // alone, flush otherwise.
+  std::string coherence = "auto";
+  uint32_t cache_line = 0;  // 0: the CPU's
+  std::string fault;        // tests of the stale-cache model: "skip-write-back" or "skip-invalidate"
+};
+
 struct NodeOptions {
   uint32_t node_id = 1;
   ClusterOptions cluster;
+  SharedMemoryOptions shared_memory;
   // How long a destroyed arena's memory is kept for the next arena of its size
   // (docs/heap_layout.md, "Spare memory"); 0 keeps none.
   int spare_memory_ms = 3000;

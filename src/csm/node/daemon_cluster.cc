@@ -84,6 +84,7 @@ Status Daemon::Impl::JoinCluster() {
   self.fingerprint = protocol::BuildFingerprint();
   self.fingerprint_text = protocol::BuildFingerprintText();
   self.incarnation = incarnation_;
+  if (shm_ != nullptr) self.memory = shm_->memory();
   CSM_RETURN_IF_ERROR(cluster_->Join(self).WithContext("joining cluster '" + co.name + "'"));
   membership_ = std::make_unique<Membership>(
       cluster_.get(), co.heartbeat_ms,

@@ -164,6 +164,11 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
     return Unavailable("node " + std::to_string(r.owner_node) + ", which owns '" + key +
                        "', is not alive: its objects are gone with it");
   }
+  // A node of the same shared-memory fabric maps the object where it lies.
+  if (shm_ != nullptr && shm_->memory().Shares(r.memory)) {
+    CSM_RETURN_IF_ERROR(CheckRecord(r));
+    return StartReadInPlace(key, waiters, r);
+  }
   if (r.owner_address.empty()) {
     return Unavailable("node " + std::to_string(r.owner_node) + " serves no peers (it "
                        "was started without --peer-address)");
@@ -175,13 +180,7 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   }
   auto t = fetcher_.TransportFor(peer->first);
   if (!t.ok()) return t.status();
-  if (used_ + r.size > config_.capacity) EvictReplicasFor(r.size, key);
-  if (used_ + r.size > config_.capacity) {
-    return CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(r.size) +
-                            "): capacity " + FormatSize(config_.capacity) + ", in use " +
-                            FormatSize(used_) + ", and every copy held here is pinned by a "
-                            "reader: drop some Refs, delete objects, or raise --capacity");
-  }
+  CSM_RETURN_IF_ERROR(MakeRoomFor(key, r.size));
   Status valid = CheckRecord(r);
   if (!valid.ok()) return valid;
   auto ids = PrepareReplicaArenas(r);
@@ -195,6 +194,80 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   fetcher_.Begin(key, std::move(waiters));
   fetcher_.Transfer(r, std::move(targets), *t, peer->second,
                     [this, key, r, arena_ids = *ids](Status s) { FinishFetch(key, s, r, arena_ids); });
+  return Status::OK();
+}
+
+Status Daemon::Impl::MakeRoomFor(const std::string& key, uint64_t size) {
+  if (used_ + size > config_.capacity) EvictReplicasFor(size, key);
+  if (used_ + size <= config_.capacity) return Status::OK();
+  return CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(size) + "): capacity " +
+                          FormatSize(config_.capacity) + ", in use " + FormatSize(used_) +
+                          ", and every copy held here is pinned by a reader: drop some Refs, delete "
+                          "objects, or raise --capacity");
+}
+
+Result<std::vector<uint64_t>> Daemon::Impl::PrepareMappedArenas(const cluster::ObjectRecord& r, int peer_fd) {
+  std::vector<uint64_t> ids;
+  auto undo = [&] {
+    for (uint64_t id : ids) {
+      Arena& a = arenas_.at(id);
+      --a.fetching;
+      MaybeDestroyArena(a);
+    }
+  };
+  for (size_t i = 0; i < r.arenas.size(); ++i) {
+    const object::ObjectExtent& span = r.arenas[i];
+    const uint64_t offset = r.arena_offsets[i];
+    Arena* a = arenas_.FirstOverlapping(span.addr, span.length);
+    if (a != nullptr && !(a->addr == span.addr && a->size == span.length && a->replica_of == r.owner_node &&
+                          a->fabric_offset == offset && a->mapped)) {
+      if (a->replica_of != 0 && a->objects == 0 && a->fetching == 0) {
+        MaybeDestroyArena(*a);
+        a = arenas_.FirstOverlapping(span.addr, span.length);
+      }
+      if (a != nullptr) {
+        undo();
+        return Unavailable("the addresses of '" + r.key + "' are still held here by copies of objects node " +
+                           std::to_string(r.owner_node) + " has since replaced: retry once their readers let go");
+      }
+    }
+    if (a == nullptr) {
+      // The owner's memory itself, read-only (the stale-cache model: this node's
+      // snapshot of it).
+      auto range = shm_->MapPeer(r.memory.path, peer_fd, offset, span.length);
+      if (!range.ok()) {
+        undo();
+        return range.status().WithContext("mapping node " + std::to_string(r.owner_node) + "'s shared memory " +
+                                          r.memory.path);
+      }
+      Arena& fresh = arenas_.Add(span.addr, span.length, std::move(range->fd));
+      fresh.view = std::move(range->view);
+      fresh.replica_of = r.owner_node;
+      fresh.fabric_offset = offset;
+      fresh.fd_offset = offset;
+      fresh.mapped = true;
+      dir_->header().arena_seq.store(fresh.seq);
+      a = &fresh;
+    }
+    ++a->fetching;
+    ids.push_back(a->id);
+  }
+  return ids;
+}
+
+Status Daemon::Impl::StartReadInPlace(const std::string& key, std::vector<Waiter>& waiters,
+                                      const cluster::ObjectRecord& r) {
+  CSM_ASSIGN_OR_RETURN(os::UniqueFd peer_fd, shm_->OpenPeer(r.memory.path));
+  CSM_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, PrepareMappedArenas(r, peer_fd.get()));
+  std::vector<SharedMemory::PeerArena> arenas;
+  for (uint64_t id : ids) {
+    const Arena& a = arenas_.at(id);
+    arenas.push_back({a.addr, a.size, a.fabric_offset, a.view});
+  }
+  fetcher_.Begin(key, std::move(waiters));
+  auto fd = std::make_shared<os::UniqueFd>(std::move(peer_fd));
+  fetcher_.Run([this, r, arenas = std::move(arenas), fd] { return shm_->ReadInPlace(r, arenas, fd->get()); },
+               [this, key, r, ids](Status s) { FinishFetch(key, s, r, ids); });
   return Status::OK();
 }
 
@@ -226,13 +299,14 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
       for (const auto& e : o.extents) {
         Arena* a = arenas_.At(e.addr);
         a->committed[e.addr] = e.addr + e.length;
+        if (a->mapped) continue;  // the owner's memory: nothing taken here
         uint64_t bytes = (e.length + page - 1) / page * page;
         a->charged += bytes;
         used_ += bytes;
       }
       for (uint64_t id : arena_ids) ++arenas_.at(id).objects;
       objects_.Insert(std::move(o));
-      ++fetches_done_;
+      ++(arenas_.at(arena_ids.front()).mapped ? reads_in_place_ : fetches_done_);  // mapped: read in place
       RefreshReplicaList();
       AnnounceChange();
     } else {

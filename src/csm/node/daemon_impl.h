@@ -50,6 +50,7 @@
 #include "csm/node/peer_server.h"
 #include "csm/node/replica_fetcher.h"
 #include "csm/node/sessions.h"
+#include "csm/node/shared_memory.h"
 #include "csm/node/daemon.h"
 #include "csm/protocol/messages.h"
 #include "csm/protocol/protocol.h"
@@ -207,7 +208,18 @@ class Daemon::Impl {
   // Drops copies no process pins, oldest fetched first, until `bytes` more fit in the
   // node's capacity (or none is left to drop); for a copy that would not fit.
   void EvictReplicasFor(uint64_t bytes, const std::string& wanted);
+  // EvictReplicasFor(size); CapacityExceeded if a copy of `size` bytes still would not fit.
+  Status MakeRoomFor(const std::string& key, uint64_t size);
   void RefreshReplicaList();
+  // ---- a shared-memory fabric (shared_memory.h) ----
+  // Maps the owner's arenas of r from its fabric memory (the stale-cache model: private
+  // snapshots of them) and checks r's bytes there on the fetch pool, as a fetch would.
+  Status StartReadInPlace(const std::string& key, std::vector<Waiter>& waiters, const cluster::ObjectRecord& r);
+  Result<std::vector<uint64_t>> PrepareMappedArenas(const cluster::ObjectRecord& r, int peer_fd);
+  // Where an arena of this node lies, for SharedMemory::WriteBack.
+  SharedMemory::Place PlaceOf(const Arena& a) const { return {a.fd.get(), a.fd_offset, a.addr, a.fabric_offset}; }
+  std::unique_ptr<SharedMemory> shm_;  // null: the node is on no fabric
+  uint64_t reads_in_place_ = 0;        // Gets of other nodes' objects answered by mapping them
   // Fetches in flight (who waits for each key), their threads and transports.
   ReplicaFetcher fetcher_{
       [this](transport::TransportKind kind) {

@@ -65,11 +65,13 @@ void Daemon::Impl::PunchUncommitted(Arena& a) {
   for (const auto& [start, end] : a.committed) {
     uint64_t first = std::max(cursor, start / page * page);
     uint64_t last = (end + page - 1) / page * page;
-    if (first > cursor) (void)os::PunchHole(a.fd.get(), cursor - a.addr, first - cursor);
+    if (first > cursor) (void)os::PunchHole(a.fd.get(), a.fd_offset + cursor - a.addr, first - cursor);
     if (last > first) kept_pages += (last - first) / page;
     cursor = std::max(cursor, last);
   }
-  if (a.addr + a.size > cursor) (void)os::PunchHole(a.fd.get(), cursor - a.addr, a.addr + a.size - cursor);
+  if (a.addr + a.size > cursor) {
+    (void)os::PunchHole(a.fd.get(), a.fd_offset + cursor - a.addr, a.addr + a.size - cursor);
+  }
   uint64_t charged = kept_pages * page;
   used_ -= a.charged - std::min(a.charged, charged);
   a.charged = std::min(a.charged, charged);
@@ -83,7 +85,11 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
     addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
   }
   used_ -= a.charged;
-  if (!served) spare_.Keep(std::move(a.fd), a.size, std::move(a.view));  // or closed, if over budget
+  // Its range of the node's fabric memory goes back (a peer's arena mapped here was
+  // never ours); device memory is not kept spare.
+  if (a.replica_of == 0 && a.fabric_offset != Arena::kNoFabric) shm_->Free(a.fabric_offset, a.size);
+  const bool device = a.mapped || (a.replica_of == 0 && shm_ != nullptr && shm_->direct());
+  if (!served && !device) spare_.Keep(std::move(a.fd), a.size, std::move(a.view));  // or closed, if over budget
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   sessions_.ForEach([&](Session& c) {
     if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});

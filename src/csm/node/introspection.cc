@@ -22,6 +22,20 @@ nlohmann::json InfoJson(const NodeFacts& n) {
   j["copies_ahead"] = n.copies_ahead;
   j["replicas_evicted"] = n.replicas_evicted;
   j["fetches_in_flight"] = n.fetches_in_flight;
+  j["peer_bytes_served"] = n.peer_bytes_served;
+  if (n.fabric) {
+    const FabricFacts& f = *n.fabric;
+    j["fabric"] = {{"domain", f.memory.domain},
+                   {"path", f.memory.path},
+                   {"coherence", f.memory.coherence},
+                   {"cache_line", f.memory.cache_line},
+                   {"size", f.size},
+                   {"allocated", f.allocated},
+                   {"written_back_bytes", f.written_back_bytes},
+                   {"reads_in_place", f.reads_in_place},
+                   {"read_retries", f.read_retries},
+                   {"read_failures", f.read_failures}};
+  }
   j["directory_requests_waiting"] = n.directory_requests_waiting;
   j["spare_memory_bytes"] = n.spare.bytes;                // destroyed arenas' memory kept for reuse
   j["spare_memory_zeroed_bytes"] = n.spare.zeroed_bytes;  // of which ready for local arenas
@@ -103,9 +117,26 @@ nlohmann::json NodesJson(uint32_t node_id, const std::string& cluster, const Win
       leases.push_back({{"first_segment", l.first}, {"segments", l.count},
                         {"addr", Hex(window.base + l.first * window.segment_size)}});
     }
-    j["members"].push_back({{"node_id", n.node_id}, {"peer_address", n.peer_address},
-                            {"alive", n.alive}, {"last_seen_ms_ago", n.last_seen_ms_ago},
-                            {"leases", leases}});
+    nlohmann::json m = {{"node_id", n.node_id}, {"peer_address", n.peer_address},
+                        {"alive", n.alive}, {"last_seen_ms_ago", n.last_seen_ms_ago},
+                        {"leases", leases}};
+    if (n.memory.on_fabric()) {
+      m["memory"] = {{"domain", n.memory.domain}, {"path", n.memory.path},
+                     {"coherence", n.memory.coherence}, {"cache_line", n.memory.cache_line}};
+    }
+    j["members"].push_back(std::move(m));
+  }
+  // How each member reads each other member's objects: in place over their shared
+  // memory when both are on one fabric, else copied over the owner's transport.
+  j["fabrics"] = nlohmann::json::array();
+  for (const auto& reader : members) {
+    for (const auto& owner : members) {
+      if (reader.node_id == owner.node_id) continue;
+      const std::string fabric = reader.memory.Shares(owner.memory)          ? "shm"
+                                 : owner.peer_address.rfind("ucx://", 0) == 0 ? "ucx"
+                                                                              : "tcp";
+      j["fabrics"].push_back({{"reader", reader.node_id}, {"owner", owner.node_id}, {"fabric", fabric}});
+    }
   }
   return j;
 }

@@ -25,6 +25,16 @@ struct SessionFacts {
   uint64_t pins = 0;    // objects it holds Refs to
 };
 
+// The node's memory on a shared-memory fabric (SharedMemory), for `csm info`.
+struct FabricFacts {
+  cluster::FabricMemory memory;
+  uint64_t size = 0, allocated = 0;  // of the node's part of the device
+  uint64_t written_back_bytes = 0;   // by the writer's step of the protocol
+  uint64_t reads_in_place = 0;       // other nodes' objects mapped here, nothing copied
+  uint64_t read_retries = 0;         // invalidated again: the bytes differed from the record
+  uint64_t read_failures = 0;        // still differed after every retry: reported to the reader
+};
+
 // The node as it is now, for `csm info`.
 struct NodeFacts {
   uint32_t node_id = 0;
@@ -42,6 +52,8 @@ struct NodeFacts {
   uint64_t copies_ahead = 0;       // of those fetches, started before anyone asked
   uint64_t replicas_evicted = 0;   // copies dropped to make room for others
   uint64_t fetches_in_flight = 0;
+  uint64_t peer_bytes_served = 0;  // object bytes sent to other nodes by the transport
+  std::optional<FabricFacts> fabric;
   uint64_t directory_requests_waiting = 0;  // commits, deletes, leases, listings
   SpareMemory::Stats spare;
   std::string huge_pages_setting;  // the host's shmem_enabled

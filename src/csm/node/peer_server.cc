@@ -21,12 +21,12 @@ Status PeerServer::Start(transport::TransportKind kind, const std::string& addre
   return Status::OK();
 }
 
-void PeerServer::AddArena(uint64_t addr, uint64_t size, int fd) {
+void PeerServer::AddArena(uint64_t addr, uint64_t size, int fd, uint64_t fd_offset) {
   if (!serving_) return;
   int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) return;  // out of descriptors: peers are told no arena holds it
   std::lock_guard<std::mutex> lock(mu_);
-  arenas_[addr] = Served{std::make_shared<os::UniqueFd>(dup), size};
+  arenas_[addr] = Served{std::make_shared<os::UniqueFd>(dup), size, fd_offset};
 }
 
 bool PeerServer::RemoveArena(uint64_t addr) {
@@ -68,7 +68,8 @@ Result<transport::SourceRange> PeerServer::Range(uint64_t object_id, uint64_t ad
   if (it != arenas_.begin()) {
     --it;
     if (RangeWithin(addr, len, it->first, it->second.size)) {
-      return transport::SourceRange{it->second.fd->get(), addr - it->first, it->second.fd};
+      bytes_served_.fetch_add(len, std::memory_order_relaxed);
+      return transport::SourceRange{it->second.fd->get(), it->second.fd_offset + (addr - it->first), it->second.fd};
     }
   }
   return NotFound("node " + std::to_string(node_id_) + " holds no arena with [" + Hex(addr) + ", +" +

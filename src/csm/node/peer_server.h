@@ -14,6 +14,7 @@
 // Thread-safety: internally locked; every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -43,10 +44,12 @@ class PeerServer {
   // Records without a transport server (for tests of the table alone).
   void ServeWithoutTransport() { serving_ = true; }
   bool serving() const { return serving_; }
+  // Object bytes handed to the transport for peers so far.
+  uint64_t bytes_served() const { return bytes_served_.load(std::memory_order_relaxed); }
   uint16_t port() const { return server_ ? server_->port() : 0; }
 
   // An arena of this node at [addr, +size); `fd` is duplicated.
-  void AddArena(uint64_t addr, uint64_t size, int fd);
+  void AddArena(uint64_t addr, uint64_t size, int fd, uint64_t fd_offset = 0);
   // True if a peer is being sent bytes from it right now.
   bool RemoveArena(uint64_t addr);
   void AddObject(uint64_t object_id, std::vector<object::ObjectExtent> extents);
@@ -59,9 +62,11 @@ class PeerServer {
   Result<transport::SourceRange> Range(uint64_t object_id, uint64_t addr, uint64_t len);
 
  private:
+  std::atomic<uint64_t> bytes_served_{0};
   struct Served {
     std::shared_ptr<os::UniqueFd> fd;
     uint64_t size;
+    uint64_t fd_offset;  // where the arena starts in fd
   };
   const uint32_t node_id_;
   bool serving_ = false;  // set before any thread but the owner's calls in

@@ -29,6 +29,17 @@ Status CheckRecord(const cluster::ObjectRecord& r, const WindowConfig& w,
                         "'s part of the window");
     }
   }
+  if (r.memory.on_fabric()) {  // where each arena lies in the owner's shared memory
+    if (r.arena_offsets.size() != r.arenas.size()) {
+      return Corruption("object '" + r.key + "' does not say where each of its arenas lies in shared memory");
+    }
+    for (size_t i = 0; i < r.arenas.size(); ++i) {
+      const uint64_t offset = r.arena_offsets[i];
+      if (offset % kAlign != 0 || offset > UINT64_MAX / 2 || r.arenas[i].length > UINT64_MAX / 2) {
+        return Corruption("object '" + r.key + "' names an unaligned place in its owner's shared memory");
+      }
+    }
+  }
   if (r.extents.empty()) return Corruption("object '" + r.key + "' has no extents");
   uint64_t total = 0;
   bool root_inside = false;

@@ -48,14 +48,22 @@ Result<transport::Transport*> ReplicaFetcher::TransportFor(transport::TransportK
 void ReplicaFetcher::Transfer(const cluster::ObjectRecord& r, std::vector<ReplicaTarget> targets,
                               transport::Transport* t, const std::string& address,
                               std::function<void(Status)> done) {
-  if (pool_ == nullptr) pool_ = std::make_unique<boost::asio::thread_pool>(kThreads);
   // The job writes only into the targets (memfds: the bytes appear at the object's
-  // addresses in every process that maps them) and posts the outcome.
-  boost::asio::post(*pool_, [this, r, targets = std::move(targets), t, address,
-                             done = std::move(done)] {
-    FetchReplica(r, targets, *t, address, [&](Status s) {
-      post_to_loop_([done, s] { done(s); });
-    });
+  // addresses in every process that maps them).
+  Run(
+      [r, targets = std::move(targets), t, address] {
+        Status out;
+        FetchReplica(r, targets, *t, address, [&](Status s) { out = std::move(s); });
+        return out;
+      },
+      std::move(done));
+}
+
+void ReplicaFetcher::Run(std::function<Status()> job, std::function<void(Status)> done) {
+  if (pool_ == nullptr) pool_ = std::make_unique<boost::asio::thread_pool>(kThreads);
+  boost::asio::post(*pool_, [this, job = std::move(job), done = std::move(done)] {
+    Status s = job();
+    post_to_loop_([done, s] { done(s); });
   });
 }
 

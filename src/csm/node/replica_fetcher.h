@@ -62,6 +62,10 @@ class ReplicaFetcher {
                 transport::Transport* t, const std::string& address,
                 std::function<void(Status)> done);
 
+  // Runs `job` on the pool (another way to bring a copy here: reading it in place on a
+  // shared-memory fabric); then `done` on the loop with its outcome.
+  void Run(std::function<Status()> job, std::function<void(Status)> done);
+
   size_t in_flight() const { return fetches_.size(); }
 
  private:

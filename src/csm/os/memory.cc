@@ -41,9 +41,9 @@ Result<UniqueFd> ReopenReadOnly(int fd) {
   return ro;
 }
 
-Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable) {
+Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable, uint64_t offset) {
   int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-  void* p = ::mmap(reinterpret_cast<void*>(addr), size, prot, MAP_SHARED | MAP_FIXED, fd, 0);
+  void* p = ::mmap(reinterpret_cast<void*>(addr), size, prot, MAP_SHARED | MAP_FIXED, fd, static_cast<off_t>(offset));
   if (p == MAP_FAILED) return ErrnoError("mmap(MAP_FIXED) of a heap arena", errno);
   return Status::OK();
 }

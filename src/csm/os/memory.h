@@ -24,8 +24,9 @@ Result<UniqueFd> CreateMemfd(const std::string& name, size_t size);
 // cannot be written, and cannot be mprotect'ed writable.
 Result<UniqueFd> ReopenReadOnly(int fd);
 
-// Maps `fd` at exactly `addr` (which must lie inside this process's reservation).
-Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable);
+// Maps [offset, +size) of `fd` at exactly `addr` (which must lie inside this process's
+// reservation).
+Status MapFixed(uintptr_t addr, size_t size, int fd, bool writable, uint64_t offset = 0);
 
 // Asks the kernel to back [addr, addr+size) of a shared mapping with 2 MiB pages where
 // the host allows it (SharedHugePages). Faulting memory in then costs a fraction of what

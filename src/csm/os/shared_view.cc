@@ -7,9 +7,9 @@
 
 namespace csm::os {
 
-Result<std::shared_ptr<SharedView>> SharedView::Map(int fd, size_t size) {
-  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return ErrnoError("mapping a memfd (mmap)", errno);
+Result<std::shared_ptr<SharedView>> SharedView::Map(int fd, size_t size, uint64_t offset, bool writable) {
+  void* p = ::mmap(nullptr, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, static_cast<off_t>(offset));
+  if (p == MAP_FAILED) return ErrnoError("mapping shared memory (mmap)", errno);
   return std::shared_ptr<SharedView>(new SharedView(static_cast<char*>(p), size));
 }
 

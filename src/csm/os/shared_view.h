@@ -1,5 +1,5 @@
-// SharedView: a writable shared mapping of a memfd at an address the kernel picks, undone
-// when the last owner lets go.
+// SharedView: a shared mapping of a memfd (or of a range of a shared-memory fabric
+// device) at an address the kernel picks, undone when the last owner lets go.
 //
 // csmd keeps one per replica arena (and hands it on with the memfd when the arena's
 // memory is kept as spare) so that the page tables built while a fetch writes the bytes
@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "csm/status.h"
@@ -19,8 +20,9 @@ namespace csm::os {
 
 class SharedView {
  public:
-  // Maps [0, size) of `fd` readable and writable (no pages are touched).
-  static Result<std::shared_ptr<SharedView>> Map(int fd, size_t size);
+  // Maps [offset, +size) of `fd` readable, and writable unless told (no pages are
+  // touched).
+  static Result<std::shared_ptr<SharedView>> Map(int fd, size_t size, uint64_t offset = 0, bool writable = true);
   ~SharedView();
   SharedView(const SharedView&) = delete;
   SharedView& operator=(const SharedView&) = delete;

@@ -150,6 +150,7 @@ struct ArenaReply {  // + the arena's writable fd
   static constexpr MessageType kType = MessageType::kArenaReply;
   Status status;
   uint64_t arena_id = 0, seq = 0, addr = 0, size = 0;
+  uint64_t offset = 0;     // where the arena starts in the fd (a fabric device's range)
   uint8_t huge_pages = 0;  // the process should ask for 2 MiB pages
   template <typename Self, typename Io>
   static Status Fields(Self& m, Io& io) {
@@ -159,12 +160,14 @@ struct ArenaReply {  // + the arena's writable fd
     CSM_RETURN_IF_ERROR(io.Value(m.seq));
     CSM_RETURN_IF_ERROR(io.Value(m.addr));
     CSM_RETURN_IF_ERROR(io.Value(m.size));
+    CSM_RETURN_IF_ERROR(io.Value(m.offset));
     return io.Value(m.huge_pages);
   }
 };
 
 struct ArenaRef {
   uint64_t id, addr, size;
+  uint64_t offset;  // where it starts in its fd (fresh arenas; 0 in `destroyed`)
 };
 
 struct SyncReply {  // + a read-only fd for each of `fresh`, in order
