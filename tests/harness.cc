@@ -343,7 +343,8 @@ Etcd::~Etcd() {
   std::system(("rm -rf " + dir_).c_str());
 }
 
-LabCluster::LabCluster(int hosts, const std::string& param)
+LabCluster::LabCluster(int hosts, const std::string& param,
+                       const std::function<std::vector<std::string>(int host)>& extra)
     : lab_(hosts), transport_(param.substr(param.find('_') + 1)) {
   if (param.starts_with("etcd")) etcd_ = std::make_unique<Etcd>(lab_.Namespace(0), lab_.Ip(0));
   const std::string coordinator = lab_.Ip(1) + ":7401";
@@ -355,6 +356,10 @@ LabCluster::LabCluster(int hosts, const std::string& param)
       f.insert(f.end(), {"--etcd", etcd_->endpoint()});
     } else {
       f.insert(f.end(), {host == 1 ? "--coordinate" : "--join", coordinator});
+    }
+    if (extra) {
+      std::vector<std::string> more = extra(host);
+      f.insert(f.end(), more.begin(), more.end());
     }
     nodes_.push_back(std::make_unique<Node>(f, lab_.Namespace(host)));
   }

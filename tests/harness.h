@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -122,7 +123,9 @@ class Etcd {
 // (`embedded_…`, coordinator at Ip(1):7401). Stopped in reverse on destruction.
 class LabCluster {
  public:
-  LabCluster(int hosts, const std::string& param);
+  // `extra(host)`: more csmd flags for that host's node.
+  LabCluster(int hosts, const std::string& param,
+             const std::function<std::vector<std::string>(int host)>& extra = {});
   Node& node(int host) { return *nodes_.at(static_cast<size_t>(host - 1)); }
   const std::string& transport() const { return transport_; }
   // Runs `program` with `args` as a client of node `host`, waits (2 min at most) for its

@@ -166,6 +166,12 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   }
   // A node of the same shared-memory fabric maps the object where it lies.
   if (shm_ != nullptr && shm_->memory().Shares(r.memory)) {
+    // A dead owner's memory may still be there to map: a cached record's word that the
+    // owner lives is not enough (a fetch over the network would fail and ask again).
+    if (r.cached) {
+      StartFetch(key, std::move(waiters), cluster::Freshness::kFresh);
+      return Status::OK();
+    }
     CSM_RETURN_IF_ERROR(CheckRecord(r));
     return StartReadInPlace(key, waiters, r);
   }

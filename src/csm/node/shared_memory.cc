@@ -148,7 +148,17 @@ Result<std::unique_ptr<SharedMemory>> SharedMemory::Open(const Options& o, uint6
   return m;
 }
 
-SharedMemory::~SharedMemory() = default;
+SharedMemory::~SharedMemory() {
+  // A file made for this incarnation goes with it (readers still mapping it keep its
+  // memory until they let go); a device stays.
+  if (punch_holes_ && fd_.valid()) {
+    struct stat by_path{}, ours{};
+    if (::stat(memory_.path.c_str(), &by_path) == 0 && ::fstat(fd_.get(), &ours) == 0 &&
+        by_path.st_ino == ours.st_ino) {
+      ::unlink(memory_.path.c_str());
+    }
+  }
+}
 
 Result<uint64_t> SharedMemory::Allocate(uint64_t size) {
   size = (size + kGranule - 1) / kGranule * kGranule;

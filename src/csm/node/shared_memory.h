@@ -59,7 +59,7 @@ class SharedMemory {
   // Opens (a regular file: creates afresh, so processes of an earlier incarnation that
   // still map the old one never see the new node's bytes) and maps the node's memory.
   static Result<std::unique_ptr<SharedMemory>> Open(const Options& options, uint64_t capacity);
-  ~SharedMemory();
+  ~SharedMemory();  // removes the file it made (not a device)
 
   // What the node advertises to its peers (NodeInfo, records).
   const cluster::FabricMemory& memory() const { return memory_; }
