@@ -187,6 +187,11 @@ int main(int argc, char** argv) {
                   csm::FormatSize(f["allocated"].get<uint64_t>()).c_str(),
                   f["coherence"].get<std::string>().c_str(), f["cache_line"].get<uint32_t>(),
                   f["domain"].get<std::string>().c_str());
+      std::printf("          lent to other nodes %s of %s (%llu loans); borrowed from them %s\n",
+                  csm::FormatSize(f["lent_bytes"].get<uint64_t>()).c_str(),
+                  csm::FormatSize(f["lend_limit"].get<uint64_t>()).c_str(),
+                  (unsigned long long)f["loans"].get<uint64_t>(),
+                  csm::FormatSize(f["borrowed_bytes"].get<uint64_t>()).c_str());
       std::printf("          %llu objects of other nodes read in place; %s written back; %llu reads "
                   "retried, %llu failed (bytes still differed from the record)\n",
                   (unsigned long long)f["reads_in_place"].get<uint64_t>(),

@@ -67,6 +67,9 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
       ->check(CLI::IsMember({"auto", "coherent", "flush", "stale-model"}));
   app->add_option("--cache-line", f->cache_line, "cache line size for write-back and invalidate "
                   "(default: the CPU's; POWER9: 128)");
+  app->add_option("--lend-limit", f->lend_limit,
+                  "how much of its shared memory other nodes of the fabric may borrow to build in "
+                  "(processes with CSM_HOME_NODE=this node; default: half of it)");
   app->add_option("--fabric-fault", f->fabric_fault,
                   "tests of the stale-cache model only: leave a step of the protocol out")
       ->check(CLI::IsMember({"skip-write-back", "skip-invalidate"}))
@@ -115,6 +118,7 @@ int RunNode(const NodeFlags& f) {
   options.shared_memory.path = f.shared_memory;
   if (s.ok()) s = set(f.shared_memory_offset, &options.shared_memory.offset);
   if (s.ok()) s = set(f.shared_memory_size, &options.shared_memory.size);
+  if (s.ok()) s = set(f.lend_limit, &options.shared_memory.lend_limit);
   options.shared_memory.domain = f.fabric_domain;
   options.shared_memory.coherence = f.coherence;
   options.shared_memory.cache_line = f.cache_line;

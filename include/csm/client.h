@@ -226,6 +226,9 @@ struct ClientOptions {
   // Bound on each request to csmd (a commit, a delete, an arena); a remote Get is bounded
   // by its own timeout instead.
   std::chrono::milliseconds request_timeout{30000};
+  // The node whose memory this process builds in (Config::home_node, CSM_HOME_NODE): 0
+  // for its own; another node of the same shared-memory fabric lends it memory.
+  uint32_t home_node = 0;
 
   // LoadConfig()'s socket and window (CSM_CONFIG, CSM_SOCKET, CSM_HEAP_* ...).
   static Result<ClientOptions> FromEnvironment();

@@ -31,6 +31,10 @@ struct Config {
   uint32_t max_objects;         // directory slots (power of two)
   uint32_t pins_per_client;     // distinct objects one process may pin at once
   uint32_t max_clients;         // connected processes at once
+  // The node whose memory this process builds its objects in (CSM_HOME_NODE): 0 for its
+  // own node; another node of the same shared-memory fabric lends it memory
+  // (docs/fabric.md, "Building in another node's memory").
+  uint32_t home_node = 0;
 };
 
 // Defaults: base 0x200000000000 and 16 TiB (under ThreadSanitizer, which owns that

@@ -88,6 +88,7 @@ Status Apply(Config& c, const std::string& name, const std::string& value) {
   if (name == "max_objects") c.max_objects = static_cast<uint32_t>(n);
   else if (name == "pins_per_client") c.pins_per_client = static_cast<uint32_t>(n);
   else if (name == "max_clients") c.max_clients = static_cast<uint32_t>(n);
+  else if (name == "home_node") c.home_node = static_cast<uint32_t>(n);
   else return InvalidArgument("unknown setting '" + name + "'");
   return Status::OK();
 }
@@ -149,7 +150,7 @@ Result<Config> LoadConfig() {
       {"CSM_HEAP_BASE", "heap_base"},   {"CSM_HEAP_SIZE", "heap_size"},
       {"CSM_SEGMENT_SIZE", "segment_size"}, {"CSM_SOCKET", "socket"},
       {"CSM_CAPACITY", "capacity"},     {"CSM_ARENA_SIZE", "arena_size"},
-      {"CSM_MAX_OBJECTS", "max_objects"}};
+      {"CSM_MAX_OBJECTS", "max_objects"}, {"CSM_HOME_NODE", "home_node"}};
   for (auto [env, name] : kEnv) {
     const char* v = std::getenv(env);
     if (v != nullptr && *v != '\0') {

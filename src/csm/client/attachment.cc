@@ -61,6 +61,7 @@ Result<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const ClientOptions& opt
   Config config = DefaultConfig();  // the node-side fields come from csmd's Hello reply
   config.socket_path = options.socket_path;
   config.window = options.window;
+  config.home_node = options.home_node;
   CSM_RETURN_IF_ERROR(ValidateConfig(config));
   std::lock_guard<std::mutex> lock(g_connect_mu);
   if (std::shared_ptr<ClientImpl> existing = g_attachment.lock()) {
@@ -318,7 +319,7 @@ void ClientImpl::RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool w
 Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, bool dedicated) {
   std::vector<os::UniqueFd> fds;
   CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::ArenaReply>(
-                                       protocol::AllocArena{min_size, static_cast<uint8_t>(dedicated)}, &fds));
+                                       protocol::AllocArena{min_size, static_cast<uint8_t>(dedicated), config_.home_node}, &fds));
   Grant g{reply.arena_id, reply.addr, reply.size};
   const bool huge_pages = reply.huge_pages != 0;
   if (fds.size() != 1 || !window_->Contains(g.addr, g.size) || g.size < min_size) {

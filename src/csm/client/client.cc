@@ -379,6 +379,7 @@ ClientOptions ClientOptions::From(const Config& config) {
   ClientOptions o;
   o.socket_path = config.socket_path;
   o.window = config.window;
+  o.home_node = config.home_node;
   return o;
 }
 

@@ -34,6 +34,9 @@ struct FabricMemory {
   std::string path;       // a DAX device or a file on a shared-memory file system
   std::string coherence;  // "coherent", "flush" (non-coherent caches) or "stale-model"
   uint32_t cache_line = 0;
+  // Where the node lends its memory to others of the domain ("host:port"; empty: it
+  // lends none). Not part of what makes two nodes share a fabric.
+  std::string lend_address;
   bool on_fabric() const { return !domain.empty(); }
   // Whether a node with `other` maps this node's memory in place.
   bool Shares(const FabricMemory& other) const {
@@ -75,6 +78,12 @@ struct ObjectRecord {
   // (byte offsets into memory.path, one per arena); empty otherwise.
   FabricMemory memory;
   std::vector<uint64_t> arena_offsets;
+  // For each arena, the memory it lies in when another node lent it ("" or absent: the
+  // owner's memory.path).
+  std::vector<std::string> arena_paths;
+  const std::string& ArenaPath(size_t i) const {
+    return i < arena_paths.size() && !arena_paths[i].empty() ? arena_paths[i] : memory.path;
+  }
   int64_t commit_time_ns = 0;
   // Filled in by Lookup/List:
   std::string owner_address;  // the owner's peer address

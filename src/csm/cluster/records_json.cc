@@ -17,7 +17,9 @@ json ExtentsToJson(const std::vector<object::ObjectExtent>& v) {
   return a;
 }
 json FabricToJson(const FabricMemory& m) {
-  return {{"domain", m.domain}, {"path", m.path}, {"coherence", m.coherence}, {"cache_line", m.cache_line}};
+  json j = {{"domain", m.domain}, {"path", m.path}, {"coherence", m.coherence}, {"cache_line", m.cache_line}};
+  if (!m.lend_address.empty()) j["lend_address"] = m.lend_address;
+  return j;
 }
 
 // Absent from the JSON of a node on no fabric (and of older nodes).
@@ -29,6 +31,7 @@ FabricMemory FabricFromJson(const json& j) {
   m.path = f.at("path").get<std::string>();
   m.coherence = f.at("coherence").get<std::string>();
   m.cache_line = f.at("cache_line").get<uint32_t>();
+  m.lend_address = f.value("lend_address", std::string());
   return m;
 }
 }  // namespace
@@ -93,6 +96,7 @@ json ToJson(const ObjectRecord& r) {
   if (r.memory.on_fabric()) {
     j["memory"] = FabricToJson(r.memory);
     j["arena_offsets"] = r.arena_offsets;
+    if (!r.arena_paths.empty()) j["arena_paths"] = r.arena_paths;
   }
   return j;
 }
@@ -117,7 +121,10 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
     r.owner_alive = j.value("owner_alive", false);
     r.arrow_validated = j.value("arrow_validated", false);  // absent from older nodes' records
     r.memory = FabricFromJson(j);
-    if (r.memory.on_fabric()) r.arena_offsets = j.at("arena_offsets").get<std::vector<uint64_t>>();
+    if (r.memory.on_fabric()) {
+      r.arena_offsets = j.at("arena_offsets").get<std::vector<uint64_t>>();
+      r.arena_paths = j.value("arena_paths", std::vector<std::string>());
+    }
   } catch (const json::exception& e) {
     return Corruption(std::string("malformed object record: ") + e.what());
   }
@@ -125,7 +132,8 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
       r.arenas.empty() || r.arenas.size() > object::kMaxExtents) {
     return Corruption("object record with no or too many extents");
   }
-  if (r.memory.on_fabric() && r.arena_offsets.size() != r.arenas.size()) {
+  if (r.memory.on_fabric() && (r.arena_offsets.size() != r.arenas.size() ||
+                               (!r.arena_paths.empty() && r.arena_paths.size() != r.arenas.size()))) {
     return Corruption("object record on a shared-memory fabric without one memory offset per arena");
   }
   return r;

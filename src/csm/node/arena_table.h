@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <string>
 #include <unordered_map>
 
 #include "csm/os/fd.h"
@@ -34,6 +35,13 @@ struct Arena {
   // charged here; in the stale-cache model, from this node's snapshot of that memory);
   // replica_of says whose.
   bool mapped = false;
+  // In memory node `lent_by` lent this node (a process here builds in it): where to give
+  // it back, the incarnation that lent it, its device, and (stale-cache model) the
+  // device read-write for the write-back.
+  uint32_t lent_by = 0;
+  std::string lender_address, lender_path;
+  uint64_t lender_incarnation = 0;
+  std::shared_ptr<os::UniqueFd> lent_device;
   // csmd's own mapping of a replica (fetches write through it), kept with the memory
   // when it goes spare; null for arenas no fetch wrote.
   std::shared_ptr<os::SharedView> view;

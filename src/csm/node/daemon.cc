@@ -9,6 +9,7 @@ Status Daemon::Impl::Init() {
   CSM_RETURN_IF_ERROR(ValidateConfig(config_));
   if (!options_.shared_memory.path.empty()) {
     CSM_ASSIGN_OR_RETURN(shm_, SharedMemory::Open(options_.shared_memory, config_.capacity));
+    loans_ = LoanBook(shm_->lend_limit());
   }
   if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -160,6 +161,7 @@ Status Daemon::Impl::HandleAllocArena(Session& c, WireReader& in) {
     return Sessions::SendStatus(c, MessageType::kArenaReply,
                       InvalidArgument("arena of " + std::to_string(min_size) + " bytes requested"));
   }
+  if (m.home_node != 0 && m.home_node != node_id_) return BorrowArena(c, size, dedicated != 0, m.home_node);
   if (cluster_ == nullptr || addresses_.Fits(size)) return GrantArena(c, size, dedicated != 0);
   // The node needs more segments: leased from the cluster on the directory thread, so
   // the loop goes on serving everyone else; then the arena is granted from them.
@@ -347,7 +349,14 @@ cluster::ObjectRecord Daemon::Impl::RecordOf(const Object& o) const {
   cluster::ObjectRecord r = node::RecordOf(o, node_id_, std::move(arenas));
   if (shm_ != nullptr) {  // peers of the fabric map the arenas from the node's memory
     r.memory = shm_->memory();
-    for (uint64_t id : o.arena_ids) r.arena_offsets.push_back(arenas_.at(id).fabric_offset);
+    bool lent = false;
+    for (uint64_t id : o.arena_ids) {
+      const Arena& a = arenas_.at(id);
+      r.arena_offsets.push_back(a.fabric_offset);
+      r.arena_paths.push_back(a.lent_by != 0 ? a.lender_path : "");  // in another node's memory
+      lent |= a.lent_by != 0;
+    }
+    if (!lent) r.arena_paths.clear();
   }
   return r;
 }
@@ -384,6 +393,8 @@ Status Daemon::Impl::HandleCommit(Session& c, WireReader& in) {
     std::shared_ptr<os::UniqueFd> fd;
     SharedMemory::Place place;
     ObjectExtent extent;
+    std::shared_ptr<os::SharedView> mapped;  // what place.mapped points into (lent memory)
+    std::shared_ptr<os::UniqueFd> device;    // place.device_fd's
   };
   std::vector<WriteBackRange> write_back;
   if (shm_ != nullptr && shm_->coherence() != SharedMemory::Coherence::kCoherent) {
@@ -393,7 +404,7 @@ Status Daemon::Impl::HandleCommit(Session& c, WireReader& in) {
       if (!fd->valid()) return ReplyCommit(c, ErrnoError("dup of an arena's descriptor", errno));
       SharedMemory::Place place = PlaceOf(*a);
       place.fd = fd->get();
-      write_back.push_back({std::move(fd), place, e});
+      write_back.push_back({std::move(fd), place, e, a->view, a->lent_device});
     }
   }
   // Keys are unique cluster-wide: publish first, so a key taken elsewhere is refused
@@ -616,6 +627,13 @@ Status Daemon::Impl::HandleInfo(Session& c) {
     const SharedMemory::Stats s = shm_->stats();
     n.fabric = FabricFacts{shm_->memory(), shm_->size(),    shm_->allocated(), s.written_back_bytes,
                            reads_in_place_, s.read_retries, s.read_failures};
+    n.fabric->lent_bytes = loans_.lent();
+    n.fabric->loans = loans_.count();
+    n.fabric->lend_limit = loans_.limit();
+    arenas_.ForEachAfter(0, [&](const Arena& a) {
+      if (a.lent_by != 0) n.fabric->borrowed_bytes += a.size;
+      return true;
+    });
   }
   n.directory_requests_waiting = directory_waits_;
   n.spare = spare_.stats();

@@ -56,6 +56,8 @@ struct SharedMemoryOptions {
   // alone, flush otherwise.
   std::string coherence = "auto";
   uint32_t cache_line = 0;  // 0: the CPU's
+  // How much of it other nodes of the domain may borrow to build in (0: half of it).
+  uint64_t lend_limit = 0;
   std::string fault;        // tests of the stale-cache model: "skip-write-back" or "skip-invalidate"
 };
 

@@ -84,7 +84,23 @@ Status Daemon::Impl::JoinCluster() {
   self.fingerprint = protocol::BuildFingerprint();
   self.fingerprint_text = protocol::BuildFingerprintText();
   self.incarnation = incarnation_;
-  if (shm_ != nullptr) self.memory = shm_->memory();
+  if (shm_ != nullptr) {
+    self.memory = shm_->memory();
+    // Other nodes of the fabric borrow memory here to build in (docs/fabric.md), on the
+    // host the node serves peers from.
+    if (!peer_address.empty() && shm_->lend_limit() > 0) {
+      auto host_port = transport::SplitPeerAddress(peer_address);
+      if (!host_port.ok()) return host_port.status();
+      const std::string host = host_port->second.substr(0, host_port->second.rfind(':'));
+      CSM_ASSIGN_OR_RETURN(loan_server_,
+                           LoanServer::Start(host + ":0", co.secret, co.timeout_ms,
+                                             {[this](const BorrowRequest& r) { return Lend(r); },
+                                              [this](uint32_t borrower, uint64_t addr) {
+                                                return TakeBackLoan(borrower, addr);
+                                              }}));
+      self.memory.lend_address = host + ":" + std::to_string(loan_server_->port());
+    }
+  }
   CSM_RETURN_IF_ERROR(cluster_->Join(self).WithContext("joining cluster '" + co.name + "'"));
   membership_ = std::make_unique<Membership>(
       cluster_.get(), co.heartbeat_ms,

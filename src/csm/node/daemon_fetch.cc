@@ -10,7 +10,10 @@
 namespace csm::node {
 
 Status Daemon::Impl::CheckRecord(const cluster::ObjectRecord& r) const {
-  return node::CheckRecord(r, config_.window, Leases());
+  // Our own segments are another node's only where we lent it memory to build in.
+  return node::CheckRecord(r, config_.window, Leases(), [&](uint64_t addr, uint64_t size) {
+    return loans_.Covers(addr, size, r.owner_node);
+  });
 }
 
 
@@ -212,7 +215,8 @@ Status Daemon::Impl::MakeRoomFor(const std::string& key, uint64_t size) {
                           "objects, or raise --capacity");
 }
 
-Result<std::vector<uint64_t>> Daemon::Impl::PrepareMappedArenas(const cluster::ObjectRecord& r, int peer_fd) {
+Result<std::vector<uint64_t>> Daemon::Impl::PrepareMappedArenas(const cluster::ObjectRecord& r,
+                                                               const std::vector<int>& device_fds) {
   std::vector<uint64_t> ids;
   auto undo = [&] {
     for (uint64_t id : ids) {
@@ -240,11 +244,10 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareMappedArenas(const cluster::O
     if (a == nullptr) {
       // The owner's memory itself, read-only (the stale-cache model: this node's
       // snapshot of it).
-      auto range = shm_->MapPeer(r.memory.path, peer_fd, offset, span.length);
+      auto range = shm_->MapPeer(r.ArenaPath(i), device_fds[i], offset, span.length);
       if (!range.ok()) {
         undo();
-        return range.status().WithContext("mapping node " + std::to_string(r.owner_node) + "'s shared memory " +
-                                          r.memory.path);
+        return range.status().WithContext("mapping the shared memory " + r.ArenaPath(i) + " of '" + r.key + "'");
       }
       Arena& fresh = arenas_.Add(span.addr, span.length, std::move(range->fd));
       fresh.view = std::move(range->view);
@@ -263,16 +266,22 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareMappedArenas(const cluster::O
 
 Status Daemon::Impl::StartReadInPlace(const std::string& key, std::vector<Waiter>& waiters,
                                       const cluster::ObjectRecord& r) {
-  CSM_ASSIGN_OR_RETURN(os::UniqueFd peer_fd, shm_->OpenPeer(r.memory.path));
-  CSM_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, PrepareMappedArenas(r, peer_fd.get()));
+  // Each arena lies in the owner's memory, or in another node's that lent it.
+  auto devices = std::make_shared<std::vector<os::UniqueFd>>();
+  std::vector<int> device_fds;
+  for (size_t i = 0; i < r.arenas.size(); ++i) {
+    CSM_ASSIGN_OR_RETURN(os::UniqueFd fd, shm_->OpenPeer(r.ArenaPath(i)));
+    device_fds.push_back(fd.get());
+    devices->push_back(std::move(fd));
+  }
+  CSM_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, PrepareMappedArenas(r, device_fds));
   std::vector<SharedMemory::PeerArena> arenas;
-  for (uint64_t id : ids) {
-    const Arena& a = arenas_.at(id);
-    arenas.push_back({a.addr, a.size, a.fabric_offset, a.view});
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const Arena& a = arenas_.at(ids[i]);
+    arenas.push_back({a.addr, a.size, a.fabric_offset, a.view, device_fds[i]});
   }
   fetcher_.Begin(key, std::move(waiters));
-  auto fd = std::make_shared<os::UniqueFd>(std::move(peer_fd));
-  fetcher_.Run([this, r, arenas = std::move(arenas), fd] { return shm_->ReadInPlace(r, arenas, fd->get()); },
+  fetcher_.Run([this, r, arenas = std::move(arenas), devices] { return shm_->ReadInPlace(r, arenas); },
                [this, key, r, ids](Status s) { FinishFetch(key, s, r, ids); });
   return Status::OK();
 }

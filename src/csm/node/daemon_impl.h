@@ -51,6 +51,8 @@
 #include "csm/node/replica_fetcher.h"
 #include "csm/node/sessions.h"
 #include "csm/node/shared_memory.h"
+#include "csm/node/loan_book.h"
+#include "csm/node/loan_service.h"
 #include "csm/node/daemon.h"
 #include "csm/protocol/messages.h"
 #include "csm/protocol/protocol.h"
@@ -215,9 +217,26 @@ class Daemon::Impl {
   // Maps the owner's arenas of r from its fabric memory (the stale-cache model: private
   // snapshots of them) and checks r's bytes there on the fetch pool, as a fetch would.
   Status StartReadInPlace(const std::string& key, std::vector<Waiter>& waiters, const cluster::ObjectRecord& r);
-  Result<std::vector<uint64_t>> PrepareMappedArenas(const cluster::ObjectRecord& r, int peer_fd);
+  Result<std::vector<uint64_t>> PrepareMappedArenas(const cluster::ObjectRecord& r, const std::vector<int>& device_fds);
   // Where an arena of this node lies, for SharedMemory::WriteBack.
-  SharedMemory::Place PlaceOf(const Arena& a) const { return {a.fd.get(), a.fd_offset, a.addr, a.fabric_offset}; }
+  SharedMemory::Place PlaceOf(const Arena& a) const {
+    return {a.fd.get(), a.fd_offset, a.addr, a.fabric_offset, a.lent_device ? a.lent_device->get() : -1,
+            a.lent_by != 0 && a.view ? a.view->data() : nullptr};
+  }
+  // ---- lending memory to other nodes of the fabric, and borrowing theirs ----
+  // Lender: a loan of `r.size` bytes, made on the loop (called on a LoanServer thread).
+  Result<LoanGrant> Lend(const BorrowRequest& r);
+  Status TakeBackLoan(uint32_t borrower, uint64_t addr);  // a loan given back (any thread)
+  // Borrower: c's arena of `size` bytes in node `lender`'s memory.
+  Status BorrowArena(Session& c, uint64_t size, bool dedicated, uint32_t lender);
+  // Every few heartbeats while loans are out: loans of dead borrowers come back, and
+  // this node's objects in the memory of a dead lender go.
+  void ArmLoanCheck();
+  void CheckLoans(const std::vector<cluster::NodeInfo>& members);
+  LoanBook loans_{0};                        // what this node lent (its limit set at Init)
+  std::unique_ptr<LoanServer> loan_server_;  // null unless the node lends
+  boost::asio::steady_timer loan_timer_{io_};
+  bool loan_check_armed_ = false;
   std::unique_ptr<SharedMemory> shm_;  // null: the node is on no fabric
   uint64_t reads_in_place_ = 0;        // Gets of other nodes' objects answered by mapping them
   // Fetches in flight (who waits for each key), their threads and transports.

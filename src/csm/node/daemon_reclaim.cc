@@ -82,13 +82,21 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   bool served = false;  // to a peer right now: its bytes must stay what they were
   if (a.replica_of == 0) {
     served = peers_.RemoveArena(a.addr);
-    addresses_.Free(a.addr, a.size);  // a replica's addresses belong to its owner node
+    // A replica's addresses belong to its owner node; a borrowed arena's to its lender,
+    // which takes them back with the memory.
+    if (a.lent_by == 0) addresses_.Free(a.addr, a.size);
+  }
+  if (a.lent_by != 0) {
+    boost::asio::post(DirectoryThread(), [this, address = a.lender_address, addr = a.addr, lender = a.lent_by] {
+      Status s = GiveBack(address, options_.cluster.secret, options_.cluster.timeout_ms, node_id_, addr);
+      if (!s.ok()) CSM_LOG_DEBUG("giving %s back to node %u: %s", Hex(addr).c_str(), lender, s.ToString().c_str());
+    });
   }
   used_ -= a.charged;
   // Its range of the node's fabric memory goes back (a peer's arena mapped here was
   // never ours); device memory is not kept spare.
-  if (a.replica_of == 0 && a.fabric_offset != Arena::kNoFabric) shm_->Free(a.fabric_offset, a.size);
-  const bool device = a.mapped || (a.replica_of == 0 && shm_ != nullptr && shm_->direct());
+  if (a.replica_of == 0 && a.lent_by == 0 && a.fabric_offset != Arena::kNoFabric) shm_->Free(a.fabric_offset, a.size);
+  const bool device = a.mapped || a.lent_by != 0 || (a.replica_of == 0 && shm_ != nullptr && shm_->direct());
   if (!served && !device) spare_.Keep(std::move(a.fd), a.size, std::move(a.view));  // or closed, if over budget
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   sessions_.ForEach([&](Session& c) {

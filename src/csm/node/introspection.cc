@@ -34,7 +34,11 @@ nlohmann::json InfoJson(const NodeFacts& n) {
                    {"written_back_bytes", f.written_back_bytes},
                    {"reads_in_place", f.reads_in_place},
                    {"read_retries", f.read_retries},
-                   {"read_failures", f.read_failures}};
+                   {"read_failures", f.read_failures},
+                   {"lent_bytes", f.lent_bytes},
+                   {"loans", f.loans},
+                   {"lend_limit", f.lend_limit},
+                   {"borrowed_bytes", f.borrowed_bytes}};
   }
   j["directory_requests_waiting"] = n.directory_requests_waiting;
   j["spare_memory_bytes"] = n.spare.bytes;                // destroyed arenas' memory kept for reuse

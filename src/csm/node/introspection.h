@@ -33,6 +33,8 @@ struct FabricFacts {
   uint64_t reads_in_place = 0;       // other nodes' objects mapped here, nothing copied
   uint64_t read_retries = 0;         // invalidated again: the bytes differed from the record
   uint64_t read_failures = 0;        // still differed after every retry: reported to the reader
+  uint64_t lent_bytes = 0, loans = 0, lend_limit = 0;  // this node's memory other nodes build in
+  uint64_t borrowed_bytes = 0;                         // other nodes' memory this node's processes build in
 };
 
 // The node as it is now, for `csm info`.

@@ -13,7 +13,8 @@
 namespace csm::node {
 
 Status CheckRecord(const cluster::ObjectRecord& r, const WindowConfig& w,
-                   const std::vector<cluster::SegmentLease>& ours) {
+                   const std::vector<cluster::SegmentLease>& ours,
+                   const std::function<bool(uint64_t addr, uint64_t size)>& lent_to_owner) {
   constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
   auto overlaps_ours = [&](uint64_t addr, uint64_t size) {
     for (const auto& l : ours) {
@@ -24,7 +25,7 @@ Status CheckRecord(const cluster::ObjectRecord& r, const WindowConfig& w,
   };
   for (const auto& a : r.arenas) {
     if (a.length == 0 || a.addr % kAlign || a.length % kAlign || !RangeWithin(a.addr, a.length, w.base, w.size) ||
-        overlaps_ours(a.addr, a.length)) {
+        (overlaps_ours(a.addr, a.length) && !(lent_to_owner && lent_to_owner(a.addr, a.length)))) {
       return Corruption("object '" + r.key + "' names an arena outside node " + std::to_string(r.owner_node) +
                         "'s part of the window");
     }

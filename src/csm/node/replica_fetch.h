@@ -24,8 +24,11 @@ namespace csm::node {
 // the window and outside this node's own segments (`ours`), every extent inside one of
 // the arenas, the sizes add up, the header starts the first extent and the root lies in
 // an extent.
+// `lent_to_owner(addr, size)`: whether that range of our segments is memory this node
+// lent r's owner (its objects may lie there).
 Status CheckRecord(const cluster::ObjectRecord& r, const WindowConfig& window,
-                   const std::vector<cluster::SegmentLease>& ours);
+                   const std::vector<cluster::SegmentLease>& ours,
+                   const std::function<bool(uint64_t addr, uint64_t size)>& lent_to_owner = {});
 
 // A replica arena the bytes go into: a memfd that will appear at [addr, +size), written
 // through csmd's own view of it.

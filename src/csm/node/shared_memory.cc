@@ -142,6 +142,7 @@ Result<std::unique_ptr<SharedMemory>> SharedMemory::Open(const Options& o, uint6
     CSM_ASSIGN_OR_RETURN(m->view_, os::SharedView::Map(m->fd_.get(), m->size_, m->offset_));
   }
   m->free_[m->offset_] = m->size_;
+  m->lend_limit_ = o.lend_limit != 0 ? std::min(o.lend_limit, m->size_) : m->size_ / 2;
   CSM_LOG_INFO("shared memory: %s of %s from offset %s, domain '%s', %s%s", FormatSize(m->size_).c_str(),
                o.path.c_str(), Hex(m->offset_).c_str(), m->memory_.domain.c_str(), m->memory_.coherence.c_str(),
                m->lines_ ? (" (" + m->lines_->Describe() + ")").c_str() : "");
@@ -198,13 +199,18 @@ Status SharedMemory::WriteBack(const Place& place, uint64_t addr, uint64_t len) 
   if (fault_ == Fault::kSkipWriteBack || coherence_ == Coherence::kCoherent || len == 0) return Status::OK();
   const uint64_t rel = addr - place.arena_addr;
   if (coherence_ == Coherence::kFlush) {
-    const uint64_t at = place.fabric_offset - offset_ + rel;
-    if (!RangeWithin(at, len, 0, view_->size())) return Internal("write-back outside the node's shared memory");
-    lines_->WriteBack(view_->data() + at, len);
+    if (place.mapped != nullptr) {  // lent memory: csmd's mapping of the arena in it
+      lines_->WriteBack(place.mapped + rel, len);
+    } else {
+      const uint64_t at = place.fabric_offset - offset_ + rel;
+      if (!RangeWithin(at, len, 0, view_->size())) return Internal("write-back outside the node's shared memory");
+      lines_->WriteBack(view_->data() + at, len);
+    }
   } else {  // the stale-cache model: the private copy's lines reach the device now
     const uint64_t line = memory_.cache_line;
     const uint64_t first = rel / line * line, last = (rel + len + line - 1) / line * line;
-    CSM_RETURN_IF_ERROR(CopyBetweenFiles(place.fd, place.fd_offset + first, fd_.get(),
+    CSM_RETURN_IF_ERROR(CopyBetweenFiles(place.fd, place.fd_offset + first,
+                                         place.device_fd >= 0 ? place.device_fd : fd_.get(),
                                          place.fabric_offset + first, last - first));
   }
   written_back_.fetch_add(len);
@@ -228,6 +234,12 @@ Result<os::UniqueFd> SharedMemory::OpenPeer(const std::string& path) {
   os::UniqueFd dup(::fcntl(p.fd.get(), F_DUPFD_CLOEXEC, 0));
   if (!dup.valid()) return ErrnoError("dup of a peer's shared-memory descriptor", errno);
   return dup;
+}
+
+Result<os::UniqueFd> SharedMemory::OpenLent(const std::string& path) {
+  os::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError("opening the memory a peer lent (" + path + ")", errno);
+  return fd;
 }
 
 Result<SharedMemory::PeerRange> SharedMemory::MapPeer(const std::string& path, int peer_fd, uint64_t offset,
@@ -265,7 +277,7 @@ Result<SharedMemory::PeerRange> SharedMemory::MapPeer(const std::string& path, i
   return out;
 }
 
-Status SharedMemory::Invalidate(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas, int peer_fd) {
+Status SharedMemory::Invalidate(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas) {
   if (fault_ == Fault::kSkipInvalidate || coherence_ == Coherence::kCoherent) return Status::OK();
   for (const auto& e : r.extents) {
     const PeerArena* a = Holding(arenas, e.addr, e.length);
@@ -276,7 +288,7 @@ Status SharedMemory::Invalidate(const cluster::ObjectRecord& r, const std::vecto
     } else {  // the stale-cache model: the snapshot's lines are fetched again
       const uint64_t line = memory_.cache_line;
       const uint64_t first = rel / line * line, last = std::min(a->size, (rel + e.length + line - 1) / line * line);
-      CSM_RETURN_IF_ERROR(ReadFully(peer_fd, a->view->data() + first, last - first, a->device_offset + first));
+      CSM_RETURN_IF_ERROR(ReadFully(a->device_fd, a->view->data() + first, last - first, a->device_offset + first));
     }
   }
   return Status::OK();
@@ -306,19 +318,19 @@ Status SharedMemory::Check(const cluster::ObjectRecord& r, const std::vector<Pee
   return Status::OK();
 }
 
-Status SharedMemory::ReadInPlace(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas, int peer_fd) {
+Status SharedMemory::ReadInPlace(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas) {
   reads_.fetch_add(1);
   Status last;
   for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
     if (attempt > 0) read_retries_.fetch_add(1);
-    CSM_RETURN_IF_ERROR(Invalidate(r, arenas, peer_fd));
+    CSM_RETURN_IF_ERROR(Invalidate(r, arenas));
     last = Check(r, arenas);
     if (last.ok()) return last;
     CSM_LOG_DEBUG("reading '%s' in node %u's memory, attempt %d: %s", r.key.c_str(), r.owner_node, attempt + 1,
                   last.message().c_str());
   }
   read_failures_.fetch_add(1);
-  return Corruption("'" + r.key + "' in node " + std::to_string(r.owner_node) + "'s shared memory (" + r.memory.path +
+  return Corruption("'" + r.key + "' of node " + std::to_string(r.owner_node) + " in shared memory (" + r.ArenaPath(0) +
                     ") still differs from its record after " + std::to_string(kReadAttempts) +
                     " invalidations (" + last.message() + "): the fabric's caches are not coherent and the "
                     "writer's lines were not written back (do both nodes have the same --coherence?), or the "

@@ -69,6 +69,7 @@ class SharedMemory {
   int device_fd() const { return fd_.get(); }
   uint64_t size() const { return size_; }
   uint64_t allocated() const { return allocated_; }
+  uint64_t lend_limit() const { return lend_limit_; }
 
   // ---- this node's arenas (the loop) ----
   // A range of `size` bytes (rounded up to kGranule) of the node's memory: its offset in
@@ -86,6 +87,10 @@ class SharedMemory {
     uint64_t fd_offset;
     uint64_t arena_addr;
     uint64_t fabric_offset;
+    // An arena in memory another node lent: that memory's device (read-write), and
+    // csmd's mapping of the arena in it (flush). -1 / null: this node's own memory.
+    int device_fd = -1;
+    const char* mapped = nullptr;
   };
   // Makes [addr, +len) of an arena at `place` what peers of the domain read: writes its
   // cache lines back to the device and fences (flush), copies them there (stale-model),
@@ -96,6 +101,8 @@ class SharedMemory {
   // A read-only descriptor of the peer's device at `path` (the one a record names).
   // Opened once and kept; opened again if the file was replaced (a restarted peer).
   Result<os::UniqueFd> OpenPeer(const std::string& path);
+  // The same, read-write: the memory a peer lent this node (a fresh descriptor).
+  Result<os::UniqueFd> OpenLent(const std::string& path);
   // [offset, +size) of the peer's memory at `path` as this node maps it: the device's
   // range itself (read-only), or in the stale-cache model the node's snapshot of it
   // (loaded now where it never was). `fd` from `offset` is what processes map; `view`
@@ -108,15 +115,16 @@ class SharedMemory {
   // One of the owner's arenas as this node sees it (MapPeer's view).
   struct PeerArena {
     uint64_t addr, size;
-    uint64_t device_offset;  // where it lies in the owner's device
+    uint64_t device_offset;  // where it lies in its device
     std::shared_ptr<os::SharedView> view;
+    int device_fd;  // the device, read-only (the stale-cache model refreshes from it)
   };
   // Makes r's bytes, in the owner's memory (`arenas`), safe to use on this node: drops
   // their lines from the caches (flush) or refreshes the snapshot (stale-model), then
   // checks the header against the record and, on a non-coherent fabric, the checksum.
   // A mismatch is retried after another invalidate, up to kReadAttempts times; then
   // Corruption, counted in stats().
-  Status ReadInPlace(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas, int peer_fd);
+  Status ReadInPlace(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas);
 
   struct Stats {
     uint64_t written_back_bytes, reads, read_retries, read_failures;
@@ -128,7 +136,7 @@ class SharedMemory {
 
  private:
   SharedMemory() = default;
-  Status Invalidate(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas, int peer_fd);
+  Status Invalidate(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas);
   Status Check(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas) const;
 
   cluster::FabricMemory memory_;
@@ -139,6 +147,7 @@ class SharedMemory {
   uint64_t offset_ = 0, size_ = 0;
   std::shared_ptr<os::SharedView> view_;  // csmd's view of its own memory (flush)
   bool punch_holes_ = true;               // false on a device that cannot (DAX)
+  uint64_t lend_limit_ = 0;
 
   std::map<uint64_t, uint64_t> free_;  // offset → length of free ranges (loop only)
   uint64_t allocated_ = 0;

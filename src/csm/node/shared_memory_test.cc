@@ -115,7 +115,7 @@ TEST_P(StaleModelTest, ReadsSeeTheWritersBytesOnlyThroughTheProtocol) {
     auto range = reader->MapPeer(r.memory.path, peer->get(), *offset, kArenaSize);
     EXPECT_TRUE(range.ok()) << range.status().ToString();
     if (!range.ok()) return range.status();
-    return reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view}}, peer->get());
+    return reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view, peer->get()}});
   };
   // The first object lands where the reader never looked; the second in the same memory.
   Status first = publish_and_read('a');
@@ -159,10 +159,10 @@ TEST(SharedMemoryTest, FlushWritesBackAndInvalidatesWithoutChangingBytes) {
   ASSERT_TRUE(peer.ok());
   auto range = reader->MapPeer(r.memory.path, peer->get(), *offset, kArenaSize);
   ASSERT_TRUE(range.ok());
-  EXPECT_TRUE(reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view}}, peer->get()).ok());
+  EXPECT_TRUE(reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view, peer->get()}}).ok());
   // Bytes that differ from the record are reported after the retries, not taken.
   r.checksum ^= 1;
-  Status wrong = reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view}}, peer->get());
+  Status wrong = reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view, peer->get()}});
   EXPECT_TRUE(wrong.IsCorruption()) << wrong.ToString();
   EXPECT_EQ(reader->stats().read_failures, 1u);
 }

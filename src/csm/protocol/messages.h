@@ -40,10 +40,12 @@ struct AllocArena {
   static constexpr MessageType kType = MessageType::kAllocArena;
   uint64_t min_size = 0;
   uint8_t dedicated = 0;  // one allocation's arena, sized for it
+  uint32_t home_node = 0;  // in that node's memory (a loan over the fabric); 0: this node's
   template <typename Self, typename Io>
   static Status Fields(Self& m, Io& io) {
     CSM_RETURN_IF_ERROR(io.Value(m.min_size));
-    return io.Value(m.dedicated);
+    CSM_RETURN_IF_ERROR(io.Value(m.dedicated));
+    return io.Value(m.home_node);
   }
 };
 

@@ -79,9 +79,10 @@ TEST(MessagesTest, EveryRequestComesBackAsSent) {
   Hello h = RoundTrip(Hello{0xfeed, window}, 9);
   EXPECT_EQ(h.fingerprint, 0xfeedu);
   EXPECT_TRUE(h.window == window);
-  AllocArena a = RoundTrip(AllocArena{1 << 20, 1});
+  AllocArena a = RoundTrip(AllocArena{1 << 20, 1, 7});
   EXPECT_EQ(a.min_size, 1u << 20);
   EXPECT_EQ(a.dedicated, 1);
+  EXPECT_EQ(a.home_node, 7u);
   EXPECT_EQ(RoundTrip(ReleaseArena{5}).arena_id, 5u);
   EXPECT_EQ(RoundTrip(SyncArenas{17}).synced, 17u);
   Commit c = RoundTrip(Commit{0x200000001000, 0xabc, "k/1", "Map"});
@@ -108,17 +109,20 @@ TEST(MessagesTest, EveryReplyComesBackAsSent) {
   EXPECT_EQ(h.pins, 4096u);
   EXPECT_EQ(h.arena_size, 64u << 20);
   EXPECT_EQ(h.clustered, 1);
-  ArenaReply a = RoundTrip(ArenaReply{Status::OK(), 3, 4, 0x200000000000, 2 << 20, 1});
+  ArenaReply a = RoundTrip(ArenaReply{Status::OK(), 3, 4, 0x200000000000, 2 << 20, 6 << 20, 1});
   EXPECT_EQ(a.arena_id, 3u);
   EXPECT_EQ(a.seq, 4u);
   EXPECT_EQ(a.addr, 0x200000000000u);
+  EXPECT_EQ(a.offset, 6u << 20);
   EXPECT_EQ(a.huge_pages, 1);
-  SyncReply s = RoundTrip(SyncReply{Status::OK(), {{1, 0x1000, 4096}}, 12, {{2, 0x2000, 8192}, {3, 0x4000, 4096}}});
+  SyncReply s = RoundTrip(
+      SyncReply{Status::OK(), {{1, 0x1000, 4096, 0}}, 12, {{2, 0x2000, 8192, 0}, {3, 0x4000, 4096, 2 << 20}}});
   ASSERT_EQ(s.destroyed.size(), 1u);
   EXPECT_EQ(s.destroyed[0].addr, 0x1000u);
   EXPECT_EQ(s.upto, 12u);
   ASSERT_EQ(s.fresh.size(), 2u);
   EXPECT_EQ(s.fresh[1].id, 3u);
+  EXPECT_EQ(s.fresh[1].offset, 2u << 20);
   EXPECT_EQ(RoundTrip(CommitReply{Status::OK(), 77}).object_id, 77u);
   EXPECT_TRUE(RoundTrip(StatusReply{Status::OK()}).status.ok());
   EXPECT_EQ(RoundTrip(JsonReply{Status::OK(), "{\"a\":1}"}).json, "{\"a\":1}");
