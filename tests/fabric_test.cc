@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "csm/client.h"
@@ -101,6 +102,73 @@ TEST_P(FabricTest, ObjectsAreReadInPlaceAndNoByteCrossesTheNetwork) {
   ASSERT_TRUE(map.ok()) << map.status().ToString();
   EXPECT_EQ(workload::Verify(**map, 100000), "");
   EXPECT_EQ(Info(lab.node(3))["fabric"]["reads_in_place"], 2) << "still the mapping made before";
+}
+
+// Processes build in another node's memory (the paper's remote memory pool): on node 2
+// in node 1's, on node 3 in node 2's. Their objects are read in place everywhere, a
+// table whose parts lie in the three nodes' memory is read with nothing copied, and a
+// dead borrower's loan comes back to its lender while the objects a dead lender held go.
+TEST_P(FabricTest, ProcessesBuildInAnotherNodesMemory) {
+  if (std::string why = testing::NetworkLab::Unavailable(); !why.empty()) GTEST_SKIP() << why;
+  RemoveMemoryFiles cleanup;
+  const std::string coherence = GetParam();
+  testing::LabCluster lab(3, "embedded_tcp", [&](int host) { return OnFabric(host, coherence); });
+  // Runs `argv` as a client of node `host` building in node `home`'s memory.
+  auto in_memory_of = [&](int host, int home, std::vector<std::string> argv, const std::string& expect) {
+    std::vector<std::string> env = lab.node(host).Env();
+    env.push_back("CSM_HOME_NODE=" + std::to_string(home));
+    auto p = testing::Process::Spawn(argv, env);
+    std::string line = p->WaitForLine(expect, 120000);
+    EXPECT_EQ(p->Wait(), 0) << p->output();
+    return line;
+  };
+  const std::string by2 = in_memory_of(2, 1, {Helper(), "produce", "loan/by2", "50000"}, "committed");
+  in_memory_of(3, 2, {Helper(), "produce", "loan/by3", "20000"}, "committed");
+  for (int host : {1, 3}) {
+    EXPECT_EQ(testing::Field(lab.Run(Helper(), host, {"consume", "loan/by2", "50000"}, "verified"), "root"),
+              testing::Field(by2, "root"));
+  }
+  for (int host : {1, 2}) lab.Run(Helper(), host, {"consume", "loan/by3", "20000"}, "verified");
+
+  // A table of three parts: built on node 2 in node 1's memory, on node 3 in its own,
+  // on node 1 in node 2's; read on node 3.
+  const std::string dir = ::testing::TempDir();
+  for (int part = 1; part <= 3; ++part) {
+    std::ofstream csv(dir + "/part" + std::to_string(part) + ".csv");
+    csv << "id,name\n";
+    for (int i = 0; i < 10000; ++i) csv << part * 100000 + i << ",row" << i << "\n";
+  }
+  const std::string csm = testing::BinaryDir() + "/csm";
+  in_memory_of(2, 1, {csm, "put", "--append", "--key", "loan/table", dir + "/part1.csv"}, "");
+  in_memory_of(3, 3, {csm, "put", "--append", "--key", "loan/table", dir + "/part2.csv"}, "");
+  in_memory_of(1, 2, {csm, "put", "--append", "--key", "loan/table", dir + "/part3.csv"}, "");
+  testing::CommandResult got = testing::Run({csm, "get", "loan/table"}, lab.node(3).Env());
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_NE(got.out.find("rows:    30000"), std::string::npos) << got.out;
+
+  for (int host : {1, 2, 3}) {
+    json info = Info(lab.node(host));
+    EXPECT_EQ(info["peer_bytes_served"], 0) << "node " << host << ": object bytes crossed the network";
+    EXPECT_EQ(info["fetches"], 0) << "node " << host;
+    EXPECT_EQ(info["fabric"]["read_failures"], 0) << "node " << host;
+    if (host != 3) {
+      EXPECT_GT(info["fabric"]["lent_bytes"].get<uint64_t>(), 0u) << "node " << host;
+      EXPECT_GT(info["fabric"]["borrowed_bytes"].get<uint64_t>(), 0u) << "node " << host;
+    }
+  }
+  // Node 2 dies: node 1 takes back what node 2 borrowed; the object node 3 built in
+  // node 2's memory goes with it, and node 3's own part stays.
+  lab.node(2).Kill(SIGKILL);
+  EXPECT_TRUE(testing::Eventually([&] { return Info(lab.node(1))["fabric"]["loans"] == 0; }, 15000))
+      << Info(lab.node(1));
+  auto c = Client::Connect(lab.node(3).ClientConfig());
+  ASSERT_TRUE(c.ok());
+  Status s;
+  EXPECT_TRUE(testing::Eventually([&] {
+    s = (*c)->Get<workload::HeapMap>("loan/by3").status();
+    return s.IsNotFound() || s.IsUnavailable();
+  }, 15000)) << s.ToString();
+  EXPECT_EQ(Info(lab.node(3))["fabric"]["borrowed_bytes"], 0) << "its arena in node 2's memory went";
 }
 
 INSTANTIATE_TEST_SUITE_P(Coherence, FabricTest, ::testing::Values("coherent", "flush", "stale-model"),

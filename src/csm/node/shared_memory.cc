@@ -320,6 +320,17 @@ Status SharedMemory::Check(const cluster::ObjectRecord& r, const std::vector<Pee
 
 Status SharedMemory::ReadInPlace(const cluster::ObjectRecord& r, const std::vector<PeerArena>& arenas) {
   reads_.fetch_add(1);
+  // csmd touches the memory only where it still is: a file cut short under a mapping
+  // would fault (SIGBUS) on access. Nodes never shrink their files (a restarted node
+  // makes a new one), so this only catches someone else's hand.
+  for (const PeerArena& a : arenas) {
+    struct stat st{};
+    if (::fstat(a.device_fd, &st) != 0) return ErrnoError("fstat of a peer's shared memory", errno);
+    if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) < a.device_offset + a.size) {
+      return Unavailable("the shared memory holding '" + r.key + "' (" + r.ArenaPath(0) +
+                         ") went away: its file is shorter than its arenas");
+    }
+  }
   Status last;
   for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
     if (attempt > 0) read_retries_.fetch_add(1);
