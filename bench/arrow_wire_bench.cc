@@ -242,6 +242,55 @@ int Serve(int port, int flight_port, int64_t mib) {
   }
 }
 
+// ---- build: where the table is built, and reading it where it lies ---------------------
+
+// Sums every `stride`-th value of the id column (stride 1: all of them, sequentially);
+// returns bytes of the column passed over per second, and adds the sum to *sum.
+double ScanIds(const arrow::Table& t, int64_t stride, uint64_t* sum) {
+  auto t0 = Clock::now();
+  uint64_t h = 0;
+  int64_t bytes = 0;
+  for (const auto& chunk : t.column(0)->chunks()) {
+    const int64_t* v = static_cast<const arrow::Int64Array&>(*chunk).raw_values();
+    const int64_t n = chunk->length();
+    for (int64_t i = 0; i < n; i += stride) h += static_cast<uint64_t>(v[i]);
+    bytes += n * 8;
+  }
+  *sum += h;
+  return static_cast<double>(bytes) / Seconds(t0, Clock::now());
+}
+
+// In a process of node B (CSM_SOCKET; with CSM_HOME_NODE=A, in node A's memory): per
+// round, puts the table into the heap (timed), reads its id column sequentially and at
+// strides, deletes it. Prints medians.
+int Build(int64_t mib, int rounds) {
+  auto client = csm::Client::Connect();
+  if (!client.ok()) return Fail(client.status().ToString());
+  auto table = MakeTable(mib);
+  const int64_t strides[] = {1, 8, 16, 64};
+  std::vector<double> put;
+  std::vector<std::vector<double>> scans(std::size(strides));
+  uint64_t sum = 0;
+  for (int r = 0; r < rounds; ++r) {
+    const std::string key = "build-" + std::to_string(::getpid()) + "-" + std::to_string(r);
+    auto t0 = Clock::now();
+    auto done = csm::PutTable(**client, key, *table);
+    if (!done.ok()) return Fail(done.status().ToString());
+    put.push_back(Seconds(t0, Clock::now()));
+    auto got = csm::GetTable(**client, key);
+    if (!got.ok()) return Fail(got.status().ToString());
+    for (size_t s = 0; s < std::size(strides); ++s) scans[s].push_back(ScanIds(**got, strides[s], &sum));
+    got->reset();
+    if (!(*client)->Delete(key).ok()) return Fail("delete " + key);
+  }
+  std::printf("put %.9f", Summarize(put).p50);
+  for (size_t s = 0; s < std::size(strides); ++s) {
+    std::printf(" stride%lld %.3f", static_cast<long long>(strides[s]), Summarize(scans[s]).p50 / 1e9);
+  }
+  std::printf(" | %llu\n", static_cast<unsigned long long>(sum));
+  return 0;
+}
+
 // ---- measure --------------------------------------------------------------------------
 
 struct Row {
@@ -407,7 +456,12 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "build the table; put, drop, stream or send it on request");
   auto* measure = app.add_subcommand("measure", "time every path from the other node");
   auto* csm_get = app.add_subcommand("csm-get", "(for measure) fetch the table through csm");
-  serve->add_option("--mib", mib, "table size in MiB")->check(CLI::Range(int64_t{1}, int64_t{16384}));
+  auto* build = app.add_subcommand("build", "put the table into the heap (CSM_HOME_NODE: another node's memory) "
+                                            "and read it where it lies; prints medians");
+  for (auto* s : {serve, build}) {
+    s->add_option("--mib", mib, "table size in MiB")->check(CLI::Range(int64_t{1}, int64_t{16384}));
+  }
+  build->add_option("--rounds", rounds)->check(CLI::Range(1, 1000));
   for (auto* s : {serve, csm_get, measure}) s->add_option("--port", port, "serve's control port");
   for (auto* s : {serve, measure}) s->add_option("--flight-port", flight_port, "serve's Flight port");
   for (auto* s : {csm_get, measure}) {
@@ -422,6 +476,7 @@ int main(int argc, char** argv) {
   try {
     if (serve->parsed()) return Serve(port, flight_port, mib);
     if (csm_get->parsed()) return CsmGet(peer, port, rounds);
+    if (build->parsed()) return Build(mib, rounds);
     std::vector<std::pair<std::string, std::string>> csms;
     for (const auto& f : csm_flags) {
       size_t eq = f.find('=');

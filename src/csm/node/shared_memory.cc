@@ -248,7 +248,10 @@ Result<SharedMemory::PeerRange> SharedMemory::MapPeer(const std::string& path, i
   if (direct()) {
     out.fd.Reset(::fcntl(peer_fd, F_DUPFD_CLOEXEC, 0));
     if (!out.fd.valid()) return ErrnoError("dup of a peer's shared-memory descriptor", errno);
-    CSM_ASSIGN_OR_RETURN(out.view, os::SharedView::Map(peer_fd, size, offset, /*writable=*/false));
+    // On a non-coherent fabric every line is invalidated and hashed at first use: the
+    // page tables are built at once rather than a fault per page.
+    CSM_ASSIGN_OR_RETURN(out.view, os::SharedView::Map(peer_fd, size, offset, /*writable=*/false,
+                                                       /*populate=*/coherence_ == Coherence::kFlush));
     return out;
   }
   std::lock_guard<std::mutex> lock(peers_mu_);

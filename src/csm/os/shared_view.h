@@ -20,9 +20,11 @@ namespace csm::os {
 
 class SharedView {
  public:
-  // Maps [offset, +size) of `fd` readable, and writable unless told (no pages are
-  // touched).
-  static Result<std::shared_ptr<SharedView>> Map(int fd, size_t size, uint64_t offset = 0, bool writable = true);
+  // Maps [offset, +size) of `fd` readable, and writable unless told. No pages are
+  // touched, unless `populate`: then the page tables are built now for pages the file
+  // has (cheaper than a fault per page when every page will be read).
+  static Result<std::shared_ptr<SharedView>> Map(int fd, size_t size, uint64_t offset = 0, bool writable = true,
+                                                 bool populate = false);
   ~SharedView();
   SharedView(const SharedView&) = delete;
   SharedView& operator=(const SharedView&) = delete;
