@@ -262,8 +262,8 @@ double ScanIds(const arrow::Table& t, int64_t stride, uint64_t* sum) {
 
 // In a process of node B (CSM_SOCKET; with CSM_HOME_NODE=A, in node A's memory): per
 // round, puts the table into the heap (timed), reads its id column sequentially and at
-// strides, deletes it. Prints medians.
-int Build(int64_t mib, int rounds) {
+// strides, deletes it, waits `pause_ms`. Prints medians.
+int Build(int64_t mib, int rounds, int pause_ms) {
   auto client = csm::Client::Connect();
   if (!client.ok()) return Fail(client.status().ToString());
   auto table = MakeTable(mib);
@@ -282,6 +282,7 @@ int Build(int64_t mib, int rounds) {
     for (size_t s = 0; s < std::size(strides); ++s) scans[s].push_back(ScanIds(**got, strides[s], &sum));
     got->reset();
     if (!(*client)->Delete(key).ok()) return Fail("delete " + key);
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
   }
   std::printf("put %.9f", Summarize(put).p50);
   for (size_t s = 0; s < std::size(strides); ++s) {
@@ -462,6 +463,9 @@ int main(int argc, char** argv) {
     s->add_option("--mib", mib, "table size in MiB")->check(CLI::Range(int64_t{1}, int64_t{16384}));
   }
   build->add_option("--rounds", rounds)->check(CLI::Range(1, 1000));
+  int pause_ms = 0;
+  build->add_option("--pause-ms", pause_ms, "between rounds (the memory a round freed settles)")
+      ->check(CLI::Range(0, 60000));
   for (auto* s : {serve, csm_get, measure}) s->add_option("--port", port, "serve's control port");
   for (auto* s : {serve, measure}) s->add_option("--flight-port", flight_port, "serve's Flight port");
   for (auto* s : {csm_get, measure}) {
@@ -476,7 +480,7 @@ int main(int argc, char** argv) {
   try {
     if (serve->parsed()) return Serve(port, flight_port, mib);
     if (csm_get->parsed()) return CsmGet(peer, port, rounds);
-    if (build->parsed()) return Build(mib, rounds);
+    if (build->parsed()) return Build(mib, rounds, pause_ms);
     std::vector<std::pair<std::string, std::string>> csms;
     for (const auto& f : csm_flags) {
       size_t eq = f.find('=');

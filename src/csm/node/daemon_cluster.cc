@@ -86,6 +86,7 @@ Status Daemon::Impl::JoinCluster() {
   self.incarnation = incarnation_;
   if (shm_ != nullptr) {
     self.memory = shm_->memory();
+    loan_client_ = std::make_unique<LoanClient>(co.secret, co.timeout_ms);
     // Other nodes of the fabric borrow memory here to build in (docs/fabric.md), on the
     // host the node serves peers from.
     if (!peer_address.empty() && shm_->lend_limit() > 0) {

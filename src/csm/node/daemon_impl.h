@@ -235,6 +235,10 @@ class Daemon::Impl {
   void CheckLoans(const std::vector<cluster::NodeInfo>& members);
   LoanBook loans_{0};                        // what this node lent (its limit set at Init)
   std::unique_ptr<LoanServer> loan_server_;  // null unless the node lends
+  std::unique_ptr<LoanClient> loan_client_;  // made with the cluster; used on the directory thread
+  // Lenders as the member list last said (directory thread only): asked again when a
+  // loan from one fails.
+  std::map<uint32_t, cluster::NodeInfo> lenders_;
   boost::asio::steady_timer loan_timer_{io_};
   bool loan_check_armed_ = false;
   std::unique_ptr<SharedMemory> shm_;  // null: the node is on no fabric

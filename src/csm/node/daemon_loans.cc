@@ -90,23 +90,34 @@ Status Daemon::Impl::BorrowArena(Session& c, uint64_t size, bool dedicated, uint
   AwaitDirectory(
       c,
       [this, borrowed, lender_id, size, fabric = shm_->memory()] {
-        CSM_ASSIGN_OR_RETURN(std::vector<cluster::NodeInfo> members, cluster_->Members());
-        auto it = std::find_if(members.begin(), members.end(),
-                               [&](const cluster::NodeInfo& n) { return n.node_id == lender_id; });
-        if (it == members.end() || !it->alive) {
-          borrowed->grant = Unavailable("node " + std::to_string(lender_id) + " (CSM_HOME_NODE) is not alive");
-          return borrowed->grant.status();
+        // The lender as last listed; the member list is asked again if it is not known
+        // yet, or a loan from what it said fails (the lender restarted, or moved).
+        for (int attempt = 0; attempt < 2; ++attempt) {
+          auto known = lenders_.find(lender_id);
+          if (attempt == 1 || known == lenders_.end()) {
+            CSM_ASSIGN_OR_RETURN(std::vector<cluster::NodeInfo> members, cluster_->Members());
+            lenders_.clear();
+            for (const auto& n : members) {
+              if (n.alive) lenders_[n.node_id] = n;
+            }
+            known = lenders_.find(lender_id);
+          }
+          if (known == lenders_.end()) {
+            borrowed->grant = Unavailable("node " + std::to_string(lender_id) + " (CSM_HOME_NODE) is not alive");
+            return borrowed->grant.status();
+          }
+          const cluster::NodeInfo& n = known->second;
+          if (!n.memory.Shares(fabric) || n.memory.lend_address.empty()) {
+            borrowed->grant = FailedPrecondition("node " + std::to_string(lender_id) +
+                                                 " lends no memory to this node: both need --shared-memory on one "
+                                                 "fabric domain with the same --coherence, and the lender a "
+                                                 "--peer-address (csm nodes shows each pair's fabric)");
+            return borrowed->grant.status();
+          }
+          borrowed->lender = n;
+          borrowed->grant = loan_client_->Borrow(n.memory.lend_address, {node_id_, incarnation_, size});
+          if (borrowed->grant.ok() || borrowed->grant.status().IsCapacityExceeded()) break;
         }
-        if (!it->memory.Shares(fabric) || it->memory.lend_address.empty()) {
-          borrowed->grant = FailedPrecondition("node " + std::to_string(lender_id) +
-                                               " lends no memory to this node: both need --shared-memory on one "
-                                               "fabric domain with the same --coherence, and the lender a "
-                                               "--peer-address (csm nodes shows each pair's fabric)");
-          return borrowed->grant.status();
-        }
-        borrowed->lender = *it;
-        borrowed->grant = Borrow(it->memory.lend_address, options_.cluster.secret, options_.cluster.timeout_ms,
-                                 {node_id_, incarnation_, size});
         return borrowed->grant.status();
       },
       [this, borrowed, size, dedicated](Session* waiting, const Status&) {
@@ -114,8 +125,7 @@ Status Daemon::Impl::BorrowArena(Session& c, uint64_t size, bool dedicated, uint
         const cluster::NodeInfo lender = borrowed->lender;
         auto give_back = [this, lender, addr = grant.ok() ? grant->addr : 0] {
           boost::asio::post(DirectoryThread(), [this, lender, addr] {
-            (void)GiveBack(lender.memory.lend_address, options_.cluster.secret, options_.cluster.timeout_ms,
-                           node_id_, addr);
+            (void)loan_client_->GiveBack(lender.memory.lend_address, node_id_, addr);
           });
         };
         if (grant.ok() && waiting == nullptr) give_back();  // its process went away

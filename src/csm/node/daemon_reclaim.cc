@@ -88,7 +88,7 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   }
   if (a.lent_by != 0) {
     boost::asio::post(DirectoryThread(), [this, address = a.lender_address, addr = a.addr, lender = a.lent_by] {
-      Status s = GiveBack(address, options_.cluster.secret, options_.cluster.timeout_ms, node_id_, addr);
+      Status s = loan_client_->GiveBack(address, node_id_, addr);
       if (!s.ok()) CSM_LOG_DEBUG("giving %s back to node %u: %s", Hex(addr).c_str(), lender, s.ToString().c_str());
     });
   }

@@ -15,21 +15,28 @@ constexpr uint64_t kMaxLoan = uint64_t{1} << 40;
 
 json Reply(const Status& s) { return {{"code", static_cast<int32_t>(s.code())}, {"message", s.message()}}; }
 
-// One request and its reply on a fresh connection.
-Result<json> Ask(const std::string& address, const std::string& secret, int timeout_ms, const json& request) {
-  CSM_ASSIGN_OR_RETURN(os::UniqueFd fd, os::DialAuthenticated(address, secret, kLoanServiceMagic, timeout_ms));
-  CSM_RETURN_IF_ERROR(os::SendFrame(fd.get(), request.dump(), timeout_ms));
-  CSM_ASSIGN_OR_RETURN(std::string frame, os::ReceiveFrame(fd.get(), kMaxFrame, timeout_ms));
-  json reply = json::parse(frame, nullptr, /*allow_exceptions=*/false);
-  if (!reply.is_object() || !reply.contains("code") || !reply["code"].is_number_integer() ||
-      !reply.contains("message") || !reply["message"].is_string()) {
-    return Corruption("malformed reply from the lender at " + address);
-  }
-  CSM_RETURN_IF_ERROR(os::StatusFromWire(reply["code"].get<int32_t>(), reply["message"].get<std::string>()));
-  return reply;
-}
-
 }  // namespace
+
+Result<json> LoanClient::Ask(const std::string& address, const json& request) {
+  for (int attempt = 0;; ++attempt) {
+    CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn, attempt == 0 ? pool_.Acquire(address) : pool_.Dial(address));
+    Status sent = os::SendFrame(conn.fd.get(), request.dump(), timeout_ms_);
+    Result<std::string> frame = sent.ok() ? os::ReceiveFrame(conn.fd.get(), kMaxFrame, timeout_ms_)
+                                          : Result<std::string>(sent);
+    if (!frame.ok()) {
+      if (conn.reused && attempt == 0) continue;  // the lender closed a kept connection
+      return frame.status().WithContext("asking the lender at " + address);
+    }
+    json reply = json::parse(*frame, nullptr, /*allow_exceptions=*/false);
+    if (!reply.is_object() || !reply.contains("code") || !reply["code"].is_number_integer() ||
+        !reply.contains("message") || !reply["message"].is_string()) {
+      return Corruption("malformed reply from the lender at " + address);
+    }
+    pool_.Release(address, std::move(conn.fd));
+    CSM_RETURN_IF_ERROR(os::StatusFromWire(reply["code"].get<int32_t>(), reply["message"].get<std::string>()));
+    return reply;
+  }
+}
 
 Result<std::unique_ptr<LoanServer>> LoanServer::Start(const std::string& address, const std::string& secret,
                                                       int timeout_ms, Handlers handlers) {
@@ -72,10 +79,8 @@ void LoanServer::Serve(int fd) {
   }
 }
 
-Result<LoanGrant> Borrow(const std::string& address, const std::string& secret, int timeout_ms,
-                         const BorrowRequest& request) {
-  CSM_ASSIGN_OR_RETURN(json reply, Ask(address, secret, timeout_ms,
-                                       {{"op", "borrow"},
+Result<LoanGrant> LoanClient::Borrow(const std::string& address, const BorrowRequest& request) {
+  CSM_ASSIGN_OR_RETURN(json reply, Ask(address, {{"op", "borrow"},
                                         {"borrower", request.borrower},
                                         {"incarnation", request.incarnation},
                                         {"size", request.size}}));
@@ -87,9 +92,8 @@ Result<LoanGrant> Borrow(const std::string& address, const std::string& secret, 
   }
 }
 
-Status GiveBack(const std::string& address, const std::string& secret, int timeout_ms, uint32_t borrower,
-                uint64_t addr) {
-  return Ask(address, secret, timeout_ms, {{"op", "return"}, {"borrower", borrower}, {"addr", addr}}).status();
+Status LoanClient::GiveBack(const std::string& address, uint32_t borrower, uint64_t addr) {
+  return Ask(address, {{"op", "return"}, {"borrower", borrower}, {"addr", addr}}).status();
 }
 
 }  // namespace csm::node

@@ -8,7 +8,8 @@
 //   return  {"op":"return","borrower":N,"addr":A} → {"code":0,"message":""}
 //
 // A refusal comes back as its status code and message. A malformed request closes the
-// connection. Loans are rare (one per arena), so every call dials afresh.
+// connection. A borrower keeps its connections to lenders (a process building a GiB
+// borrows a 64 MiB arena at a time: a dial and handshake per loan cost ~10% of the build).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,9 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "csm/os/connection_pool.h"
 #include "csm/os/tcp_channel.h"
 #include "csm/status.h"
 
@@ -52,10 +56,20 @@ class LoanServer {
   std::unique_ptr<os::TcpServer> server_;
 };
 
-// Borrower side; bounded by timeout_ms.
-Result<LoanGrant> Borrow(const std::string& address, const std::string& secret, int timeout_ms,
-                         const BorrowRequest& request);
-Status GiveBack(const std::string& address, const std::string& secret, int timeout_ms, uint32_t borrower,
-                uint64_t addr);
+// Borrower side: connections to lenders kept for reuse; every call bounded by
+// timeout_ms. Thread-safe.
+class LoanClient {
+ public:
+  LoanClient(const std::string& secret, int timeout_ms)
+      : timeout_ms_(timeout_ms), pool_(secret, kLoanServiceMagic, timeout_ms, /*max_idle_ms=*/30000) {}
+  Result<LoanGrant> Borrow(const std::string& address, const BorrowRequest& request);
+  Status GiveBack(const std::string& address, uint32_t borrower, uint64_t addr);
+
+ private:
+  // One request and its reply; a kept connection the lender closed is redialed once.
+  Result<nlohmann::json> Ask(const std::string& address, const nlohmann::json& request);
+  int timeout_ms_;
+  os::ConnectionPool pool_;
+};
 
 }  // namespace csm::node
