@@ -135,7 +135,7 @@ TEST(HostileClientTest, ForgedCommitsAreCorruption) {
   Hello(c);
   ASSERT_TRUE(c.Receive().ok());
   WireWriter alloc(MessageType::kAllocArena);
-  alloc.Put(uint64_t{1 << 20}).Put(uint8_t{0});
+  alloc.Put(uint64_t{1 << 20}).Put(uint8_t{0}).Put(uint32_t{0});  // size, not dedicated, this node's memory
   ASSERT_TRUE(c.Send(alloc).ok());
   auto grant = c.Receive();
   ASSERT_TRUE(grant.ok());

@@ -191,8 +191,9 @@ Status RemoteCoordinator::Unpublish(const std::string& key, uint32_t owner_node)
 }
 
 std::optional<Result<ObjectRecord>> RemoteCoordinator::LookupHere(const std::string& key) {
-  if (auto cached = cache_.Find(key)) return Result<ObjectRecord>(std::move(*cached));
-  return std::nullopt;
+  std::optional<Result<ObjectRecord>> out;
+  if (std::optional<ObjectRecord> cached = cache_.Find(key)) out.emplace(std::move(*cached));
+  return out;
 }
 
 Result<ObjectRecord> RemoteCoordinator::Lookup(const std::string& key, Freshness freshness) {

@@ -52,7 +52,9 @@ SpareMemory::Memory Daemon::Impl::TakeSpareReplica(const cluster::ObjectRecord& 
   return spare;
 }
 
-Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::ObjectRecord& r) {
+Result<std::vector<uint64_t>> Daemon::Impl::PrepareArenasFor(
+    const cluster::ObjectRecord& r, const std::function<bool(const Arena&, size_t)>& fits,
+    const std::function<Result<uint64_t>(size_t)>& make) {
   std::vector<uint64_t> ids;
   // On failure, let go of what this call took (and free replicas it created empty).
   auto undo = [&] {
@@ -62,10 +64,11 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::
       MaybeDestroyArena(a);
     }
   };
-  for (const auto& span : r.arenas) {
+  for (size_t i = 0; i < r.arenas.size(); ++i) {
+    const object::ObjectExtent& span = r.arenas[i];
     Arena* a = arenas_.FirstOverlapping(span.addr, span.length);
-    if (a != nullptr && !(a->addr == span.addr && a->size == span.length &&
-                          a->replica_of == r.owner_node)) {
+    if (a != nullptr && !(a->addr == span.addr && a->size == span.length && a->replica_of == r.owner_node &&
+                          fits(*a, i))) {
       // Space still taken by a replica of an older arena of the owner's.
       if (a->replica_of != 0 && a->objects == 0 && a->fetching == 0) {
         MaybeDestroyArena(*a);
@@ -79,34 +82,44 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::
       }
     }
     if (a == nullptr) {
-      const int64_t t0 = os::MonotonicNanos();
-      SpareMemory::Memory spare = TakeSpareReplica(r, span);
-      Result<os::UniqueFd> fd = std::move(spare.fd);
-      if (fd->valid()) {
-        CSM_LOG_DEBUG("copy of %s at %s reuses spare memory%s (cleared in %.2f ms)", FormatSize(span.length).c_str(),
-                      Hex(span.addr).c_str(), spare.view ? " and its page tables" : "",
-                      (os::MonotonicNanos() - t0) / 1e6);
-      } else {
-        fd = os::CreateMemfd("csm-replica-" + Hex(span.addr), span.length);
-      }
-      // The fetch writes through csmd's own view of the memory, kept with it from fetch
-      // to fetch (os::SharedView).
-      Result<std::shared_ptr<os::SharedView>> view = std::move(spare.view);
-      if (fd.ok() && *view == nullptr) view = os::SharedView::Map(fd->get(), span.length);
-      if (!fd.ok() || !view.ok()) {
+      Result<uint64_t> made = make(i);
+      if (!made.ok()) {
         undo();
-        return fd.ok() ? view.status() : fd.status();
+        return made.status();
       }
-      Arena& fresh = arenas_.Add(span.addr, span.length, std::move(*fd));
-      fresh.view = std::move(*view);
-      fresh.replica_of = r.owner_node;
-      dir_->header().arena_seq.store(fresh.seq);
-      a = &fresh;
+      a = &arenas_.at(*made);
+      a->replica_of = r.owner_node;
+      dir_->header().arena_seq.store(a->seq);
     }
     ++a->fetching;
     ids.push_back(a->id);
   }
   return ids;
+}
+
+Result<std::vector<uint64_t>> Daemon::Impl::PrepareReplicaArenas(const cluster::ObjectRecord& r) {
+  auto fits = [](const Arena& a, size_t) { return !a.mapped; };  // a copy is written into
+  return PrepareArenasFor(r, fits, [&](size_t i) -> Result<uint64_t> {
+    const object::ObjectExtent& span = r.arenas[i];
+    const int64_t t0 = os::MonotonicNanos();
+    SpareMemory::Memory spare = TakeSpareReplica(r, span);
+    Result<os::UniqueFd> fd = std::move(spare.fd);
+    if (fd->valid()) {
+      CSM_LOG_DEBUG("copy of %s at %s reuses spare memory%s (cleared in %.2f ms)", FormatSize(span.length).c_str(),
+                    Hex(span.addr).c_str(), spare.view ? " and its page tables" : "",
+                    (os::MonotonicNanos() - t0) / 1e6);
+    } else {
+      fd = os::CreateMemfd("csm-replica-" + Hex(span.addr), span.length);
+    }
+    // The fetch writes through csmd's own view of the memory, kept with it from fetch
+    // to fetch (os::SharedView).
+    Result<std::shared_ptr<os::SharedView>> view = std::move(spare.view);
+    if (fd.ok() && *view == nullptr) view = os::SharedView::Map(fd->get(), span.length);
+    if (!fd.ok() || !view.ok()) return fd.ok() ? view.status() : fd.status();
+    Arena& fresh = arenas_.Add(span.addr, span.length, std::move(*fd));
+    fresh.view = std::move(*view);
+    return fresh.id;
+  });
 }
 
 Status Daemon::Impl::HandleResolve(Session& c, WireReader& in) {
@@ -217,51 +230,23 @@ Status Daemon::Impl::MakeRoomFor(const std::string& key, uint64_t size) {
 
 Result<std::vector<uint64_t>> Daemon::Impl::PrepareMappedArenas(const cluster::ObjectRecord& r,
                                                                const std::vector<int>& device_fds) {
-  std::vector<uint64_t> ids;
-  auto undo = [&] {
-    for (uint64_t id : ids) {
-      Arena& a = arenas_.at(id);
-      --a.fetching;
-      MaybeDestroyArena(a);
-    }
-  };
-  for (size_t i = 0; i < r.arenas.size(); ++i) {
+  auto fits = [&](const Arena& a, size_t i) { return a.mapped && a.fabric_offset == r.arena_offsets[i]; };
+  return PrepareArenasFor(r, fits, [&](size_t i) -> Result<uint64_t> {
+    // The owner's memory itself, read-only (the stale-cache model: this node's snapshot
+    // of it).
     const object::ObjectExtent& span = r.arenas[i];
     const uint64_t offset = r.arena_offsets[i];
-    Arena* a = arenas_.FirstOverlapping(span.addr, span.length);
-    if (a != nullptr && !(a->addr == span.addr && a->size == span.length && a->replica_of == r.owner_node &&
-                          a->fabric_offset == offset && a->mapped)) {
-      if (a->replica_of != 0 && a->objects == 0 && a->fetching == 0) {
-        MaybeDestroyArena(*a);
-        a = arenas_.FirstOverlapping(span.addr, span.length);
-      }
-      if (a != nullptr) {
-        undo();
-        return Unavailable("the addresses of '" + r.key + "' are still held here by copies of objects node " +
-                           std::to_string(r.owner_node) + " has since replaced: retry once their readers let go");
-      }
+    auto range = shm_->MapPeer(r.ArenaPath(i), device_fds[i], offset, span.length);
+    if (!range.ok()) {
+      return range.status().WithContext("mapping the shared memory " + r.ArenaPath(i) + " of '" + r.key + "'");
     }
-    if (a == nullptr) {
-      // The owner's memory itself, read-only (the stale-cache model: this node's
-      // snapshot of it).
-      auto range = shm_->MapPeer(r.ArenaPath(i), device_fds[i], offset, span.length);
-      if (!range.ok()) {
-        undo();
-        return range.status().WithContext("mapping the shared memory " + r.ArenaPath(i) + " of '" + r.key + "'");
-      }
-      Arena& fresh = arenas_.Add(span.addr, span.length, std::move(range->fd));
-      fresh.view = std::move(range->view);
-      fresh.replica_of = r.owner_node;
-      fresh.fabric_offset = offset;
-      fresh.fd_offset = offset;
-      fresh.mapped = true;
-      dir_->header().arena_seq.store(fresh.seq);
-      a = &fresh;
-    }
-    ++a->fetching;
-    ids.push_back(a->id);
-  }
-  return ids;
+    Arena& fresh = arenas_.Add(span.addr, span.length, std::move(range->fd));
+    fresh.view = std::move(range->view);
+    fresh.fabric_offset = offset;
+    fresh.fd_offset = offset;
+    fresh.mapped = true;
+    return fresh.id;
+  });
 }
 
 Status Daemon::Impl::StartReadInPlace(const std::string& key, std::vector<Waiter>& waiters,

@@ -188,6 +188,13 @@ class Daemon::Impl {
                        const Result<cluster::ObjectRecord>& record);
   void Answer(const std::vector<Waiter>& waiters, const Status& status);
   Status CheckRecord(const cluster::ObjectRecord& r) const;
+  // For each of r's arenas: the one here at its place that `fits` (i: its index in
+  // r.arenas), or one `make` adds (its id) — counted as being written into (fetching)
+  // until FinishFetch. A replica of an older arena of the owner's in the way is dropped
+  // if nothing uses it; else Unavailable. On failure nothing is left taken.
+  Result<std::vector<uint64_t>> PrepareArenasFor(const cluster::ObjectRecord& r,
+                                                 const std::function<bool(const Arena&, size_t)>& fits,
+                                                 const std::function<Result<uint64_t>(size_t)>& make);
   Result<std::vector<uint64_t>> PrepareReplicaArenas(const cluster::ObjectRecord& r);
   // A spare memfd of the span's size, cleared outside r's extents; invalid if none.
   SpareMemory::Memory TakeSpareReplica(const cluster::ObjectRecord& r, const object::ObjectExtent& span);
