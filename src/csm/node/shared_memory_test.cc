@@ -167,5 +167,24 @@ TEST(SharedMemoryTest, FlushWritesBackAndInvalidatesWithoutChangingBytes) {
   EXPECT_EQ(reader->stats().read_failures, 1u);
 }
 
+TEST(SharedMemoryTest, MemoryThatWentAwayIsAnErrorNotAFault) {
+  auto writer = OpenAt("gone-writer", "flush");
+  auto reader = OpenAt("gone-reader", "flush");
+  ASSERT_TRUE(writer && reader);
+  auto offset = writer->Allocate(kArenaSize);
+  ASSERT_TRUE(offset.ok());
+  auto arena = os::SharedView::Map(writer->device_fd(), kArenaSize, *offset);
+  ASSERT_TRUE(arena.ok());
+  cluster::ObjectRecord r = WriteObject((*arena)->data(), *offset, 'g', writer->memory());
+  auto peer = reader->OpenPeer(r.memory.path);
+  ASSERT_TRUE(peer.ok());
+  auto range = reader->MapPeer(r.memory.path, peer->get(), *offset, kArenaSize);
+  ASSERT_TRUE(range.ok());
+  // Someone cuts the writer's file short under the mapping: touching it would be SIGBUS.
+  ASSERT_EQ(::ftruncate(writer->device_fd(), 0), 0);
+  Status s = reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view, peer->get()}});
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+}
+
 }  // namespace
 }  // namespace csm::node
