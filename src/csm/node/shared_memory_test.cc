@@ -144,45 +144,52 @@ INSTANTIATE_TEST_SUITE_P(Faults, StaleModelTest, ::testing::Values("", "skip-wri
                            return name;
                          });
 
-TEST(SharedMemoryTest, FlushWritesBackAndInvalidatesWithoutChangingBytes) {
-  auto writer = OpenAt("flush-writer", "flush");
-  auto reader = OpenAt("flush-reader", "flush");
-  ASSERT_TRUE(writer && reader);
-  auto offset = writer->Allocate(kArenaSize);
-  ASSERT_TRUE(offset.ok());
-  // Direct: the writer's arena is the device's range itself.
-  auto arena = os::SharedView::Map(writer->device_fd(), kArenaSize, *offset);
-  ASSERT_TRUE(arena.ok());
-  cluster::ObjectRecord r = WriteObject((*arena)->data(), *offset, 'f', writer->memory());
-  ASSERT_TRUE(writer->WriteBack({writer->device_fd(), *offset, kArenaAddr, *offset}, kArenaAddr, r.size).ok());
-  auto peer = reader->OpenPeer(r.memory.path);
-  ASSERT_TRUE(peer.ok());
-  auto range = reader->MapPeer(r.memory.path, peer->get(), *offset, kArenaSize);
-  ASSERT_TRUE(range.ok());
-  EXPECT_TRUE(reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view, peer->get()}}).ok());
+// Two nodes on a flush fabric: an object written straight into the writer's device (its
+// arena is the device's range itself) and the reader's mapping of that range.
+class FlushFabricTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    writer_ = OpenAt(name + "-writer", "flush");
+    reader_ = OpenAt(name + "-reader", "flush");
+    ASSERT_TRUE(writer_ && reader_);
+    auto offset = writer_->Allocate(kArenaSize);
+    ASSERT_TRUE(offset.ok());
+    offset_ = *offset;
+    auto arena = os::SharedView::Map(writer_->device_fd(), kArenaSize, offset_);
+    ASSERT_TRUE(arena.ok());
+    arena_ = *arena;
+    record_ = WriteObject(arena_->data(), offset_, 'f', writer_->memory());
+    auto peer = reader_->OpenPeer(record_.memory.path);
+    ASSERT_TRUE(peer.ok());
+    peer_ = std::move(*peer);
+    auto range = reader_->MapPeer(record_.memory.path, peer_.get(), offset_, kArenaSize);
+    ASSERT_TRUE(range.ok());
+    view_ = range->view;
+  }
+  Status Read() { return reader_->ReadInPlace(record_, {{kArenaAddr, kArenaSize, offset_, view_, peer_.get()}}); }
+
+  std::unique_ptr<SharedMemory> writer_, reader_;
+  uint64_t offset_ = 0;
+  std::shared_ptr<os::SharedView> arena_, view_;
+  cluster::ObjectRecord record_;
+  os::UniqueFd peer_;
+};
+
+TEST_F(FlushFabricTest, WritesBackAndInvalidatesWithoutChangingBytes) {
+  ASSERT_TRUE(writer_->WriteBack({writer_->device_fd(), offset_, kArenaAddr, offset_}, kArenaAddr, record_.size).ok());
+  EXPECT_TRUE(Read().ok());
   // Bytes that differ from the record are reported after the retries, not taken.
-  r.checksum ^= 1;
-  Status wrong = reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view, peer->get()}});
+  record_.checksum ^= 1;
+  Status wrong = Read();
   EXPECT_TRUE(wrong.IsCorruption()) << wrong.ToString();
-  EXPECT_EQ(reader->stats().read_failures, 1u);
+  EXPECT_EQ(reader_->stats().read_failures, 1u);
 }
 
-TEST(SharedMemoryTest, MemoryThatWentAwayIsAnErrorNotAFault) {
-  auto writer = OpenAt("gone-writer", "flush");
-  auto reader = OpenAt("gone-reader", "flush");
-  ASSERT_TRUE(writer && reader);
-  auto offset = writer->Allocate(kArenaSize);
-  ASSERT_TRUE(offset.ok());
-  auto arena = os::SharedView::Map(writer->device_fd(), kArenaSize, *offset);
-  ASSERT_TRUE(arena.ok());
-  cluster::ObjectRecord r = WriteObject((*arena)->data(), *offset, 'g', writer->memory());
-  auto peer = reader->OpenPeer(r.memory.path);
-  ASSERT_TRUE(peer.ok());
-  auto range = reader->MapPeer(r.memory.path, peer->get(), *offset, kArenaSize);
-  ASSERT_TRUE(range.ok());
+TEST_F(FlushFabricTest, MemoryThatWentAwayIsAnErrorNotAFault) {
   // Someone cuts the writer's file short under the mapping: touching it would be SIGBUS.
-  ASSERT_EQ(::ftruncate(writer->device_fd(), 0), 0);
-  Status s = reader->ReadInPlace(r, {{kArenaAddr, kArenaSize, *offset, range->view, peer->get()}});
+  ASSERT_EQ(::ftruncate(writer_->device_fd(), 0), 0);
+  Status s = Read();
   EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
 }
 
