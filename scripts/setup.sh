@@ -16,6 +16,8 @@ packages=(
   python3-venv python3-pip
   # the Python module (python/): Arrow tables to and from pyarrow
   pybind11-dev python3-dev
+  # the libFuzzer targets (fuzz/, the `fuzz` preset)
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

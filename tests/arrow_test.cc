@@ -559,6 +559,14 @@ TEST_F(HostileDescriptorTest, WrongLengthsAndOffsetsAreRejected) {
   EXPECT_TRUE(s.IsCorruption()) << s.ToString();
   s = GetForged("buffer-count", [](ArrowDescriptor& d) { d.arrays[0].buffer_count = 1000; });
   EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  // Fewer buffers than the type has (found by fuzz/arrow_descriptor_fuzz: Arrow's
+  // ArrayData::Make read a missing buffer 0).
+  s = GetForged("no-buffers", [](ArrowDescriptor& d) {
+    d.arrays[0].buffer_count = 0;
+    d.arrays[0].null_count = 0;
+  });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.message().find("buffers"), std::string::npos) << s.ToString();
   s = GetForged("children", [](ArrowDescriptor& d) { d.arrays[0].child_count = 2; });
   EXPECT_TRUE(s.IsCorruption()) << s.ToString();
 }

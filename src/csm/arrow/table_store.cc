@@ -13,17 +13,14 @@
 
 #include "csm/arrow.h"
 #include "csm/arrow/arrow_layout.h"
+#include "csm/arrow/descriptor_reader.h"
 #include "csm/arrow/validation.h"
 
 namespace csm {
 namespace {
 
-using arrow_validation::Validated;
 using arrow_validation::ValidatedBytes;
-using arrow_validation::ValidatedObjects;
 using arrow_validation::ValidateFully;
-
-alignas(64) const uint8_t kEmpty[64] = {};
 
 Status FromArrow(const arrow::Status& s, const std::string& what) {
   if (s.ok()) return Status::OK();
@@ -184,221 +181,14 @@ std::shared_ptr<arrow::Schema> OneColumn(const std::shared_ptr<arrow::DataType>&
 
 // ---- get ----------------------------------------------------------------------------
 
-// A buffer inside a pinned object; the object stays pinned while any such buffer lives.
-class HeapBuffer : public arrow::Buffer {
- public:
-  HeapBuffer(const uint8_t* data, int64_t size, std::shared_ptr<const void> pin)
-      : arrow::Buffer(data, size), pin_(std::move(pin)) {}
-
- private:
-  std::shared_ptr<const void> pin_;
-};
-
-// Reads a descriptor that another process or node wrote: every index, count and range
-// is checked before it is followed.
-class DescriptorReader {
- public:
-  DescriptorReader(std::shared_ptr<Ref<ArrowDescriptor>> ref, std::vector<Extent> extents)
-      : ref_(std::move(ref)), d_(**ref_), extents_(std::move(extents)) {
-    std::sort(extents_.begin(), extents_.end(), [](const Extent& a, const Extent& b) { return a.addr < b.addr; });
-  }
-
-  struct Loaded {
-    ObjectInfo info;
-    ArrowKind kind;
-    std::shared_ptr<arrow::Schema> schema;
-    std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
-    int64_t num_rows;
-  };
-
-  Result<Loaded> Read() {
-    if (d_.magic != kArrowDescriptorMagic) return Bad("not an Arrow descriptor (bad magic)");
-    if (d_.version != kArrowDescriptorVersion) {
-      return Bad("descriptor version " + std::to_string(d_.version) + ", this build reads " +
-                 std::to_string(kArrowDescriptorVersion));
-    }
-    if (d_.kind < 1 || d_.kind > 5) return Bad("unknown kind " + std::to_string(d_.kind));
-    CSM_RETURN_IF_ERROR(CheckVector(d_.schema, "schema"));
-    CSM_RETURN_IF_ERROR(CheckVector(d_.column_chunks, "column table"));
-    CSM_RETURN_IF_ERROR(CheckVector(d_.chunks, "chunk table"));
-    CSM_RETURN_IF_ERROR(CheckVector(d_.arrays, "array table"));
-    CSM_RETURN_IF_ERROR(CheckVector(d_.buffers, "buffer table"));
-    if (d_.kind == static_cast<uint32_t>(ArrowKind::kTableHead) && (!d_.chunks.empty() || d_.num_rows != 0)) {
-      return Bad("a table head holds rows");
-    }
-
-    Loaded out{ref_->info(), static_cast<ArrowKind>(d_.kind), nullptr, {}, d_.num_rows};
-    auto schema_buffer = std::make_shared<arrow::Buffer>(d_.schema.data(), static_cast<int64_t>(d_.schema.size()));
-    arrow::io::BufferReader reader(schema_buffer);
-    arrow::ipc::DictionaryMemo memo;  // dictionaries are not in the schema: they are arrays here
-    auto schema = arrow::ipc::ReadSchema(&reader, &memo);
-    if (!schema.ok()) return Bad("its schema bytes do not decode: " + schema.status().ToString());
-    out.schema = *schema;
-
-    const size_t columns = static_cast<size_t>(out.schema->num_fields());
-    if (d_.column_chunks.size() != columns + 1 || d_.column_chunks.front() != 0 ||
-        d_.column_chunks.back() != d_.chunks.size()) {
-      return Bad("its column table does not match the schema's " + std::to_string(columns) + " columns");
-    }
-    used_.assign(d_.arrays.size(), false);
-    std::vector<Unvalidated> to_validate;
-    for (size_t c = 0; c < columns; ++c) {
-      uint32_t begin = d_.column_chunks[c], end = d_.column_chunks[c + 1];
-      if (begin > end) return Bad("its column table is not in order");
-      const auto& type = out.schema->field(static_cast<int>(c))->type();
-      arrow::ArrayVector chunks;
-      int64_t rows = 0;
-      for (uint32_t i = begin; i < end; ++i) {
-        CSM_ASSIGN_OR_RETURN(auto data, Build(d_.chunks[i], type, 0));
-        auto array = arrow::MakeArray(data);
-        rows += array->length();
-        to_validate.push_back({c, i - begin, array});
-        chunks.push_back(std::move(array));
-      }
-      if (rows != d_.num_rows && out.kind != ArrowKind::kChunkedArray && out.kind != ArrowKind::kArray) {
-        return Bad("column " + std::to_string(c) + " has " + std::to_string(rows) + " rows, the table " +
-                   std::to_string(d_.num_rows));
-      }
-      auto column = arrow::ChunkedArray::Make(std::move(chunks), type);
-      if (!column.ok()) return Bad(column.status().ToString());
-      out.columns.push_back(*column);
-    }
-    CSM_RETURN_IF_ERROR(ValidateAll(to_validate));
-    return out;
-  }
-
- private:
-  struct Unvalidated {
-    size_t column;
-    uint32_t chunk;
-    std::shared_ptr<arrow::Array> array;
-  };
-
-  // Arrow's full validation of every chunk (ValidateFully), unless the node or this
-  // process has it done already.
-  Status ValidateAll(const std::vector<Unvalidated>& chunks) const {
-    // Validated once per node: by its producer, by another reader here (its slot says
-    // so; docs/arrow.md), or by this process before.
-    if (ref_->info().arrow_validated) return Status::OK();
-    const ValidatedObjects::Id id = ValidatedObjects::Of(ref_->info());
-    if (Validated().Contains(id)) return Status::OK();
-    std::vector<const arrow::Array*> arrays;
-    for (const auto& c : chunks) arrays.push_back(c.array.get());
-    if (auto invalid = ValidateFully(arrays, validated_bytes_)) {
-      const Unvalidated& c = chunks[invalid->index];
-      return Bad("column " + std::to_string(c.column) + " chunk " + std::to_string(c.chunk) +
-                 " fails Arrow's validation: " + invalid->status.ToString());
-    }
-    Validated().Add(id);
-    internal::ReportArrowValidated(*ref_);  // for the node's later readers
-    return Status::OK();
-  }
-
-  static constexpr int kMaxDepth = 64;
-
-  Status Bad(const std::string& what) const {
-    return Corruption("the Arrow descriptor of '" + ref_->info().key + "' is invalid: " + what);
-  }
-
-  bool InObject(uint64_t addr, uint64_t len) const {
-    auto it = std::upper_bound(extents_.begin(), extents_.end(), addr,
-                               [](uint64_t a, const Extent& e) { return a < e.addr; });
-    if (it == extents_.begin()) return false;
-    --it;
-    return len <= it->length && addr - it->addr <= it->length - len;
-  }
-
-  // A vector's pointers were written by another process: its storage must lie in the
-  // object (a reversed or wild vector fails here: its size is then huge or outside).
-  template <typename V>
-  Status CheckVector(const V& v, const char* what) const {
-    const uint64_t count = v.size();
-    if (count > ref_->info().size / sizeof(typename V::value_type) ||
-        (count > 0 && !InObject(reinterpret_cast<uint64_t>(v.data()), count * sizeof(typename V::value_type)))) {
-      return Bad(std::string("its ") + what + " lies outside the object");
-    }
-    return Status::OK();
-  }
-
-  Result<std::shared_ptr<arrow::Buffer>> MakeBuffer(const ArrowBufferLayout& b) const {
-    if (b.present == 0) {
-      if (b.addr != 0 || b.length != 0) return Bad("an absent buffer has an address or length");
-      return std::shared_ptr<arrow::Buffer>();
-    }
-    if (b.present != 1) return Bad("a buffer has an unknown presence flag");
-    if (b.length == 0) return std::shared_ptr<arrow::Buffer>(std::make_shared<arrow::Buffer>(kEmpty, 0));
-    if (b.length > static_cast<uint64_t>(INT64_MAX) || !InObject(b.addr, b.length)) {
-      return Bad("a buffer [0x" + Hex(b.addr) + ", +" + std::to_string(b.length) +
-                 ") lies outside the object's memory");
-    }
-    return std::shared_ptr<arrow::Buffer>(std::make_shared<HeapBuffer>(
-        reinterpret_cast<const uint8_t*>(b.addr), static_cast<int64_t>(b.length), ref_));
-  }
-
-  Result<std::shared_ptr<arrow::ArrayData>> Build(uint64_t index, const std::shared_ptr<arrow::DataType>& type,
-                                                  int depth) {
-    if (depth > kMaxDepth) return Bad("arrays nest deeper than " + std::to_string(kMaxDepth));
-    if (index >= d_.arrays.size()) return Bad("an array index is out of range");
-    if (used_[index]) return Bad("an array is referenced twice");
-    used_[index] = true;
-    const ArrowArrayLayout a = d_.arrays[index];
-    if (a.length < 0 || a.offset < 0 || a.null_count < -1 || a.null_count > a.length) {
-      return Bad("an array has a negative length or offset, or more nulls than values");
-    }
-    if (uint64_t{a.first_buffer} + a.buffer_count > d_.buffers.size()) return Bad("a buffer index is out of range");
-    const arrow::DataType* storage = type.get();
-    if (type->id() == arrow::Type::EXTENSION) {
-      storage = static_cast<const arrow::ExtensionType&>(*type).storage_type().get();
-    }
-    if (a.child_count != static_cast<uint32_t>(storage->num_fields())) {
-      return Bad("an array of type " + type->ToString() + " has " + std::to_string(a.child_count) +
-                 " children, its type " + std::to_string(storage->num_fields()));
-    }
-    if (a.child_count > 0 && (a.first_child <= index || uint64_t{a.first_child} + a.child_count > d_.arrays.size())) {
-      return Bad("a child index is out of range");
-    }
-    std::vector<std::shared_ptr<arrow::Buffer>> buffers;
-    const arrow::Type::type id = storage->id();
-    const bool read_by_validation = arrow_validation::ReadByFullValidation(id);
-    for (uint32_t i = 0; i < a.buffer_count; ++i) {
-      CSM_ASSIGN_OR_RETURN(auto b, MakeBuffer(d_.buffers[a.first_buffer + i]));
-      if (read_by_validation && b != nullptr) validated_bytes_ += static_cast<uint64_t>(b->size());
-      buffers.push_back(std::move(b));
-    }
-    std::vector<std::shared_ptr<arrow::ArrayData>> children;
-    for (uint32_t i = 0; i < a.child_count; ++i) {
-      CSM_ASSIGN_OR_RETURN(auto child, Build(a.first_child + i, storage->field(static_cast<int>(i))->type(), depth + 1));
-      children.push_back(std::move(child));
-    }
-    auto data = arrow::ArrayData::Make(type, a.length, std::move(buffers), std::move(children), a.null_count, a.offset);
-    const bool is_dictionary = storage->id() == arrow::Type::DICTIONARY;
-    if (is_dictionary != (a.dictionary >= 0)) return Bad("a dictionary is missing or unexpected");
-    if (is_dictionary) {
-      if (a.dictionary <= static_cast<int64_t>(index)) return Bad("a dictionary index is out of range");
-      const auto& value_type = static_cast<const arrow::DictionaryType&>(*storage).value_type();
-      CSM_ASSIGN_OR_RETURN(data->dictionary, Build(static_cast<uint64_t>(a.dictionary), value_type, depth + 1));
-    }
-    return data;
-  }
-
-  static std::string Hex(uint64_t v) {
-    char text[32];
-    std::snprintf(text, sizeof(text), "%llx", static_cast<unsigned long long>(v));
-    return text;
-  }
-
-  std::shared_ptr<Ref<ArrowDescriptor>> ref_;
-  const ArrowDescriptor& d_;
-  std::vector<Extent> extents_;
-  std::vector<bool> used_;
-  uint64_t validated_bytes_ = 0;  // bytes ValidateFull will read (see ValidateAll)
-};
-
-Result<DescriptorReader::Loaded> Load(Client& client, std::string_view key, std::chrono::milliseconds timeout) {
+Result<arrow_descriptor::Loaded> Load(Client& client, std::string_view key, std::chrono::milliseconds timeout) {
   CSM_ASSIGN_OR_RETURN(Ref<ArrowDescriptor> ref, client.Get<ArrowDescriptor>(key, timeout));
   CSM_ASSIGN_OR_RETURN(std::vector<Extent> extents, ref.Extents());
-  DescriptorReader reader(std::make_shared<Ref<ArrowDescriptor>>(std::move(ref)), std::move(extents));
-  return reader.Read();
+  auto pinned = std::make_shared<Ref<ArrowDescriptor>>(std::move(ref));
+  const ArrowDescriptor& descriptor = **pinned;
+  const ObjectInfo info = pinned->info();
+  return arrow_descriptor::Read(descriptor, info, std::move(extents), pinned,
+                               [pinned] { internal::ReportArrowValidated(*pinned); });
 }
 
 const char* KindName(ArrowKind kind) {
@@ -422,7 +212,7 @@ std::string PartKey(std::string_view key, uint64_t n) { return std::string(key) 
 // only part), in row order.
 struct LoadedTable {
   std::shared_ptr<arrow::Schema> schema;
-  std::vector<DescriptorReader::Loaded> parts;
+  std::vector<arrow_descriptor::Loaded> parts;
 };
 
 Result<LoadedTable> LoadTable(Client& client, std::string_view key, std::chrono::milliseconds timeout) {

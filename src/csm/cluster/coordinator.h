@@ -112,6 +112,12 @@ class Coordinator {
   void Changed(const std::string& key, const ObjectRecord* record, int64_t now);
 };
 
+// The reply to one request of a node (JSON text, as CoordinatorServer receives it): what
+// the coordinator answered, or Corruption for a request that is not one. A watch waits at
+// most `longest_watch_ms`. Any text is safe here (fuzz/coordinator_request_fuzz.cc).
+std::string AnswerCoordinatorRequest(Coordinator& coordinator, const std::string& request,
+                                     int longest_watch_ms);
+
 // Serves a Coordinator to the other nodes.
 class CoordinatorServer {
  public:
@@ -126,7 +132,6 @@ class CoordinatorServer {
   CoordinatorServer(std::string secret, int timeout_ms, Coordinator* coordinator)
       : secret_(std::move(secret)), timeout_ms_(timeout_ms), coordinator_(coordinator) {}
   void Serve(int fd);
-  std::string Handle(const std::string& request);
 
   std::string secret_;
   int timeout_ms_;

@@ -30,7 +30,7 @@ FabricMemory FabricFromJson(const json& j) {
   m.domain = f.at("domain").get<std::string>();
   m.path = f.at("path").get<std::string>();
   m.coherence = f.at("coherence").get<std::string>();
-  m.cache_line = f.at("cache_line").get<uint32_t>();
+  m.cache_line = Integer<uint32_t>(f.at("cache_line"));
   m.lend_address = f.value("lend_address", std::string());
   return m;
 }
@@ -62,18 +62,18 @@ json ToJson(const NodeInfo& n) {
 Result<NodeInfo> NodeFromJson(const json& j) {
   NodeInfo n;
   try {
-    n.node_id = j.at("node_id").get<uint32_t>();
+    n.node_id = Integer<uint32_t>(j.at("node_id"));
     n.cluster = j.at("cluster").get<std::string>();
     n.peer_address = j.at("peer_address").get<std::string>();
     const auto& w = j.at("window");
-    n.window = {w.at(0).get<uint64_t>(), w.at(1).get<uint64_t>(), w.at(2).get<uint64_t>()};
-    n.fingerprint = j.at("fingerprint").get<uint64_t>();
+    n.window = {Integer<uint64_t>(w.at(0)), Integer<uint64_t>(w.at(1)), Integer<uint64_t>(w.at(2))};
+    n.fingerprint = Integer<uint64_t>(j.at("fingerprint"));
     n.fingerprint_text = j.at("fingerprint_text").get<std::string>();
-    n.incarnation = j.value("incarnation", uint64_t{0});
+    n.incarnation = IntegerOr<uint64_t>(j, "incarnation", 0);
     n.alive = j.value("alive", false);
-    n.last_seen_ms_ago = j.value("last_seen_ms_ago", int64_t{0});
+    n.last_seen_ms_ago = IntegerOr<int64_t>(j, "last_seen_ms_ago", 0);
     for (const auto& l : j.value("leases", json::array())) {
-      n.leases.push_back({l.at(0).get<uint64_t>(), l.at(1).get<uint64_t>()});
+      n.leases.push_back({Integer<uint64_t>(l.at(0)), Integer<uint64_t>(l.at(1))});
     }
     n.memory = FabricFromJson(j);
   } catch (const json::exception& e) {
@@ -105,24 +105,26 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
   ObjectRecord r;
   try {
     r.key = j.at("key").get<std::string>();
-    r.owner_node = j.at("owner_node").get<uint32_t>();
-    r.object_id = j.at("object_id").get<uint64_t>();
-    r.type_id = j.at("type_id").get<uint64_t>();
+    r.owner_node = Integer<uint32_t>(j.at("owner_node"));
+    r.object_id = Integer<uint64_t>(j.at("object_id"));
+    r.type_id = Integer<uint64_t>(j.at("type_id"));
     r.type_name = j.at("type_name").get<std::string>();
-    r.header = j.at("header").get<uint64_t>();
-    r.root = j.at("root").get<uint64_t>();
-    r.size = j.at("size").get<uint64_t>();
-    r.checksum = j.at("checksum").get<uint64_t>();
+    r.header = Integer<uint64_t>(j.at("header"));
+    r.root = Integer<uint64_t>(j.at("root"));
+    r.size = Integer<uint64_t>(j.at("size"));
+    r.checksum = Integer<uint64_t>(j.at("checksum"));
     r.checksum_deferred = j.at("checksum_deferred").get<bool>();
-    for (const auto& e : j.at("extents")) r.extents.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
-    for (const auto& e : j.at("arenas")) r.arenas.push_back({e.at(0).get<uint64_t>(), e.at(1).get<uint64_t>()});
+    for (const auto& e : j.at("extents")) r.extents.push_back({Integer<uint64_t>(e.at(0)), Integer<uint64_t>(e.at(1))});
+    for (const auto& e : j.at("arenas")) r.arenas.push_back({Integer<uint64_t>(e.at(0)), Integer<uint64_t>(e.at(1))});
     r.owner_address = j.value("owner_address", std::string());
-    r.commit_time_ns = j.value("commit_time_ns", int64_t{0});
+    r.commit_time_ns = IntegerOr<int64_t>(j, "commit_time_ns", 0);
     r.owner_alive = j.value("owner_alive", false);
     r.arrow_validated = j.value("arrow_validated", false);  // absent from older nodes' records
     r.memory = FabricFromJson(j);
     if (r.memory.on_fabric()) {
-      r.arena_offsets = j.at("arena_offsets").get<std::vector<uint64_t>>();
+      const json& offsets = j.at("arena_offsets");
+      if (!offsets.is_array()) return Corruption("malformed object record: arena_offsets is not a list");
+      for (const auto& o : offsets) r.arena_offsets.push_back(Integer<uint64_t>(o));
       r.arena_paths = j.value("arena_paths", std::vector<std::string>());
     }
   } catch (const json::exception& e) {

@@ -27,13 +27,13 @@ struct FetchHeader {
   uint32_t reserved;
   uint64_t object_id;
 };
-static_assert(sizeof(FetchHeader) == 32);
+static_assert(sizeof(FetchHeader) == kFetchHeaderBytes);
 
 struct VerdictHeader {
   int32_t status;
   uint32_t message_length;
 };
-static_assert(sizeof(VerdictHeader) == 8);
+static_assert(sizeof(VerdictHeader) == kVerdictHeaderBytes);
 
 }  // namespace
 
@@ -54,14 +54,23 @@ Status SendFetchRequest(int fd, uint32_t magic, uint64_t object_id,
   return os::WriteAll(fd, request.data(), request.size(), timeout_ms, "the request");
 }
 
-Result<Verdict> ReceiveVerdict(int fd, int timeout_ms) {
+Result<uint32_t> ParseVerdictHeader(const void* header, int32_t* status) {
   VerdictHeader v{};
-  CSM_RETURN_IF_ERROR(os::ReadAll(fd, &v, sizeof(v), timeout_ms, "the reply"));
+  std::memcpy(&v, header, sizeof(v));
   if (v.message_length > kMaxVerdictMessage) return Corruption("the peer sent an oversized reply");
-  std::string message(v.message_length, '\0');
+  *status = v.status;
+  return v.message_length;
+}
+
+Result<Verdict> ReceiveVerdict(int fd, int timeout_ms) {
+  char header[kVerdictHeaderBytes];
+  CSM_RETURN_IF_ERROR(os::ReadAll(fd, header, sizeof(header), timeout_ms, "the reply"));
+  int32_t status = 0;
+  CSM_ASSIGN_OR_RETURN(uint32_t length, ParseVerdictHeader(header, &status));
+  std::string message(length, '\0');
   CSM_RETURN_IF_ERROR(os::ReadAll(fd, message.data(), message.size(), timeout_ms, "the reply"));
-  if (v.status == 0) return Verdict{};
-  return Verdict{os::StatusFromWire(v.status, std::move(message))};
+  if (status == 0) return Verdict{};
+  return Verdict{os::StatusFromWire(status, std::move(message))};
 }
 
 Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std::string& address,
@@ -106,9 +115,9 @@ std::optional<FetchRequest> NextFetchRequest(int fd, uint32_t magic, int timeout
   return std::nullopt;
 }
 
-Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms) {
+Result<FetchRequest> ParseFetchHeader(const void* header, uint32_t magic) {
   FetchHeader h{};
-  CSM_RETURN_IF_ERROR(os::ReadAll(fd, &h, sizeof(h), timeout_ms, "request"));
+  std::memcpy(&h, header, sizeof(h));
   if (h.magic != magic || h.extent_count == 0 || h.extent_count > object::kMaxExtents ||
       h.total_bytes > kMaxFetchBytes || (h.flags & ~kWantDigest) != 0 || h.reserved != 0 ||
       h.object_id == 0) {
@@ -119,6 +128,13 @@ Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms)
   r.total_bytes = h.total_bytes;
   r.want_digest = (h.flags & kWantDigest) != 0;
   r.extents.resize(h.extent_count);
+  return r;
+}
+
+Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms) {
+  char header[kFetchHeaderBytes];
+  CSM_RETURN_IF_ERROR(os::ReadAll(fd, header, sizeof(header), timeout_ms, "request"));
+  CSM_ASSIGN_OR_RETURN(FetchRequest r, ParseFetchHeader(header, magic));
   CSM_RETURN_IF_ERROR(os::ReadAll(fd, r.extents.data(), r.extents.size() * sizeof(object::ObjectExtent),
                                   timeout_ms, "request"));
   return r;

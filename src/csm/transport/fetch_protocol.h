@@ -31,6 +31,8 @@ namespace csm::transport {
 inline constexpr uint32_t kUcxTransportMagic = 0x55534d43;  // "CMSU"
 
 inline constexpr uint32_t kWantDigest = 1;
+inline constexpr size_t kFetchHeaderBytes = 32;   // the request's fixed part
+inline constexpr size_t kVerdictHeaderBytes = 8;  // the verdict's, before its message
 
 struct FetchRequest {
   uint64_t object_id = 0;  // the server's id of the object the extents belong to
@@ -70,6 +72,13 @@ std::optional<FetchRequest> NextFetchRequest(int fd, uint32_t magic, int timeout
 // Server side. An error means the peer broke the protocol (or hung up): close the
 // connection. Bad magic, counts or sizes are refused before anything is allocated.
 Result<FetchRequest> ReceiveFetchRequest(int fd, uint32_t magic, int timeout_ms);
+// The request's fixed part (kFetchHeaderBytes at `header`), checked: a request whose
+// `extents` are sized for the extent list that follows it. ReceiveFetchRequest's first
+// step, apart so that it can be fuzzed (fuzz/fetch_protocol_fuzz.cc).
+Result<FetchRequest> ParseFetchHeader(const void* header, uint32_t magic);
+// Client side: the verdict's fixed part (kVerdictHeaderBytes): its status code into
+// `status`, and the length of the message that follows (at most 4096).
+Result<uint32_t> ParseVerdictHeader(const void* header, int32_t* status);
 // Checks the whole request before a byte is served: every extent non-empty and lying in
 // the named object of this node's (`source`), the lengths adding up to total_bytes.
 Result<std::vector<SourceRange>> CheckFetchRequest(const FetchRequest& request,

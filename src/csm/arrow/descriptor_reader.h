@@ -1,0 +1,34 @@
+// Reading an Arrow descriptor (arrow_layout.h) that another process or node wrote: every
+// index, count and range is checked before it is followed, then Arrow's full validation
+// runs unless the node or this process has run it on the object already (docs/arrow.md).
+// The layer's Get functions read through here; so does fuzz/arrow_descriptor_fuzz.cc.
+#pragma once
+
+#include <arrow/api.h>
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "csm/arrow/arrow_layout.h"
+#include "csm/client.h"
+
+namespace csm::arrow_descriptor {
+
+struct Loaded {
+  ObjectInfo info;
+  ArrowKind kind;
+  std::shared_ptr<arrow::Schema> schema;
+  std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
+  int64_t num_rows;
+};
+
+// The arrays `descriptor` describes, their buffers in place. `info` and `extents` are
+// the object's that holds it (every vector and buffer must lie in `extents`); `pin` is
+// kept alive by every buffer handed out; `report_validated` (may be empty) is called once
+// Arrow's full validation has passed here. Corruption, naming info.key, for anything
+// that does not hold together.
+Result<Loaded> Read(const ArrowDescriptor& descriptor, ObjectInfo info, std::vector<Extent> extents,
+                    std::shared_ptr<const void> pin, std::function<void()> report_validated);
+
+}  // namespace csm::arrow_descriptor
