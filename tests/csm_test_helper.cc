@@ -1,5 +1,6 @@
 // csm_test_helper: the "other process" of the multi-process tests. Each subcommand
 // attaches to the node named by CSM_SOCKET, does one thing and reports on stdout.
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -86,11 +87,23 @@ int main(int argc, char** argv) {
   if (cmd == "produce-damaged") {  // commit a map of n keys, then change one of its bytes
     auto m = Produce(c, key, n);
     if (!m.ok()) return Fail(m.status());
-    // The producer's own mapping of its arena is still writable: the bytes csmd now
-    // serves no longer match the checksum taken at commit (a bug or a bad DIMM).
+    // A committed object is read-only in its producer too (sealed): made writable again
+    // here, as only a deliberate mprotect could, so that the bytes csmd now serves no
+    // longer match the checksum taken at commit (what a bad DIMM would do).
     csm::string& value = (*m)->rbegin()->second.back();
+    const uint64_t page = reinterpret_cast<uint64_t>(value.data()) & ~uint64_t{4095};
+    if (::mprotect(reinterpret_cast<void*>(page), 4096, PROT_READ | PROT_WRITE) != 0) return Fail(csm::Internal("mprotect"));
     value[0] = static_cast<char>(value[0] ^ 0x20);
     Say("damaged");
+    return 0;
+  }
+  if (cmd == "write-after-commit") {  // commit a map of n keys, then write into it (faults)
+    auto m = Produce(c, key, n);
+    if (!m.ok()) return Fail(m.status());
+    Say("committed");
+    csm::string& value = (*m)->rbegin()->second.back();
+    value[0] = static_cast<char>(value[0] ^ 0x20);  // SIGSEGV here: the object is sealed
+    Say("wrote into a committed object");
     return 0;
   }
   if (cmd == "produce-book") {  // unordered_map<string, vector<Trade>> with n venues

@@ -1,9 +1,14 @@
 // Builder and BuilderCore: one object under construction, and the bump allocation
 // behind csm::allocator; see include/csm/client.h and client_impl.h.
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstring>
 
 #include "csm/base/hash.h"
+#include "csm/base/log.h"
 #include "csm/object/checksum.h"
 #include "csm/base/tsan.h"
 #include "csm/client/client_impl.h"
@@ -149,8 +154,29 @@ Status BuilderCore::Commit(std::string_view key) {
   CSM_TSAN_RELEASE(header);  // the object's bytes happen before any reader's Get
   CSM_ASSIGN_OR_RETURN(committed_id_, client_->Commit(header, type_id_, key, type_name_));
   committed_ = true;
+  Seal();
   ReleaseChunks();
   return Status::OK();
+}
+
+// Chunks are page-aligned, page-sized and never shared between objects (ProcessHeap), so
+// sealing the chunks seals the object and nothing else. Other processes map arenas
+// read-only already; now the producer does too, and a write into a committed object
+// faults at the writing instruction instead of changing what readers see. Adjacent
+// sealed chunks merge into one mapping, so an arena of many objects does not multiply
+// the process's mappings.
+void BuilderCore::Seal() {
+  for (const auto& c : chunks_) {
+    if (::mprotect(reinterpret_cast<void*>(c.addr), c.size, PROT_READ) != 0) {
+      // The object is committed all the same; only this process could still write it.
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true)) {
+        CSM_LOG_WARN("could not make a committed object read-only in its producer (%s): "
+                     "raise vm.max_map_count if the process has very many mappings",
+                     std::strerror(errno));
+      }
+    }
+  }
 }
 
 void BuilderCore::ReleaseChunks() {

@@ -220,6 +220,9 @@ class BuilderCore {
   Status Finalize();
   void CloseChunk();
   void ReleaseChunks();
+  // Makes the committed object's chunks read-only in this process (docs/heap_layout.md,
+  // "Sealed after commit").
+  void Seal();
 
   std::shared_ptr<ClientImpl> client_;
   std::vector<alloc::Chunk> chunks_;           // all chunks, the current one last
