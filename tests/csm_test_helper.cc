@@ -154,6 +154,16 @@ int main(int argc, char** argv) {
     Say(std::string("verified ") + buf + Mapping(ref->info().root));
     return 0;
   }
+  if (cmd == "small-and-stay") {  // commit n small objects KEY/i, then stay until killed
+    for (long i = 0; i < n; ++i) {
+      csm::Status s = BuildAndCommit<csm::workload::SmallObject>(
+          c, key + "/" + std::to_string(i), [&](csm::workload::SmallObject& o) { csm::workload::FillSmall(o, i); });
+      if (!s.ok()) return Fail(s);
+    }
+    Say("committed");
+    std::this_thread::sleep_for(std::chrono::minutes(5));
+    return 0;
+  }
   if (cmd == "attach") {  // stay attached until killed (5 minutes at most)
     Say("attached");
     std::this_thread::sleep_for(std::chrono::minutes(5));

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "csm/client.h"
+#include "csm/object/object_layout.h"
 #include "csm/os/memory.h"
 #include "harness.h"
 #include "workload.h"
@@ -442,6 +443,82 @@ TEST(NodeTest, ReleasedArenaGivesBackPagesOfDeletedObjects) {
   ASSERT_TRUE(b.ok());
   EXPECT_TRUE(b->Verify().ok());
   EXPECT_EQ(workload::Verify(**b, 10000), "");
+}
+
+// A process that builds small objects holds a 2 MiB arena, not arena_size: many such
+// processes build at once in a node whose capacity holds one 64 MiB arena.
+TEST(NodeTest, ProcessesBuildingSmallObjectsHoldSmallArenas) {
+  Node node({"--capacity", "64M", "--arena-size", "64M"});
+  std::vector<std::unique_ptr<Process>> builders;
+  for (int i = 0; i < 8; ++i) {
+    builders.push_back(Process::Spawn({Helper(), "small-and-stay", "p" + std::to_string(i), "10"}, node.Env()));
+  }
+  for (auto& b : builders) ASSERT_FALSE(b->WaitForLine("committed").empty()) << b->output();
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(Used(*c), 8u * (2 << 20)) << "eight processes, each holding one 2 MiB arena";
+  for (auto& b : builders) b->Kill(SIGKILL);
+  // Their arenas keep only the pages of their objects: 10 × 384 bytes, one page each.
+  EXPECT_TRUE(testing::Eventually([&] { return Used(*c) == 8u * 4096; })) << "used " << Used(*c);
+  auto o = c->Get<workload::SmallObject>("p7/9");
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_TRUE(workload::VerifySmall(**o, 9));
+}
+
+// 100k objects of 248 bytes share pages: the node holds at most 1.5× their bytes plus
+// headers (the ObjectHeader's 64 bytes), not a page each.
+TEST(NodeTest, AHundredThousandSmallObjectsArePacked) {
+  constexpr long kObjects = 100000;
+  Node node({"--max-objects", "131072"});
+  {
+    auto c = Attach(node);
+    ASSERT_TRUE(c);
+    for (long i = 0; i < kObjects; ++i) {
+      auto b = c->NewBuilder();
+      ASSERT_TRUE(b.ok());
+      auto o = b->New<workload::SmallObject>();
+      ASSERT_TRUE(o.ok());
+      workload::FillSmall(**o, i);
+      ASSERT_TRUE(b->Commit("s/" + std::to_string(i)).ok()) << i;
+    }
+  }  // detached: its arenas keep only the pages its objects are on
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  const uint64_t payload = kObjects * (sizeof(workload::SmallObject) + sizeof(object::ObjectHeader));
+  EXPECT_TRUE(testing::Eventually([&] { return Used(*c) <= payload * 3 / 2; }))
+      << "used " << Used(*c) << " for " << payload << " bytes of objects and headers ("
+      << double(Used(*c)) / double(payload) << "×)";
+  std::printf("100k objects of 248 B: node holds %.1f MiB, %.2f× their bytes plus headers\n",
+              double(Used(*c)) / (1 << 20), double(Used(*c)) / double(payload));
+  for (long i : {0L, 1L, 4095L, 50000L, kObjects - 1}) {
+    auto o = c->Get<workload::SmallObject>("s/" + std::to_string(i));
+    ASSERT_TRUE(o.ok()) << i << ": " << o.status().ToString();
+    EXPECT_TRUE(workload::VerifySmall(**o, i)) << i;
+    EXPECT_TRUE(o->Verify().ok()) << i;
+  }
+}
+
+// A small object's pages are sealed once every object on them is committed: a write into
+// an earlier object faults in its producer.
+TEST(NodeTest, PackedSmallObjectsAreSealedOnceTheirPageIsFull) {
+  Node node;
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  std::vector<workload::SmallObject*> made;
+  for (long i = 0; i < 40; ++i) {  // 40 × 384 bytes: more than three pages
+    auto b = c->NewBuilder();
+    ASSERT_TRUE(b.ok());
+    auto o = b->New<workload::SmallObject>();
+    ASSERT_TRUE(o.ok());
+    workload::FillSmall(**o, i);
+    ASSERT_TRUE(b->Commit("s/" + std::to_string(i)).ok());
+    made.push_back(*o);
+  }
+  EXPECT_EQ(os::MappingAt(reinterpret_cast<uint64_t>(made[0])).find("rw"), std::string::npos)
+      << os::MappingAt(reinterpret_cast<uint64_t>(made[0]));
+  EXPECT_NE(os::MappingAt(reinterpret_cast<uint64_t>(made[0])).find("r--s"), std::string::npos);
+  EXPECT_EQ(reinterpret_cast<uint64_t>(made[1]) - reinterpret_cast<uint64_t>(made[0]), 384u)
+      << "header, 248 bytes and the extent table, cache-line aligned";
 }
 
 TEST(NodeTest, ObjectsLargerThanFourGiB) {

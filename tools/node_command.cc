@@ -21,7 +21,7 @@ void OnSignal(int) {
 void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--socket", f->socket, "Unix socket path (default: CSM_SOCKET or /run/csm/node.sock)");
   app->add_option("--capacity", f->capacity, "memory the node may hand out, e.g. 8G");
-  app->add_option("--arena-size", f->arena_size, "arena handed to each writing process, e.g. 64M");
+  app->add_option("--arena-size", f->arena_size, "largest shared arena a writing process is handed (its arenas grow from 2 MiB to this), e.g. 64M");
   app->add_option("--heap-base", f->heap_base, "window base address, e.g. 0x200000000000");
   app->add_option("--heap-size", f->heap_size, "window size, e.g. 16T");
   app->add_option("--segment-size", f->segment_size, "segment size, e.g. 1G");

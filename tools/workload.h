@@ -4,6 +4,7 @@
 // is a separate heap allocation, as in Java).
 #pragma once
 
+#include <array>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -116,6 +117,18 @@ inline std::string VerifyBook(const TradeBook& book, int venues) {
     }
   }
   return "";
+}
+
+// A small object, as caches and shuffles commit by the hundred thousand: 248 bytes.
+using SmallObject = std::array<uint8_t, 248>;
+inline void FillSmall(SmallObject& o, long i) {
+  for (size_t j = 0; j < o.size(); ++j) o[j] = static_cast<uint8_t>(i * 31 + static_cast<long>(j));
+}
+inline bool VerifySmall(const SmallObject& o, long i) {
+  for (size_t j = 0; j < o.size(); ++j) {
+    if (o[j] != static_cast<uint8_t>(i * 31 + static_cast<long>(j))) return false;
+  }
+  return true;
 }
 
 }  // namespace csm::workload

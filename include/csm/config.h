@@ -27,7 +27,7 @@ struct Config {
   WindowConfig window;
   std::string socket_path;      // csmd's Unix socket
   uint64_t capacity;            // bytes of memory the node may hand out
-  uint64_t arena_size;          // default arena handed to a client process
+  uint64_t arena_size;          // largest shared arena a client process is handed (they grow from 2 MiB)
   uint32_t max_objects;         // directory slots (power of two)
   uint32_t pins_per_client;     // distinct objects one process may pin at once
   uint32_t max_clients;         // connected processes at once

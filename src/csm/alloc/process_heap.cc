@@ -2,20 +2,26 @@
 #include "csm/alloc/process_heap.h"
 
 #include <algorithm>
+#include <iterator>
 
 namespace csm::alloc {
 namespace {
-constexpr uint64_t kChunkAlign = 4096;
 uint64_t RoundUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 }  // namespace
 
-ProcessHeap::ProcessHeap(ArenaSource* source, uint64_t arena_size)
-    : source_(source), arena_size_(arena_size) {}
+ProcessHeap::ProcessHeap(ArenaSource* source, uint64_t arena_size, uint64_t page_size)
+    : source_(source), arena_size_(arena_size), page_(page_size) {}
 
 ProcessHeap::~ProcessHeap() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [id, arena] : arenas_) source_->ReleaseArena(id);
   arenas_.clear();
+}
+
+uint64_t ProcessHeap::next_arena_size() const {
+  uint64_t size = kFirstArena;
+  for (uint64_t i = 0; i < shared_arenas_ && size < arena_size_; ++i) size *= 2;
+  return std::min(size, arena_size_);
 }
 
 Result<Chunk> ProcessHeap::Carve(uint64_t min_size, uint64_t preferred) {
@@ -24,7 +30,7 @@ Result<Chunk> ProcessHeap::Carve(uint64_t min_size, uint64_t preferred) {
   std::lock_guard<std::mutex> lock(mu_);
   if (min_size >= dedicated_threshold()) {
     CSM_ASSIGN_OR_RETURN(auto grant, source_->AllocateArena(min_size, /*dedicated=*/true));
-    arenas_[grant.arena_id] = ArenaState{grant.addr, grant.size, grant.size, 1, true};
+    arenas_[grant.arena_id] = ArenaState{grant.addr, grant.size, grant.size, 1, true, {}};
     return Chunk{grant.arena_id, grant.addr, grant.size};
   }
   preferred = std::min(preferred, dedicated_threshold());
@@ -43,19 +49,51 @@ Result<Chunk> ProcessHeap::Carve(uint64_t min_size, uint64_t preferred) {
     current_ = 0;
     MaybeRelease(id, arena);
   }
-  CSM_ASSIGN_OR_RETURN(auto grant, source_->AllocateArena(arena_size_, /*dedicated=*/false));
+  const uint64_t wanted = std::max(next_arena_size(), RoundUp(min_size, kFirstArena));
+  CSM_ASSIGN_OR_RETURN(auto grant, source_->AllocateArena(wanted, /*dedicated=*/false));
+  ++shared_arenas_;
   current_ = grant.arena_id;
   uint64_t size = std::min(preferred, grant.size);
-  arenas_[grant.arena_id] = ArenaState{grant.addr, grant.size, size, 1, false};
+  arenas_[grant.arena_id] = ArenaState{grant.addr, grant.size, size, 1, false, {}};
   return Chunk{grant.arena_id, grant.addr, size};
 }
 
-void ProcessHeap::Done(const Chunk& chunk) {
+std::vector<PageRange> ProcessHeap::Done(const Chunk& chunk, uint64_t used_end, bool small) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = arenas_.find(chunk.arena_id);
-  if (it == arenas_.end()) return;
-  --it->second.outstanding;
-  MaybeRelease(chunk.arena_id, it->second);
+  if (it == arenas_.end()) return {};
+  ArenaState& arena = it->second;
+  --arena.outstanding;
+  uint64_t end = chunk.addr + chunk.size;
+  used_end = std::clamp(RoundUp(used_end, small ? kChunkAlign : page_), chunk.addr, end);
+  // Nothing carved after it: the unused tail goes back for the next chunk.
+  if (!arena.exhausted && chunk.arena_id == current_ && arena.addr + arena.used == end) {
+    arena.used = used_end - arena.addr;
+    end = used_end;
+  }
+  std::vector<PageRange> sealable = MarkDone(arena, chunk.addr, end);
+  MaybeRelease(chunk.arena_id, arena);
+  return sealable;
+}
+
+std::vector<PageRange> ProcessHeap::MarkDone(ArenaState& arena, uint64_t start, uint64_t end) {
+  if (start >= end) return {};
+  // Merge [start, end) with the done ranges it touches.
+  uint64_t lo = start, hi = end;
+  auto it = arena.done.upper_bound(start);
+  if (it != arena.done.begin() && std::prev(it)->second >= start) --it;
+  while (it != arena.done.end() && it->first <= end) {
+    lo = std::min(lo, it->first);
+    hi = std::max(hi, it->second);
+    it = arena.done.erase(it);
+  }
+  arena.done[lo] = hi;
+  // The whole pages of the merged range that [start, end) made whole: at most its own
+  // pages and the two it shares with its neighbours.
+  const uint64_t first = std::max(RoundUp(lo, page_), start / page_ * page_);
+  const uint64_t last = std::min(hi / page_ * page_, RoundUp(end, page_));
+  if (first >= last) return {};
+  return {PageRange{first, last - first}};
 }
 
 void ProcessHeap::MaybeRelease(uint64_t arena_id, ArenaState& arena) {

@@ -93,7 +93,7 @@ Result<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const ClientOptions& opt
   if (!sock.ok()) return sock.status();  // ~ClientImpl resets the flag
   c->channel_ = std::make_unique<RequestChannel>(std::move(*sock), "csmd at " + config.socket_path);
   CSM_RETURN_IF_ERROR(c->Hello());
-  c->heap_ = std::make_unique<alloc::ProcessHeap>(c.get(), c->config_.arena_size);
+  c->heap_ = std::make_unique<alloc::ProcessHeap>(c.get(), c->config_.arena_size, os::PageSize());
   // Map what exists now; the mapper thread follows what comes later.
   const auto& h = c->dir_->header();
   CSM_RETURN_IF_ERROR(c->SyncArenas(h.arena_seq.load(), h.arenas_freed.load()));
@@ -220,7 +220,7 @@ Status ClientImpl::Reattach() {
       ++it;
     }
   }
-  heap_ = std::make_unique<alloc::ProcessHeap>(this, config_.arena_size);
+  heap_ = std::make_unique<alloc::ProcessHeap>(this, config_.arena_size, os::PageSize());
   const auto& h = dir_->header();
   CSM_RETURN_IF_ERROR(SyncArenas(h.arena_seq.load(), h.arenas_freed.load(), /*full=*/true));
   stopping_ = false;

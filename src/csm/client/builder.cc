@@ -10,6 +10,7 @@
 #include "csm/base/hash.h"
 #include "csm/base/log.h"
 #include "csm/object/checksum.h"
+#include "csm/os/memory.h"
 #include "csm/base/tsan.h"
 #include "csm/client/client_impl.h"
 
@@ -154,34 +155,41 @@ Status BuilderCore::Commit(std::string_view key) {
   CSM_TSAN_RELEASE(header);  // the object's bytes happen before any reader's Get
   CSM_ASSIGN_OR_RETURN(committed_id_, client_->Commit(header, type_id_, key, type_name_));
   committed_ = true;
-  Seal();
   ReleaseChunks();
   return Status::OK();
 }
 
-// Chunks are page-aligned, page-sized and never shared between objects (ProcessHeap), so
-// sealing the chunks seals the object and nothing else. Other processes map arenas
-// read-only already; now the producer does too, and a write into a committed object
-// faults at the writing instruction instead of changing what readers see. Adjacent
-// sealed chunks merge into one mapping, so an arena of many objects does not multiply
-// the process's mappings.
-void BuilderCore::Seal() {
-  for (const auto& c : chunks_) {
-    if (::mprotect(reinterpret_cast<void*>(c.addr), c.size, PROT_READ) != 0) {
-      // The object is committed all the same; only this process could still write it.
-      static std::atomic<bool> warned{false};
-      if (!warned.exchange(true)) {
-        CSM_LOG_WARN("could not make a committed object read-only in its producer (%s): "
-                     "raise vm.max_map_count if the process has very many mappings",
-                     std::strerror(errno));
-      }
+// Every chunk goes back to the heap with how much of it the object used (its extent
+// starting there; the current chunk up to the bump pointer if never finalized). The
+// heap says which pages no chunk is written on any more, and those become read-only in
+// this process: other processes map arenas read-only already, so a write into a
+// committed object now faults at the writing instruction instead of changing what
+// readers see. Objects smaller than a page share pages (ProcessHeap): such an object's
+// last page is sealed once every object on it is committed or abandoned. Adjacent sealed pages merge into one mapping,
+// so an arena of many objects does not multiply the process's mappings.
+void BuilderCore::ReleaseChunks() {
+  const bool small = bytes_used() < uint64_t{os::PageSize()};
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    const alloc::Chunk& c = chunks_[i];
+    uint64_t used_end = c.addr;
+    for (const auto& e : extents_) {
+      if (e.addr == c.addr) used_end = e.addr + e.length;
     }
+    if (i + 1 == chunks_.size() && !finalized_ && region.cur > c.addr) used_end = region.cur;
+    for (const alloc::PageRange& r : client_->heap().Done(c, used_end, small)) Seal(r.addr, r.size);
   }
+  chunks_.clear();
 }
 
-void BuilderCore::ReleaseChunks() {
-  for (const auto& c : chunks_) client_->heap().Done(c);
-  chunks_.clear();
+void BuilderCore::Seal(uint64_t addr, uint64_t size) {
+  if (::mprotect(reinterpret_cast<void*>(addr), size, PROT_READ) == 0) return;
+  // The object is committed all the same; only this process could still write it.
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true)) {
+    CSM_LOG_WARN("could not make a committed object read-only in its producer (%s): "
+                 "raise vm.max_map_count if the process has very many mappings",
+                 std::strerror(errno));
+  }
 }
 
 BuilderCore::~BuilderCore() {

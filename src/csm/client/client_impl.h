@@ -219,10 +219,10 @@ class BuilderCore {
  private:
   Status Finalize();
   void CloseChunk();
+  // Gives the chunks back to the heap and seals the pages it says are done
+  // (docs/heap_layout.md, "Sealed after commit").
   void ReleaseChunks();
-  // Makes the committed object's chunks read-only in this process (docs/heap_layout.md,
-  // "Sealed after commit").
-  void Seal();
+  void Seal(uint64_t addr, uint64_t size);
 
   std::shared_ptr<ClientImpl> client_;
   std::vector<alloc::Chunk> chunks_;           // all chunks, the current one last

@@ -155,8 +155,10 @@ Status Daemon::Impl::HandleAllocArena(Session& c, WireReader& in) {
   const uint64_t min_size = m.min_size;
   const uint8_t dedicated = m.dedicated;
   constexpr uint64_t kAlign = alloc::AddressAllocator::kArenaAlignment;
-  uint64_t size = dedicated ? (std::max<uint64_t>(min_size, 1) + kAlign - 1) / kAlign * kAlign
-                            : config_.arena_size;
+  // A dedicated arena fits its one object; a shared one is what the process asks for
+  // (its arenas grow from 2 MiB: alloc/process_heap.h), at most arena_size.
+  const uint64_t rounded = (std::max<uint64_t>(min_size, 1) + kAlign - 1) / kAlign * kAlign;
+  uint64_t size = dedicated ? rounded : std::min(rounded, config_.arena_size);
   if (min_size > config_.window.size || size < min_size) {
     return Sessions::SendStatus(c, MessageType::kArenaReply,
                       InvalidArgument("arena of " + std::to_string(min_size) + " bytes requested"));
