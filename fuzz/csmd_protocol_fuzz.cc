@@ -47,6 +47,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case MessageType::kNodes: RoundTrip<Nodes>(in, id); break;
     case MessageType::kResolve: RoundTrip<Resolve>(in, id); break;
     case MessageType::kArrowValidated: RoundTrip<ArrowValidated>(in, id); break;
+    case MessageType::kClaimArenas: RoundTrip<ClaimArenas>(in, id); break;
+    case MessageType::kClaimReply: RoundTrip<ClaimReply>(in, id); break;
     case MessageType::kHelloReply: RoundTrip<HelloReply>(in, id); break;
     case MessageType::kArenaReply: RoundTrip<ArenaReply>(in, id); break;
     case MessageType::kSyncReply: RoundTrip<SyncReply>(in, id); break;

@@ -74,6 +74,11 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
                   "tests of the stale-cache model only: leave a step of the protocol out")
       ->check(CLI::IsMember({"skip-write-back", "skip-invalidate"}))
       ->group("");
+  app->add_option("--state-dir", f->state_dir,
+                  "keep the node's memory and directory as files in this directory (on a memory file "
+                  "system, e.g. /dev/shm/csm-node): a restarted csmd takes every committed object back "
+                  "and attached processes carry on (docs/operations.md); default: they end with csmd");
+  app->add_flag("--fresh", f->fresh, "with --state-dir: discard what an earlier csmd left there");
   app->add_option("--dead-after-ms", f->dead_after_ms,
                   "coordinator: a node silent this long is dead")->check(CLI::Range(100, 3600000));
 }
@@ -123,6 +128,8 @@ int RunNode(const NodeFlags& f) {
   options.shared_memory.coherence = f.coherence;
   options.shared_memory.cache_line = f.cache_line;
   options.shared_memory.fault = f.fabric_fault;
+  options.state_dir = f.state_dir;
+  options.fresh = f.fresh;
   // Every attached process holds two descriptors here (socket, pin table), every arena
   // one: the usual soft limit of 1024 would refuse clients long before max_clients.
   rlimit files{};

@@ -23,6 +23,8 @@ struct NodeFlags {
   std::string coherence = "auto";
   uint32_t cache_line = 0;
   std::string fabric_fault;
+  std::string state_dir;
+  bool fresh = false;
 };
 
 void AddNodeFlags(CLI::App* app, NodeFlags* flags);

@@ -51,4 +51,17 @@ void AddressAllocator::Free(uint64_t addr, uint64_t size) {
   free_.emplace(addr, size);
 }
 
+bool AddressAllocator::Reserve(uint64_t addr, uint64_t size) {
+  auto it = free_.upper_bound(addr);
+  if (it == free_.begin()) return false;
+  --it;
+  const uint64_t start = it->first, length = it->second;
+  if (addr + size > start + length) return false;
+  free_.erase(it);
+  if (addr > start) free_.emplace(start, addr - start);
+  if (start + length > addr + size) free_.emplace(addr + size, start + length - addr - size);
+  free_bytes_ -= size;
+  return true;
+}
+
 }  // namespace csm::alloc

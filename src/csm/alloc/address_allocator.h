@@ -39,6 +39,9 @@ class AddressAllocator {
   // Adds a run leased elsewhere (the caller leased it itself, e.g. off its event loop).
   void AddRun(const Run& run) { Free(run.addr, run.bytes); }
   void Free(uint64_t addr, uint64_t size);
+  // Takes [addr, +size) out of the free ranges (an arena a restarted csmd takes back).
+  // False, and nothing changed, unless all of it is free.
+  bool Reserve(uint64_t addr, uint64_t size);
 
   uint64_t free_bytes() const { return free_bytes_; }
 

@@ -39,5 +39,17 @@ TEST(AddressAllocatorTest, FirstFitReuseAndMultiSegment) {
   EXPECT_TRUE(a.Allocate(11 * kGiB).status().IsCapacityExceeded()) << "the window is 16 GiB";
 }
 
+TEST(AddressAllocatorTest, ReserveTakesARangeBackOnlyIfFree) {
+  AddressAllocator a([](uint64_t) -> Result<AddressAllocator::Run> { return CapacityExceeded("none"); }, kGiB);
+  const uint64_t base = 0x200000000000ULL;
+  a.AddRun({base, kGiB});
+  EXPECT_TRUE(a.Reserve(base + 64 * kMiB, 2 * kMiB));
+  EXPECT_FALSE(a.Reserve(base + 63 * kMiB, 2 * kMiB)) << "half of it is taken";
+  EXPECT_FALSE(a.Reserve(base + kGiB - kMiB, 2 * kMiB)) << "past the run";
+  EXPECT_EQ(a.free_bytes(), kGiB - 2 * kMiB);
+  EXPECT_EQ(*a.Allocate(64 * kMiB), base) << "what is before it";
+  EXPECT_EQ(*a.Allocate(2 * kMiB), base + 66 * kMiB) << "and after it stay free";
+}
+
 }  // namespace
 }  // namespace csm::alloc

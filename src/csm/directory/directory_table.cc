@@ -171,6 +171,18 @@ void DirectoryTable::MarkDeleted(uint32_t index) {
   header_->live_objects.fetch_sub(1);
 }
 
+void DirectoryTable::Recount() {
+  uint32_t used = 0;
+  uint64_t live = 0;
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    const SlotData d = ReadSlot(i);
+    used += d.state != static_cast<uint8_t>(SlotState::kEmpty);
+    live += d.state == static_cast<uint8_t>(SlotState::kLive);
+  }
+  used_ = used;
+  header_->live_objects.store(live);
+}
+
 void DirectoryTable::AddFlags(uint32_t index, uint8_t flags) {
   SlotData d = ReadSlot(index);
   if (d.state != static_cast<uint8_t>(SlotState::kLive) || (d.flags & flags) == flags) return;

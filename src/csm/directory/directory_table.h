@@ -51,6 +51,9 @@ class DirectoryTable {
   Result<uint32_t> Insert(const SlotData& data);
   // Writer: turns a live slot into a tombstone.
   void MarkDeleted(uint32_t index);
+  // Writer, taking over a table an earlier writer left (a restarted csmd): counts its
+  // slots again (live ones into the header's live_objects).
+  void Recount();
   // Adds `flags` (kSlot* bits) to a live slot's.
   void AddFlags(uint32_t index, uint8_t flags);
 

@@ -1,13 +1,18 @@
 // ArenaTable; see arena_table.h.
 #include "csm/node/arena_table.h"
 
+#include <algorithm>
 #include <iterator>
 #include <utility>
 
 namespace csm::node {
 
-Arena& ArenaTable::Add(uint64_t addr, uint64_t size, os::UniqueFd fd) {
-  const uint64_t id = next_id_++;
+Arena& ArenaTable::Add(uint64_t addr, uint64_t size, os::UniqueFd fd, uint64_t id) {
+  if (id == 0) {
+    id = next_id_++;
+  } else {
+    next_id_ = std::max(next_id_, id + 1);
+  }
   Arena& a = arenas_[id];
   a.id = id;
   a.seq = next_seq_++;

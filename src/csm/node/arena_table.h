@@ -9,6 +9,7 @@
 // Owner: the daemon's event loop. Thread-safety: none (the loop only).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@
 
 #include "csm/os/fd.h"
 #include "csm/os/shared_view.h"
+#include "csm/os/unique_path.h"
 
 namespace csm::node {
 
@@ -45,6 +47,13 @@ struct Arena {
   // csmd's own mapping of a replica (fetches write through it), kept with the memory
   // when it goes spare; null for arenas no fetch wrote.
   std::shared_ptr<os::SharedView> view;
+  // Its memory is the node's state file for this address (NodeState::ArenaPath); a copy
+  // in memory kept spare in a named file holds that file's name in `spare_name`.
+  bool named = false;
+  os::UniquePath spare_name;
+  // Taken back by a restarted csmd and not yet claimed by the process that was building
+  // in it (ClaimArenas) nor given up when the wait for it ended.
+  bool recovered = false;
   uint64_t owner = 0;  // client id; 0 once released or its process is gone
   bool dedicated = false;
   uint64_t charged = 0;  // bytes counted against capacity
@@ -57,9 +66,15 @@ struct Arena {
 
 class ArenaTable {
  public:
-  // A new arena at [addr, +size) backed by `fd`, with the next id and sequence number.
-  // The caller made sure it overlaps none (FirstOverlapping).
-  Arena& Add(uint64_t addr, uint64_t size, os::UniqueFd fd);
+  // A new arena at [addr, +size) backed by `fd`, with the next id (or `id`: one an
+  // earlier csmd gave it) and the next sequence number. The caller made sure it overlaps
+  // none (FirstOverlapping).
+  Arena& Add(uint64_t addr, uint64_t size, os::UniqueFd fd, uint64_t id = 0);
+  // New ids from now on are at least `id` (a restarted csmd's never repeat an earlier
+  // one's: processes know arenas by id).
+  void StartIdsAt(uint64_t id) { next_id_ = std::max(next_id_, id); }
+  // The id the next Add without one will give.
+  uint64_t NextId() const { return next_id_; }
   void Remove(uint64_t id);
 
   Arena* Find(uint64_t id);
@@ -69,6 +84,9 @@ class ArenaTable {
   Arena* At(uint64_t addr);
   // The lowest arena overlapping [addr, +size), or null.
   Arena* FirstOverlapping(uint64_t addr, uint64_t size);
+  // Sequence numbers from now on are above `seq` (a restarted csmd's, above its
+  // predecessor's: processes that mapped up to some seq still ask for what is new).
+  void ContinueAfter(uint64_t seq) { next_seq_ = std::max(next_seq_, seq + 1); }
   // The newest sequence number given (0 before any arena).
   uint64_t newest_seq() const { return next_seq_ - 1; }
   size_t size() const { return arenas_.size(); }

@@ -7,6 +7,7 @@ namespace csm::node {
 
 Status Daemon::Impl::Init() {
   CSM_RETURN_IF_ERROR(ValidateConfig(config_));
+  arenas_.StartIdsAt(incarnation_);  // above every id an earlier csmd of the node gave
   if (!options_.shared_memory.path.empty()) {
     CSM_ASSIGN_OR_RETURN(shm_, SharedMemory::Open(options_.shared_memory, config_.capacity));
     loans_ = LoanBook(shm_->lend_limit());
@@ -16,14 +17,28 @@ Status Daemon::Impl::Init() {
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
   const uint32_t slots = directory::DirectorySlots(config_.max_objects);
   uint64_t dir_bytes = directory::DirectoryBytes(slots);
-  CSM_ASSIGN_OR_RETURN(dir_fd_, os::CreateMemfd("csm-directory", dir_bytes));
+  bool recovering = false;
+  if (!options_.state_dir.empty()) {
+    if (shm_ != nullptr || options_.cluster.enabled()) {
+      return InvalidArgument("--state-dir keeps a lone node's objects across restarts; a node of a "
+                             "cluster or on a shared-memory fabric cannot use it yet");
+    }
+    CSM_ASSIGN_OR_RETURN(state_, NodeState::Open(options_.state_dir, options_.fresh));
+    CSM_ASSIGN_OR_RETURN(dir_fd_, state_->OpenDirectory(dir_bytes, &recovering));
+  } else {
+    CSM_ASSIGN_OR_RETURN(dir_fd_, os::CreateMemfd("csm-directory", dir_bytes));
+  }
   // Allocate the pages now so clients can map them populated: no page fault on a Get.
   if (::fallocate(dir_fd_.get(), 0, 0, static_cast<off_t>(dir_bytes)) != 0) {
     return ErrnoError("fallocate of the directory (" + FormatSize(dir_bytes) + ")", errno);
   }
   CSM_ASSIGN_OR_RETURN(dir_map_, MapShared(dir_fd_.get(), dir_bytes));
   dir_ = std::make_unique<directory::DirectoryTable>(dir_map_.addr, slots);
-  dir_->Init(node_id_);
+  if (recovering) {
+    CSM_RETURN_IF_ERROR(Recover());
+  } else {
+    dir_->Init(node_id_);
+  }
   CSM_RETURN_IF_ERROR(dir_->InitLiveness());
   CSM_ASSIGN_OR_RETURN(os::UniqueFd listen_fd, os::ListenUnix(config_.socket_path));
   sessions_.Listen(std::move(listen_fd));
@@ -86,6 +101,7 @@ Status Daemon::Impl::Dispatch(Session& c, MessageType type, WireReader& in) {
         return Status::OK();
       });
     case MessageType::kSyncArenas: return HandleSync(c, in);
+    case MessageType::kClaimArenas: return HandleClaimArenas(c, in);
     case MessageType::kCommit: return HandleCommit(c, in);
     case MessageType::kDelete: return HandleDelete(c, in);
     case MessageType::kStat: return HandleStat(c, in);
@@ -205,8 +221,15 @@ Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated) {
   }
   const bool device = shm_ && shm_->direct();
   SpareMemory::Memory spare = device ? SpareMemory::Memory{} : spare_.TakeZeroed(size);
-  Result<os::UniqueFd> fd = device        ? os::UniqueFd(::fcntl(shm_->device_fd(), F_DUPFD_CLOEXEC, 0))
+  // A node keeping its state in files builds only in its named files: a spare becomes
+  // the arena's file, one with no name (it could not be renamed) is not taken.
+  const uint64_t id = arenas_.NextId();
+  if (state_ != nullptr && spare.valid() && (spare.path.empty() || !state_->AdoptSpare(std::move(spare.path), *addr, id).ok())) {
+    spare = SpareMemory::Memory{};
+  }
+  Result<os::UniqueFd> fd = device          ? os::UniqueFd(::fcntl(shm_->device_fd(), F_DUPFD_CLOEXEC, 0))
                             : spare.valid() ? std::move(spare.fd)
+                            : state_        ? state_->CreateArena(*addr, id, size)
                                             : os::CreateMemfd("csm-arena-" + Hex(*addr), size);
   if (fd.ok() && !fd->valid()) fd = ErrnoError("dup of the shared-memory device", errno);
   if (!fd.ok()) {
@@ -214,14 +237,14 @@ Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated) {
     if (shm_) shm_->Free(*fabric_offset, size);
     return fail(fd.status());
   }
-  Arena& a = arenas_.Add(*addr, size, std::move(*fd));
+  Arena& a = arenas_.Add(*addr, size, std::move(*fd), id);
   a.view = std::move(spare.view);  // kept for when the memory goes spare again
   a.fabric_offset = *fabric_offset;
   if (device) a.fd_offset = *fabric_offset;
   a.owner = c.id;
+  a.named = state_ != nullptr;
   a.dedicated = dedicated;
   a.charged = size;
-  const uint64_t id = a.id;
   dir_->header().arena_seq.store(a.seq);
   used_ += size;
   c.arenas.insert(id);
@@ -265,13 +288,15 @@ Status Daemon::Impl::HandleSync(Session& c, WireReader& in) {
 }
 
 
-// Reads [addr, addr+len) of the heap; the range must lie in one arena of client c.
-Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Session& c,
+// Reads [addr, addr+len) of the heap; the range must lie in one arena of client c (of
+// the node's own, if c is null).
+Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Session* c,
                               std::vector<uint64_t>* arena_ids) {
   Arena* a = arenas_.At(addr);
-  if (a == nullptr || a->owner != c.id || !RangeWithin(addr, len, a->addr, a->size)) {
-    return Corruption("range [" + Hex(addr) + ", +" + std::to_string(len) +
-                      ") is not inside an arena this process may write");
+  const bool allowed = a != nullptr && (c != nullptr ? a->owner == c->id : a->replica_of == 0 && !a->mapped);
+  if (!allowed || !RangeWithin(addr, len, a->addr, a->size)) {
+    return Corruption("range [" + Hex(addr) + ", +" + std::to_string(len) + ") is not inside an arena " +
+                      (c != nullptr ? "this process may write" : "of this node's"));
   }
   if (arena_ids && std::find(arena_ids->begin(), arena_ids->end(), a->id) == arena_ids->end()) {
     arena_ids->push_back(a->id);
@@ -279,6 +304,51 @@ Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Sess
   if (out == nullptr) return Status::OK();
   ssize_t n = ::pread(a->fd.get(), out, len, static_cast<off_t>(a->fd_offset + addr - a->addr));
   if (n != static_cast<ssize_t>(len)) return ErrnoError("pread of an arena", errno);
+  return Status::OK();
+}
+
+// Reads and checks the object whose header is at header_addr into o (header, extents,
+// arenas): a header of this layout, extents inside arenas `c` may write (any of the
+// node's own arenas if null), overlapping no committed object, holding the header, the
+// root and the extent table, and adding up to the header's size.
+Status Daemon::Impl::ReadObject(uint64_t header_addr, const Session* c, Object* o) {
+  o->header_addr = header_addr;
+  CSM_RETURN_IF_ERROR(ReadHeap(header_addr, &o->header, sizeof(ObjectHeader), c, &o->arena_ids));
+  const ObjectHeader& h = o->header;
+  if (h.magic != object::kObjectMagic || h.layout_version != object::kObjectLayoutVersion ||
+      (h.flags & ~object::kKnownFlags) != 0 ||
+      ((h.flags & object::kFlagChecksumDeferred) != 0 && h.checksum != 0)) {
+    return Corruption("no valid object header at " + Hex(header_addr));
+  }
+  if (h.extent_count == 0 || h.extent_count > object::kMaxExtents) {
+    return Corruption("object has " + std::to_string(h.extent_count) + " extents (1 to " +
+                      std::to_string(object::kMaxExtents) + " allowed)");
+  }
+  o->extents.resize(h.extent_count);
+  CSM_RETURN_IF_ERROR(ReadHeap(h.extents, o->extents.data(),
+                               h.extent_count * sizeof(ObjectExtent), c, nullptr));
+  uint64_t total = 0;
+  bool root_inside = false, table_inside = false;
+  for (size_t i = 0; i < o->extents.size(); ++i) {
+    const ObjectExtent& e = o->extents[i];
+    if (e.length == 0 || (i == 0 && e.addr != header_addr) ||
+        (i == 0 && e.length < sizeof(ObjectHeader))) {
+      return Corruption("extent " + std::to_string(i) + " is empty or misplaced");
+    }
+    CSM_RETURN_IF_ERROR(ReadHeap(e.addr, nullptr, e.length, c, &o->arena_ids));
+    Arena* a = arenas_.At(e.addr);
+    auto next = a->committed.lower_bound(e.addr);
+    bool overlap = (next != a->committed.end() && next->first < e.addr + e.length) ||
+                   (next != a->committed.begin() && std::prev(next)->second > e.addr);
+    if (overlap) return Corruption("extent " + Hex(e.addr) + " overlaps a committed object");
+    total += e.length;
+    root_inside |= h.root >= e.addr && h.root < e.addr + e.length;
+    table_inside |= h.extents >= e.addr &&
+                    h.extents + h.extent_count * sizeof(ObjectExtent) <= e.addr + e.length;
+  }
+  if (total != h.data_size || !root_inside || !table_inside) {
+    return Corruption("object sizes, root or extent table are inconsistent with its extents");
+  }
   return Status::OK();
 }
 
@@ -299,44 +369,8 @@ Result<Object> Daemon::Impl::PrepareCommit(Session& c, uint64_t header_addr, uin
   Object o;
   o.key = std::move(key);
   o.type_name = std::move(type_name);
-  o.header_addr = header_addr;
-  CSM_RETURN_IF_ERROR(ReadHeap(header_addr, &o.header, sizeof(ObjectHeader), c, &o.arena_ids));
-  const ObjectHeader& h = o.header;
-  if (h.magic != object::kObjectMagic || h.layout_version != object::kObjectLayoutVersion ||
-      (h.flags & ~object::kKnownFlags) != 0 ||
-      ((h.flags & object::kFlagChecksumDeferred) != 0 && h.checksum != 0)) {
-    return Corruption("no valid object header at " + Hex(header_addr));
-  }
-  if (h.type_id != type_id) return Corruption("object header type id differs from the request");
-  if (h.extent_count == 0 || h.extent_count > object::kMaxExtents) {
-    return Corruption("object has " + std::to_string(h.extent_count) + " extents (1 to " +
-                      std::to_string(object::kMaxExtents) + " allowed)");
-  }
-  o.extents.resize(h.extent_count);
-  CSM_RETURN_IF_ERROR(ReadHeap(h.extents, o.extents.data(),
-                               h.extent_count * sizeof(ObjectExtent), c, nullptr));
-  uint64_t total = 0;
-  bool root_inside = false, table_inside = false;
-  for (size_t i = 0; i < o.extents.size(); ++i) {
-    const ObjectExtent& e = o.extents[i];
-    if (e.length == 0 || (i == 0 && e.addr != header_addr) ||
-        (i == 0 && e.length < sizeof(ObjectHeader))) {
-      return Corruption("extent " + std::to_string(i) + " is empty or misplaced");
-    }
-    CSM_RETURN_IF_ERROR(ReadHeap(e.addr, nullptr, e.length, c, &o.arena_ids));
-    Arena* a = arenas_.At(e.addr);
-    auto next = a->committed.lower_bound(e.addr);
-    bool overlap = (next != a->committed.end() && next->first < e.addr + e.length) ||
-                   (next != a->committed.begin() && std::prev(next)->second > e.addr);
-    if (overlap) return Corruption("extent " + Hex(e.addr) + " overlaps a committed object");
-    total += e.length;
-    root_inside |= h.root >= e.addr && h.root < e.addr + e.length;
-    table_inside |= h.extents >= e.addr &&
-                    h.extents + h.extent_count * sizeof(ObjectExtent) <= e.addr + e.length;
-  }
-  if (total != h.data_size || !root_inside || !table_inside) {
-    return Corruption("object sizes, root or extent table are inconsistent with its extents");
-  }
+  CSM_RETURN_IF_ERROR(ReadObject(header_addr, &c, &o));
+  if (o.header.type_id != type_id) return Corruption("object header type id differs from the request");
 
   o.id = objects_.NewId();
   o.type_id = type_id;
@@ -376,6 +410,11 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
   for (const ObjectExtent& e : o.extents) arenas_.At(e.addr)->committed[e.addr] = e.addr + e.length;
   for (uint64_t id : o.arena_ids) ++arenas_.at(id).objects;
   peers_.AddObject(o.id, o.extents);
+  if (state_ != nullptr) {
+    if (Status s = state_->RememberType(o.type_id, o.type_name); !s.ok()) {
+      CSM_LOG_WARN("'%s' will have no type name after a restart: %s", o.key.c_str(), s.ToString().c_str());
+    }
+  }
   uint64_t id = o.id;
   objects_.Insert(std::move(o));
   AnnounceChange();

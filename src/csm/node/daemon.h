@@ -72,6 +72,12 @@ struct NodeOptions {
   // docs/operations.md, "Page size": faster everywhere except fresh memory on VMs whose
   // host reclaims freed guest memory). Copies from other nodes always use 4 KiB pages.
   bool huge_pages = true;
+  // Where the node's memory and directory live as files, so that a restarted csmd takes
+  // every committed object back (node/node_state.h, docs/operations.md "Restarting
+  // csmd"); a directory on a memory file system such as /dev/shm. Empty: memfds, and a
+  // restarted csmd starts empty. A lone node's only (not with a cluster or a fabric yet).
+  std::string state_dir;
+  bool fresh = false;  // discard what an earlier csmd left in state_dir
 };
 
 class Daemon {

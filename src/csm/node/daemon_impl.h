@@ -1,5 +1,6 @@
 // Daemon::Impl: csmd's state and the declarations shared by its source files.
 //   daemon.cc          the loop, requests, arenas, commits and deletes, introspection
+//   daemon_recovery.cc taking back what an earlier csmd left in the state directory
 //   daemon_reclaim.cc  pins, sweeping, reclaiming objects and arenas, processes gone
 //   daemon_cluster.cc  joining the cluster, segment leases, rejoining, the member list
 //   daemon_fetch.cc    remote gets: replica arenas, fetches, copying ahead, eviction
@@ -45,6 +46,7 @@
 #include "csm/node/arena_table.h"
 #include "csm/node/introspection.h"
 #include "csm/node/membership.h"
+#include "csm/node/node_state.h"
 #include "csm/node/object.h"
 #include "csm/node/object_table.h"
 #include "csm/node/peer_server.h"
@@ -152,8 +154,23 @@ class Daemon::Impl {
   uint64_t directory_waits_ = 0;      // AwaitDirectory requests not answered yet
   std::set<std::string> committing_;  // keys whose commit waits for the directory
   std::set<std::string> deleting_;    // keys whose delete does
-  Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Session& c,
+  Status ReadHeap(uint64_t addr, void* out, uint64_t len, const Session* c,
                   std::vector<uint64_t>* arena_ids);
+  Status ReadObject(uint64_t header_addr, const Session* c, Object* o);
+
+  // Restarting (daemon_recovery.cc): the objects an earlier csmd left in the state
+  // directory, checked and taken back (docs/operations.md, "Restarting csmd").
+  Status Recover();
+  Result<Object> RecoverObject(uint32_t slot, const directory::SlotData& d);
+  Status ClaimAddresses(uint64_t addr, uint64_t size);
+  Status HandleClaimArenas(Session& c, WireReader& in);
+  void EndReattachGrace();
+  std::unique_ptr<NodeState> state_;  // null: memfds, nothing outlives this csmd
+  // How long a restarted csmd keeps what processes of its predecessor may claim back:
+  // the arenas they were building in, and deleted objects they may still pin.
+  static constexpr std::chrono::seconds kReattachGrace{10};
+  std::chrono::steady_clock::time_point reattach_grace_until_{};
+  boost::asio::steady_timer grace_timer_{io_};
   void ReleaseArena(uint64_t arena_id);
   void MaybeDestroyArena(Arena& a);
   // Bumps the directory's change counter and wakes every process sleeping on it.

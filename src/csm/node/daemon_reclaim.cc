@@ -15,7 +15,11 @@ bool Daemon::Impl::IsPinned(uint64_t object_id) const { return PinCount(object_i
 
 void Daemon::Impl::Sweep() {
   const std::vector<uint64_t> waiting(objects_.waiting().begin(), objects_.waiting().end());
+  // A restarted csmd's deleted objects wait until their readers had time to pin them
+  // again (ids below incarnation_ are an earlier csmd's).
+  const bool grace = std::chrono::steady_clock::now() < reattach_grace_until_;
   for (uint64_t id : waiting) {
+    if (grace && id < incarnation_) continue;
     if (!IsPinned(id)) Reclaim(objects_.at(id));
   }
   if (!objects_.waiting().empty()) ArmSweep(std::chrono::milliseconds(kSweepIntervalMs));
@@ -97,7 +101,19 @@ void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   // never ours); device memory is not kept spare.
   if (a.replica_of == 0 && a.lent_by == 0 && a.fabric_offset != Arena::kNoFabric) shm_->Free(a.fabric_offset, a.size);
   const bool device = a.mapped || a.lent_by != 0 || (a.replica_of == 0 && shm_ != nullptr && shm_->direct());
-  if (!served && !device) spare_.Keep(std::move(a.fd), a.size, std::move(a.view));  // or closed, if over budget
+  // A state file keeps its memory under a spare's name, or goes (a restarted csmd must
+  // not take an arena back that was destroyed).
+  os::UniquePath name = std::move(a.spare_name);
+  if (a.named) {
+    Result<os::UniquePath> retired = Unavailable("not kept");
+    if (!served && !device) retired = state_->RetireArena(a.addr, a.id);
+    if (retired.ok()) {
+      name = std::move(*retired);
+    } else {
+      state_->RemoveArena(a.addr, a.id);
+    }
+  }
+  if (!served && !device) spare_.Keep(std::move(a.fd), a.size, std::move(a.view), std::move(name));  // or closed, if over budget
   // Only processes that mapped it need to hear of it, so the lists stay bounded.
   sessions_.ForEach([&](Session& c) {
     if (c.mapped.erase(a.id)) c.destroyed.push_back({a.id, a.addr, a.size});

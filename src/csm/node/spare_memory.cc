@@ -49,7 +49,8 @@ SpareMemory::~SpareMemory() {
   zeroer_.join();
 }
 
-void SpareMemory::Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::SharedView> view) {
+void SpareMemory::Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::SharedView> view,
+                       os::UniquePath path) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ExpireLocked();
@@ -66,7 +67,8 @@ void SpareMemory::Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::Share
     }
     if (bytes_ + size > budget_) return;
     bytes_ += size;
-    spares_.push_back({size, {std::move(fd), std::move(view)}, std::chrono::steady_clock::now(), State::kDirty});
+    spares_.push_back({size, {std::move(fd), std::move(view), std::move(path)}, std::chrono::steady_clock::now(),
+                       State::kDirty});
   }
   cv_.notify_all();
 }

@@ -26,6 +26,7 @@
 
 #include "csm/os/fd.h"
 #include "csm/os/shared_view.h"
+#include "csm/os/unique_path.h"
 
 namespace csm::node {
 
@@ -36,17 +37,20 @@ class SpareMemory {
   SpareMemory(const SpareMemory&) = delete;
   SpareMemory& operator=(const SpareMemory&) = delete;
 
-  // A memfd and csmd's view of it (null if it had none).
+  // A memfd and csmd's view of it (null if it had none). A node that keeps its state in
+  // files (node/node_state.h) keeps named files: `path` is removed with the spare.
   struct Memory {
     os::UniqueFd fd;
     std::shared_ptr<os::SharedView> view;
+    os::UniquePath path;
     bool valid() const { return fd.valid(); }
   };
 
   // Keeps `fd`, a memfd of `size` bytes no client maps writable any more (and `view`,
   // csmd's own mapping of it, if any), closing the oldest spares if the budget needs it;
   // closes `fd` itself if it cannot fit.
-  void Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::SharedView> view = nullptr);
+  void Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::SharedView> view = nullptr,
+            os::UniquePath path = {});
   // A spare of exactly `size` bytes that reads as zeros, or an invalid one if none.
   Memory TakeZeroed(uint64_t size);
   // A spare of exactly `size` bytes, zeroed or not, or an invalid one if none.

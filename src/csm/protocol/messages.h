@@ -124,6 +124,13 @@ struct ArrowValidated {  // one-way: a reader validated the object fully; the no
   static Status Fields(Self& m, Io& io) { return io.Value(m.object_id); }
 };
 
+struct ClaimArenas {  // a process attached again to a restarted csmd: its arenas
+  static constexpr MessageType kType = MessageType::kClaimArenas;
+  std::vector<uint64_t> arena_ids;
+  template <typename Self, typename Io>
+  static Status Fields(Self& m, Io& io) { return io.Values(m.arena_ids, kMaxArenasListed); }
+};
+
 // ---- replies ----
 
 struct HelloReply {  // + the directory's fd and this process's pin table fd
@@ -197,6 +204,18 @@ struct CommitReply {
     CSM_RETURN_IF_ERROR(io.Outcome(m.status));
     if (!m.status.ok()) return Status::OK();
     return io.Value(m.object_id);
+  }
+};
+
+struct ClaimReply {
+  static constexpr MessageType kType = MessageType::kClaimReply;
+  Status status;
+  std::vector<uint64_t> claimed;  // of those asked, the arenas the process writes again
+  template <typename Self, typename Io>
+  static Status Fields(Self& m, Io& io) {
+    CSM_RETURN_IF_ERROR(io.Outcome(m.status));
+    if (!m.status.ok()) return Status::OK();
+    return io.Values(m.claimed, kMaxArenasListed);
   }
 };
 

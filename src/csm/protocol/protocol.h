@@ -37,12 +37,15 @@ enum class MessageType : uint16_t {
   kResolve = 12,      // → kStatusReply once the key's object is in the local directory
                       //   (fetched from its owner node if need be)
   kArrowValidated = 13,  // one-way: this process ran Arrow's full validation on an object
+  kClaimArenas = 14,     // → kClaimReply: attached again to a restarted csmd, the arenas
+                         //   this process was building in
   kHelloReply = 101,
   kArenaReply = 102,
   kSyncReply = 104,
   kCommitReply = 105,
   kStatusReply = 106,
   kJsonReply = 107,
+  kClaimReply = 108,
 };
 
 struct MessageHeader {
