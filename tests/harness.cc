@@ -1,4 +1,5 @@
 // Test harness implementation; see harness.h.
+#include <dirent.h>
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -54,7 +55,7 @@ std::vector<std::string> EnvironmentWith(const std::vector<std::string>& additio
 // posix_spawn, not fork + exec: the test process has threads (a fork would copy their
 // locks), and the child must not run code between the two.
 pid_t SpawnWithPipes(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                     int* out_fd, int* err_fd) {
+                     int* out_fd, int* err_fd, bool err_to_out = false) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0) return -1;
   if (pipe2(err, O_CLOEXEC) != 0) {
@@ -66,6 +67,7 @@ pid_t SpawnWithPipes(const std::vector<std::string>& argv, const std::vector<std
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
   if (err_fd != nullptr) posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
+  if (err_to_out) posix_spawn_file_actions_adddup2(&actions, out[1], STDERR_FILENO);
   auto args = CStrings(argv);
   std::vector<std::string> environment = EnvironmentWith(env);
   auto envp = CStrings(environment);
@@ -88,9 +90,9 @@ pid_t SpawnWithPipes(const std::vector<std::string>& argv, const std::vector<std
 }  // namespace
 
 std::unique_ptr<Process> Process::Spawn(const std::vector<std::string>& argv,
-                                        const std::vector<std::string>& env) {
+                                        const std::vector<std::string>& env, bool with_stderr) {
   auto p = std::unique_ptr<Process>(new Process());
-  p->pid_ = SpawnWithPipes(argv, env, &p->out_fd_, nullptr);
+  p->pid_ = SpawnWithPipes(argv, env, &p->out_fd_, nullptr, with_stderr);
   if (p->pid_ < 0) throw std::runtime_error("cannot start " + argv[0]);
   return p;
 }
@@ -258,11 +260,16 @@ std::string NetworkLab::Namespace(int host) const {
 }
 std::string NetworkLab::Ip(int host) const { return subnet_ + "." + std::to_string(host == 0 ? 254 : host); }
 
-Node::Node(std::vector<std::string> extra_flags, const std::string& netns) {
+Node::Node(std::vector<std::string> extra_flags, const std::string& netns, bool keeps_state) {
   char tmpl[] = "/tmp/csm-test-XXXXXX";
   dir_ = mkdtemp(tmpl);
   socket_ = dir_ + "/node.sock";
   std::vector<std::string> argv = {BinaryDir() + "/csmd", "--socket", socket_};
+  if (keeps_state) {
+    char state[] = "/dev/shm/csm-test-state-XXXXXX";
+    state_dir_ = mkdtemp(state);
+    argv.insert(argv.end(), {"--state-dir", state_dir_});
+  }
   // `ip netns exec` enters the namespace and execs csmd: same pid, so signals reach it.
   if (!netns.empty()) argv.insert(argv.begin(), {"/usr/sbin/ip", "netns", "exec", netns});
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
@@ -287,6 +294,19 @@ Node::~Node() {
   if (process_->Wait(10000) == -1) std::fprintf(stderr, "csmd did not stop on SIGTERM\n");
   ::unlink(socket_.c_str());
   ::rmdir(dir_.c_str());
+  Wipe();
+  if (!state_dir_.empty()) ::rmdir(state_dir_.c_str());
+}
+
+void Node::Wipe() {
+  if (state_dir_.empty()) return;
+  DIR* d = ::opendir(state_dir_.c_str());
+  if (d == nullptr) return;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") ::unlink((state_dir_ + "/" + name).c_str());
+  }
+  ::closedir(d);
 }
 
 Config Node::ClientConfig() const {

@@ -22,9 +22,10 @@ std::string BinaryDir();
 // A child process with its stdout on a pipe.
 class Process {
  public:
-  // Starts argv[0] (a path) with the given environment additions.
+  // Starts argv[0] (a path) with the given environment additions. `with_stderr`: its
+  // stderr goes to the same pipe (for short-lived processes: read it, or it may block).
   static std::unique_ptr<Process> Spawn(const std::vector<std::string>& argv,
-                                        const std::vector<std::string>& env = {});
+                                        const std::vector<std::string>& env = {}, bool with_stderr = false);
   ~Process();  // SIGKILLs the process if it still runs
 
   pid_t pid() const { return pid_; }
@@ -79,9 +80,15 @@ class NetworkLab {
 // every process here can reach).
 class Node {
  public:
-  explicit Node(std::vector<std::string> extra_flags = {}, const std::string& netns = "");
+  // `keeps_state`: the node keeps its memory and directory in a private --state-dir under
+  // /dev/shm (removed on destruction), so a restarted csmd takes its objects back.
+  explicit Node(std::vector<std::string> extra_flags = {}, const std::string& netns = "",
+                bool keeps_state = false);
   ~Node();
   const std::string& socket() const { return socket_; }
+  const std::string& state_dir() const { return state_dir_; }
+  // After Kill: removes what the node kept, so the next Start is a new, empty node.
+  void Wipe();
   // Environment for helpers and csm commands: CSM_SOCKET=...
   std::vector<std::string> Env() const { return {"CSM_SOCKET=" + socket_}; }
   // The configuration a client in this process uses to attach.
@@ -97,7 +104,7 @@ class Node {
   }
 
  private:
-  std::string dir_, socket_;
+  std::string dir_, socket_, state_dir_;
   std::vector<std::string> argv_;
   std::unique_ptr<Process> process_;
 };

@@ -79,6 +79,10 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
                   "system, e.g. /dev/shm/csm-node): a restarted csmd takes every committed object back "
                   "and attached processes carry on (docs/operations.md); default: they end with csmd");
   app->add_flag("--fresh", f->fresh, "with --state-dir: discard what an earlier csmd left there");
+  app->add_option("--reattach-grace-ms", f->reattach_grace_ms,
+                  "with --state-dir: how long a restarted csmd waits for processes to attach again "
+                  "before it frees the arenas and deleted objects none claimed")
+      ->check(CLI::Range(0, 600000));
   app->add_option("--dead-after-ms", f->dead_after_ms,
                   "coordinator: a node silent this long is dead")->check(CLI::Range(100, 3600000));
 }
@@ -130,6 +134,7 @@ int RunNode(const NodeFlags& f) {
   options.shared_memory.fault = f.fabric_fault;
   options.state_dir = f.state_dir;
   options.fresh = f.fresh;
+  options.reattach_grace_ms = f.reattach_grace_ms;
   // Every attached process holds two descriptors here (socket, pin table), every arena
   // one: the usual soft limit of 1024 would refuse clients long before max_clients.
   rlimit files{};

@@ -25,6 +25,7 @@ struct NodeFlags {
   std::string fabric_fault;
   std::string state_dir;
   bool fresh = false;
+  int reattach_grace_ms = 10000;
 };
 
 void AddNodeFlags(CLI::App* app, NodeFlags* flags);

@@ -96,6 +96,21 @@ std::vector<PageRange> ProcessHeap::MarkDone(ArenaState& arena, uint64_t start, 
   return {PageRange{first, last - first}};
 }
 
+std::vector<uint64_t> ProcessHeap::ArenaIds() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> ids;
+  for (const auto& [id, arena] : arenas_) ids.push_back(id);
+  return ids;
+}
+
+void ProcessHeap::Forget(const std::vector<uint64_t>& arena_ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (uint64_t id : arena_ids) {
+    arenas_.erase(id);
+    if (current_ == id) current_ = 0;
+  }
+}
+
 void ProcessHeap::MaybeRelease(uint64_t arena_id, ArenaState& arena) {
   if (!arena.exhausted || arena.outstanding != 0) return;
   source_->ReleaseArena(arena_id);

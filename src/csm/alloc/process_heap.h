@@ -81,6 +81,12 @@ class ProcessHeap {
   std::vector<PageRange> Done(const Chunk& chunk, uint64_t used_end, bool small);
   std::vector<PageRange> Done(const Chunk& chunk) { return Done(chunk, chunk.addr + chunk.size, false); }
 
+  // The arenas this heap cuts chunks from (a process attached again to a restarted csmd
+  // claims them back), and forgetting those it could not: no chunk is cut from them
+  // again and csmd is not told (they are no longer this process's).
+  std::vector<uint64_t> ArenaIds();
+  void Forget(const std::vector<uint64_t>& arena_ids);
+
   uint64_t arena_size() const { return arena_size_; }
   uint64_t dedicated_threshold() const { return arena_size_ / 4; }
   // The size the next shared arena will be asked for.

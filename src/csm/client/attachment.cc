@@ -3,6 +3,7 @@
 // Get and Client are in client.cc, the Builder in builder.cc. See client_impl.h.
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -91,7 +93,7 @@ Result<std::shared_ptr<ClientImpl>> ClientImpl::Connect(const ClientOptions& opt
   c->window_ = std::move(*window);
   auto sock = os::ConnectUnix(config.socket_path);
   if (!sock.ok()) return sock.status();  // ~ClientImpl resets the flag
-  c->channel_ = std::make_unique<RequestChannel>(std::move(*sock), "csmd at " + config.socket_path);
+  c->channel_ = std::make_shared<RequestChannel>(std::move(*sock), "csmd at " + config.socket_path);
   CSM_RETURN_IF_ERROR(c->Hello());
   c->heap_ = std::make_unique<alloc::ProcessHeap>(c.get(), c->config_.arena_size, os::PageSize());
   // Map what exists now; the mapper thread follows what comes later.
@@ -113,9 +115,8 @@ Status ClientImpl::LostError() const {
 Status ClientImpl::Usable() {
   switch (state_.load(std::memory_order_acquire)) {
     case State::kAttached:
-      if (dir_->WriterAlive()) [[likely]] return Status::OK();
-      state_.store(State::kLost);
-      return LostError();
+      if (dir_->WriterTid() == attached_writer_.load(std::memory_order_relaxed)) [[likely]] return Status::OK();
+      return AwaitRestart(request_timeout_ms_);
     case State::kLost: return LostError();
     case State::kForked: break;
   }
@@ -128,6 +129,70 @@ Status ClientImpl::Usable() {
     state_.store(State::kAttached, std::memory_order_release);
   }
   return state_.load() == State::kLost ? LostError() : Status::OK();
+}
+
+Status ClientImpl::AwaitRestart(int timeout_ms) {
+  const int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1'000'000;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(*reattach_mu_);
+      if (state_.load() == State::kLost) return LostError();
+      const uint32_t writer = dir_->WriterTid();
+      if (writer != 0 && writer == attached_writer_.load()) return Status::OK();  // another thread did
+      if (!keeps_state_) {
+        state_.store(State::kLost);
+        return LostError();
+      }
+      // A new csmd serves the node's directory; or none does yet, and a csmd that
+      // answers at the socket is another node's (its Hello says so) or not ready.
+      {
+        Status s = AttachAgain();
+        if (s.ok()) return s;
+        if (s.code() == StatusCode::kFailedPrecondition) {  // not this node any more
+          CSM_LOG_WARN("%s", s.ToString().c_str());
+          state_.store(State::kLost);
+          return LostError();
+        }
+        CSM_LOG_DEBUG("attaching to the restarted csmd: %s", s.ToString().c_str());
+      }
+    }
+    if (os::MonotonicNanos() >= deadline || stopping_.load()) {
+      return Unavailable("csmd at " + config_.socket_path + " ended and no new csmd has taken its node back "
+                         "within " + std::to_string(timeout_ms) + " ms: start it again with the same "
+                         "--state-dir (this process attaches to it by itself), or retry later");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// The node's objects, pins and arenas outlived csmd (--state-dir); this process's
+// mappings of them stay as they are. Called with reattach_mu_ held.
+Status ClientImpl::AttachAgain() {
+  CSM_ASSIGN_OR_RETURN(os::UniqueFd sock, os::ConnectUnix(config_.socket_path));
+  {
+    std::lock_guard<std::mutex> lock(*channel_mu_);
+    channel_ = std::make_shared<RequestChannel>(std::move(sock), "csmd at " + config_.socket_path);
+  }
+  CSM_RETURN_IF_ERROR(Hello(/*again=*/true));
+  // The arenas this process builds in: claimed back, or forgotten (their builders'
+  // commits then fail; the memory is no longer this process's).
+  const std::vector<uint64_t> mine = heap_->ArenaIds();
+  CSM_ASSIGN_OR_RETURN(auto claim, Ask<protocol::ClaimReply>(protocol::ClaimArenas{mine}));
+  std::vector<uint64_t> lost;
+  for (uint64_t id : mine) {
+    if (std::find(claim.claimed.begin(), claim.claimed.end(), id) == claim.claimed.end()) lost.push_back(id);
+  }
+  if (!lost.empty()) {
+    CSM_LOG_WARN("%zu arenas this process was building in did not survive csmd's restart: objects "
+                 "being built there cannot be committed; build them again",
+                 lost.size());
+    heap_->Forget(lost);
+  }
+  const auto& h = dir_->header();
+  CSM_RETURN_IF_ERROR(SyncArenas(h.arena_seq.load(), h.arenas_freed.load(), /*full=*/true));
+  CSM_LOG_INFO("attached again to the restarted csmd at %s (%zu objects pinned, %zu arenas claimed back)",
+               config_.socket_path.c_str(), pinned_.size(), claim.claimed.size());
+  return Status::OK();
 }
 
 void ClientImpl::AddBuilder(BuilderCore* b) {
@@ -177,7 +242,9 @@ void ClientImpl::AfterForkInChild() {
   // The parent's connection stays open in the parent; the child's copy is closed (csmd
   // must see the parent hang up when it exits) and the channel leaked (its locks).
   if (channel_ != nullptr) ::close(channel_->fd());
-  (void)channel_.release();
+  (void)new std::shared_ptr<RequestChannel>(std::move(channel_));  // leaked: its locks
+  (void)channel_mu_.release();
+  channel_mu_ = std::make_unique<std::mutex>();
   if (was_attached) state_.store(State::kForked);
   map_mu_.unlock();
   pin_mu_.unlock();
@@ -186,7 +253,7 @@ void ClientImpl::AfterForkInChild() {
 
 Status ClientImpl::Reattach() {
   CSM_ASSIGN_OR_RETURN(os::UniqueFd sock, os::ConnectUnix(config_.socket_path));
-  channel_ = std::make_unique<RequestChannel>(std::move(sock), "csmd at " + config_.socket_path);
+  channel_ = std::make_shared<RequestChannel>(std::move(sock), "csmd at " + config_.socket_path);
   void* old_dir = std::exchange(dir_mem_, nullptr);
   const size_t old_dir_bytes = dir_bytes_;
   directory::PinEntry* parent_pins = std::exchange(pins_, nullptr);
@@ -230,7 +297,14 @@ Status ClientImpl::Reattach() {
 
 void ClientImpl::MapperLoop() {
   const auto& h = dir_->header();
-  while (!stopping_.load() && state_.load() == State::kAttached && dir_->WriterAlive()) {
+  while (!stopping_.load() && state_.load() == State::kAttached) {
+    if (dir_->WriterTid() != attached_writer_.load()) {
+      // csmd ended. On a node that keeps its state, attach to the next one as soon as it
+      // serves, so that this process's pins count there before anyone else's Delete.
+      if (!keeps_state_) return;
+      (void)AwaitRestart(200);
+      continue;
+    }
     uint32_t seen = h.change_counter.load();
     uint64_t newest = h.arena_seq.load(), freed = h.arenas_freed.load();
     if (newest > synced_seq_.load() || freed != synced_freed_.load()) {
@@ -257,17 +331,29 @@ ClientImpl::~ClientImpl() {
   g_client_exists = false;
 }
 
-Status ClientImpl::Hello() {
+Status ClientImpl::Hello(bool again) {
   std::vector<os::UniqueFd> fds;
   CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::HelloReply>(
                                        protocol::Hello{protocol::BuildFingerprint(), config_.window}, &fds));
   const uint32_t slots = reply.slots, pins = reply.pins;
   const uint64_t arena_size = reply.arena_size;
-  clustered_ = reply.clustered != 0;
+  struct stat dir_stat{};
   if (fds.size() != 2 || (slots & (slots - 1)) != 0 || slots < 32 || slots > (1u << 25) || pins == 0 ||
-      pins > (1u << 24) || arena_size == 0 || arena_size % (2ULL << 20) != 0) {
+      pins > (1u << 24) || arena_size == 0 || arena_size % (2ULL << 20) != 0 ||
+      ::fstat(fds[0].get(), &dir_stat) != 0) {
     return Corruption("malformed Hello reply from csmd");
   }
+  if (again) {
+    if (dir_stat.st_dev != dir_dev_ || dir_stat.st_ino != dir_ino_ || slots != dir_->capacity()) {
+      return FailedPrecondition("csmd at " + config_.socket_path + " was restarted as another node (a new "
+                                "directory): this process's objects are not there");
+    }
+    return MovePins(std::move(fds[1]), pins, reply);
+  }
+  clustered_ = reply.clustered != 0;
+  keeps_state_ = reply.keeps_state != 0;
+  dir_dev_ = dir_stat.st_dev;
+  dir_ino_ = dir_stat.st_ino;
   config_.max_objects = slots / 2;
   config_.pins_per_client = pins;
   config_.arena_size = arena_size;  // the node decides
@@ -288,6 +374,41 @@ Status ClientImpl::Hello() {
   free_pins_.clear();  // a re-attaching child's table is new: every entry is free
   free_pins_.reserve(pins);
   for (uint32_t i = pins; i > 0; --i) free_pins_.push_back(i - 1);
+  attached_writer_.store(dir_->WriterTid());
+  return Status::OK();
+}
+
+// Attached again to a restarted csmd: every pin this process holds is written into the
+// new pin table at the index it had, before the new csmd can reclaim anything (it waits
+// a grace period for the deleted objects of its predecessor).
+Status ClientImpl::MovePins(os::UniqueFd table, uint32_t pins, const protocol::HelloReply& reply) {
+  const size_t bytes = size_t{pins} * sizeof(directory::PinEntry);
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, table.get(), 0);
+  if (p == MAP_FAILED) return ErrnoError("mmap of this process's pin table", errno);
+  auto* fresh = static_cast<directory::PinEntry*>(p);
+  std::lock_guard<std::mutex> lock(pin_mu_);
+  std::vector<bool> used(pins, false);
+  for (auto it = pinned_.begin(); it != pinned_.end();) {
+    const LocalPin& pin = it->second;
+    if (pin.index >= pins) {  // the new csmd gives fewer pin entries: this one is lost
+      it = pinned_.erase(it);
+      continue;
+    }
+    fresh[pin.index].count.store(pin.count, std::memory_order_relaxed);
+    fresh[pin.index].object_id.store(it->first, std::memory_order_seq_cst);
+    used[pin.index] = true;
+    ++it;
+  }
+  if (pins_ != nullptr) ::munmap(pins_, pin_bytes_);
+  pins_ = fresh;
+  pin_bytes_ = bytes;
+  free_pins_.clear();
+  for (uint32_t i = pins; i > 0; --i) {
+    if (!used[i - 1]) free_pins_.push_back(i - 1);
+  }
+  config_.pins_per_client = pins;
+  config_.arena_size = reply.arena_size;
+  attached_writer_.store(dir_->WriterTid());
   return Status::OK();
 }
 
@@ -295,7 +416,7 @@ Result<os::Message> ClientImpl::Call(const protocol::WireWriter& request, protoc
                                      int timeout_ms) {
   if (timeout_ms < 0) timeout_ms = request_timeout_ms_;
   if (state_.load() == State::kLost) return LostError();
-  CSM_ASSIGN_OR_RETURN(os::Message msg, channel_->Call(request, timeout_ms));
+  CSM_ASSIGN_OR_RETURN(os::Message msg, channel()->Call(request, timeout_ms));
   protocol::WireReader in(msg.bytes);
   protocol::MessageType type{};
   CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
@@ -305,7 +426,7 @@ Result<os::Message> ClientImpl::Call(const protocol::WireWriter& request, protoc
 
 Status ClientImpl::SendOneWay(const protocol::WireWriter& message) {
   if (state_.load() != State::kAttached) return LostError();
-  return channel_->Send(message);
+  return channel()->Send(message);
 }
 
 void ClientImpl::RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool writable) {
@@ -387,10 +508,13 @@ Status ClientImpl::SyncArenas(uint64_t seq, uint64_t freed, bool full) {
     synced_seq_.store(std::max(upto, synced_seq_.load()));
   }
   if (full) {
-    // What the parent had mapped and csmd no longer has (or never gave this client).
+    // What the parent had mapped and csmd no longer has (or never gave this client). A
+    // process attached again to a restarted csmd keeps its own arenas: claimed back, or
+    // written by Builders that will fail to commit (and replaced when csmd gives the
+    // addresses to another arena).
     std::lock_guard<std::mutex> lock(map_mu_);
     for (auto it = mapped_.begin(); it != mapped_.end();) {
-      if (sent.count(it->second.id) != 0) {
+      if (sent.count(it->second.id) != 0 || it->second.writable) {
         ++it;
         continue;
       }

@@ -202,15 +202,16 @@ void ClientImpl::ResolveMany(const std::vector<std::string>& keys, int timeout_m
   if (!clustered_ || !Usable().ok()) return;
   const int64_t deadline = os::MonotonicNanos() + int64_t{timeout_ms} * 1000000;
   std::vector<uint64_t> out;
+  const std::shared_ptr<RequestChannel> ch = channel();
   for (const std::string& key : keys) {
     if (!ValidateKeyToRead(key).ok() || dir_->Find(key)) continue;
-    auto id = channel_->Start(protocol::Encode(protocol::Resolve{key}));
+    auto id = ch->Start(protocol::Encode(protocol::Resolve{key}));
     if (!id.ok()) break;
     out.push_back(*id);
   }
   for (uint64_t id : out) {
     const int64_t left_ms = std::max<int64_t>(1, (deadline - os::MonotonicNanos()) / 1000000);
-    (void)channel_->Await(id, static_cast<int>(std::min<int64_t>(left_ms, INT32_MAX)));
+    (void)ch->Await(id, static_cast<int>(std::min<int64_t>(left_ms, INT32_MAX)));
   }
 }
 

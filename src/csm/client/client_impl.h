@@ -7,11 +7,14 @@
 // guarded by map_mu_ (never held across a round trip); pins by pin_mu_. The Get fast path takes
 // only pin_mu_ (uncontended in the common case) and no system call.
 //
-// Two events end a session with csmd, and each is noticed before a Get answers from the
-// directory:
-//   - csmd goes away (stopped, killed, or replaced by a new csmd at the same socket):
-//     the watchdog thread sees the socket hang up and the client answers every call
-//     with Unavailable from then on;
+// Three events end a session with csmd, and each is noticed before a Get answers from
+// the directory (Usable: one load of the directory's liveness word):
+//   - csmd goes away (stopped or killed) on a node that keeps no state: the client
+//     answers every call with Unavailable from then on;
+//   - csmd goes away on a node that keeps its state in files (--state-dir): a new csmd
+//     takes the same directory back, and the client attaches to it again (AttachAgain:
+//     new socket, its pins written into a new pin table, its arenas claimed back);
+//     Refs and Builders carry on, and calls wait for the new csmd (request timeout);
 //   - fork(): the child inherits the parent's mappings, pin table and socket, none of
 //     them its own. A pthread_atfork child handler detaches it (writable arenas become
 //     read-only, Builders are orphaned, the socket is closed, pins stop being written)
@@ -97,13 +100,23 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
 
  private:
   ClientImpl(const Config& config) : config_(config) {}
-  Status Hello();
+  // `again`: the process attaches to a restarted csmd of the same node (the directory is
+  // the one it maps already; its pins move to the new pin table).
+  Status Hello(bool again = false);
   // A forked child's new session: a new socket, Hello, its own pin table (re-pinning
   // what it inherited pinned), its own heap, every live arena mapped read-only.
   Status Reattach();
+  // csmd's serving thread is not the one this process attached to: waits up to
+  // timeout_ms for a new csmd of the node (one that keeps its state) and attaches to it
+  // again; Lost if the node keeps no state or the new csmd is another node.
+  Status AwaitRestart(int timeout_ms);
+  Status AttachAgain();
+  Status MovePins(os::UniqueFd table, uint32_t pins, const protocol::HelloReply& reply);
   Status LostError() const;
-  // Waits for csmd's end of the socket to hang up (or for stop_fd_).
-  void WatchdogLoop();
+  std::shared_ptr<RequestChannel> channel() const {
+    std::lock_guard<std::mutex> lock(*channel_mu_);
+    return channel_;
+  }
   // Keeps every live arena of the node mapped here ahead of Gets: syncs whenever csmd
   // announces a change (commit or arena freed). Runs until the Client goes.
   void MapperLoop();
@@ -141,17 +154,18 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
 
   Config config_;
   std::unique_ptr<space::Window> window_;
-  std::unique_ptr<RequestChannel> channel_;
+  std::shared_ptr<RequestChannel> channel_;  // replaced when attaching again: channel()
+  std::unique_ptr<std::mutex> channel_mu_ = std::make_unique<std::mutex>();
   int request_timeout_ms_ = 30000;
   bool clustered_ = false;  // the node is part of a cluster: misses may be elsewhere
+  bool keeps_state_ = false;  // a new csmd takes the node back when this one ends
+  std::atomic<uint32_t> attached_writer_{0};  // the serving csmd thread attached to
+  uint64_t dir_dev_ = 0, dir_ino_ = 0;        // the directory's file
   std::atomic<State> state_{State::kAttached};
   // Mutexes another thread may hold across a round trip: a forked child cannot unlock
   // them, so it leaks them and makes new ones.
   std::unique_ptr<std::mutex> sync_mu_ = std::make_unique<std::mutex>();
   std::unique_ptr<std::mutex> reattach_mu_ = std::make_unique<std::mutex>();
-
-  os::UniqueFd watchdog_stop_;
-  std::unique_ptr<std::thread> watchdog_;
 
   std::mutex builders_mu_;
   std::set<BuilderCore*> builders_;

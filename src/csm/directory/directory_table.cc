@@ -66,11 +66,11 @@ void DirectoryTable::ReleaseLiveness() {
   pthread_mutex_unlock(reinterpret_cast<pthread_mutex_t*>(reinterpret_cast<char*>(header_) + kLivenessOffset));
 }
 
-bool DirectoryTable::WriterAlive() const {
+uint32_t DirectoryTable::WriterTid() const {
   const auto* word = reinterpret_cast<const std::atomic<uint32_t>*>(
       reinterpret_cast<const char*>(header_) + kLivenessOffset);
   const uint32_t w = word->load(std::memory_order_acquire);
-  return (w & FUTEX_TID_MASK) != 0 && (w & FUTEX_OWNER_DIED) == 0;
+  return (w & FUTEX_OWNER_DIED) != 0 ? 0 : (w & FUTEX_TID_MASK);
 }
 
 Status DirectoryTable::Validate() const {

@@ -34,7 +34,10 @@ class DirectoryTable {
   Status HoldLiveness();
   void ReleaseLiveness();
   // Reader: whether the csmd that wrote this table still serves it (a load, no call).
-  bool WriterAlive() const;
+  bool WriterAlive() const { return WriterTid() != 0; }
+  // The thread id of the csmd serving this table, 0 if none does (a new csmd taking the
+  // table over has another).
+  uint32_t WriterTid() const;
   uint32_t capacity() const { return capacity_; }
 
   struct Found {

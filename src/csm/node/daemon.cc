@@ -158,7 +158,7 @@ Status Daemon::Impl::HandleHello(Session& c, WireReader& in) {
   CSM_ASSIGN_OR_RETURN(auto dir_ro, os::ReopenReadOnly(dir_fd_.get()));
   WireWriter out = protocol::Encode(protocol::HelloReply{
       Status::OK(), c.id, node_id_, dir_->capacity(), config_.pins_per_client, config_.arena_size,
-      static_cast<uint8_t>(cluster_ != nullptr)});
+      static_cast<uint8_t>(cluster_ != nullptr), static_cast<uint8_t>(state_ != nullptr)});
   c.pin_count = config_.pins_per_client;
   sessions_.Attached(c);
   CSM_LOG_DEBUG("client %llu attached: pid %d", (unsigned long long)c.id, c.cred.pid);

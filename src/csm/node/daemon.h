@@ -78,6 +78,10 @@ struct NodeOptions {
   // restarted csmd starts empty. A lone node's only (not with a cluster or a fabric yet).
   std::string state_dir;
   bool fresh = false;  // discard what an earlier csmd left in state_dir
+  // How long a restarted csmd waits for the processes of its predecessor to attach again
+  // (claiming the arenas they build in, pinning again what they read) before it frees
+  // what none claimed.
+  int reattach_grace_ms = 10000;
 };
 
 class Daemon {

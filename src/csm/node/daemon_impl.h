@@ -166,9 +166,9 @@ class Daemon::Impl {
   Status HandleClaimArenas(Session& c, WireReader& in);
   void EndReattachGrace();
   std::unique_ptr<NodeState> state_;  // null: memfds, nothing outlives this csmd
-  // How long a restarted csmd keeps what processes of its predecessor may claim back:
-  // the arenas they were building in, and deleted objects they may still pin.
-  static constexpr std::chrono::seconds kReattachGrace{10};
+  // Until then a restarted csmd keeps what processes of its predecessor may claim back:
+  // the arenas they were building in, and deleted objects they may still pin
+  // (options_.reattach_grace_ms).
   std::chrono::steady_clock::time_point reattach_grace_until_{};
   boost::asio::steady_timer grace_timer_{io_};
   void ReleaseArena(uint64_t arena_id);

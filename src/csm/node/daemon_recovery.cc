@@ -147,8 +147,8 @@ Status Daemon::Impl::Recover() {
   }
   dir_->Recount();
   // Processes that were building when the last csmd ended claim their arenas when they
-  // attach again; what is left unclaimed after kReattachGrace was dead builders'.
-  reattach_grace_until_ = std::chrono::steady_clock::now() + kReattachGrace;
+  // attach again; what is left unclaimed after the grace period was dead builders'.
+  reattach_grace_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.reattach_grace_ms);
   grace_timer_.expires_at(reattach_grace_until_);
   grace_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) EndReattachGrace();

@@ -142,6 +142,9 @@ struct HelloReply {  // + the directory's fd and this process's pin table fd
   uint32_t pins = 0;   // pin table entries
   uint64_t arena_size = 0;
   uint8_t clustered = 0;
+  // The node keeps its state in files (--state-dir): when csmd ends, a new csmd takes
+  // its objects back, and the process waits for it rather than giving up.
+  uint8_t keeps_state = 0;
   template <typename Self, typename Io>
   static Status Fields(Self& m, Io& io) {
     CSM_RETURN_IF_ERROR(io.Outcome(m.status));
@@ -151,7 +154,8 @@ struct HelloReply {  // + the directory's fd and this process's pin table fd
     CSM_RETURN_IF_ERROR(io.Value(m.slots));
     CSM_RETURN_IF_ERROR(io.Value(m.pins));
     CSM_RETURN_IF_ERROR(io.Value(m.arena_size));
-    return io.Value(m.clustered);
+    CSM_RETURN_IF_ERROR(io.Value(m.clustered));
+    return io.Value(m.keeps_state);
   }
 };
 
