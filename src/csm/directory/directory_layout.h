@@ -24,6 +24,9 @@ enum class SlotState : uint8_t { kEmpty = 0, kLive = 1, kTombstone = 2 };
 // Arrow's full validation ran on its bytes: by its producer (ObjectHeader's
 // kFlagArrowValidated, also for copies on other nodes) or by a reader on this node.
 inline constexpr uint8_t kSlotArrowValidated = 1;
+// On a tombstone: the deleted object's memory was reclaimed (its addresses may hold
+// other objects now): a restarted csmd does not take it back.
+inline constexpr uint8_t kSlotReclaimed = 2;
 
 // Everything a reader needs to use an object: the local descriptor. Copied out of a slot
 // word by word under the slot's seqlock.

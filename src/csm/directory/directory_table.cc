@@ -171,6 +171,13 @@ void DirectoryTable::MarkDeleted(uint32_t index) {
   header_->live_objects.fetch_sub(1);
 }
 
+void DirectoryTable::MarkReclaimed(uint32_t index, uint64_t object_id) {
+  SlotData d = ReadSlot(index);
+  if (d.state != static_cast<uint8_t>(SlotState::kTombstone) || d.object_id != object_id) return;
+  d.flags |= kSlotReclaimed;
+  WriteSlot(index, d);
+}
+
 void DirectoryTable::Recount() {
   uint32_t used = 0;
   uint64_t live = 0;

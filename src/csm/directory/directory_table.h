@@ -54,6 +54,9 @@ class DirectoryTable {
   Result<uint32_t> Insert(const SlotData& data);
   // Writer: turns a live slot into a tombstone.
   void MarkDeleted(uint32_t index);
+  // Writer: the tombstone at `index`, if it is still object_id's, says its memory was
+  // reclaimed (kSlotReclaimed).
+  void MarkReclaimed(uint32_t index, uint64_t object_id);
   // Writer, taking over a table an earlier writer left (a restarted csmd): counts its
   // slots again (live ones into the header's live_objects).
   void Recount();

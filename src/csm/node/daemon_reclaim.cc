@@ -37,6 +37,9 @@ void Daemon::Impl::ArmSweep(std::chrono::milliseconds after) {
 }
 
 void Daemon::Impl::Reclaim(Object& o) {
+  // Said in the directory before its memory can hold anything else: a restarted csmd
+  // must not take the object back from addresses others now use.
+  dir_->MarkReclaimed(o.slot, o.id);
   for (const ObjectExtent& e : o.extents) {
     if (Arena* a = arenas_.At(e.addr)) a->committed.erase(e.addr);
   }

@@ -117,6 +117,7 @@ Status Daemon::Impl::Recover() {
     for (uint32_t i = 0; i < dir_->capacity(); ++i) {
       const directory::SlotData d = dir_->ReadSlot(i);
       if (d.state != static_cast<uint8_t>(wanted)) continue;
+      if ((d.flags & directory::kSlotReclaimed) != 0) continue;  // its memory holds others now
       const bool live = wanted == directory::SlotState::kLive;
       const bool own = d.owner_node == node_id_;
       Result<Object> o = own ? RecoverObject(i, d)
