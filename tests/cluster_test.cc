@@ -22,6 +22,7 @@
 #include "csm/transport/fetch_protocol.h"
 #include "csm/transport/tcp_transport.h"
 #include "csm/transport/transport.h"
+#include "cluster_fixture.h"
 #include "harness.h"
 #include "workload.h"
 
@@ -32,92 +33,17 @@ using nlohmann::json;
 using testing::Attach;
 using testing::CommitMap;
 using testing::Node;
+using testing::ClusterTest;
+using testing::RunHelper;
+using testing::Nodes;
+using testing::Member;
+using testing::Alive;
+using testing::Fetches;
+using testing::Listed;
+using testing::Helper;
+using testing::Csmd;
+using testing::CsmCli;
 
-std::string Helper() { return testing::BinaryDir() + "/csm_test_helper"; }
-std::string Csmd() { return testing::BinaryDir() + "/csmd"; }
-std::string CsmCli() { return testing::BinaryDir() + "/csm"; }
-
-int RunHelper(const Node& node, std::vector<std::string> args) {
-  args.insert(args.begin(), Helper());
-  auto p = testing::Process::Spawn(args, node.Env());
-  int status = p->Wait(120000);
-  EXPECT_EQ(status, 0) << p->output();
-  return status;
-}
-
-json Nodes(const Node& node) {
-  auto c = Client::Connect(node.ClientConfig());
-  EXPECT_TRUE(c.ok()) << c.status().ToString();
-  auto j = (*c)->NodesJson();
-  EXPECT_TRUE(j.ok()) << j.status().ToString();
-  return json::parse(*j);
-}
-
-// Node `id`'s entry ({} if it is not a member).
-json Member(const json& nodes, int id) {
-  for (const auto& m : nodes.at("members")) {
-    if (m.at("node_id").get<int>() == id) return m;
-  }
-  return json::object();
-}
-bool Alive(const json& nodes, int id) { return Member(nodes, id).value("alive", false); }
-
-uint64_t Fetches(const Node& node) {
-  auto c = Client::Connect(node.ClientConfig());
-  return json::parse(*(*c)->InfoJson())["fetches"].get<uint64_t>();
-}
-
-// Parameter: "<directory>_<transport>", e.g. "etcd_tcp".
-class ClusterTest : public ::testing::TestWithParam<std::string> {
- protected:
-  bool etcd() const { return GetParam().starts_with("etcd"); }
-  std::string transport() const { return GetParam().substr(GetParam().find('_') + 1); }
-
-  // Flags that put a node in this test's cluster (node 1 hosts the coordinator).
-  std::vector<std::string> DirectoryFlags(int id) {
-    if (etcd()) {
-      if (!etcd_) etcd_ = std::make_unique<testing::Etcd>();
-      return {"--etcd", etcd_->endpoint()};
-    }
-    if (id == 1) return {"--coordinate", "127.0.0.1:" + coordinate_port_};
-    return {"--join", coordinator_};
-  }
-
-  std::vector<std::string> Flags(int id, std::vector<std::string> more = {}) {
-    std::vector<std::string> f = {"--node-id", std::to_string(id), "--cluster-secret", "test-secret",
-                                  "--dead-after-ms", dead_after_ms_, "--peer-address", "127.0.0.1:0",
-                                  "--transport", transport(),
-                                  // small arenas: objects span several, as large ones do
-                                  "--arena-size", "8M"};
-    auto dir = DirectoryFlags(id);
-    f.insert(f.end(), dir.begin(), dir.end());
-    f.insert(f.end(), more.begin(), more.end());
-    return f;
-  }
-
-  std::unique_ptr<Node> Start(int id, std::vector<std::string> more = {}) {
-    auto node = std::make_unique<Node>(Flags(id, std::move(more)));
-    if (!etcd() && id == 1) {
-      const std::string& out = node->process().output();
-      auto at = out.find("csmd coordinator port ");
-      EXPECT_NE(at, std::string::npos) << out;
-      coordinator_ = "127.0.0.1:" + std::to_string(std::atoi(out.c_str() + at + 22));
-    }
-    return node;
-  }
-
-  void StartThree() {
-    a_ = Start(1);
-    b_ = Start(2);
-    c_ = Start(3);
-  }
-
-  std::unique_ptr<testing::Etcd> etcd_;  // first: outlives the nodes
-  std::string coordinator_;
-  std::string coordinate_port_ = "0";  // a fixed one for a coordinator that restarts
-  std::string dead_after_ms_ = "1000";
-  std::unique_ptr<Node> a_, b_, c_;
-};
 
 // While the directory (etcd, or the node hosting the coordinator) is paused, a commit,
 // a delete and a lookup on node 2 wait for it, and only the processes that asked wait:
@@ -249,18 +175,6 @@ TEST_P(ClusterTest, FloodsOfSilentConnectionsStarveNoPeer) {
   RunHelper(*a_, {"consume", "during-flood", "10"});
 }
 
-// How many lines of `csm ls` on `node` list `key`.
-int Listed(const Node& node, const std::string& key) {
-  auto ls = testing::Run({CsmCli(), "ls"}, node.Env());
-  EXPECT_EQ(ls.exit_code, 0) << ls.err;
-  int n = 0;
-  size_t at = 0;
-  while ((at = ls.out.find("\n" + key + " ", at)) != std::string::npos) {
-    ++n;
-    ++at;
-  }
-  return n + (ls.out.rfind(key + " ", 0) == 0 ? 1 : 0);
-}
 
 // kill -9 of the node that hosts the embedded coordinator, then the same node started
 // again with the same flags, while the others go on: they keep serving what they have

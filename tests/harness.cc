@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 
 #include <gtest/gtest.h>
 
@@ -392,6 +394,29 @@ std::string LabCluster::Run(const std::string& program, int host, std::vector<st
   std::string line = p->WaitForLine(expect, 120000);
   EXPECT_EQ(p->Wait(), 0) << p->output();
   return line;
+}
+
+bool FlipStateByte(const Node& node, uint64_t at) {
+  DIR* d = ::opendir(node.state_dir().c_str());
+  if (d == nullptr) return false;
+  bool flipped = false;
+  while (dirent* e = ::readdir(d)) {
+    uint64_t addr = 0, id = 0;
+    if (std::sscanf(e->d_name, "csm-arena-%" SCNx64 "-%" SCNx64, &addr, &id) != 2) continue;
+    const std::string path = node.state_dir() + "/" + e->d_name;
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0) continue;
+    const off_t size = ::lseek(fd, 0, SEEK_END);
+    char byte = 0;
+    if (at >= addr && at < addr + static_cast<uint64_t>(size) &&
+        ::pread(fd, &byte, 1, static_cast<off_t>(at - addr)) == 1) {
+      byte = static_cast<char>(byte ^ 0x5a);
+      flipped = ::pwrite(fd, &byte, 1, static_cast<off_t>(at - addr)) == 1;
+    }
+    ::close(fd);
+  }
+  ::closedir(d);
+  return flipped;
 }
 
 std::string Field(const std::string& line, const std::string& name) {

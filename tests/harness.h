@@ -109,6 +109,11 @@ class Node {
   std::unique_ptr<Process> process_;
 };
 
+// Changes the byte at window address `addr` in the arena file of `node`'s --state-dir
+// that holds it (while no csmd runs: damage a restarted csmd must notice); false if no
+// arena file holds it.
+bool FlipStateByte(const Node& node, uint64_t addr);
+
 // A real etcd server (Debian's etcd-server) on free loopback ports with a private data
 // directory, stopped and removed on destruction.
 class Etcd {

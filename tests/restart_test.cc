@@ -134,29 +134,7 @@ TEST(RestartTest, ADamagedObjectIsDroppedAloneWithAnError) {
     ASSERT_TRUE(CommitMap(*c, "intact", 2000).ok());
     const ObjectInfo damaged = *c->Lookup("damaged");
     node.Kill(SIGKILL);
-    // Flip a byte of the object in its arena's file.
-    DIR* d = ::opendir(node.state_dir().c_str());
-    ASSERT_NE(d, nullptr);
-    bool flipped = false;
-    while (dirent* e = ::readdir(d)) {
-      uint64_t addr = 0, id = 0;
-      if (std::sscanf(e->d_name, "csm-arena-%" SCNx64 "-%" SCNx64, &addr, &id) != 2) continue;
-      const std::string path = node.state_dir() + "/" + e->d_name;
-      const int fd = ::open(path.c_str(), O_RDWR);
-      ASSERT_GE(fd, 0);
-      const off_t size = ::lseek(fd, 0, SEEK_END);
-      const uint64_t at = damaged.root + 8;
-      if (at >= addr && at < addr + static_cast<uint64_t>(size)) {
-        char byte = 0;
-        ASSERT_EQ(::pread(fd, &byte, 1, static_cast<off_t>(at - addr)), 1);
-        byte = static_cast<char>(byte ^ 0x5a);
-        ASSERT_EQ(::pwrite(fd, &byte, 1, static_cast<off_t>(at - addr)), 1);
-        flipped = true;
-      }
-      ::close(fd);
-    }
-    ::closedir(d);
-    ASSERT_TRUE(flipped);
+    ASSERT_TRUE(testing::FlipStateByte(node, damaged.root + 8));
     node.Start();  // logs "restart: dropped 'damaged': its bytes no longer match the checksum …"
   }
   auto c = Attach(node);

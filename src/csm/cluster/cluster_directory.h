@@ -126,11 +126,15 @@ class ClusterDirectory {
   // this node (the embedded coordinator restarted): the node then calls Rejoin.
   virtual Status Heartbeat() = 0;
   // Registers this node again, with what it holds: the segments it leased and the
-  // records of its live objects. Keys another live node published meanwhile are left to
+  // records of its live objects. Called when the directory forgot the node (a restarted
+  // coordinator), and when the node's csmd restarted and took its memory back
+  // (--state-dir: `self.incarnation` is then its memory's, the one the directory knew);
+  // what it holds replaces what the directory had for it, even while its earlier csmd
+  // is still counted alive. Keys another live node published meanwhile are left to
   // that node and returned in `conflicts` (the caller stops serving them under that
   // key). FailedPrecondition if its segments were leased to another node meanwhile
-  // (it was away too long: restart it). Backends that never forget a live node (etcd)
-  // need no re-registration and refuse it.
+  // (it was away too long: restart it afresh), AlreadyExists if a live node of another
+  // incarnation has its id.
   virtual Status Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
                         const std::vector<ObjectRecord>& records, std::vector<std::string>* conflicts) {
     (void)self, (void)leases, (void)records, (void)conflicts;

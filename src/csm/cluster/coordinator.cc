@@ -106,6 +106,11 @@ Status Coordinator::Rejoin(const NodeInfo& node, const std::vector<SegmentLease>
     return FailedPrecondition("node " + std::to_string(node.node_id) + " has joined again since: "
                               "restart this node");
   }
+  if (it != members_.end()) {
+    // The same memory coming back (its csmd restarted with its state): what it holds
+    // now replaces what it held.
+    for (const auto& l : it->second.info.leases) segments_.Release(l.first, l.count);
+  }
   std::vector<SegmentLease> claimed;
   for (const auto& l : leases) {
     if (!segments_.Claim(node.node_id, l.first, l.count)) {
@@ -138,7 +143,7 @@ Status Coordinator::Reregister(uint32_t node_id, const std::vector<ObjectRecord>
     if (it != objects_.end()) {
       if (it->second.owner_node == node_id && it->second.object_id == r.object_id) continue;
       auto owner = members_.find(it->second.owner_node);
-      if (owner != members_.end() && Alive(owner->second, now)) {
+      if (it->second.owner_node != node_id && owner != members_.end() && Alive(owner->second, now)) {
         conflicts->push_back(r.key);
         continue;
       }

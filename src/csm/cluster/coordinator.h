@@ -51,11 +51,13 @@ class Coordinator {
   Coordinator(std::string cluster, const WindowConfig& window, uint64_t fingerprint,
               std::string fingerprint_text, int dead_after_ms, int heartbeat_ms);
   Status Join(const NodeInfo& node);
-  // A node that the coordinator does not know (it restarted) registers again with the
-  // segments it holds; then its records follow with Reregister.
+  // A node that the coordinator does not know (it restarted), or one whose csmd
+  // restarted with its memory (the same incarnation), registers again with the segments
+  // it holds (replacing those it held); then its records follow with Reregister.
   Status Rejoin(const NodeInfo& node, const std::vector<SegmentLease>& leases);
-  // Records of a re-registered node's live objects. A key another live node published
-  // meanwhile is left to it and appended to `conflicts`.
+  // Records of a re-registered node's live objects (replacing its own records under the
+  // same keys). A key another live node published meanwhile is left to it and appended
+  // to `conflicts`.
   Status Reregister(uint32_t node_id, const std::vector<ObjectRecord>& records,
                     std::vector<std::string>* conflicts);
   // Milliseconds left of the recovery window (0 once over).
@@ -153,6 +155,12 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
     return coordinator_->Lease(node_id_, count);
   }
   Status Heartbeat() override { return coordinator_->Heartbeat(node_id_); }
+  // The hosting node's csmd restarted with its memory: the coordinator is new.
+  Status Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
+                const std::vector<ObjectRecord>& records, std::vector<std::string>* conflicts) override {
+    CSM_RETURN_IF_ERROR(coordinator_->Rejoin(self, leases));
+    return coordinator_->Reregister(node_id_, records, conflicts);
+  }
   Result<std::vector<NodeInfo>> Members() override { return coordinator_->Members(); }
   Status Publish(const ObjectRecord& r) override { return coordinator_->Publish(r); }
   Status Unpublish(const std::string& key, uint32_t owner) override {

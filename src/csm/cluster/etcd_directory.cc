@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 
 #include "csm/base/log.h"
 #include "csm/cluster/records_json.h"
@@ -69,6 +70,7 @@ json Modified(const std::string& key, int64_t revision) {
 struct Kv {
   std::string key, value;
   int64_t mod_revision;
+  int64_t lease;  // the etcd lease it is attached to (0: none)
 };
 
 // The key-values of one range response (a txn response's entry or a /kv/range reply).
@@ -78,7 +80,7 @@ Result<std::vector<Kv>> Kvs(const json& range) {
   for (const auto& kv : range["kvs"]) {
     CSM_ASSIGN_OR_RETURN(std::string k, Unbase64(kv.value("key", std::string())));
     CSM_ASSIGN_OR_RETURN(std::string v, Unbase64(kv.value("value", std::string())));
-    out.push_back({std::move(k), std::move(v), Num(kv, "mod_revision")});
+    out.push_back({std::move(k), std::move(v), Num(kv, "mod_revision"), Num(kv, "lease")});
   }
   return out;
 }
@@ -148,9 +150,8 @@ Result<json> EtcdDirectory::Post(const std::string& path, const json& body) {
   return j;
 }
 
-Status EtcdDirectory::Join(const NodeInfo& self) {
+Status EtcdDirectory::CheckConfig(const NodeInfo& self) {
   segment_count_ = self.window.size / self.window.segment_size;
-  // The cluster's window and build: set by the first node, checked by the others.
   const std::string verifier = os::SecretVerifier(options_.secret, "csm cluster " + options_.cluster);
   json config = {{"window", {self.window.base, self.window.size, self.window.segment_size}},
                  {"fingerprint", self.fingerprint}, {"fingerprint_text", self.fingerprint_text},
@@ -189,6 +190,11 @@ Status EtcdDirectory::Join(const NodeInfo& self) {
                                 "between identical builds");
     }
   }
+  return Status::OK();
+}
+
+Status EtcdDirectory::Join(const NodeInfo& self) {
+  CSM_RETURN_IF_ERROR(CheckConfig(self));
   CSM_ASSIGN_OR_RETURN(json grant, Post("lease/grant", {{"TTL", options_.ttl_seconds}}));
   lease_id_ = Num(grant, "ID");
   if (lease_id_ == 0) return Corruption("etcd granted no lease");
@@ -200,7 +206,102 @@ Status EtcdDirectory::Join(const NodeInfo& self) {
                          "give every node its own --node-id (a restarted node can rejoin " +
                          std::to_string(options_.ttl_seconds) + " s after its old one stopped)");
   }
-  if (watcher_.joinable()) return Status::OK();
+  StartWatch();
+  return Status::OK();
+}
+
+namespace {
+
+std::string SegmentName(uint64_t first) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%020llu", static_cast<unsigned long long>(first));
+  return name;
+}
+
+}  // namespace
+
+Status EtcdDirectory::Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
+                             const std::vector<ObjectRecord>& records, std::vector<std::string>* conflicts) {
+  CSM_RETURN_IF_ERROR(CheckConfig(self));
+  CSM_ASSIGN_OR_RETURN(json grant, Post("lease/grant", {{"TTL", options_.ttl_seconds}}));
+  const int64_t lease = Num(grant, "ID");
+  if (lease == 0) return Corruption("etcd granted no lease");
+  const std::string member = Key("members/" + std::to_string(self.node_id));
+  const std::string version = Key("segments_version"), segments = Key("segments/");
+  int64_t earlier_lease = 0;
+  bool took = false;
+  for (int attempt = 0; attempt < 20 && !took; ++attempt) {
+    // The member key, the segment runs and their version at one revision; the takeover
+    // happens only if none of them changed in between.
+    CSM_ASSIGN_OR_RETURN(json seen, Post("kv/txn", {{"success", {Get(member), Get(version), GetPrefix(segments)}}}));
+    CSM_ASSIGN_OR_RETURN(auto was, Kvs(RangeAt(seen, 0)));
+    CSM_ASSIGN_OR_RETURN(auto v, Kvs(RangeAt(seen, 1)));
+    CSM_ASSIGN_OR_RETURN(auto taken, Kvs(RangeAt(seen, 2)));
+    json compare = json::array({Modified(version, v.empty() ? 0 : v[0].mod_revision)});
+    earlier_lease = 0;
+    if (was.empty()) {
+      compare.push_back(Created(member, 0));
+    } else {
+      CSM_ASSIGN_OR_RETURN(json j, ParseValue(was[0].value, "member"));
+      CSM_ASSIGN_OR_RETURN(NodeInfo earlier, NodeFromJson(j));
+      if (earlier.incarnation != self.incarnation) {
+        (void)Post("lease/revoke", {{"ID", std::to_string(lease)}});
+        return AlreadyExists("node id " + std::to_string(self.node_id) + " is taken by a live node of another "
+                             "incarnation: give every node its own --node-id");
+      }
+      compare.push_back(Modified(member, was[0].mod_revision));
+      earlier_lease = was[0].lease;
+    }
+    json ops = json::array({Put(version, "1"), Put(member, ToJson(self).dump(), lease)});
+    std::set<std::string> ours;
+    for (const SegmentLease& l : leases) {
+      const std::string name = segments + SegmentName(l.first);
+      ours.insert(name);
+      ops.push_back(Put(name, json{{"first", l.first}, {"count", l.count}, {"node", node_id_}}.dump(), lease));
+    }
+    for (const Kv& kv : taken) {
+      CSM_ASSIGN_OR_RETURN(json run, ParseValue(kv.value, "segment lease"));
+      const uint64_t first = run.value("first", uint64_t{0}), count = run.value("count", uint64_t{0});
+      const uint32_t node = run.value("node", 0u);
+      if (node == node_id_) {
+        if (ours.count(kv.key) == 0) ops.push_back(Delete(kv.key));  // held no more
+        continue;
+      }
+      for (const SegmentLease& l : leases) {
+        if (first < l.first + l.count && l.first < first + count) {
+          (void)Post("lease/revoke", {{"ID", std::to_string(lease)}});
+          return FailedPrecondition("segments " + std::to_string(l.first) + "+" + std::to_string(l.count) +
+                                    " of node " + std::to_string(node_id_) + " were leased to node " +
+                                    std::to_string(node) + " while its csmd was down (longer than the " +
+                                    std::to_string(options_.ttl_seconds) +
+                                    " s etcd lease): its objects cannot come back; start it with --fresh");
+        }
+      }
+    }
+    CSM_ASSIGN_OR_RETURN(json result, Post("kv/txn", {{"compare", compare}, {"success", ops}}));
+    took = result.value("succeeded", false);
+  }
+  if (!took) {
+    (void)Post("lease/revoke", {{"ID", std::to_string(lease)}});
+    return Unavailable("could not rejoin: too much contention in etcd, try again");
+  }
+  // The earlier csmd's lease holds nothing of ours any more.
+  if (earlier_lease != 0 && earlier_lease != lease) (void)Post("lease/revoke", {{"ID", std::to_string(earlier_lease)}});
+  lease_id_ = lease;
+  StartWatch();
+  for (const ObjectRecord& r : records) {
+    Status s = Place(r, /*again=*/true);
+    if (s.code() == StatusCode::kAlreadyExists) {
+      conflicts->push_back(r.key);
+    } else if (!s.ok()) {
+      return s;
+    }
+  }
+  return Status::OK();
+}
+
+void EtcdDirectory::StartWatch() {
+  if (watcher_.joinable()) return;
   // The watch is open before Join returns: every record published after it is pushed.
   watch_http_ = std::make_unique<httplib::Client>(options_.endpoint);
   watch_http_->set_connection_timeout(std::chrono::milliseconds(options_.timeout_ms));
@@ -211,7 +312,6 @@ Status EtcdDirectory::Join(const NodeInfo& self) {
     CSM_LOG_WARN("etcd's watch did not open within %d ms: lookups ask etcd until it does",
                  options_.timeout_ms);
   }
-  return Status::OK();
 }
 
 void EtcdDirectory::WatchLoop() {
@@ -361,12 +461,10 @@ Result<uint64_t> EtcdDirectory::LeaseSegments(uint64_t count) {
       return CapacityExceeded("the cluster's window has no run of " + std::to_string(count) +
                               " free segments left: raise heap_size on every node");
     }
-    char name[32];
-    std::snprintf(name, sizeof(name), "%020llu", static_cast<unsigned long long>(first));
     json run = {{"first", first}, {"count", count}, {"node", node_id_}};
     CSM_ASSIGN_OR_RETURN(json took, Post("kv/txn", {{"compare", {Modified(version, seen)}},
                                                     {"success", {Put(version, "1"),
-                                                                 Put(segments + name, run.dump(), lease_id_)}}}));
+                                                                 Put(segments + SegmentName(first), run.dump(), lease_id_)}}}));
     if (took.value("succeeded", false)) return first;
   }
   return Unavailable("could not lease segments: too much contention in etcd, try again");
@@ -401,7 +499,9 @@ Result<std::vector<NodeInfo>> EtcdDirectory::Members() {
   return out;
 }
 
-Status EtcdDirectory::Publish(const ObjectRecord& record) {
+Status EtcdDirectory::Publish(const ObjectRecord& record) { return Place(record, /*again=*/false); }
+
+Status EtcdDirectory::Place(const ObjectRecord& record, bool again) {
   const std::string key = Key("objects/" + record.key);
   for (int attempt = 0; attempt < 5; ++attempt) {
     CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"compare", {Created(key, 0)}},
@@ -412,13 +512,16 @@ Status EtcdDirectory::Publish(const ObjectRecord& record) {
     if (kvs.empty()) continue;  // deleted meanwhile: try again
     CSM_ASSIGN_OR_RETURN(json j, ParseValue(kvs[0].value, "object record"));
     CSM_ASSIGN_OR_RETURN(ObjectRecord existing, RecordFromJson(j));
+    const bool ours = again && existing.owner_node == record.owner_node;
+    if (ours && existing.object_id == record.object_id) return Status::OK();  // as it was
     CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
-    if (live.count(existing.owner_node)) {
+    if (!ours && live.count(existing.owner_node)) {
       return AlreadyExists("key '" + record.key + "' is already committed on node " +
                            std::to_string(existing.owner_node) +
                            ": objects are immutable; delete it first or choose another key");
     }
-    // Its owner is dead and the object with it: take the key over, if still unchanged.
+    // Its owner is dead and the object with it (or it is this node's earlier record):
+    // take the key over, if still unchanged.
     CSM_ASSIGN_OR_RETURN(json took, Post("kv/txn", {{"compare", {Modified(key, kvs[0].mod_revision)}},
                                                     {"success", {Put(key, ToJson(record).dump())}}}));
     if (took.value("succeeded", false)) return Status::OK();

@@ -49,6 +49,11 @@ class EtcdDirectory : public ClusterDirectory {
   Status Join(const NodeInfo& self) override;
   Result<uint64_t> LeaseSegments(uint64_t count) override;
   Status Heartbeat() override;
+  // A node whose csmd restarted with its memory: takes over its member key (from the
+  // earlier csmd's lease, if still alive) and its segment runs in one transaction, then
+  // publishes its records again.
+  Status Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
+                const std::vector<ObjectRecord>& records, std::vector<std::string>* conflicts) override;
   Result<std::vector<NodeInfo>> Members() override;
   Status Publish(const ObjectRecord& record) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;
@@ -66,6 +71,14 @@ class EtcdDirectory : public ClusterDirectory {
   std::string Key(const std::string& suffix) const { return prefix_ + suffix; }
   // The members that hold a live lease, by id; with `revision`, etcd's revision they are of.
   Result<std::map<uint32_t, NodeInfo>> LiveMembers(int64_t* revision = nullptr);
+  // The cluster's window and build: set by the first node, checked by the others.
+  Status CheckConfig(const NodeInfo& self);
+  // Puts `record` under its key unless a live node other than this one holds the key
+  // (AlreadyExists). `again`: this node's own record under the key may be replaced
+  // (Rejoin); else any live owner's record is kept.
+  Status Place(const ObjectRecord& record, bool again);
+  // Opens the watch once (Join, Rejoin).
+  void StartWatch();
 
   // ---- the watch (a thread started by Join) ----
   void WatchLoop();

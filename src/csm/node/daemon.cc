@@ -12,16 +12,15 @@ Status Daemon::Impl::Init() {
     CSM_ASSIGN_OR_RETURN(shm_, SharedMemory::Open(options_.shared_memory, config_.capacity));
     loans_ = LoanBook(shm_->lend_limit());
   }
-  if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
   const uint32_t slots = directory::DirectorySlots(config_.max_objects);
   uint64_t dir_bytes = directory::DirectoryBytes(slots);
   bool recovering = false;
   if (!options_.state_dir.empty()) {
-    if (shm_ != nullptr || options_.cluster.enabled()) {
-      return InvalidArgument("--state-dir keeps a lone node's objects across restarts; a node of a "
-                             "cluster or on a shared-memory fabric cannot use it yet");
+    if (shm_ != nullptr) {
+      return InvalidArgument("--state-dir cannot keep a node's objects on a shared-memory fabric "
+                             "yet (its arenas lie in the fabric device): leave out one of the two");
     }
     CSM_ASSIGN_OR_RETURN(state_, NodeState::Open(options_.state_dir, options_.fresh));
     CSM_ASSIGN_OR_RETURN(dir_fd_, state_->OpenDirectory(dir_bytes, &recovering));
@@ -39,6 +38,8 @@ Status Daemon::Impl::Init() {
   } else {
     dir_->Init(node_id_);
   }
+  // After Recover: a restarted node joins with the objects and leases it took back.
+  if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
   CSM_RETURN_IF_ERROR(dir_->InitLiveness());
   CSM_ASSIGN_OR_RETURN(os::UniqueFd listen_fd, os::ListenUnix(config_.socket_path));
   sessions_.Listen(std::move(listen_fd));

@@ -26,9 +26,12 @@ Result<alloc::AddressAllocator::Run> Daemon::Impl::LeaseFromCluster(uint64_t cou
   auto run = cluster_->LeaseSegments(leased);
   if (!run.ok() && leased > count) run = cluster_->LeaseSegments(leased = count);
   if (!run.ok()) return run.status();
-  std::lock_guard<std::mutex> lock(leases_mu_);
-  leases_.push_back({*run, leased});
-  leased_segments_ += leased;
+  {
+    std::lock_guard<std::mutex> lock(leases_mu_);
+    leases_.push_back({*run, leased});
+    leased_segments_ += leased;
+  }
+  SaveStanding();  // before any arena is made in the segments
   return alloc::AddressAllocator::Run{config_.window.base + *run * config_.window.segment_size,
                                       leased * config_.window.segment_size};
 }
@@ -49,6 +52,7 @@ Status Daemon::Impl::JoinCluster() {
   if (!peer_address.empty()) {
     // Serves our own arenas to nodes that fetch our objects.
     CSM_RETURN_IF_ERROR(peers_.Start(kind, peer_address, {co.secret, co.timeout_ms}));
+    if (recovered_) ServeTakenBack();
     // With port 0 the system picked one: advertise the real one, with its scheme.
     peer_address = transport::JoinPeerAddress(
         kind, peer_address.substr(0, peer_address.rfind(':') + 1) + std::to_string(peers_.port()));
@@ -83,7 +87,7 @@ Status Daemon::Impl::JoinCluster() {
   self.window = config_.window;
   self.fingerprint = protocol::BuildFingerprint();
   self.fingerprint_text = protocol::BuildFingerprintText();
-  self.incarnation = incarnation_;
+  self.incarnation = memory_incarnation_;
   if (shm_ != nullptr) {
     self.memory = shm_->memory();
     loan_client_ = std::make_unique<LoanClient>(co.secret, co.timeout_ms);
@@ -102,7 +106,12 @@ Status Daemon::Impl::JoinCluster() {
       self.memory.lend_address = host + ":" + std::to_string(loan_server_->port());
     }
   }
-  CSM_RETURN_IF_ERROR(cluster_->Join(self).WithContext("joining cluster '" + co.name + "'"));
+  if (recovered_) {
+    CSM_RETURN_IF_ERROR(ResumeInCluster());
+  } else {
+    CSM_RETURN_IF_ERROR(cluster_->Join(self).WithContext("joining cluster '" + co.name + "'"));
+  }
+  SaveStanding();
   membership_ = std::make_unique<Membership>(
       cluster_.get(), co.heartbeat_ms,
       Membership::Hooks{[this] { Post([this] { StartRejoin(); }); },
@@ -112,6 +121,43 @@ Status Daemon::Impl::JoinCluster() {
   membership_->Start();
   CSM_LOG_INFO("node %u joined cluster '%s'%s", node_id_, co.name.c_str(),
                coordinator_ ? " (hosting its coordinator)" : "");
+  return Status::OK();
+}
+
+Status Daemon::Impl::ResumeInCluster() {
+  std::vector<cluster::ObjectRecord> records;
+  std::set<std::string> keys;
+  objects_.ForEachLive([&](const Object& o) {
+    if (o.is_copy()) return;
+    records.push_back(RecordOf(o));
+    keys.insert(o.key);
+  });
+  std::vector<std::string> conflicts;
+  CSM_RETURN_IF_ERROR(cluster_->Rejoin(self_, Leases(), records, &conflicts)
+                          .WithContext("rejoining cluster '" + options_.cluster.name + "' with the objects taken back"));
+  // Records the earlier csmd published but did not keep: it ended between publishing
+  // and listing an object, or between unlisting and unpublishing one, or the object was
+  // dropped as damaged. No other node may fetch them.
+  size_t unpublished = 0;
+  std::string after;
+  for (bool more = true; more;) {
+    CSM_ASSIGN_OR_RETURN(std::vector<cluster::ObjectRecord> page, cluster_->List(after, 1000, &more));
+    for (const cluster::ObjectRecord& r : page) {
+      after = r.key;
+      if (r.owner_node != node_id_ || keys.count(r.key) != 0) continue;
+      if (cluster_->Unpublish(r.key, node_id_).ok()) ++unpublished;
+    }
+    if (page.empty()) break;
+  }
+  for (const std::string& key : conflicts) {
+    CSM_LOG_WARN("'%s' was published by another node while this node's csmd was down: this node's "
+                 "object no longer answers for the key", key.c_str());
+    DeleteLocally(key);
+  }
+  CSM_LOG_INFO("rejoined cluster '%s' with %zu objects and %zu segment leases taken back (%zu records of "
+               "objects not kept removed, %zu keys lost to other nodes)",
+               options_.cluster.name.c_str(), records.size() - conflicts.size(), Leases().size(), unpublished,
+               conflicts.size());
   return Status::OK();
 }
 

@@ -163,7 +163,15 @@ class Daemon::Impl {
   Status Recover();
   Result<Object> RecoverObject(uint32_t slot, const directory::SlotData& d);
   Status ClaimAddresses(uint64_t addr, uint64_t size);
+  // A cluster node's: the segments and incarnation its earlier csmd held
+  // (NodeState::ClusterStanding), before any arena is claimed.
+  Status ClaimStanding();
+  // Saves the cluster standing (any thread: the file is written whole and renamed).
+  void SaveStanding();
+  bool recovered_ = false;  // Recover() took back an earlier csmd's state
   Status HandleClaimArenas(Session& c, WireReader& in);
+  // Once the peer server runs: serves the arenas and objects taken back to other nodes.
+  void ServeTakenBack();
   void EndReattachGrace();
   std::unique_ptr<NodeState> state_;  // null: memfds, nothing outlives this csmd
   // Until then a restarted csmd keeps what processes of its predecessor may claim back:
@@ -282,6 +290,9 @@ class Daemon::Impl {
   // On the loop: registers this node, its leases and objects again with a directory
   // that forgot it (a restarted coordinator), on the directory thread.
   void StartRejoin();
+  // Joining after Recover: registers this node again as the incarnation its memory
+  // belongs to, with the leases and objects taken back (daemon_cluster.cc).
+  Status ResumeInCluster();
   cluster::NodeInfo self_;             // as joined
   // Segments for the address allocator: from the node's own table on a lone node, from
   // the cluster (LeaseFromCluster, any thread: HandleAllocArena calls it on the
@@ -337,6 +348,9 @@ class Daemon::Impl {
   const uint64_t incarnation_ = static_cast<uint64_t>(os::RealtimeNanos());
   // Object ids start at incarnation_ (above).
   ObjectTable objects_{incarnation_};
+  // The incarnation the cluster knows this node's memory by (NodeInfo::incarnation):
+  // this csmd's, or the earlier csmd's whose objects it took back (--state-dir).
+  uint64_t memory_incarnation_ = incarnation_;
   // Memfds of destroyed arenas (local and replicas), pages still populated: the next
   // arena of the same size reuses one instead of faulting fresh shared memory in
   // (docs/heap_layout.md). At most capacity/8 bytes, on top of capacity, each kept for

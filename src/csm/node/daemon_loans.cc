@@ -115,7 +115,7 @@ Status Daemon::Impl::BorrowArena(Session& c, uint64_t size, bool dedicated, uint
             return borrowed->grant.status();
           }
           borrowed->lender = n;
-          borrowed->grant = loan_client_->Borrow(n.memory.lend_address, {node_id_, incarnation_, size});
+          borrowed->grant = loan_client_->Borrow(n.memory.lend_address, {node_id_, memory_incarnation_, size});
           if (borrowed->grant.ok() || borrowed->grant.status().IsCapacityExceeded()) break;
         }
         return borrowed->grant.status();

@@ -27,6 +27,42 @@ Status Daemon::Impl::ClaimAddresses(uint64_t addr, uint64_t size) {
   return Status::OK();
 }
 
+Status Daemon::Impl::ClaimStanding() {
+  CSM_ASSIGN_OR_RETURN(std::optional<NodeState::ClusterStanding> standing, state_->LoadStanding());
+  const bool in_cluster = options_.cluster.enabled();
+  if (!standing.has_value() && !in_cluster) return Status::OK();
+  if (!standing.has_value() || !in_cluster || standing->cluster != options_.cluster.name) {
+    const std::string was = standing ? "a node of cluster '" + standing->cluster + "'" : "a lone node";
+    const std::string is = in_cluster ? "a node of cluster '" + options_.cluster.name + "'" : "a lone node";
+    return FailedPrecondition("the node state in " + state_->dir() + " is " + was + "'s, and this csmd is " + is +
+                              ": its objects lie in segments only that node may use; start it as before, or "
+                              "with --fresh to discard them");
+  }
+  memory_incarnation_ = standing->incarnation;
+  const WindowConfig& w = config_.window;
+  for (const cluster::SegmentLease& l : standing->leases) {
+    if (!segments_.Claim(node_id_, l.first, l.count)) {
+      return Corruption("the node state in " + state_->dir() + " lists segments " + std::to_string(l.first) + "+" +
+                        std::to_string(l.count) + " twice or outside the window: start with --fresh");
+    }
+    std::lock_guard<std::mutex> lock(leases_mu_);
+    leases_.push_back(l);
+    leased_segments_ += l.count;
+    addresses_.AddRun({segments_.SegmentAddress(l.first), l.count * w.segment_size});
+  }
+  return Status::OK();
+}
+
+void Daemon::Impl::SaveStanding() {
+  if (state_ == nullptr) return;
+  NodeState::ClusterStanding standing{options_.cluster.name, memory_incarnation_, Leases()};
+  Status s = state_->SaveStanding(standing);
+  if (!s.ok()) {
+    CSM_LOG_ERROR("saving the node's cluster standing in %s: %s (a restart of this csmd will not find "
+                  "its segment leases)", state_->dir().c_str(), s.ToString().c_str());
+  }
+}
+
 namespace {
 
 // XXH3 of the object's extents as its header's checksum is taken (object/checksum.h),
@@ -85,6 +121,8 @@ Status Daemon::Impl::Recover() {
                               "'s: start with --node-id " + std::to_string(header.node_id) +
                               ", or with --fresh to discard its objects");
   }
+  recovered_ = true;
+  CSM_RETURN_IF_ERROR(ClaimStanding());
   // Arenas first: objects are read from them. Their sequence numbers continue the last
   // csmd's, so every process that reattaches maps them anew.
   arenas_.ContinueAfter(header.arena_seq.load());
@@ -107,7 +145,6 @@ Status Daemon::Impl::Recover() {
     a.recovered = true;
     a.charged = f.size;
     used_ += f.size;
-    peers_.AddArena(a.addr, a.size, a.fd.get(), a.fd_offset);
     dir_->header().arena_seq.store(a.seq);
   }
   // Then objects: deleted ones still pinned first (a key deleted and committed again
@@ -134,7 +171,6 @@ Status Daemon::Impl::Recover() {
       }
       for (const ObjectExtent& e : o->extents) arenas_.At(e.addr)->committed[e.addr] = e.addr + e.length;
       for (uint64_t id : o->arena_ids) ++arenas_.at(id).objects;
-      peers_.AddObject(o->id, o->extents);
       bytes += o->header.data_size;
       const std::string key = o->key;
       objects_.Insert(std::move(*o));
@@ -159,6 +195,16 @@ Status Daemon::Impl::Recover() {
                (unsigned long long)recovered, FormatSize(bytes).c_str(), (unsigned long long)waiting,
                state_->dir().c_str(), (os::MonotonicNanos() - start) / 1e6, (unsigned long long)dropped);
   return Status::OK();
+}
+
+void Daemon::Impl::ServeTakenBack() {
+  arenas_.ForEachAfter(0, [&](const Arena& a) {
+    if (a.replica_of == 0) peers_.AddArena(a.addr, a.size, a.fd.get(), a.fd_offset);
+    return true;
+  });
+  objects_.ForEachLive([&](const Object& o) {
+    if (!o.is_copy()) peers_.AddObject(o.id, o.extents);
+  });
 }
 
 void Daemon::Impl::EndReattachGrace() {

@@ -16,6 +16,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "csm/base/hex.h"
 #include "csm/base/log.h"
 #include "csm/config.h"
@@ -146,7 +148,7 @@ Result<std::vector<NodeState::ArenaFile>> NodeState::TakeArenas() {
   Status failed;
   CSM_RETURN_IF_ERROR(ForEachEntry(dir_, [&](const std::string& name) {
     const std::string path = dir_ + "/" + name;
-    if (name == "directory" || name == "types") return;
+    if (name == "directory" || name == "types" || name == "cluster") return;
     uint64_t addr = 0, id = 0;
     char rest = 0;
     if (name.rfind(kArenaPrefix, 0) != 0 ||
@@ -203,6 +205,36 @@ Status NodeState::RememberType(uint64_t type_id, const std::string& name) {
 std::string NodeState::TypeName(uint64_t type_id) const {
   auto it = type_names_.find(type_id);
   return it == type_names_.end() ? std::string() : it->second;
+}
+
+Status NodeState::SaveStanding(const ClusterStanding& standing) const {
+  nlohmann::json leases = nlohmann::json::array();
+  for (const cluster::SegmentLease& l : standing.leases) leases.push_back({l.first, l.count});
+  const std::string text =
+      nlohmann::json{{"cluster", standing.cluster}, {"incarnation", standing.incarnation}, {"leases", leases}}.dump() + "\n";
+  const std::string path = dir_ + "/cluster", staged = path + ".new";
+  os::UniqueFd fd(::open(staged.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoError("create " + staged, errno);
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    return ErrnoError("writing " + staged, errno);
+  }
+  if (::rename(staged.c_str(), path.c_str()) != 0) return ErrnoError("rename " + staged, errno);
+  return Status::OK();
+}
+
+Result<std::optional<NodeState::ClusterStanding>> NodeState::LoadStanding() const {
+  std::ifstream in(dir_ + "/cluster");
+  if (!in) return std::optional<ClusterStanding>();
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  ClusterStanding standing;
+  try {
+    standing.cluster = j.at("cluster").get<std::string>();
+    standing.incarnation = j.at("incarnation").get<uint64_t>();
+    for (const auto& l : j.at("leases")) standing.leases.push_back({l.at(0).get<uint64_t>(), l.at(1).get<uint64_t>()});
+  } catch (const nlohmann::json::exception& e) {
+    return Corruption(dir_ + "/cluster is damaged (" + e.what() + "): start with --fresh to discard the node's objects");
+  }
+  return std::optional<ClusterStanding>(std::move(standing));
 }
 
 }  // namespace csm::node

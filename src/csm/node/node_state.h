@@ -9,6 +9,8 @@
 //   csm-arena-<addr>-<id>       one of the node's arenas: its window address and id (hex);
 //                               its size is the file's
 //   types                       "<type id hex> <type name>" lines, one per type committed
+//   cluster                     a cluster node's standing (JSON): the cluster, the
+//                               incarnation its memory belongs to, its segment leases
 //   spare-<n>                   memory kept for reuse (SpareMemory): never recovered
 // Only this node's own arenas are named csm-arena-*: copies of other nodes' objects are
 // memfds or spares, caches a restarted node fetches again.
@@ -19,9 +21,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "csm/cluster/cluster_directory.h"
 #include "csm/os/fd.h"
 #include "csm/os/unique_path.h"
 #include "csm/status.h"
@@ -63,6 +67,20 @@ class NodeState {
   // Type names by type id, kept across restarts (a name is written once per type).
   Status RememberType(uint64_t type_id, const std::string& name);
   std::string TypeName(uint64_t type_id) const;
+
+  // A cluster node's standing, kept so that a restarted csmd rejoins as the node whose
+  // memory it took back: the cluster's name, the incarnation the cluster knows that
+  // memory by (ClusterDirectory's NodeInfo::incarnation) and the segments it leased.
+  struct ClusterStanding {
+    std::string cluster;
+    uint64_t incarnation = 0;
+    std::vector<cluster::SegmentLease> leases;
+  };
+  // Replaces the saved standing (written whole, then renamed over the old one).
+  Status SaveStanding(const ClusterStanding& standing) const;
+  // The saved standing; nullopt if none (the node was not in a cluster), Corruption if
+  // the file is damaged.
+  Result<std::optional<ClusterStanding>> LoadStanding() const;
 
  private:
   explicit NodeState(std::string dir) : dir_(std::move(dir)) {}
