@@ -190,6 +190,28 @@ TEST(CoordinatorRecoveryTest, ReRegistrationsThatCollideAreRefusedOrReported) {
   EXPECT_TRUE(co.Join(Incarnation(2, 0)).IsAlreadyExists());
 }
 
+// A node whose csmd restarted with its memory (the same incarnation, still counted
+// alive) registers again: what it holds now replaces what it held, leases and records.
+TEST(CoordinatorRecoveryTest, ANodeRestartedWithItsMemoryReplacesWhatItHeld) {
+  Coordinator co = MakeCoordinator();
+  ASSERT_TRUE(co.Join(Incarnation(2, 22)).ok());
+  auto kept = co.Lease(2, 4);
+  auto lost = co.Lease(2, 4);  // leased, then the csmd died before building in it
+  ASSERT_TRUE(kept.ok() && lost.ok());
+  ASSERT_TRUE(co.Publish(Record("k", 2, 1)).ok());
+  ASSERT_TRUE(co.Publish(Record("replaced", 2, 2)).ok());
+  ASSERT_TRUE(co.Rejoin(Incarnation(2, 22), {{*kept, 4}}).ok());
+  std::vector<std::string> conflicts;
+  ASSERT_TRUE(co.Reregister(2, {Record("k", 2, 1), Record("replaced", 2, 7)}, &conflicts).ok());
+  EXPECT_TRUE(conflicts.empty()) << "its own records are not conflicts";
+  EXPECT_EQ(co.Lookup("replaced")->object_id, 7u);
+  ASSERT_TRUE(co.Join(Incarnation(3, 33)).ok());
+  auto next = co.Lease(3, 4);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(*next, *lost) << "the run it no longer holds is free again";
+  EXPECT_TRUE(co.Rejoin(Incarnation(2, 99), {{*kept, 4}}).IsAlreadyExists()) << "another incarnation of a live id";
+}
+
 TEST(RecordCacheTest, AnswersWhatItHoldsAndDropsTheOldestPastCapacity) {
   RecordCache cache(3);
   for (int i = 0; i < 4; ++i) cache.Put(Record("k" + std::to_string(i), 1, i + 1));
