@@ -189,6 +189,23 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::minutes(5));
     return 0;
   }
+  if (cmd == "build-then-commit") {  // build n MiB, report, commit once $CSM_TEST_GO exists
+    auto b = c.NewBuilder();
+    if (!b.ok()) return Fail(b.status());
+    auto v = b->New<Bytes>();
+    if (!v.ok()) return Fail(v.status());
+    csm::Status s = b->Populate([&] { (*v)->resize(static_cast<size_t>(n) << 20, 7); });
+    if (!s.ok()) return Fail(s);
+    Say("building");
+    const char* go = std::getenv("CSM_TEST_GO");
+    for (int i = 0; go != nullptr && i < 6000 && ::access(go, F_OK) != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    s = b->Commit(key);
+    if (!s.ok()) return Fail(s);
+    Say("committed");
+    return 0;
+  }
   if (cmd == "big") {  // one object of n MiB in a single extent
     auto b = c.NewBuilder();
     if (!b.ok()) return Fail(b.status());

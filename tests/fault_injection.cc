@@ -384,6 +384,7 @@ std::string ClusterTrial(int trial, std::mt19937_64& rng, std::vector<std::uniqu
     case Victim::kConsumer: consumer->Kill(SIGKILL); break;
     case Victim::kCsmd:
       killed_node = 1 + static_cast<int>(rng() % n);
+      ++totals.kills["csmd of node " + std::to_string(killed_node)];
       nodes[killed_node - 1]->Kill(SIGKILL);
       nodes[killed_node - 1]->Start();
       ++totals.restarts;
@@ -462,6 +463,13 @@ int RunTrials(int trials, uint64_t seed, int node_count) {
               trials, (unsigned long long)seed, node_count, node_count == 1 ? "" : "s", (os::MonotonicNanos() - start) / 1e9, totals.kills["producer"],
               totals.kills["consumer"], totals.kills["csmd"], (unsigned long long)totals.acknowledged,
               (unsigned long long)totals.listed_whole, (unsigned long long)totals.consumer_checks);
+  if (node_count > 1) {
+    std::printf("csmd killed per node:");
+    for (int id = 1; id <= node_count; ++id) {
+      std::printf(" node %d%s %d", id, id == 1 ? " (the coordinator's)" : "", totals.kills["csmd of node " + std::to_string(id)]);
+    }
+    std::printf("\n");
+  }
   return 0;
 }
 

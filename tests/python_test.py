@@ -217,5 +217,64 @@ class PythonTablesTest(unittest.TestCase):
             self.csm.append_table("parts", other)
 
 
+def start_csmd(args):
+    """A csmd with `args`, once it says it is ready."""
+    csmd = subprocess.Popen([os.path.join(BINARY_DIR, "csmd")] + args,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = csmd.stdout.readline()
+        if not line:
+            break
+        if "csmd ready" in line:
+            threading.Thread(target=csmd.stdout.read, daemon=True).start()  # drain its log
+            return csmd
+    csmd.kill()
+    raise RuntimeError("csmd did not start")
+
+
+class PythonRestartTest(unittest.TestCase):
+    """A Python process on a node that keeps its state (--state-dir) goes on across a
+    kill -9 of csmd: the table it holds stays readable, its key answers again, and it
+    puts new tables; its client attached again by itself (docs/operations.md)."""
+
+    def test_a_python_process_outlives_a_killed_csmd(self):
+        with tempfile.TemporaryDirectory(prefix="csm-py-") as d, \
+                tempfile.TemporaryDirectory(prefix="csm-py-state-", dir="/dev/shm") as state:
+            socket = os.path.join(d, "node.sock")
+            args = ["--socket", socket, "--state-dir", state, "--reattach-grace-ms", "2000"]
+            csmd = start_csmd(args)
+            script = MAKE_TABLE + textwrap.dedent("""
+                import csm, sys
+                csm.connect()
+                csm.put_table("kept", make_table())
+                held = csm.get_table("kept")
+                print("ready", flush=True)
+                sys.stdin.readline()  # csmd was killed and started again meanwhile
+                assert held.equals(make_table()), "the table held changed"
+                again = csm.get_table("kept", timeout=10)
+                assert again.equals(make_table()), "the key answers other rows"
+                csm.put_table("after", make_table(100))
+                assert csm.get_table("after").equals(make_table(100))
+                print("verified", flush=True)
+            """)
+            child = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, CSM_SOCKET=socket),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+            try:
+                self.assertEqual(child.stdout.readline().strip(), "ready")
+                csmd.kill()
+                csmd.wait(timeout=20)
+                csmd = start_csmd(args)
+                out, _ = child.communicate("go\n", timeout=60)
+                self.assertIn("verified", out)
+                self.assertEqual(child.returncode, 0, out)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                csmd.terminate()
+                csmd.wait(timeout=20)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

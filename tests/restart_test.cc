@@ -123,6 +123,60 @@ TEST(RestartTest, AProcessKeepsWorkingAcrossRepeatedRestarts) {
   EXPECT_EQ(info["objects"].get<uint64_t>(), 5u);
 }
 
+// A deleted object a reader still holds keeps its place in the directory even when its
+// key is committed again, so a restarted csmd keeps it for that reader past the grace
+// period (no page of it is freed while the Ref lives).
+TEST(RestartTest, ADeletedObjectAReaderHoldsOutlivesARestartAfterItsKeyIsReused) {
+  Node node = StatefulNode();
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(CommitMap(*c, "k", 3000).ok());
+  auto held = c->Get<HeapMap>("k");
+  ASSERT_TRUE(held.ok());
+  ASSERT_TRUE(c->Delete("k").ok());
+  ASSERT_TRUE(CommitMap(*c, "k", 10).ok());  // the same key: the same first slot probed
+  auto dead = Process::Spawn({Helper(), "build-forever", "x", "8"}, node.Env());
+  ASSERT_FALSE(dead->WaitForLine("building").empty()) << dead->output();
+  const uint64_t arenas = nlohmann::json::parse(*c->InfoJson())["arenas"].get<uint64_t>();
+  node.Kill(SIGKILL);
+  dead->Kill(SIGKILL);
+  node.Start();
+  // The grace period is over once the dead builder's arena is gone.
+  ASSERT_TRUE(testing::Eventually([&] {
+    auto info = c->InfoJson();
+    return info.ok() && nlohmann::json::parse(*info)["arenas"].get<uint64_t>() < arenas;
+  }, 30000));
+  EXPECT_EQ(workload::Verify(**held, 3000), "");
+  EXPECT_TRUE(held->Verify().ok());
+  auto now = c->Get<HeapMap>("k");
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(workload::Verify(**now, 10), "");
+}
+
+// A builder that does not attach again within the grace period (stopped, here) loses
+// the arena it was building in; its commit fails and says why.
+TEST(RestartTest, ABuilderThatMissesTheGracePeriodIsToldWhyItsCommitFails) {
+  Node node = StatefulNode();
+  const std::string go = node.state_dir() + ".go";
+  auto late = Process::Spawn({Helper(), "build-then-commit", "late", "4"}, {"CSM_SOCKET=" + node.socket(), "CSM_TEST_GO=" + go});
+  ASSERT_FALSE(late->WaitForLine("building").empty()) << late->output();
+  late->Kill(SIGSTOP);
+  node.Kill(SIGKILL);
+  node.Start();
+  {
+    auto c = Attach(node);
+    ASSERT_TRUE(c);
+    // The grace period over, its arena (no committed object on it) is gone.
+    ASSERT_TRUE(testing::Eventually([&] { return nlohmann::json::parse(*c->InfoJson())["arenas"] == 0; }, 30000));
+  }
+  late->Kill(SIGCONT);
+  ASSERT_EQ(::close(::open(go.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600)), 0);
+  late->Wait(60000);
+  ::unlink(go.c_str());
+  EXPECT_NE(late->output().find("reattach-grace-ms"), std::string::npos) << late->output();
+  EXPECT_EQ(late->output().find("committed"), std::string::npos) << late->output();
+}
+
 // Bytes changed in the state files while no csmd ran: that object is dropped (never
 // served with other bytes than it was committed with); the others come back.
 TEST(RestartTest, ADamagedObjectIsDroppedAloneWithAnError) {

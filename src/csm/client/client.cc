@@ -175,6 +175,9 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
         return r;
       } else {
         unreachable = Status::OK();
+        // A failed fetch moves the counter too (its copy's memory came and went): wait
+        // for the next change after this answer, not to ask again at once.
+        seen = dir_->header().change_counter.load(std::memory_order_seq_cst);
       }
     }
     int64_t left = deadline - os::MonotonicNanos();

@@ -142,7 +142,9 @@ Result<uint32_t> DirectoryTable::Insert(const SlotData& data) {
     SlotData d = ReadSlot(i);
     if (d.state == static_cast<uint8_t>(SlotState::kEmpty)) break;
     if (d.state == static_cast<uint8_t>(SlotState::kTombstone)) {
-      if (!reuse) reuse = i;
+      // A deleted object readers still pin keeps its tombstone until its memory is
+      // reclaimed: a restarted csmd finds it there and keeps it for them.
+      if (!reuse && (d.flags & kSlotReclaimed) != 0) reuse = i;
       continue;
     }
     if (d.key_hash == data.key_hash && KeyEquals(d, key)) {

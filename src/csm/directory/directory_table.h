@@ -49,8 +49,9 @@ class DirectoryTable {
   // A consistent copy of slot `index`.
   SlotData ReadSlot(uint32_t index) const;
 
-  // Writer: stores a new live entry. AlreadyExists if the key is live; CapacityExceeded
-  // when the table is 7/8 full.
+  // Writer: stores a new live entry, in an empty slot or a tombstone whose memory was
+  // reclaimed (MarkReclaimed). AlreadyExists if the key is live; CapacityExceeded when
+  // the table is 7/8 full.
   Result<uint32_t> Insert(const SlotData& data);
   // Writer: turns a live slot into a tombstone.
   void MarkDeleted(uint32_t index);

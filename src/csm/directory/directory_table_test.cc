@@ -41,6 +41,27 @@ TEST(DirectoryTableTest, InsertFindDeleteReuse) {
   EXPECT_TRUE(t.Insert(Entry("overflow", 999)).status().IsCapacityExceeded());
 }
 
+// A deleted object's tombstone stays while readers may still pin it (a restarted csmd
+// finds it there): only once its memory is reclaimed may a new entry take the slot.
+TEST(DirectoryTableTest, ATombstoneIsReusedOnlyOnceItsMemoryIsReclaimed) {
+  std::vector<uint64_t> mem(DirectoryBytes(64) / 8);
+  DirectoryTable t(mem.data(), 64);
+  t.Init(1);
+  auto first = t.Insert(Entry("k", 1));
+  ASSERT_TRUE(first.ok());
+  t.MarkDeleted(*first);
+  auto second = t.Insert(Entry("k", 2));
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(*second, *first) << "the first object may still be pinned";
+  EXPECT_EQ(t.ReadSlot(*first).object_id, 1u);
+  t.MarkDeleted(*second);
+  t.MarkReclaimed(*first, 1);
+  auto third = t.Insert(Entry("k", 3));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(*third, *first) << "its memory was reclaimed: the slot is free";
+  EXPECT_EQ(t.ReadSlot(*second).object_id, 2u) << "still waiting";
+}
+
 TEST(DirectoryTableTest, RejectsForeignMemory) {
   std::vector<uint64_t> mem(DirectoryBytes(64) / 8, 0);
   DirectoryTable t(mem.data(), 64);

@@ -296,6 +296,14 @@ Status Daemon::Impl::ReadHeap(uint64_t addr, void* out, uint64_t len, const Sess
   Arena* a = arenas_.At(addr);
   const bool allowed = a != nullptr && (c != nullptr ? a->owner == c->id : a->replica_of == 0 && !a->mapped);
   if (!allowed || !RangeWithin(addr, len, a->addr, a->size)) {
+    if (c != nullptr && GivenUp(addr)) {
+      // An earlier csmd's arena this process did not claim back in time.
+      return FailedPrecondition("range [" + Hex(addr) + ", +" + std::to_string(len) +
+                                ") lies in an arena this process was building in before csmd restarted, and it "
+                                "did not attach again within --reattach-grace-ms (" +
+                                std::to_string(options_.reattach_grace_ms) +
+                                " ms) to claim it back: build the object again");
+    }
     return Corruption("range [" + Hex(addr) + ", +" + std::to_string(len) + ") is not inside an arena " +
                       (c != nullptr ? "this process may write" : "of this node's"));
   }

@@ -178,6 +178,13 @@ class Daemon::Impl {
   // the arenas they were building in, and deleted objects they may still pin
   // (options_.reattach_grace_ms).
   std::chrono::steady_clock::time_point reattach_grace_until_{};
+  // Where the arenas no process claimed back lay (start → end): a late builder's commit
+  // there is told why it fails.
+  std::map<uint64_t, uint64_t> given_up_;
+  bool GivenUp(uint64_t addr) const {
+    auto it = given_up_.upper_bound(addr);
+    return it != given_up_.begin() && addr < std::prev(it)->second;
+  }
   boost::asio::steady_timer grace_timer_{io_};
   void ReleaseArena(uint64_t arena_id);
   void MaybeDestroyArena(Arena& a);

@@ -162,6 +162,7 @@ Status Daemon::Impl::Recover() {
                                            "'s object (fetched again when asked)");
       if (!o.ok() || (live && objects_.IsLive(o->key))) {
         if (live) dir_->MarkDeleted(i);  // never served again
+        dir_->MarkReclaimed(i, d.object_id);  // no one waits for it: the slot is free
         if (own && live) {
           ++dropped;
           CSM_LOG_ERROR("restart: dropped '%s': %s", std::string(d.key, std::min<size_t>(d.key_length, sizeof(d.key))).c_str(),
@@ -217,6 +218,7 @@ void Daemon::Impl::EndReattachGrace() {
   for (uint64_t id : unclaimed) {
     Arena& a = arenas_.at(id);
     a.recovered = false;
+    given_up_[a.addr] = a.addr + a.size;
     if (a.objects == 0) {
       ++destroyed;
       MaybeDestroyArena(a);  // removes it
