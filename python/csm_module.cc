@@ -1,9 +1,10 @@
-// The `csm` Python module: Arrow tables in the global heap, to and from pyarrow
-// (docs/python.md).
+// The `csm` Python module: Python data in the global heap (docs/python.md) — Arrow
+// tables to and from pyarrow, numpy arrays, bytes, and any picklable object.
 //
 //   import csm, pyarrow as pa
 //   csm.put_table("trades", pa.table({"x": [1, 2, 3]}))   # copied into the heap once
 //   t = csm.get_table("trades")                            # any process, any node: no copy
+//   csm.put("weights", numpy_array); w = csm.get("weights")  # a read-only view of the heap
 //
 // Tables cross between pyarrow and csm's C++ through the Arrow C stream interface (the
 // Arrow PyCapsule protocol, `__arrow_c_stream__`): no pyarrow C++ API is linked, so the
@@ -20,6 +21,8 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -27,11 +30,41 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "csm/arrow.h"
 #include "csm/client.h"
+#include "csm/containers.h"
 
 namespace py = pybind11;
+
+// ---- what put() keeps in the heap for Python values ----------------------------------
+// Their bytes sit in 64-byte lines, so every view handed to numpy is aligned for any dtype.
+struct alignas(64) CsmPyLine {
+  std::array<uint8_t, 64> bytes;
+};
+CSM_REGISTER_TYPE(CsmPyLine, 1, bytes)
+// The bytes of a Python buffer (bytes, bytearray, memoryview, an out-of-band pickle
+// buffer).
+struct CsmPyBytes {
+  uint64_t size;
+  csm::vector<CsmPyLine> lines;
+};
+CSM_REGISTER_TYPE(CsmPyBytes, 1, size, lines)
+// A numpy array of a plain dtype, C order: numpy's dtype.str ("<f8"), its shape, its bytes.
+struct CsmPyArray {
+  csm::string dtype;
+  csm::vector<int64_t> shape;
+  CsmPyBytes data;
+};
+CSM_REGISTER_TYPE(CsmPyArray, 1, dtype, shape, data)
+// Any other picklable object: its pickle (protocol 5) and the out-of-band buffers it
+// names (a numpy member's bytes, say), each in the heap, so they come back as views.
+struct CsmPyPickled {
+  CsmPyBytes pickle;
+  csm::vector<CsmPyBytes> buffers;
+};
+CSM_REGISTER_TYPE(CsmPyPickled, 1, pickle, buffers)
 
 namespace {
 
@@ -169,6 +202,197 @@ py::object FromJson(const std::string& text) {
   return py::module_::import("json").attr("loads")(text);
 }
 
+// ---- put / get of Python values -------------------------------------------------------
+
+// Read-only bytes of an object in the heap, for Python's buffer protocol; `pin` keeps the
+// object pinned while any view (memoryview, numpy array, pickle buffer) uses them.
+struct HeapView {
+  std::shared_ptr<const void> pin;
+  const uint8_t* data = nullptr;
+  uint64_t size = 0;
+};
+
+template <typename T>
+std::shared_ptr<const void> Pinned(csm::Ref<T> ref) {
+  return std::make_shared<csm::Ref<T>>(std::move(ref));
+}
+
+py::object ViewOf(const std::shared_ptr<const void>& pin, const CsmPyBytes& b) {
+  return py::memoryview(py::cast(HeapView{pin, reinterpret_cast<const uint8_t*>(b.lines.data()), b.size}));
+}
+
+// A Python buffer's bytes, held (with the GIL) while they are copied without it.
+struct Source {
+  py::buffer_info info;
+  const uint8_t* data() const { return static_cast<const uint8_t*>(info.ptr); }
+  uint64_t size() const { return static_cast<uint64_t>(info.size * info.itemsize); }
+};
+
+Source SourceOf(const py::object& o) {
+  py::buffer b = py::reinterpret_borrow<py::buffer>(o);
+  py::buffer_info info = b.request();  // C-contiguous bytes (callers made sure)
+  return Source{std::move(info)};
+}
+
+// Fills `out` with `n` bytes from `src` (inside Populate).
+void Fill(CsmPyBytes& out, const uint8_t* src, uint64_t n) {
+  out.size = n;
+  out.lines.resize((n + 63) / 64);
+  if (n > 0) std::memcpy(out.lines.data(), src, n);
+}
+
+bool IsNumpyArray(const py::object& o) {
+  py::object type = py::type::of(o);
+  return py::str(type.attr("__module__")).cast<std::string>() == "numpy" &&
+         py::str(type.attr("__name__")).cast<std::string>() == "ndarray";
+}
+bool IsPandasFrame(const py::object& o) {
+  py::object type = py::type::of(o);
+  return py::str(type.attr("__module__")).cast<std::string>().rfind("pandas", 0) == 0 &&
+         py::str(type.attr("__name__")).cast<std::string>() == "DataFrame";
+}
+bool IsBytesLike(const py::object& o) {
+  return py::isinstance<py::bytes>(o) || py::isinstance(o, py::module_::import("builtins").attr("bytearray")) ||
+         py::isinstance<py::memoryview>(o);
+}
+
+void PutArray(csm::Client& client, const std::string& key, const py::object& array) {
+  py::object contiguous = py::module_::import("numpy").attr("ascontiguousarray")(array);
+  const std::string dtype = py::str(contiguous.attr("dtype").attr("str"));
+  std::vector<int64_t> shape;
+  // From the array itself: ascontiguousarray makes a 0-d array 1-d.
+  for (const py::handle d : array.attr("shape")) shape.push_back(d.cast<int64_t>());
+  Source src = SourceOf(contiguous.attr("reshape")(-1).attr("view")("u1"));
+  Check(WithoutGil([&] {
+    return client.Put<CsmPyArray>(key, [&](CsmPyArray& a) {
+      a.dtype.assign(dtype);
+      a.shape.assign(shape.begin(), shape.end());
+      Fill(a.data, src.data(), src.size());
+    });
+  }));
+}
+
+void PutBytes(csm::Client& client, const std::string& key, const py::object& data) {
+  Source src = SourceOf(py::module_::import("builtins").attr("memoryview")(data).attr("cast")("B"));
+  Check(WithoutGil([&] {
+    return client.Put<CsmPyBytes>(key, [&](CsmPyBytes& b) { Fill(b, src.data(), src.size()); });
+  }));
+}
+
+void PutPickled(csm::Client& client, const std::string& key, const py::object& value) {
+  py::list buffers;
+  py::object pickled = py::module_::import("pickle").attr("dumps")(value, py::arg("protocol") = 5,
+                                                                   py::arg("buffer_callback") = buffers.attr("append"));
+  Source main = SourceOf(pickled);
+  std::vector<Source> parts;
+  for (const py::handle b : buffers) parts.push_back(SourceOf(b.attr("raw")()));
+  Check(WithoutGil([&] {
+    return client.Put<CsmPyPickled>(key, [&](CsmPyPickled& p) {
+      Fill(p.pickle, main.data(), main.size());
+      p.buffers.resize(parts.size());
+      for (size_t i = 0; i < parts.size(); ++i) Fill(p.buffers[i], parts[i].data(), parts[i].size());
+    });
+  }));
+}
+
+// put(): a table (anything with __arrow_c_stream__, a pandas DataFrame), a numpy array
+// of a plain dtype, bytes-like data, or any picklable object.
+void Put(const std::string& key, const py::object& value) {
+  csm::Client& client = Connected();
+  if (IsPandasFrame(value)) {
+    py::object table = py::module_::import("pyarrow").attr("Table").attr("from_pandas")(value);
+    std::shared_ptr<arrow::Table> t = ImportTable(table);
+    Check(WithoutGil([&] { return csm::PutTable(client, key, *t); }).status());
+  } else if (py::hasattr(value, "__arrow_c_stream__")) {
+    std::shared_ptr<arrow::Table> t = ImportTable(value);
+    Check(WithoutGil([&] { return csm::PutTable(client, key, *t); }).status());
+  } else if (IsNumpyArray(value) && value.attr("dtype").attr("hasobject").cast<bool>() == false &&
+             value.attr("dtype").attr("fields").is_none()) {
+    PutArray(client, key, value);
+  } else if (IsBytesLike(value)) {
+    PutBytes(client, key, value);
+  } else {
+    PutPickled(client, key, value);
+  }
+}
+
+// The descriptor of `key`, brought to this node if another holds it (waiting up to `wait`).
+csm::ObjectInfo Find(csm::Client& client, const std::string& key, std::chrono::milliseconds wait) {
+  csm::Result<csm::ObjectInfo> info = client.Lookup(key);
+  if (info.ok()) return *info;
+  // Not here: a typed Get fetches it from its owner (or waits for its commit); a
+  // TypeMismatch means it is here now, as another type.
+  csm::Result<csm::Ref<CsmPyBytes>> probe = WithoutGil([&] { return client.Get<CsmPyBytes>(key, wait); });
+  if (!probe.ok() && !probe.status().IsTypeMismatch()) Raise(probe.status());
+  return probe.ok() ? probe->info() : Check(client.Lookup(key));
+}
+
+template <typename T>
+csm::Ref<T> GetAs(csm::Client& client, const std::string& key) {
+  return Check(WithoutGil([&] { return client.Get<T>(key); }));
+}
+
+py::object Get(const std::string& key, double timeout) {
+  csm::Client& client = Connected();
+  const csm::ObjectInfo info = Find(client, key, Millis(timeout));
+  if (info.type_id == csm::TypeId<CsmPyArray>()) {
+    csm::Ref<CsmPyArray> ref = GetAs<CsmPyArray>(client, key);
+    const CsmPyArray& a = *ref;
+    py::object numpy = py::module_::import("numpy");
+    py::object dtype = numpy.attr("dtype")(std::string(a.dtype.data(), a.dtype.size()));
+    py::tuple shape(a.shape.size());
+    for (size_t i = 0; i < a.shape.size(); ++i) shape[i] = a.shape[i];
+    py::object view = ViewOf(Pinned(std::move(ref)), a.data);
+    return numpy.attr("frombuffer")(view, py::arg("dtype") = dtype).attr("reshape")(shape);
+  }
+  if (info.type_id == csm::TypeId<CsmPyBytes>()) {
+    csm::Ref<CsmPyBytes> ref = GetAs<CsmPyBytes>(client, key);
+    const CsmPyBytes& b = *ref;
+    return ViewOf(Pinned(std::move(ref)), b);
+  }
+  if (info.type_id == csm::TypeId<CsmPyPickled>()) {
+    csm::Ref<CsmPyPickled> ref = GetAs<CsmPyPickled>(client, key);
+    const CsmPyPickled& p = *ref;
+    std::shared_ptr<const void> pin = Pinned(std::move(ref));
+    py::list buffers;
+    for (const CsmPyBytes& b : p.buffers) buffers.append(ViewOf(pin, b));
+    return py::module_::import("pickle").attr("loads")(ViewOf(pin, p.pickle), py::arg("buffers") = buffers);
+  }
+  // Otherwise a table (TypeError if it is not one either).
+  py::object table = ToPyarrow(Check(WithoutGil([&] { return csm::GetTable(client, key); })));
+  py::object metadata = table.attr("schema").attr("metadata");
+  if (!metadata.is_none() && metadata.attr("__contains__")(py::bytes("pandas")).cast<bool>()) {
+    return table.attr("to_pandas")();  // it was put as a DataFrame
+  }
+  return table;
+}
+
+// csm.Client: the process's connection as an object (a context manager). A process has
+// one connection (its window sits at a fixed address): every Client shares it, and
+// closing one only stops that handle.
+struct ClientHandle {
+  std::string socket;
+  bool closed = false;
+  void CheckOpen() const {
+    if (closed) Raise(csm::InvalidArgument("this csm.Client is closed: make another (csm.Client())"));
+  }
+};
+
+// csm ls as a list of dicts, every page.
+py::list ListAll() {
+  csm::Client& client = Connected();
+  py::list out;
+  std::string after;
+  for (;;) {
+    nlohmann::json page = nlohmann::json::parse(Check(client.ListJson(after)));
+    for (const auto& o : page.at("objects")) {
+      out.append(FromJson(o.dump()));
+      after = o.at("key").get<std::string>();
+    }
+    if (!page.value("more", false) || page.at("objects").empty()) return out;
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(csm, m) {
@@ -237,4 +461,65 @@ PYBIND11_MODULE(csm, m) {
   m.def(
       "info", [] { return FromJson(Check(Connected().InfoJson())); },
       "The node's state as a dict (what `csm info` prints).");
+
+  py::class_<HeapView>(m, "_HeapView", py::buffer_protocol()).def_buffer([](HeapView& v) {
+    return py::buffer_info(const_cast<uint8_t*>(v.data), 1, py::format_descriptor<uint8_t>::format(), 1,
+                           {static_cast<py::ssize_t>(v.size)}, {py::ssize_t{1}}, /*readonly=*/true);
+  });
+
+  py::class_<ClientHandle>(m, "Client", "This process's connection to its node; a context manager.")
+      .def(py::init([](const std::string& socket) { return ClientHandle{Connected(socket).config().socket_path}; }),
+           py::arg("socket") = std::string(),
+           "Connects (or shares this process's connection) to csmd at `socket` (default from "
+           "CSM_SOCKET or the config file).")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__", [](ClientHandle& c, const py::args&) { c.closed = true; })
+      .def("close", [](ClientHandle& c) { c.closed = true; }, "Ends this handle (the values it gave stay usable).")
+      .def_property_readonly("socket", [](const ClientHandle& c) { return c.socket; })
+      .def("put", [](const ClientHandle& c, const std::string& key, const py::object& value) {
+             c.CheckOpen();
+             Put(key, value);
+           }, py::arg("key"), py::arg("value"), "csm.put")
+      .def("get", [](const ClientHandle& c, const std::string& key, double timeout) {
+             c.CheckOpen();
+             return Get(key, timeout);
+           }, py::arg("key"), py::arg("timeout") = 0.0, "csm.get")
+      .def("delete", [](const ClientHandle& c, const std::string& key) {
+             c.CheckOpen();
+             Check(Connected().Delete(key));
+           }, py::arg("key"), "csm.delete")
+      .def("ls", [](const ClientHandle& c) {
+             c.CheckOpen();
+             return ListAll();
+           }, "csm.ls")
+      .def("stat", [](const ClientHandle& c, const std::string& key) {
+             c.CheckOpen();
+             return FromJson(Check(Connected().StatJson(key)));
+           }, py::arg("key"), "csm.stat")
+      .def("info", [](const ClientHandle& c) {
+             c.CheckOpen();
+             return FromJson(Check(Connected().InfoJson()));
+           }, "csm.info")
+      .def("nodes", [](const ClientHandle& c) {
+             c.CheckOpen();
+             return FromJson(Check(Connected().NodesJson()));
+           }, "csm.nodes");
+
+  m.def("put", &Put, py::arg("key"), py::arg("value"),
+        "Commits `value` under `key`: a pyarrow Table or RecordBatch (or anything with "
+        "__arrow_c_stream__), a pandas DataFrame, a numpy array, bytes-like data, or any "
+        "picklable object (pickle protocol 5: its large buffers, numpy members' say, are "
+        "placed in the heap and come back as views).");
+  m.def("get", &Get, py::arg("key"), py::arg("timeout") = 0.0,
+        "The value under `key`, waiting up to `timeout` seconds: numpy arrays as read-only "
+        "views of the heap (no copy), bytes as read-only memoryviews, tables as pyarrow "
+        "Tables (DataFrames as DataFrames), other objects unpickled with their buffers as "
+        "views. KeyError if there is none.");
+  m.def("ls", &ListAll, "Every object of the node (of the cluster, on a cluster's node) as dicts: what `csm ls` prints.");
+  m.def(
+      "stat", [](const std::string& key) { return FromJson(Check(Connected().StatJson(key))); }, py::arg("key"),
+      "One object's descriptor, pins and producer as a dict (what `csm stat` prints).");
+  m.def(
+      "nodes", [] { return FromJson(Check(Connected().NodesJson())); },
+      "The cluster's members as csmd sees them (what `csm nodes` prints).");
 }

@@ -34,12 +34,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Arrow C++ (libraries and headers) from a pinned pyarrow wheel, unless CMake finds an
 # installed Arrow. The wheel's libarrow.so.NNNN is linked with an rpath (CMakeLists.txt).
+# numpy and pandas: the Python module's put/get of arrays and DataFrames (tests).
 pyarrow_version=26.0.1
+numpy_version=2.4.6
+pandas_version=3.1.1
 venv="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-if ! "$venv/bin/python" -c "import pyarrow, sys; sys.exit(pyarrow.__version__ != '$pyarrow_version')" 2>/dev/null; then
-  echo "setup: installing pyarrow $pyarrow_version into $venv"
+if ! "$venv/bin/python" -c "import pyarrow, numpy, pandas, sys; sys.exit(pyarrow.__version__ != '$pyarrow_version' or numpy.__version__ != '$numpy_version' or pandas.__version__ != '$pandas_version')" 2>/dev/null; then
+  echo "setup: installing pyarrow $pyarrow_version, numpy $numpy_version and pandas $pandas_version into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "pyarrow==$pyarrow_version"
+  "$venv/bin/pip" install -q --disable-pip-version-check "pyarrow==$pyarrow_version" "numpy==$numpy_version" \
+    "pandas==$pandas_version"
 fi
 
 # Shared memory in 2 MiB pages where a mapping asks for them (builders' arenas do): they

@@ -1,7 +1,9 @@
-"""The csm Python module against a real csmd: tables put by one Python process are read
-by another with no copy (their buffers are the heap's), errors arrive as the exceptions
-the module documents, and a table keeps its object pinned exactly as long as pyarrow
-holds it. Run by ctest (tests/CMakeLists.txt) with PYTHONPATH at the built module."""
+"""The csm Python module against a real csmd: tables, numpy arrays, bytes and any
+picklable object put by one Python process are read by another with no copy (their
+buffers are the heap's), errors arrive as the exceptions the module documents, a value
+keeps its object pinned exactly as long as Python holds it, and the module works from
+threads, forked and spawned processes, and across a csmd restart. Run by ctest
+(tests/CMakeLists.txt) with PYTHONPATH at the built module."""
 import json
 import os
 import subprocess
@@ -51,6 +53,14 @@ def _forked_worker(i):
     csm.put_table("fork/w%d" % i, pa.table({"w": pa.array([i] * 20000, pa.int64()),
                                              "r": pa.array(range(20000), pa.int64())}))
     return parent.num_rows
+
+
+def _spawned_worker(i):
+    """A multiprocessing worker started with the spawn method: a fresh interpreter."""
+    import csm
+    import numpy as np
+    csm.put("spawn/%d" % i, np.full(1000, i))
+    return int(csm.get("spawn/%d" % i).sum())
 
 
 class PythonTablesTest(unittest.TestCase):
@@ -204,6 +214,169 @@ class PythonTablesTest(unittest.TestCase):
         self.assertEqual(self.pins(), 0)
         with self.assertRaises(KeyError):
             self.csm.get_table("pinned")
+
+    def window(self):
+        w = self.csm.info()["window"]
+        return int(w["base"], 16), w["size"]
+
+    def inside_window(self, address):
+        base, size = self.window()
+        return base <= address < base + size
+
+    def test_numpy_arrays_put_by_one_process_are_read_only_views_in_another(self):
+        import numpy as np
+        run_python("""
+            import numpy as np
+            csm.put("np/f64", np.arange(24, dtype=np.float64).reshape(2, 3, 4))
+            csm.put("np/i8", np.arange(-50, 50, dtype=np.int8))
+            csm.put("np/c128", np.array([1 + 2j, 3 - 4j]))
+            csm.put("np/bool", np.array([[True, False], [False, True]]))
+            csm.put("np/strided", np.arange(20, dtype=np.uint16)[::3])
+            csm.put("np/fortran", np.asfortranarray(np.arange(6, dtype=np.int32).reshape(2, 3)))
+            csm.put("np/empty", np.zeros((0, 5), dtype=np.float32))
+            csm.put("np/scalar", np.array(7.5))
+        """, self.env)
+        expected = {
+            "np/f64": np.arange(24, dtype=np.float64).reshape(2, 3, 4),
+            "np/i8": np.arange(-50, 50, dtype=np.int8),
+            "np/c128": np.array([1 + 2j, 3 - 4j]),
+            "np/bool": np.array([[True, False], [False, True]]),
+            "np/strided": np.arange(20, dtype=np.uint16)[::3],
+            "np/fortran": np.arange(6, dtype=np.int32).reshape(2, 3),
+            "np/empty": np.zeros((0, 5), dtype=np.float32),
+            "np/scalar": np.array(7.5),
+        }
+        for key, want in expected.items():
+            got = self.csm.get(key)
+            self.assertIsInstance(got, np.ndarray, key)
+            self.assertEqual(got.dtype, want.dtype, key)
+            self.assertEqual(got.shape, want.shape, key)
+            self.assertTrue(np.array_equal(got, want), key)
+            self.assertFalse(got.flags.writeable, key + ": a view of committed bytes is read-only")
+            if got.size:
+                self.assertTrue(self.inside_window(got.ctypes.data), key + ": no copy")
+                self.assertEqual(got.ctypes.data % 64, 0, key + ": aligned for any dtype")
+        with self.assertRaises(ValueError):
+            self.csm.get("np/f64")[0, 0, 0] = 1.0
+
+    def test_a_view_keeps_its_object_pinned(self):
+        import numpy as np
+        self.csm.put("np/pinned", np.arange(1000))
+        view = self.csm.get("np/pinned")
+        self.assertEqual(self.pins(), 1)
+        self.csm.delete("np/pinned")
+        self.assertEqual(int(view.sum()), sum(range(1000)), "a deleted object's bytes stay while viewed")
+        del view
+        self.assertEqual(self.pins(), 0)
+
+    def test_bytes_and_any_picklable_object(self):
+        import numpy as np
+        run_python("""
+            import numpy as np
+            csm.put("b/bytes", b"csm bytes")
+            csm.put("b/bytearray", bytearray(range(256)))
+            csm.put("o/dict", {"n": 100, "names": ["a", "b"], "weights": np.ones(200000), "nested": {"t": (1, 2)}})
+            csm.put("o/small", {i: str(i) for i in range(100)})
+            csm.put("o/none", None)
+        """, self.env)
+        got = self.csm.get("b/bytes")
+        self.assertIsInstance(got, memoryview)
+        self.assertTrue(got.readonly)
+        self.assertEqual(bytes(got), b"csm bytes")
+        self.assertEqual(bytes(self.csm.get("b/bytearray")), bytes(range(256)))
+        d = self.csm.get("o/dict")
+        self.assertEqual((d["n"], d["names"], d["nested"]), (100, ["a", "b"], {"t": (1, 2)}))
+        self.assertTrue(np.array_equal(d["weights"], np.ones(200000)))
+        self.assertTrue(self.inside_window(d["weights"].ctypes.data),
+                        "a large numpy member is an out-of-band buffer in the heap: no copy")
+        self.assertEqual(self.csm.get("o/small"), {i: str(i) for i in range(100)})
+        self.assertIsNone(self.csm.get("o/none"))
+
+    def test_tables_and_dataframes_through_put_and_get(self):
+        import pandas as pd
+        frame = pd.DataFrame({"id": range(1000), "name": ["n%d" % i for i in range(1000)]})
+        self.csm.put("df/frame", frame)
+        self.assertTrue(self.csm.get("df/frame").equals(frame))
+        self.csm.put("df/table", make_table(100))
+        got = self.csm.get("df/table")
+        self.assertIsInstance(got, pa.Table)
+        self.assertTrue(got.equals(make_table(100)))
+        self.csm.put("df/batch", make_table(50).to_batches()[0])
+        self.assertEqual(self.csm.get("df/batch").num_rows, 25)
+
+    def test_ls_stat_nodes_info_and_delete(self):
+        import numpy as np
+        run_python("""
+            import numpy as np
+            csm.put("meta/a", np.arange(10))
+        """, self.env)
+        listed = {o["key"]: o for o in self.csm.ls()}
+        self.assertIn("meta/a", listed)
+        self.assertEqual(listed["meta/a"]["type_name"], self.csm.stat("meta/a")["type_name"])
+        stat = self.csm.stat("meta/a")
+        self.assertGreater(stat["size"], 80)
+        nodes = self.csm.nodes()
+        self.assertEqual([m["node_id"] for m in nodes["members"]], [nodes["node_id"]])
+        self.assertIn("used", self.csm.info())
+        self.csm.delete("meta/a")
+        self.assertNotIn("meta/a", {o["key"] for o in self.csm.ls()})
+        with self.assertRaises(KeyError):
+            self.csm.get("meta/a")
+        with self.assertRaises(KeyError):
+            self.csm.stat("meta/a")
+        with self.assertRaises(TimeoutError):
+            self.csm.get("meta/never", timeout=0.2)
+
+    def test_client_is_a_context_manager_sharing_the_connection(self):
+        import numpy as np
+        with self.csm.Client() as c:
+            self.assertEqual(c.socket, self.csm.connect())
+            c.put("client/x", np.arange(5))
+            self.assertTrue(np.array_equal(c.get("client/x"), np.arange(5)))
+            self.assertIn("client/x", {o["key"] for o in c.ls()})
+            self.assertEqual(c.stat("client/x")["key"], "client/x")
+            self.assertIn("members", c.nodes())
+            self.assertIn("used", c.info())
+            kept = c.get("client/x")
+        with self.assertRaises(ValueError):
+            c.get("client/x")
+        self.assertEqual(int(kept.sum()), 10, "values outlive the handle")
+        c2 = self.csm.Client()
+        c2.delete("client/x")
+        c2.close()
+        with self.assertRaises(ValueError):
+            c2.ls()
+
+    def test_threads_put_and_get_at_once(self):
+        import numpy as np
+        errors = []
+
+        def work(t):
+            try:
+                for i in range(20):
+                    key = "thread/%d/%d" % (t, i)
+                    self.csm.put(key, np.full(1000 + i, t, dtype=np.int64))
+                    got = self.csm.get(key)
+                    assert got.shape == (1000 + i,) and int(got[0]) == t, key
+                    self.csm.delete(key)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        self.assertEqual(errors, [])
+
+    def test_spawned_processes_put_and_get(self):
+        import multiprocessing
+        import numpy as np
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(2) as pool:
+            sums = pool.map(_spawned_worker, range(3))
+        self.assertEqual(sums, [i * 1000 for i in range(3)])
+        for i in range(3):
+            self.assertTrue(np.array_equal(self.csm.get("spawn/%d" % i), np.full(1000, i)))
 
     def test_appended_parts_read_back_in_order(self):
         part = make_table(10)
