@@ -21,6 +21,15 @@ if(Arrow_FOUND AND Parquet_FOUND)
   return()
 endif()
 
+if(NOT CSM_PYARROW_DIR AND SKBUILD)
+  # pip install .: the pyarrow of the build environment (a build requirement, pinned).
+  set(_python "${Python3_EXECUTABLE}")
+  if(NOT _python)
+    set(_python "${Python_EXECUTABLE}")
+  endif()
+  execute_process(COMMAND "${_python}" -c "import os, pyarrow; print(os.path.dirname(pyarrow.__file__))"
+                  OUTPUT_VARIABLE CSM_PYARROW_DIR OUTPUT_STRIP_TRAILING_WHITESPACE)
+endif()
 if(NOT CSM_PYARROW_DIR)
   file(GLOB _pyarrow_dirs "${PROJECT_SOURCE_DIR}/.venv/lib/python3*/site-packages/pyarrow")
   list(LENGTH _pyarrow_dirs _n)

@@ -1,4 +1,4 @@
-// The `csm` Python module: Python data in the global heap (docs/python.md) — Arrow
+// The `csm` Python package's extension, csm._csm (python/csm/ re-exports it): Python data in the global heap (docs/python.md) — Arrow
 // tables to and from pyarrow, numpy arrays, bytes, and any picklable object.
 //
 //   import csm, pyarrow as pa
@@ -395,7 +395,7 @@ py::list ListAll() {
 
 }  // namespace
 
-PYBIND11_MODULE(csm, m) {
+PYBIND11_MODULE(_csm, m) {
   m.doc() = "csm: Arrow tables in the global heap, shared across processes and nodes with no copy";
   static py::exception<std::runtime_error> error(m, "Error");
   g_error = error.ptr();

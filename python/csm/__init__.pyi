@@ -1,4 +1,4 @@
-"""Type stubs of the csm module (python/csm_module.cc, docs/python.md)."""
+"""Type stubs of the csm package (python/csm_module.cc, docs/python.md)."""
 from typing import Any, Dict, List, Optional
 
 class Error(Exception): ...
