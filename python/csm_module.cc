@@ -40,7 +40,10 @@ namespace py = pybind11;
 
 // ---- what put() keeps in the heap for Python values ----------------------------------
 // Their bytes sit in 64-byte lines, so every view handed to numpy is aligned for any dtype.
+// The empty constructor leaves a line unwritten: resize() does not zero what the copy
+// overwrites at once.
 struct alignas(64) CsmPyLine {
+  CsmPyLine() {}  // NOLINT(modernize-use-equals-default): = default would zero the bytes
   std::array<uint8_t, 64> bytes;
 };
 CSM_REGISTER_TYPE(CsmPyLine, 1, bytes)
@@ -238,7 +241,9 @@ Source SourceOf(const py::object& o) {
 void Fill(CsmPyBytes& out, const uint8_t* src, uint64_t n) {
   out.size = n;
   out.lines.resize((n + 63) / 64);
-  if (n > 0) std::memcpy(out.lines.data(), src, n);
+  auto* bytes = reinterpret_cast<uint8_t*>(out.lines.data());
+  if (n > 0) std::memcpy(bytes, src, n);
+  if (n % 64 != 0) std::memset(bytes + n, 0, 64 - n % 64);  // no stale bytes after the value
 }
 
 bool IsNumpyArray(const py::object& o) {
@@ -256,7 +261,18 @@ bool IsBytesLike(const py::object& o) {
          py::isinstance<py::memoryview>(o);
 }
 
-void PutArray(csm::Client& client, const std::string& key, const py::object& array) {
+// Builds a T with fill(T&) and commits it under `key`; `checksum` false: without the
+// commit checksum (Builder::DeferChecksum: copies to other nodes are still verified).
+template <typename T, typename Fn>
+csm::Status Commit(csm::Client& client, const std::string& key, bool checksum, Fn&& fill) {
+  CSM_ASSIGN_OR_RETURN(csm::Builder b, client.NewBuilder());
+  CSM_ASSIGN_OR_RETURN(T * root, b.New<T>());
+  CSM_RETURN_IF_ERROR(b.Populate([&] { fill(*root); }));
+  if (!checksum) b.DeferChecksum();
+  return b.Commit(key);
+}
+
+void PutArray(csm::Client& client, const std::string& key, const py::object& array, bool checksum) {
   py::object contiguous = py::module_::import("numpy").attr("ascontiguousarray")(array);
   const std::string dtype = py::str(contiguous.attr("dtype").attr("str"));
   std::vector<int64_t> shape;
@@ -264,7 +280,7 @@ void PutArray(csm::Client& client, const std::string& key, const py::object& arr
   for (const py::handle d : array.attr("shape")) shape.push_back(d.cast<int64_t>());
   Source src = SourceOf(contiguous.attr("reshape")(-1).attr("view")("u1"));
   Check(WithoutGil([&] {
-    return client.Put<CsmPyArray>(key, [&](CsmPyArray& a) {
+    return Commit<CsmPyArray>(client, key, checksum, [&](CsmPyArray& a) {
       a.dtype.assign(dtype);
       a.shape.assign(shape.begin(), shape.end());
       Fill(a.data, src.data(), src.size());
@@ -272,14 +288,14 @@ void PutArray(csm::Client& client, const std::string& key, const py::object& arr
   }));
 }
 
-void PutBytes(csm::Client& client, const std::string& key, const py::object& data) {
+void PutBytes(csm::Client& client, const std::string& key, const py::object& data, bool checksum) {
   Source src = SourceOf(py::module_::import("builtins").attr("memoryview")(data).attr("cast")("B"));
   Check(WithoutGil([&] {
-    return client.Put<CsmPyBytes>(key, [&](CsmPyBytes& b) { Fill(b, src.data(), src.size()); });
+    return Commit<CsmPyBytes>(client, key, checksum, [&](CsmPyBytes& b) { Fill(b, src.data(), src.size()); });
   }));
 }
 
-void PutPickled(csm::Client& client, const std::string& key, const py::object& value) {
+void PutPickled(csm::Client& client, const std::string& key, const py::object& value, bool checksum) {
   py::list buffers;
   py::object pickled = py::module_::import("pickle").attr("dumps")(value, py::arg("protocol") = 5,
                                                                    py::arg("buffer_callback") = buffers.attr("append"));
@@ -287,7 +303,7 @@ void PutPickled(csm::Client& client, const std::string& key, const py::object& v
   std::vector<Source> parts;
   for (const py::handle b : buffers) parts.push_back(SourceOf(b.attr("raw")()));
   Check(WithoutGil([&] {
-    return client.Put<CsmPyPickled>(key, [&](CsmPyPickled& p) {
+    return Commit<CsmPyPickled>(client, key, checksum, [&](CsmPyPickled& p) {
       Fill(p.pickle, main.data(), main.size());
       p.buffers.resize(parts.size());
       for (size_t i = 0; i < parts.size(); ++i) Fill(p.buffers[i], parts[i].data(), parts[i].size());
@@ -297,7 +313,7 @@ void PutPickled(csm::Client& client, const std::string& key, const py::object& v
 
 // put(): a table (anything with __arrow_c_stream__, a pandas DataFrame), a numpy array
 // of a plain dtype, bytes-like data, or any picklable object.
-void Put(const std::string& key, const py::object& value) {
+void Put(const std::string& key, const py::object& value, bool checksum) {
   csm::Client& client = Connected();
   if (IsPandasFrame(value)) {
     py::object table = py::module_::import("pyarrow").attr("Table").attr("from_pandas")(value);
@@ -308,11 +324,11 @@ void Put(const std::string& key, const py::object& value) {
     Check(WithoutGil([&] { return csm::PutTable(client, key, *t); }).status());
   } else if (IsNumpyArray(value) && value.attr("dtype").attr("hasobject").cast<bool>() == false &&
              value.attr("dtype").attr("fields").is_none()) {
-    PutArray(client, key, value);
+    PutArray(client, key, value, checksum);
   } else if (IsBytesLike(value)) {
-    PutBytes(client, key, value);
+    PutBytes(client, key, value, checksum);
   } else {
-    PutPickled(client, key, value);
+    PutPickled(client, key, value, checksum);
   }
 }
 
@@ -476,10 +492,10 @@ PYBIND11_MODULE(_csm, m) {
       .def("__exit__", [](ClientHandle& c, const py::args&) { c.closed = true; })
       .def("close", [](ClientHandle& c) { c.closed = true; }, "Ends this handle (the values it gave stay usable).")
       .def_property_readonly("socket", [](const ClientHandle& c) { return c.socket; })
-      .def("put", [](const ClientHandle& c, const std::string& key, const py::object& value) {
+      .def("put", [](const ClientHandle& c, const std::string& key, const py::object& value, bool checksum) {
              c.CheckOpen();
-             Put(key, value);
-           }, py::arg("key"), py::arg("value"), "csm.put")
+             Put(key, value, checksum);
+           }, py::arg("key"), py::arg("value"), py::arg("checksum") = true, "csm.put")
       .def("get", [](const ClientHandle& c, const std::string& key, double timeout) {
              c.CheckOpen();
              return Get(key, timeout);
@@ -505,11 +521,13 @@ PYBIND11_MODULE(_csm, m) {
              return FromJson(Check(Connected().NodesJson()));
            }, "csm.nodes");
 
-  m.def("put", &Put, py::arg("key"), py::arg("value"),
+  m.def("put", &Put, py::arg("key"), py::arg("value"), py::arg("checksum") = true,
         "Commits `value` under `key`: a pyarrow Table or RecordBatch (or anything with "
         "__arrow_c_stream__), a pandas DataFrame, a numpy array, bytes-like data, or any "
         "picklable object (pickle protocol 5: its large buffers, numpy members' say, are "
-        "placed in the heap and come back as views).");
+        "placed in the heap and come back as views). checksum=False skips the checksum "
+        "commit takes of every byte (~90 ms per GiB; copies to other nodes are still "
+        "verified against a digest the owner computes): for bulk data.");
   m.def("get", &Get, py::arg("key"), py::arg("timeout") = 0.0,
         "The value under `key`, waiting up to `timeout` seconds: numpy arrays as read-only "
         "views of the heap (no copy), bytes as read-only memoryviews, tables as pyarrow "

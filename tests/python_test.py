@@ -259,6 +259,14 @@ class PythonTablesTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.csm.get("np/f64")[0, 0, 0] = 1.0
 
+    def test_put_without_the_commit_checksum(self):
+        import numpy as np
+        self.csm.put("np/unsummed", np.arange(1000), checksum=False)
+        self.assertTrue(np.array_equal(self.csm.get("np/unsummed"), np.arange(1000)))
+        self.assertEqual(int(self.csm.stat("np/unsummed")["checksum"], 16), 0, "committed without a checksum")
+        self.csm.put("np/summed", np.arange(1000))
+        self.assertNotEqual(int(self.csm.stat("np/summed")["checksum"], 16), 0)
+
     def test_a_view_keeps_its_object_pinned(self):
         import numpy as np
         self.csm.put("np/pinned", np.arange(1000))
