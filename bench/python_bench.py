@@ -16,15 +16,15 @@ Prints medians (min-max) of each and ratios against csm; this VM is noisy.
 """
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from python_peers import Peers
 
 
 def make_table(mib):
@@ -91,63 +91,6 @@ def consume(args):
     print(*timed_gets(get, args.repeat))
 
 
-class Peers:
-    """Ray's object store and Vineyard, each started here for the run (--peers)."""
-
-    def __init__(self, table_bytes):
-        import ray
-        import vineyard
-        self.ray, self.vineyard = ray, vineyard
-        self.dir = tempfile.mkdtemp(prefix="csm-peers-")
-        self.socket = os.path.join(self.dir, "vineyard.sock")
-        store = max(2 << 30, 4 * table_bytes)
-        vineyardd = os.path.join(os.path.dirname(vineyard.__file__), "bdist", "vineyardd")
-        self.daemon = subprocess.Popen([vineyardd, "--meta=local", "--socket=" + self.socket,
-                                        "--size=%d" % store, "--rpc=false"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while not os.path.exists(self.socket):
-            if time.time() > deadline or self.daemon.poll() is not None:
-                raise SystemExit("vineyardd did not start")
-            time.sleep(0.05)
-        self.client = vineyard.connect(self.socket)
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=store, log_to_driver=False)
-
-        @ray.remote
-        class Consumer:
-            def ready(self):
-                return True
-
-            def gets(self, refs, repeat):  # refs in a list: Ray resolves no argument for us
-                return timed_gets(lambda: ray.get(refs[0]), repeat)
-        self.consumer_class = Consumer
-
-    def close(self):
-        self.ray.shutdown()
-        self.daemon.terminate()
-        self.daemon.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def ray_round(self, table, repeat):
-        consumer = self.consumer_class.remote()  # a new process, started and warm before timing
-        self.ray.get(consumer.ready.remote())
-        t0 = time.perf_counter()
-        ref = self.ray.put(table)
-        publish = time.perf_counter() - t0
-        got = self.ray.get(consumer.gets.remote([ref], repeat))
-        self.ray.kill(consumer)
-        del ref
-        return publish, got
-
-    def vineyard_round(self, table, repeat, run_consumer):
-        t0 = time.perf_counter()
-        oid = self.client.put(table)
-        publish = time.perf_counter() - t0
-        got = run_consumer("vineyard", "%s|%r" % (self.socket, oid))
-        self.client.delete(oid)
-        return publish, got
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=256)
@@ -167,7 +110,7 @@ def main():
     nbytes = table.nbytes
     expected = pc.sum(table.column("id")).as_py()
     shm = "/dev/shm/csm-python-bench-%d.arrow" % os.getpid()
-    peers = Peers(nbytes) if args.peers else None
+    peers = Peers(nbytes, timed_gets, store_copies=4) if args.peers else None
     publish = {"csm": [], "ipc file in /dev/shm": []}
     # csm twice: a process right after the put, and a later one (put_table validated the
     # table and the node knows: neither runs Arrow's full validation; docs/arrow.md).
@@ -177,9 +120,9 @@ def main():
         kinds += ("ray", "vineyard")
     gets = {k: {"first": [], "used": [], "repeat": []} for k in kinds}
 
-    def run_consumer(path_kind, where):
+    def run_consumer(path_kind, where, repeat=args.repeat):
         out = subprocess.run([sys.executable, __file__, "--consume", "--path-kind", path_kind,
-                              "--key", where, "--repeat", str(args.repeat)],
+                              "--key", where, "--repeat", str(repeat)],
                              capture_output=True, text=True, check=True).stdout.split()
         return float(out[0]), float(out[1]), float(out[2]), int(out[3])
 

@@ -16,14 +16,14 @@ process). Prints medians (min-max) and ratios against csm; this VM is noisy.
 """
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
+
+from python_peers import Peers
 
 
 def stats(xs):
@@ -85,72 +85,6 @@ def run_consumer(kind, key, repeat):
     return float(first), float(used), float(repeated), float(total)
 
 
-class Peers:
-    """Ray's object store and Vineyard, each started here for the run (--peers)."""
-
-    def __init__(self, nbytes):
-        import ray
-        import vineyard
-        self.ray, self.vineyard = ray, vineyard
-        self.dir = tempfile.mkdtemp(prefix="csm-peers-")
-        self.socket = os.path.join(self.dir, "vineyard.sock")
-        store = max(2 << 30, 3 * nbytes)
-        vineyardd = os.path.join(os.path.dirname(vineyard.__file__), "bdist", "vineyardd")
-        self.daemon = subprocess.Popen([vineyardd, "--meta=local", "--socket=" + self.socket,
-                                        "--size=%d" % store, "--rpc=false"],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 30
-        while not os.path.exists(self.socket):
-            if time.time() > deadline or self.daemon.poll() is not None:
-                raise SystemExit("vineyardd did not start")
-            time.sleep(0.05)
-        self.client = vineyard.connect(self.socket)
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=store, log_to_driver=False)
-
-        @ray.remote
-        class Consumer:
-            def ready(self):
-                return True
-
-            def gets(self, refs, repeat):  # refs in a list: Ray resolves no argument for us
-                return timed_gets(lambda: ray.get(refs[0]), repeat)
-        self.consumer_class = Consumer
-
-    def close(self):
-        self.ray.shutdown()
-        self.daemon.terminate()
-        self.daemon.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def ray_round(self, array, repeat):
-        consumer = self.consumer_class.remote()  # a new process, started and warm before timing
-        self.ray.get(consumer.ready.remote())
-        t0 = time.perf_counter()
-        ref = self.ray.put(array)
-        put = time.perf_counter() - t0
-        got = self.ray.get(consumer.gets.remote([ref], repeat))
-        self.ray.kill(consumer)
-        del ref
-        return put, got
-
-    def vineyard_round(self, array, repeat):
-        t0 = time.perf_counter()
-        oid = self.client.put(array)
-        put = time.perf_counter() - t0
-        got = run_consumer("vineyard", "%s|%r" % (self.socket, oid), repeat)
-        self.client.delete(oid)
-        return put, got
-
-    def ray_small(self, obj, n):
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            got = self.ray.get(self.ray.put(obj))
-            times.append(time.perf_counter() - t0)
-            assert got == obj
-        return times
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mib", type=int, default=1024, help="size of the numpy array")
@@ -169,7 +103,7 @@ def main():
     csm.connect()
     array = np.arange(args.mib * (1 << 20) // 8, dtype=np.float64)
     expected = float(array.sum())
-    peers = Peers(array.nbytes) if args.peers else None
+    peers = Peers(array.nbytes, timed_gets, store_copies=3) if args.peers else None
     kinds = ["csm"] + (["ray", "vineyard"] if peers else [])
     put = {k: [] for k in kinds}
     put["csm, checksum=False"] = []
@@ -210,7 +144,7 @@ def main():
                 seconds, got = peers.ray_round(array, args.repeat)
                 put["ray"].append(seconds)
                 record("ray", got)
-                seconds, got = peers.vineyard_round(array, args.repeat)
+                seconds, got = peers.vineyard_round(array, args.repeat, run_consumer)
                 put["vineyard"].append(seconds)
                 record("vineyard", got)
         for i in range(args.small):
