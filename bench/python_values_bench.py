@@ -5,7 +5,11 @@ CSM_SOCKET and PYTHONPATH; PEERS=1 makes the virtualenv with Ray and Vineyard.
 
   array put      csm.put(key, a) vs ray.put(a) vs Vineyard's client.put(a): each copies
                  the array's bytes into its shared memory once; csm also takes the commit
-                 checksum of every byte, which csm.put(..., checksum=False) skips
+                 checksum of every byte in the same pass (csm.put(..., checksum=False)
+                 skips it). csm's put starts once csmd has zeroed the memory a delete
+                 left (in idle time), as the peers' stores have theirs ready; "right
+                 after a delete" is the put that does not wait: its memory is fresh
+                 pages the kernel clears (~60 ms per GiB here)
   array get      another process obtains it: csm.get vs ray.get in a Ray actor vs
                  Vineyard's client.get; the first time in that process, the first get +
                  a pass over every element (a.sum()), and the median of repeated gets
@@ -106,6 +110,7 @@ def main():
     peers = Peers(array.nbytes, timed_gets, store_copies=3) if args.peers else None
     kinds = ["csm"] + (["ray", "vineyard"] if peers else [])
     put = {k: [] for k in kinds}
+    put["csm, right after a delete"] = []
     put["csm, checksum=False"] = []
     gets = {k: {"first": [], "used": [], "repeat": []} for k in kinds}
 
@@ -117,29 +122,41 @@ def main():
         gets[kind]["used"].append(used)
         gets[kind]["repeat"].append(repeated)
 
-    def settle():
+    def settle(zeroed):
         # A deleted object's memory goes spare once its last reader's pins are gone (the
         # consumer's exit reaches csmd a moment later): wait for it, as Ray frees at once.
+        # With `zeroed`, also for csmd's idle-time zeroing of spare memory, which a builder
+        # reuses only once zeroed (else it gets fresh pages, which the kernel clears).
         deadline = time.time() + 30
-        while csm.info()["objects_awaiting_unpin"] and time.time() < deadline:
-            time.sleep(0.01)
+        while time.time() < deadline:
+            info = csm.info()
+            if not info["objects_awaiting_unpin"] and (
+                    not zeroed or info["spare_memory_zeroed_bytes"] == info["spare_memory_bytes"]):
+                break
+            time.sleep(0.005)
 
     small = {i: "value-%d" % i for i in range(100)}
     small_times = {k: [] for k in (["csm"] + (["ray"] if peers else []))}
     try:
         for r in range(args.rounds):
             key = "python-values-bench/%d/%d" % (os.getpid(), r)
+            settle(zeroed=True)
             t0 = time.perf_counter()
             csm.put(key, array)
             put["csm"].append(time.perf_counter() - t0)
             record("csm", run_consumer("csm", key, args.repeat))
             csm.delete(key)
-            settle()
+            settle(zeroed=False)
+            t0 = time.perf_counter()
+            csm.put(key + "/next", array)
+            put["csm, right after a delete"].append(time.perf_counter() - t0)
+            csm.delete(key + "/next")
+            settle(zeroed=True)
             t0 = time.perf_counter()
             csm.put(key + "/unsummed", array, checksum=False)
             put["csm, checksum=False"].append(time.perf_counter() - t0)
             csm.delete(key + "/unsummed")
-            settle()
+            settle(zeroed=False)
             if peers:
                 seconds, got = peers.ray_round(array, args.repeat)
                 put["ray"].append(seconds)

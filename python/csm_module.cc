@@ -237,13 +237,17 @@ Source SourceOf(const py::object& o) {
   return Source{std::move(info)};
 }
 
-// Fills `out` with `n` bytes from `src` (inside Populate).
-void Fill(CsmPyBytes& out, const uint8_t* src, uint64_t n) {
+// Fills `out` with `n` bytes from `src` (inside Populate): bulk bytes at Commit, copied
+// and hashed in one pass on several threads (Builder::CopyIn).
+csm::Status Fill(csm::Builder& b, CsmPyBytes& out, const uint8_t* src, uint64_t n) {
+  constexpr uint64_t kCopyAtCommit = 64 << 10;
   out.size = n;
   out.lines.resize((n + 63) / 64);
   auto* bytes = reinterpret_cast<uint8_t*>(out.lines.data());
-  if (n > 0) std::memcpy(bytes, src, n);
   if (n % 64 != 0) std::memset(bytes + n, 0, 64 - n % 64);  // no stale bytes after the value
+  if (n >= kCopyAtCommit) return b.CopyIn(bytes, src, n);
+  if (n > 0) std::memcpy(bytes, src, n);
+  return csm::Status::OK();
 }
 
 bool IsNumpyArray(const py::object& o) {
@@ -261,13 +265,15 @@ bool IsBytesLike(const py::object& o) {
          py::isinstance<py::memoryview>(o);
 }
 
-// Builds a T with fill(T&) and commits it under `key`; `checksum` false: without the
+// Builds a T with fill(T&, Builder&) -> Status and commits it under `key`; `checksum` false: without the
 // commit checksum (Builder::DeferChecksum: copies to other nodes are still verified).
 template <typename T, typename Fn>
 csm::Status Commit(csm::Client& client, const std::string& key, bool checksum, Fn&& fill) {
   CSM_ASSIGN_OR_RETURN(csm::Builder b, client.NewBuilder());
   CSM_ASSIGN_OR_RETURN(T * root, b.New<T>());
-  CSM_RETURN_IF_ERROR(b.Populate([&] { fill(*root); }));
+  csm::Status filled;
+  CSM_RETURN_IF_ERROR(b.Populate([&] { filled = fill(*root, b); }));
+  CSM_RETURN_IF_ERROR(filled);
   if (!checksum) b.DeferChecksum();
   return b.Commit(key);
 }
@@ -280,10 +286,10 @@ void PutArray(csm::Client& client, const std::string& key, const py::object& arr
   for (const py::handle d : array.attr("shape")) shape.push_back(d.cast<int64_t>());
   Source src = SourceOf(contiguous.attr("reshape")(-1).attr("view")("u1"));
   Check(WithoutGil([&] {
-    return Commit<CsmPyArray>(client, key, checksum, [&](CsmPyArray& a) {
+    return Commit<CsmPyArray>(client, key, checksum, [&](CsmPyArray& a, csm::Builder& b) {
       a.dtype.assign(dtype);
       a.shape.assign(shape.begin(), shape.end());
-      Fill(a.data, src.data(), src.size());
+      return Fill(b, a.data, src.data(), src.size());
     });
   }));
 }
@@ -291,7 +297,9 @@ void PutArray(csm::Client& client, const std::string& key, const py::object& arr
 void PutBytes(csm::Client& client, const std::string& key, const py::object& data, bool checksum) {
   Source src = SourceOf(py::module_::import("builtins").attr("memoryview")(data).attr("cast")("B"));
   Check(WithoutGil([&] {
-    return Commit<CsmPyBytes>(client, key, checksum, [&](CsmPyBytes& b) { Fill(b, src.data(), src.size()); });
+    return Commit<CsmPyBytes>(client, key, checksum, [&](CsmPyBytes& out, csm::Builder& b) {
+      return Fill(b, out, src.data(), src.size());
+    });
   }));
 }
 
@@ -303,10 +311,13 @@ void PutPickled(csm::Client& client, const std::string& key, const py::object& v
   std::vector<Source> parts;
   for (const py::handle b : buffers) parts.push_back(SourceOf(b.attr("raw")()));
   Check(WithoutGil([&] {
-    return Commit<CsmPyPickled>(client, key, checksum, [&](CsmPyPickled& p) {
-      Fill(p.pickle, main.data(), main.size());
+    return Commit<CsmPyPickled>(client, key, checksum, [&](CsmPyPickled& p, csm::Builder& b) {
+      CSM_RETURN_IF_ERROR(Fill(b, p.pickle, main.data(), main.size()));
       p.buffers.resize(parts.size());
-      for (size_t i = 0; i < parts.size(); ++i) Fill(p.buffers[i], parts[i].data(), parts[i].size());
+      for (size_t i = 0; i < parts.size(); ++i) {
+        CSM_RETURN_IF_ERROR(Fill(b, p.buffers[i], parts[i].data(), parts[i].size()));
+      }
+      return csm::Status::OK();
     });
   }));
 }

@@ -2,6 +2,9 @@
 // (xxh3_avx2.cc) where the CPU has it, else the portable one below.
 #include "csm/base/hash.h"
 
+#include <algorithm>
+#include <bit>
+#include <cstring>
 #include <new>
 
 #define CSM_XXH3_NAMESPACE xxh3_portable
@@ -43,12 +46,53 @@ constexpr size_t kStateAlignment = 64;  // XXH3_state_t's
 
 uint64_t Hash64(const void* data, size_t size, uint64_t seed) { return Chosen().hash64(data, size, seed); }
 
-Checksum::Checksum()
+Xxh3Stream::Xxh3Stream()
     : state_(::operator new(xxh3_portable::StateSize(), std::align_val_t{kStateAlignment})) {
   Chosen().reset(state_);
 }
-Checksum::~Checksum() { ::operator delete(state_, std::align_val_t{kStateAlignment}); }
-void Checksum::Update(const void* data, size_t size) { Chosen().update(state_, data, size); }
-uint64_t Checksum::Digest() const { return Chosen().digest(state_); }
+Xxh3Stream::Xxh3Stream(const Xxh3Stream& other)
+    : state_(::operator new(xxh3_portable::StateSize(), std::align_val_t{kStateAlignment})) {
+  std::memcpy(state_, other.state_, xxh3_portable::StateSize());  // XXH3_copyState
+}
+Xxh3Stream::~Xxh3Stream() { ::operator delete(state_, std::align_val_t{kStateAlignment}); }
+void Xxh3Stream::Reset() { Chosen().reset(state_); }
+void Xxh3Stream::Update(const void* data, size_t size) { Chosen().update(state_, data, size); }
+uint64_t Xxh3Stream::Digest() const { return Chosen().digest(state_); }
+
+void Checksum::Update(const void* data, size_t size) {
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const size_t n = std::min(size, kBlockSize - block_fill_);
+    block_.Update(bytes, n);
+    block_fill_ += n;
+    bytes += n;
+    size -= n;
+    if (block_fill_ == kBlockSize) {
+      const uint64_t digest = block_.Digest();
+      blocks_.Update(&digest, sizeof(digest));
+      block_.Reset();
+      block_fill_ = 0;
+    }
+  }
+}
+
+uint64_t Checksum::Digest() const {
+  if (block_fill_ == 0) return blocks_.Digest();
+  Xxh3Stream all(blocks_);
+  const uint64_t digest = block_.Digest();
+  all.Update(&digest, sizeof(digest));
+  return all.Digest();
+}
+
+uint64_t Checksum::Of(const void* data, size_t size) {
+  Checksum sum;
+  sum.Update(data, size);
+  return sum.Digest();
+}
+
+uint64_t Checksum::OfBlocks(const uint64_t* digests, size_t count) {
+  static_assert(std::endian::native == std::endian::little, "block digests are hashed little-endian");
+  return Hash64(digests, count * sizeof(uint64_t));
+}
 
 }  // namespace csm

@@ -12,18 +12,41 @@ inline uint64_t Hash64(std::string_view s, uint64_t seed = 0) {
   return Hash64(s.data(), s.size(), seed);
 }
 
-// Streaming checksum over several byte ranges (an object's extents).
-class Checksum {
+// XXH3-64 taken over bytes given in pieces: the same digest as Hash64 of the whole.
+class Xxh3Stream {
  public:
-  Checksum();
-  ~Checksum();
-  Checksum(const Checksum&) = delete;
-  Checksum& operator=(const Checksum&) = delete;
+  Xxh3Stream();
+  ~Xxh3Stream();
+  Xxh3Stream(const Xxh3Stream& other);
+  Xxh3Stream& operator=(const Xxh3Stream&) = delete;
+  void Reset();
   void Update(const void* data, size_t size);
   uint64_t Digest() const;
 
  private:
   void* state_;  // XXH3_state_t*, kept opaque so xxhash.h stays out of headers
+};
+
+// The checksum of an object's bytes (object/checksum.h) and of what is fetched of it:
+// the stream is cut into blocks of kBlockSize bytes (the last one shorter), each block
+// hashed with XXH3-64, and the checksum is the XXH3-64 of the blocks' digests (8 bytes
+// each, little-endian) in order. Blocks can be hashed apart, on several threads and as
+// they are written (object::ChecksumOf); this class takes the stream in any pieces.
+class Checksum {
+ public:
+  static constexpr size_t kBlockSize = size_t{1} << 20;
+
+  void Update(const void* data, size_t size);
+  uint64_t Digest() const;
+  // The checksum of `size` bytes at `data`.
+  static uint64_t Of(const void* data, size_t size);
+  // The checksum of a stream whose blocks' digests are `digests`, in order.
+  static uint64_t OfBlocks(const uint64_t* digests, size_t count);
+
+ private:
+  Xxh3Stream block_;   // the block being taken
+  Xxh3Stream blocks_;  // over the digests of the blocks before it
+  size_t block_fill_ = 0;
 };
 
 }  // namespace csm

@@ -1,6 +1,7 @@
-// Hash64 and Checksum give libxxhash's own XXH3-64 for every size and split, whichever
-// build of XXH3 this CPU runs (AVX2 or portable): checksums taken on one node are
-// compared on another, and keys hashed by one process are looked up by all.
+// Hash64 and Checksum give libxxhash's own XXH3-64 (Checksum: of its 1 MiB blocks'
+// XXH3-64s) for every size and split, whichever build of XXH3 this CPU runs (AVX2 or
+// portable): checksums taken on one node are compared on another, and keys hashed by one
+// process are looked up by all.
 #include "csm/base/hash.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 
 #include <random>
 #include <string>
+#include <vector>
 
 namespace csm {
 namespace {
@@ -28,19 +30,54 @@ TEST(HashTest, Hash64IsXxh3OfTheLibraryForEverySize) {
   EXPECT_EQ(Hash64("trades/2026-12-02"), XXH3_64bits("trades/2026-12-02", 17));
 }
 
-TEST(HashTest, AChecksumOverPiecesIsTheHashOfTheWhole) {
-  const std::string bytes = RandomBytes(3 << 20, 9);
-  std::mt19937 rng(11);
-  for (int round = 0; round < 20; ++round) {
-    Checksum sum;
-    for (size_t at = 0; at < bytes.size();) {
-      const size_t n = std::min<size_t>(bytes.size() - at, rng() % (300 << 10));
-      sum.Update(bytes.data() + at, n);
-      at += n;
+// What Checksum promises, from libxxhash alone: XXH3 of the 1 MiB blocks' XXH3s.
+uint64_t BlockChecksum(const std::string& bytes) {
+  std::vector<uint64_t> digests;
+  for (size_t at = 0; at < bytes.size(); at += Checksum::kBlockSize) {
+    digests.push_back(XXH3_64bits(bytes.data() + at, std::min(Checksum::kBlockSize, bytes.size() - at)));
+  }
+  return XXH3_64bits(digests.data(), digests.size() * sizeof(uint64_t));
+}
+
+TEST(HashTest, AChecksumIsTheHashOfItsBlocksHashesForAnySplit) {
+  for (size_t size : {size_t{0}, size_t{1}, size_t{4096}, Checksum::kBlockSize - 1, Checksum::kBlockSize,
+                      Checksum::kBlockSize + 1, 2 * Checksum::kBlockSize, size_t{(3 << 20) + 12345}}) {
+    const std::string bytes = RandomBytes(size, 9);
+    std::mt19937 rng(11);
+    for (int round = 0; round < 8; ++round) {
+      Checksum sum;
+      for (size_t at = 0; at < bytes.size();) {
+        const size_t n = std::min<size_t>(bytes.size() - at, rng() % (300 << 10));
+        sum.Update(bytes.data() + at, n);
+        at += n;
+      }
+      ASSERT_EQ(sum.Digest(), BlockChecksum(bytes)) << size << " round " << round;
+      ASSERT_EQ(sum.Digest(), sum.Digest());  // Digest leaves the stream as it was
     }
-    ASSERT_EQ(sum.Digest(), XXH3_64bits(bytes.data(), bytes.size())) << round;
   }
   EXPECT_EQ(Checksum().Digest(), XXH3_64bits(nullptr, 0));
+}
+
+TEST(HashTest, AChecksumFromBlockDigestsIsTheStreamsChecksum) {
+  const std::string bytes = RandomBytes((2 << 20) + 77, 5);
+  std::vector<uint64_t> digests;
+  for (size_t at = 0; at < bytes.size(); at += Checksum::kBlockSize) {
+    digests.push_back(Hash64(bytes.data() + at, std::min(Checksum::kBlockSize, bytes.size() - at)));
+  }
+  Checksum sum;
+  sum.Update(bytes.data(), bytes.size());
+  EXPECT_EQ(Checksum::OfBlocks(digests.data(), digests.size()), sum.Digest());
+}
+
+TEST(HashTest, AStreamOverPiecesIsTheHashOfTheWhole) {
+  const std::string bytes = RandomBytes(1 << 20, 3);
+  Xxh3Stream stream;
+  stream.Update(bytes.data(), 1000);
+  Xxh3Stream copy(stream);
+  stream.Update(bytes.data() + 1000, bytes.size() - 1000);
+  copy.Update(bytes.data() + 1000, bytes.size() - 1000);
+  EXPECT_EQ(stream.Digest(), XXH3_64bits(bytes.data(), bytes.size()));
+  EXPECT_EQ(copy.Digest(), stream.Digest());
 }
 
 }  // namespace

@@ -133,9 +133,11 @@ Status BuilderCore::Finalize() {
   for (const auto& e : extents_) h->data_size += e.length;
   if (defer_checksum) {
     h->flags = object::kFlagChecksumDeferred;
+    object::CopyAll(std::move(copies));
   } else {
-    h->checksum = object::ChecksumOf(extents_);
+    h->checksum = object::ChecksumOf(extents_, std::move(copies));  // makes the copies too
   }
+  copies.clear();
   region = BumpRegion{0, 0};
   finalized_ = true;
   return Status::OK();
@@ -250,6 +252,15 @@ Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t pa
 void MarkArrowValidated(Builder& builder) { builder.core_->arrow_validated = true; }
 }  // namespace internal
 void Builder::DeferChecksum() { core_->defer_checksum = true; }
+Status Builder::CopyIn(void* dst, const void* src, size_t n) {
+  if (n == 0) return Status::OK();
+  if (!core_->Contains(reinterpret_cast<uint64_t>(dst), n)) {
+    return InvalidArgument("CopyIn: the destination is not memory this Builder handed out "
+                           "(allocate it inside Populate first)");
+  }
+  core_->copies.push_back({reinterpret_cast<uint64_t>(dst), src, n});
+  return Status::OK();
+}
 uint64_t Builder::bytes_used() const { return core_->bytes_used(); }
 bool Builder::Contains(const void* p, size_t n) const {
   return core_->Contains(reinterpret_cast<uint64_t>(p), n);

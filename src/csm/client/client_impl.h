@@ -38,6 +38,7 @@
 #include "csm/directory/directory_table.h"
 #include "csm/protocol/messages.h"
 #include "csm/protocol/protocol.h"
+#include "csm/object/checksum.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/fd.h"
 #include "csm/os/unix_socket.h"
@@ -228,6 +229,7 @@ class BuilderCore {
   BumpRegion region{0, 0};
   std::atomic<int> scopes{0};  // Scopes currently making it current
   bool defer_checksum = false;   // Builder::DeferChecksum
+  std::vector<object::PendingCopy> copies;  // Builder::CopyIn, made at Finalize
   bool arrow_validated = false;  // internal::MarkArrowValidated
 
  private:

@@ -65,8 +65,8 @@ class FetchReplicaTest : public ::testing::Test {
     record_ = Sound();
     transport_.bytes.resize(8192);
     for (size_t i = 0; i < transport_.bytes.size(); ++i) transport_.bytes[i] = static_cast<char>(i * 7);
-    record_.checksum = Hash64(transport_.bytes.data() + sizeof(object::ObjectHeader),
-                              transport_.bytes.size() - sizeof(object::ObjectHeader));
+    record_.checksum = Checksum::Of(transport_.bytes.data() + sizeof(object::ObjectHeader),
+                                    transport_.bytes.size() - sizeof(object::ObjectHeader));
     int fd = ::memfd_create("replica-fetch-test", MFD_CLOEXEC);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::ftruncate(fd, 2 * kMiB), 0);
@@ -107,7 +107,7 @@ TEST_F(FetchReplicaTest, BytesThatDoNotMatchAreRefused) {
 TEST_F(FetchReplicaTest, ADeferredChecksumIsCheckedAgainstTheOwnersDigest) {
   record_.checksum_deferred = true;
   record_.checksum = 0;
-  transport_.digest = Hash64(transport_.bytes.data(), transport_.bytes.size());  // header included
+  transport_.digest = Checksum::Of(transport_.bytes.data(), transport_.bytes.size());  // header included
   EXPECT_TRUE(Fetch().ok());
   transport_.digest ^= 1;
   EXPECT_TRUE(Fetch().IsCorruption());

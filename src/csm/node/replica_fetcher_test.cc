@@ -64,8 +64,8 @@ class ReplicaFetcherTest : public ::testing::Test {
     bytes_.resize(8192);
     for (size_t i = 0; i < bytes_.size(); ++i) bytes_[i] = static_cast<char>(i * 13);
     record_ = Sound();
-    record_.checksum = Hash64(bytes_.data() + sizeof(object::ObjectHeader),
-                              bytes_.size() - sizeof(object::ObjectHeader));
+    record_.checksum = Checksum::Of(bytes_.data() + sizeof(object::ObjectHeader),
+                                    bytes_.size() - sizeof(object::ObjectHeader));
     int fd = ::memfd_create("replica-fetcher-test", MFD_CLOEXEC);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(::ftruncate(fd, 2 * kMiB), 0);

@@ -1,8 +1,12 @@
-// The checksum an object is committed with (ObjectHeader::checksum): XXH3-64 over its
-// extents in order, the header's own bytes (at the start of the first extent) excluded,
-// since they hold it. Written once here for the Builder that sets it and the Ref::Verify
-// that checks it; a copy fetched from another node is hashed as it arrives instead
-// (node/fetch_companion.h), over the same bytes.
+// The checksum an object is committed with (ObjectHeader::checksum): csm::Checksum (1 MiB
+// blocks' XXH3-64s, hashed; base/hash.h) over its extents in order, the header's own bytes
+// (at the start of the first extent) excluded, since they hold it. Written once here for
+// the Builder that sets it and the Ref::Verify that checks it; a copy fetched from another
+// node is hashed as it arrives instead (node/fetch_companion.h), over the same bytes.
+//
+// Large objects are hashed on several threads, a block each at a time; a Builder's bulk
+// copies (Builder::CopyIn) are made here too, each block's just before it is hashed, so
+// the bytes are hashed while still in the cache: one pass over memory instead of two.
 #pragma once
 
 #include <cstdint>
@@ -13,17 +17,35 @@
 
 namespace csm::object {
 
+// Bytes of the object, in the order they are hashed.
+struct Piece {
+  uint64_t addr;
+  uint64_t length;
+};
+
+// `length` bytes from `src` to be copied to `dst`, inside the object's bytes.
+struct PendingCopy {
+  uint64_t dst;
+  const void* src;
+  uint64_t length;
+};
+
+// Makes `copies` (disjoint), then returns the checksum of the stream `pieces`.
+uint64_t ChecksumPieces(const std::vector<Piece>& pieces, std::vector<PendingCopy> copies = {});
+// Makes `copies` (disjoint), on several threads if they are large.
+void CopyAll(std::vector<PendingCopy> copies);
+
 // `extents` ({addr, length}, the first starting with the header) are mapped in this
 // process at their addresses.
 template <typename Extent>
-uint64_t ChecksumOf(const std::vector<Extent>& extents) {
-  Checksum sum;
+uint64_t ChecksumOf(const std::vector<Extent>& extents, std::vector<PendingCopy> copies = {}) {
+  std::vector<Piece> pieces;
+  pieces.reserve(extents.size());
   for (size_t i = 0; i < extents.size(); ++i) {
     const uint64_t skip = i == 0 ? sizeof(ObjectHeader) : 0;
-    if (extents[i].length <= skip) continue;
-    sum.Update(reinterpret_cast<const void*>(extents[i].addr + skip), extents[i].length - skip);
+    if (extents[i].length > skip) pieces.push_back({extents[i].addr + skip, extents[i].length - skip});
   }
-  return sum.Digest();
+  return ChecksumPieces(pieces, std::move(copies));
 }
 
 }  // namespace csm::object

@@ -9,7 +9,7 @@
 namespace csm::object {
 
 inline constexpr uint32_t kObjectMagic = 0x4f4d5343;  // "CSMO" little-endian
-inline constexpr uint16_t kObjectLayoutVersion = 1;
+inline constexpr uint16_t kObjectLayoutVersion = 2;  // 2: the block checksum (base/hash.h)
 inline constexpr uint32_t kMaxExtents = 4096;
 
 // ObjectHeader::flags: committed without a checksum (Builder::DeferChecksum). A copy to
