@@ -440,6 +440,32 @@ TEST_F(ArrowTest, CliPutsFilesStraightIntoTheHeapAndGetsAndCatsThem) {
   EXPECT_NE(unknown.err.find("AlreadyExists"), std::string::npos) << unknown.err;
 }
 
+// On a terminal `csm put` draws a progress line on standard error and ends it at 100%;
+// piped (scripts, CI) it prints nothing of the kind.
+TEST_F(ArrowTest, CliPutShowsProgressOnATerminalOnly) {
+  const std::string file = ::testing::TempDir() + "/progress.arrow";
+  {
+    auto ids = Json(arrow::int64(), "[1, 2, 3, 4, 5, 6, 7, 8]");
+    auto table = arrow::Table::Make(arrow::schema({arrow::field("id", arrow::int64())}), {ids});
+    auto out = arrow::io::FileOutputStream::Open(file);
+    ASSERT_TRUE(out.ok());
+    auto writer = arrow::ipc::MakeFileWriter(*out, table->schema());
+    ASSERT_TRUE(writer.ok());
+    ASSERT_TRUE((*writer)->WriteTable(*table).ok());
+    ASSERT_TRUE((*writer)->Close().ok());
+  }
+  const std::string csm = testing::BinaryDir() + "/csm";
+  auto piped = testing::Run({csm, "put", file, "--key", "progress/piped"}, node_.Env());
+  ASSERT_EQ(piped.exit_code, 0) << piped.out << piped.err;
+  EXPECT_EQ(piped.err.find("100%"), std::string::npos) << piped.err;
+  // script(1) runs the command on a pseudo-terminal and copies what it wrote.
+  auto tty = testing::Run({"/usr/bin/script", "-qec", csm + " put " + file + " --key progress/tty", "/dev/null"}, node_.Env());
+  ASSERT_EQ(tty.exit_code, 0) << tty.out << tty.err;
+  EXPECT_NE(tty.out.find("put progress/tty"), std::string::npos) << tty.out;
+  EXPECT_NE(tty.out.find("100%"), std::string::npos) << tty.out;
+  EXPECT_TRUE(client_->Lookup("progress/tty").ok());
+}
+
 // '#' is reserved for the parts of appended tables: a table put whole under "T#0" would
 // be read back as a part of "T".
 TEST_F(ArrowTest, KeysOfTablePartsCannotBeTakenByOtherObjects) {

@@ -8,12 +8,15 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <filesystem>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 
 #include "csm/arrow.h"
+#include "progress.h"
 
 namespace csm::tools {
 namespace {
@@ -60,10 +63,46 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// A file that counts the bytes read from it (by any of the reader's threads), for the
+// progress line; everything else is the file's own.
+class CountingFile : public arrow::io::RandomAccessFile {
+ public:
+  CountingFile(std::shared_ptr<arrow::io::RandomAccessFile> file, std::atomic<uint64_t>* read)
+      : file_(std::move(file)), read_(read) {}
+  arrow::Status Close() override { return file_->Close(); }
+  bool closed() const override { return file_->closed(); }
+  arrow::Result<int64_t> Tell() const override { return file_->Tell(); }
+  arrow::Status Seek(int64_t position) override { return file_->Seek(position); }
+  arrow::Result<int64_t> GetSize() override { return file_->GetSize(); }
+  arrow::Result<int64_t> Read(int64_t nbytes, void* out) override { return Count(file_->Read(nbytes, out)); }
+  arrow::Result<std::shared_ptr<arrow::Buffer>> Read(int64_t nbytes) override { return Count(file_->Read(nbytes)); }
+  arrow::Result<int64_t> ReadAt(int64_t position, int64_t nbytes, void* out) override {
+    return Count(file_->ReadAt(position, nbytes, out));
+  }
+  arrow::Result<std::shared_ptr<arrow::Buffer>> ReadAt(int64_t position, int64_t nbytes) override {
+    return Count(file_->ReadAt(position, nbytes));
+  }
+
+ private:
+  arrow::Result<int64_t> Count(arrow::Result<int64_t> n) {
+    if (n.ok()) read_->fetch_add(static_cast<uint64_t>(*n), std::memory_order_relaxed);
+    return n;
+  }
+  arrow::Result<std::shared_ptr<arrow::Buffer>> Count(arrow::Result<std::shared_ptr<arrow::Buffer>> b) {
+    if (b.ok()) read_->fetch_add(static_cast<uint64_t>((*b)->size()), std::memory_order_relaxed);
+    return b;
+  }
+
+  std::shared_ptr<arrow::io::RandomAccessFile> file_;
+  std::atomic<uint64_t>* read_;
+};
+
 // Reads `path` with every allocation in the heap pool, so the table's buffers are
-// already in the object (nothing is copied at Put).
-arrow::Result<std::shared_ptr<arrow::Table>> ReadFile(const std::string& path, arrow::MemoryPool* pool) {
-  ARROW_ASSIGN_OR_RAISE(auto file, arrow::io::ReadableFile::Open(path, pool));
+// already in the object (nothing is copied at Put); counts the bytes read in `read`.
+arrow::Result<std::shared_ptr<arrow::Table>> ReadFile(const std::string& path, arrow::MemoryPool* pool,
+                                                      std::atomic<uint64_t>* read) {
+  ARROW_ASSIGN_OR_RAISE(auto readable, arrow::io::ReadableFile::Open(path, pool));
+  auto file = std::make_shared<CountingFile>(std::move(readable), read);
   if (EndsWith(path, ".parquet")) {
     ARROW_ASSIGN_OR_RAISE(auto reader, parquet::arrow::OpenFile(file, pool));
     return reader->ReadTable();
@@ -95,7 +134,14 @@ int Put(const ArrowFlags& f, Client& client) {
   // of its intermediate buffers from its threads after Read() returns, calling the pool.
   static HeapMemoryPool* pool = nullptr;
   pool = new HeapMemoryPool(&*builder);
-  auto table = ReadFile(f.file, pool);
+  std::atomic<uint64_t> read{0};
+  std::error_code size_error;
+  const uint64_t size = std::filesystem::file_size(f.file, size_error);
+  ProgressLine progress("put " + f.key, [&]() -> std::optional<ProgressLine::Sample> {
+    return ProgressLine::Sample{std::min(read.load(std::memory_order_relaxed), size), size};
+  });
+  auto table = ReadFile(f.file, pool, &read);
+  progress.Finish(table.ok());
   if (!table.ok()) return Fail(table.status(), "reading " + f.file);
   PutStats put;
   std::string committed = f.key;
@@ -117,8 +163,23 @@ int Put(const ArrowFlags& f, Client& client) {
   return 0;
 }
 
+// The progress of a copy of `key` arriving from another node, while `csm get` waits for
+// it (nothing while it is not arriving: a local object, or a lookup).
+ProgressLine::Poll TransferOf(Client& client, const std::string& key) {
+  return [&client, key]() -> std::optional<ProgressLine::Sample> {
+    auto info = client.Info();
+    if (!info.ok()) return std::nullopt;
+    for (const auto& t : info->transfers) {
+      if (t.key == key) return ProgressLine::Sample{t.received, t.bytes};
+    }
+    return std::nullopt;
+  };
+}
+
 int Get(const ArrowFlags& f, Client& client) {
+  ProgressLine progress("get " + f.key, TransferOf(client, f.key));
   auto table = GetTable(client, f.key);
+  progress.Finish(table.ok());
   if (!table.ok()) return Fail(table.status());
   auto parts = TableParts(client, f.key);
   if (!parts.ok()) return Fail(parts.status());
@@ -138,7 +199,9 @@ int Get(const ArrowFlags& f, Client& client) {
 }
 
 int Cat(const ArrowFlags& f, Client& client) {
+  ProgressLine progress("get " + f.key, TransferOf(client, f.key));
   auto table = GetTable(client, f.key);
+  progress.Finish(table.ok());
   if (!table.ok()) return Fail(table.status());
   auto out = std::make_shared<StdoutStream>();
   arrow::Status s;

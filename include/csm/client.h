@@ -68,6 +68,12 @@ struct NodeStatus {
   uint64_t copies_ahead = 0;          // fetches started as the object was published
   uint64_t fetches_in_flight = 0;
   uint64_t connections_dropped = 0;   // connections that never said Hello in time
+  struct Transfer {
+    std::string key;
+    uint64_t bytes = 0;     // the object's size
+    uint64_t received = 0;  // bytes arrived so far
+  };
+  std::vector<Transfer> transfers;    // copies of other nodes' objects arriving now
 };
 
 // A range of the global heap: one piece of an object's memory.

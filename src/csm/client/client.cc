@@ -446,6 +446,10 @@ Result<NodeStatus> Client::Info() {
     n.copies_ahead = j.at("copies_ahead").get<uint64_t>();
     n.fetches_in_flight = j.at("fetches_in_flight").get<uint64_t>();
     n.connections_dropped = j.at("connections_dropped").get<uint64_t>();
+    for (const auto& t : j.at("transfers")) {
+      n.transfers.push_back({t.at("key").get<std::string>(), t.at("bytes").get<uint64_t>(),
+                             t.at("received").get<uint64_t>()});
+    }
   } catch (const nlohmann::json::exception& e) {
     return Corruption(std::string("csmd's info is not what this client reads: ") + e.what());
   }

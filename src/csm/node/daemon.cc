@@ -672,6 +672,7 @@ Status Daemon::Impl::HandleInfo(Session& c) {
   n.copies_ahead = copies_ahead_;
   n.replicas_evicted = replicas_evicted_;
   n.fetches_in_flight = fetcher_.in_flight();
+  n.transfers = fetcher_.transfers();
   n.peer_bytes_served = peers_.bytes_served();
   if (shm_ != nullptr) {
     const SharedMemory::Stats s = shm_->stats();

@@ -22,6 +22,10 @@ nlohmann::json InfoJson(const NodeFacts& n) {
   j["copies_ahead"] = n.copies_ahead;
   j["replicas_evicted"] = n.replicas_evicted;
   j["fetches_in_flight"] = n.fetches_in_flight;
+  j["transfers"] = nlohmann::json::array();
+  for (const auto& t : n.transfers) {
+    j["transfers"].push_back({{"key", t.key}, {"bytes", t.bytes}, {"received", t.received}});
+  }
   j["peer_bytes_served"] = n.peer_bytes_served;
   if (n.fabric) {
     const FabricFacts& f = *n.fabric;

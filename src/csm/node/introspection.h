@@ -14,6 +14,7 @@
 #include "csm/cluster/cluster_directory.h"
 #include "csm/config.h"
 #include "csm/node/object.h"
+#include "csm/node/replica_fetch.h"
 #include "csm/node/spare_memory.h"
 
 namespace csm::node {
@@ -54,6 +55,7 @@ struct NodeFacts {
   uint64_t copies_ahead = 0;       // of those fetches, started before anyone asked
   uint64_t replicas_evicted = 0;   // copies dropped to make room for others
   uint64_t fetches_in_flight = 0;
+  std::vector<TransferProgress> transfers;  // copies arriving now
   uint64_t peer_bytes_served = 0;  // object bytes sent to other nodes by the transport
   std::optional<FabricFacts> fabric;
   uint64_t directory_requests_waiting = 0;  // commits, deletes, leases, listings

@@ -60,7 +60,7 @@ Status CheckRecord(const cluster::ObjectRecord& r, const WindowConfig& w,
 
 void FetchReplica(const cluster::ObjectRecord& r, const std::vector<ReplicaTarget>& targets,
                   transport::Transport& transport, const std::string& address,
-                  const std::function<void(Status)>& done) {
+                  const std::function<void(Status)>& done, std::atomic<uint64_t>* received) {
   const int64_t t_start = os::MonotonicNanos();
   Status s;
   auto locate = [&](uint64_t addr, uint64_t len) -> Result<char*> {
@@ -84,8 +84,9 @@ void FetchReplica(const cluster::ObjectRecord& r, const std::vector<ReplicaTarge
   }
   FetchCompanion companion(r.extents, dests, r.checksum_deferred ? 0 : sizeof(object::ObjectHeader));
   if (s.ok() && r.size > (8u << 20)) companion.Start();
-  const transport::ArrivalObserver arrived = [&companion](const char* data, uint64_t length) {
+  const transport::ArrivalObserver arrived = [&companion, received](const char* data, uint64_t length) {
     companion.Arrived(data, length);
+    if (received != nullptr) received->fetch_add(length, std::memory_order_relaxed);
   };
   const int64_t t_prepared = os::MonotonicNanos();
   uint64_t peer_digest = 0;

@@ -5,6 +5,7 @@
 // sound.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,12 +38,19 @@ struct ReplicaTarget {
   std::shared_ptr<os::SharedView> view;
 };
 
+// A copy arriving, as `csm info` shows it.
+struct TransferProgress {
+  std::string key;
+  uint64_t bytes;     // the object's size
+  uint64_t received;  // bytes arrived so far
+};
+
 // Fetches r's extents from its owner at `address` over `transport` into `targets` and
 // checks them against r's checksum, or, for an object committed without one, against the
 // owner's digest of what it served. Calls `done` with the outcome. Any thread; bounded by
-// the transport's timeouts.
+// the transport's timeouts. `received`, if given, counts the bytes as they arrive.
 void FetchReplica(const cluster::ObjectRecord& r, const std::vector<ReplicaTarget>& targets,
                   transport::Transport& transport, const std::string& address,
-                  const std::function<void(Status)>& done);
+                  const std::function<void(Status)>& done, std::atomic<uint64_t>* received = nullptr);
 
 }  // namespace csm::node

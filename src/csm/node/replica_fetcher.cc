@@ -50,13 +50,26 @@ void ReplicaFetcher::Transfer(const cluster::ObjectRecord& r, std::vector<Replic
                               std::function<void(Status)> done) {
   // The job writes only into the targets (memfds: the bytes appear at the object's
   // addresses in every process that maps them).
+  auto counter = std::make_shared<Counter>();
+  counter->bytes = r.size;
+  transfers_[r.key] = counter;
   Run(
-      [r, targets = std::move(targets), t, address] {
+      [r, targets = std::move(targets), t, address, counter] {
         Status out;
-        FetchReplica(r, targets, *t, address, [&](Status s) { out = std::move(s); });
+        FetchReplica(r, targets, *t, address, [&](Status s) { out = std::move(s); }, &counter->received);
         return out;
       },
-      std::move(done));
+      [this, key = r.key, counter, done = std::move(done)](Status s) {
+        auto it = transfers_.find(key);
+        if (it != transfers_.end() && it->second == counter) transfers_.erase(it);
+        done(std::move(s));
+      });
+}
+
+std::vector<TransferProgress> ReplicaFetcher::transfers() const {
+  std::vector<TransferProgress> out;
+  for (const auto& [key, c] : transfers_) out.push_back({key, c->bytes, c->received.load(std::memory_order_relaxed)});
+  return out;
 }
 
 void ReplicaFetcher::Run(std::function<Status()> job, std::function<void(Status)> done) {

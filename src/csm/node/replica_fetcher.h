@@ -68,10 +68,18 @@ class ReplicaFetcher {
 
   size_t in_flight() const { return fetches_.size(); }
 
+  // The transfers under way, for `csm info` (and the progress `csm get` shows).
+  std::vector<TransferProgress> transfers() const;
+
  private:
   MakeTransport make_transport_;
   PostToLoop post_to_loop_;
   std::map<std::string, std::vector<Waiter>> fetches_;  // in flight, by key
+  struct Counter {
+    uint64_t bytes;
+    std::atomic<uint64_t> received{0};  // the transfer's thread adds, the loop reads
+  };
+  std::map<std::string, std::shared_ptr<Counter>> transfers_;  // under way, by key
   // Never removed while transfers may use them.
   std::map<transport::TransportKind, std::unique_ptr<transport::Transport>> transports_;
   std::unique_ptr<boost::asio::thread_pool> pool_;  // made on the first transfer

@@ -120,6 +120,24 @@ TEST_F(ReplicaFetcherTest, ATransferRunsOffTheLoopAndItsOutcomeIsPostedBack) {
   EXPECT_EQ(got, bytes_);
 }
 
+// `csm info` lists a transfer from its start until its outcome reaches the loop, with
+// the bytes arrived so far (what `csm get` draws its progress line from).
+TEST_F(ReplicaFetcherTest, ATransferIsListedWithItsBytesUntilItsOutcomeIsPosted) {
+  auto t = fetcher_.TransportFor(transport::TransportKind::kTcp);
+  ASSERT_TRUE(t.ok());
+  Status outcome = Internal("done was not called");
+  fetcher_.Transfer(record_, {target_}, *t, "peer:1", [&](Status s) { outcome = s; });
+  auto listed = fetcher_.transfers();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].key, record_.key);
+  EXPECT_EQ(listed[0].bytes, record_.size);
+  EXPECT_LE(listed[0].received, record_.size);
+  // The transfer's thread posts its outcome when every byte has arrived.
+  ASSERT_TRUE(loop_.RunOne());
+  EXPECT_TRUE(outcome.ok()) << outcome.ToString();
+  EXPECT_TRUE(fetcher_.transfers().empty());
+}
+
 TEST_F(ReplicaFetcherTest, AFailedTransferIsTheAnswer) {
   fail_ = Unavailable("node 2 does not answer");
   Status s = TransferAndWait();
