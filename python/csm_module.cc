@@ -1,40 +1,28 @@
-// The `csm` Python package's extension, csm._csm (python/csm/ re-exports it): Python data in the global heap (docs/python.md) — Arrow
-// tables to and from pyarrow, numpy arrays, bytes, and any picklable object.
+// The `csm` Python package's core extension, csm._csm (python/csm/ re-exports it): Python
+// data in the global heap (docs/python.md) — numpy arrays, bytes, and any picklable object;
+// Arrow tables and DataFrames go to csm._csm_arrow (python/arrow_module.cc), loaded only
+// when one is put or got, so pyarrow is optional.
 //
-//   import csm, pyarrow as pa
-//   csm.put_table("trades", pa.table({"x": [1, 2, 3]}))   # copied into the heap once
-//   t = csm.get_table("trades")                            # any process, any node: no copy
-//   csm.put("weights", numpy_array); w = csm.get("weights")  # a read-only view of the heap
+//   import csm, numpy as np
+//   csm.put("weights", np.ones((1000, 1000)))   # copied into the heap once
+//   w = csm.get("weights")                      # any process, any node: a read-only view
 //
-// Tables cross between pyarrow and csm's C++ through the Arrow C stream interface (the
-// Arrow PyCapsule protocol, `__arrow_c_stream__`): no pyarrow C++ API is linked, so the
-// module works whichever Arrow C++ build it was compiled against, and put_table takes any
-// object that exports a stream (pyarrow Tables, RecordBatches, readers, polars …).
-// A table from get_table keeps its objects pinned until pyarrow lets go of its buffers.
-//
-// One connection per process, opened by the first call (or connect()) and kept until
-// the process exits: tables handed out refer to it.
-#include <arrow/c/abi.h>
-#include <arrow/c/bridge.h>
-#include <arrow/record_batch.h>
-#include <arrow/table.h>
+// One connection per process, opened by the first call (or connect()) and kept until the
+// process exits: values handed out refer to it. csm._csm_arrow uses the same one
+// (_client(), a capsule); both link the shared libcsm, so the process has one client.
 #include <pybind11/pybind11.h>
 
-#include <algorithm>
 #include <array>
 #include <cstring>
-#include <chrono>
-#include <cmath>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "csm/arrow.h"
 #include "csm/client.h"
 #include "csm/containers.h"
+#include "module_common.h"
 
 namespace py = pybind11;
 
@@ -71,37 +59,7 @@ CSM_REGISTER_TYPE(CsmPyPickled, 1, pickle, buffers)
 
 namespace {
 
-// csm's errors as Python exceptions: csm.Error, and the builtin each code reads as.
-PyObject* g_error = nullptr;
-
-[[noreturn]] void Raise(const csm::Status& s) {
-  PyObject* type = g_error;
-  switch (s.code()) {
-    case csm::StatusCode::kNotFound: type = PyExc_KeyError; break;
-    case csm::StatusCode::kTypeMismatch: type = PyExc_TypeError; break;
-    case csm::StatusCode::kInvalidArgument: type = PyExc_ValueError; break;
-    case csm::StatusCode::kTimeout: type = PyExc_TimeoutError; break;
-    case csm::StatusCode::kUnavailable: type = PyExc_ConnectionError; break;
-    case csm::StatusCode::kCapacityExceeded: type = PyExc_MemoryError; break;
-    default: break;
-  }
-  PyErr_SetString(type, s.ToString().c_str());
-  throw py::error_already_set();
-}
-
-template <typename T>
-T Check(csm::Result<T> r) {
-  if (!r.ok()) Raise(r.status());
-  return std::move(*r);
-}
-void Check(const csm::Status& s) {
-  if (!s.ok()) Raise(s);
-}
-template <typename T>
-T CheckArrow(arrow::Result<T> r) {
-  if (!r.ok()) Raise(csm::InvalidArgument("Arrow: " + r.status().ToString()));
-  return std::move(*r);
-}
+using namespace csm_python;  // NOLINT: the helpers both extensions share
 
 std::mutex g_mu;
 csm::Client* g_client = nullptr;  // never destroyed: handed-out tables refer to it
@@ -120,85 +78,6 @@ csm::Client& Connected(const std::string& socket = {}) {
   if (!socket.empty()) config.socket_path = socket;
   g_client = Check(csm::Client::Connect(config)).release();  // milliseconds: the GIL stays
   return *g_client;
-}
-
-// A timeout in seconds: 0 does not wait, math.inf waits as long as it takes (csm caps
-// a wait at ~146 years); negative or NaN is a ValueError.
-std::chrono::milliseconds Millis(double seconds) {
-  if (!(seconds >= 0)) Raise(csm::InvalidArgument("timeout must be >= 0 seconds (or math.inf), not " + std::to_string(seconds)));
-  constexpr double kMaxMs = 4.0e12;  // beyond csm's cap; well inside int64
-  return std::chrono::milliseconds(static_cast<int64_t>(std::min(seconds * 1000.0, kMaxMs)));
-}
-
-// Reads every batch of an object that exports an Arrow C stream into one Table.
-std::shared_ptr<arrow::Table> ImportTable(const py::object& data) {
-  if (!py::hasattr(data, "__arrow_c_stream__")) {
-    Raise(csm::TypeMismatch(std::string("put_table takes an Arrow table or anything with "
-                                        "__arrow_c_stream__ (pyarrow Table, RecordBatch, "
-                                        "RecordBatchReader), not ") +
-                            std::string(py::str(py::type::of(data).attr("__name__")))));
-  }
-  py::capsule capsule = data.attr("__arrow_c_stream__")();
-  auto* stream = static_cast<ArrowArrayStream*>(PyCapsule_GetPointer(capsule.ptr(), "arrow_array_stream"));
-  if (stream == nullptr) throw py::error_already_set();
-  // Importing moves the stream out (its release is set to null), so the capsule's own
-  // destructor then has nothing to release.
-  auto reader = CheckArrow(arrow::ImportRecordBatchReader(stream));
-  return CheckArrow(reader->ToTable());
-}
-
-// A csm table on its way to pyarrow: exports itself once as an Arrow C stream.
-struct TableStream {
-  std::shared_ptr<arrow::Table> table;
-
-  py::capsule Export(const py::object& requested_schema) {
-    if (!requested_schema.is_none()) {
-      Raise(csm::InvalidArgument("csm tables are exported with their own schema only"));
-    }
-    if (table == nullptr) Raise(csm::FailedPrecondition("this table was already exported"));
-    auto* stream = new ArrowArrayStream{};
-    auto reader = std::make_shared<arrow::TableBatchReader>(std::move(table));
-    table = nullptr;
-    arrow::Status s = arrow::ExportRecordBatchReader(reader, stream);
-    if (!s.ok()) {
-      delete stream;
-      Raise(csm::Internal("exporting a table to Arrow's C stream: " + s.ToString()));
-    }
-    // The capsule owns the struct; releasing an unconsumed stream releases the table.
-    return py::capsule(stream, "arrow_array_stream", [](PyObject* cap) {
-      auto* owned = static_cast<ArrowArrayStream*>(PyCapsule_GetPointer(cap, "arrow_array_stream"));
-      if (owned == nullptr) {
-        PyErr_Clear();
-        return;
-      }
-      if (owned->release != nullptr) owned->release(owned);
-      delete owned;
-    });
-  }
-};
-
-py::object ToPyarrow(std::shared_ptr<arrow::Table> table) {
-  // Through RecordBatchReader.from_stream, not pyarrow.table(): that one first asks
-  // whether its argument is a pandas DataFrame, which imports pandas (~0.2 s) on the
-  // first get of every process where pandas is installed.
-  py::object reader = py::module_::import("pyarrow").attr("RecordBatchReader");
-  return reader.attr("from_stream")(TableStream{std::move(table)}).attr("read_all")();
-}
-
-// Runs f() with the GIL released: csm's work waits on csmd, the network and other cores.
-template <typename F>
-auto WithoutGil(F&& f) {
-  py::gil_scoped_release unlocked;
-  return f();
-}
-
-py::dict Stats(const csm::PutStats& s) {
-  py::dict d;
-  d["descriptor_bytes"] = s.descriptor_bytes;
-  d["buffers_in_place"] = s.buffers_in_place;
-  d["buffers_copied"] = s.buffers_copied;
-  d["bytes_copied"] = s.bytes_copied;
-  return d;
 }
 
 py::object FromJson(const std::string& text) {
@@ -254,11 +133,6 @@ bool IsNumpyArray(const py::object& o) {
   py::object type = py::type::of(o);
   return py::str(type.attr("__module__")).cast<std::string>() == "numpy" &&
          py::str(type.attr("__name__")).cast<std::string>() == "ndarray";
-}
-bool IsPandasFrame(const py::object& o) {
-  py::object type = py::type::of(o);
-  return py::str(type.attr("__module__")).cast<std::string>().rfind("pandas", 0) == 0 &&
-         py::str(type.attr("__name__")).cast<std::string>() == "DataFrame";
 }
 bool IsBytesLike(const py::object& o) {
   return py::isinstance<py::bytes>(o) || py::isinstance(o, py::module_::import("builtins").attr("bytearray")) ||
@@ -322,19 +196,20 @@ void PutPickled(csm::Client& client, const std::string& key, const py::object& v
   }));
 }
 
+// csm._csm_arrow, through the package (csm._tables): ImportError saying to install
+// pyarrow if it is not there.
+py::object Tables() { return py::module_::import("csm").attr("_tables")(); }
+
 // put(): a table (anything with __arrow_c_stream__, a pandas DataFrame), a numpy array
 // of a plain dtype, bytes-like data, or any picklable object.
 void Put(const std::string& key, const py::object& value, bool checksum) {
+  if (IsPandasFrame(value) || py::hasattr(value, "__arrow_c_stream__")) {
+    Tables().attr("put_value")(key, value);
+    return;
+  }
   csm::Client& client = Connected();
-  if (IsPandasFrame(value)) {
-    py::object table = py::module_::import("pyarrow").attr("Table").attr("from_pandas")(value);
-    std::shared_ptr<arrow::Table> t = ImportTable(table);
-    Check(WithoutGil([&] { return csm::PutTable(client, key, *t); }).status());
-  } else if (py::hasattr(value, "__arrow_c_stream__")) {
-    std::shared_ptr<arrow::Table> t = ImportTable(value);
-    Check(WithoutGil([&] { return csm::PutTable(client, key, *t); }).status());
-  } else if (IsNumpyArray(value) && value.attr("dtype").attr("hasobject").cast<bool>() == false &&
-             value.attr("dtype").attr("fields").is_none()) {
+  if (IsNumpyArray(value) && value.attr("dtype").attr("hasobject").cast<bool>() == false &&
+      value.attr("dtype").attr("fields").is_none()) {
     PutArray(client, key, value, checksum);
   } else if (IsBytesLike(value)) {
     PutBytes(client, key, value, checksum);
@@ -386,12 +261,7 @@ py::object Get(const std::string& key, double timeout) {
     return py::module_::import("pickle").attr("loads")(ViewOf(pin, p.pickle), py::arg("buffers") = buffers);
   }
   // Otherwise a table (TypeError if it is not one either).
-  py::object table = ToPyarrow(Check(WithoutGil([&] { return csm::GetTable(client, key); })));
-  py::object metadata = table.attr("schema").attr("metadata");
-  if (!metadata.is_none() && metadata.attr("__contains__")(py::bytes("pandas")).cast<bool>()) {
-    return table.attr("to_pandas")();  // it was put as a DataFrame
-  }
-  return table;
+  return Tables().attr("get_value")(key);
 }
 
 // csm.Client: the process's connection as an object (a context manager). A process has
@@ -423,12 +293,9 @@ py::list ListAll() {
 }  // namespace
 
 PYBIND11_MODULE(_csm, m) {
-  m.doc() = "csm: Arrow tables in the global heap, shared across processes and nodes with no copy";
+  m.doc() = "csm: Python values in the global heap, shared across processes and nodes with no copy";
   static py::exception<std::runtime_error> error(m, "Error");
   g_error = error.ptr();
-
-  py::class_<TableStream>(m, "_TableStream")
-      .def("__arrow_c_stream__", &TableStream::Export, py::arg("requested_schema") = py::none());
 
   m.def(
       "connect",
@@ -441,41 +308,8 @@ PYBIND11_MODULE(_csm, m) {
       "config file) and returns the socket path. Other calls connect on first use.");
 
   m.def(
-      "put_table",
-      [](const std::string& key, const py::object& data) {
-        std::shared_ptr<arrow::Table> table = ImportTable(data);
-        csm::Client& client = Connected();
-        return Stats(Check(WithoutGil([&] { return csm::PutTable(client, key, *table); })));
-      },
-      py::arg("key"), py::arg("table"),
-      "Publishes a table under `key` (its buffers copied into the heap once). Returns "
-      "{descriptor_bytes, buffers_in_place, buffers_copied, bytes_copied}.");
-
-  m.def(
-      "append_table",
-      [](const std::string& key, const py::object& data) {
-        std::shared_ptr<arrow::Table> table = ImportTable(data);
-        csm::Client& client = Connected();
-        csm::AppendStats s = Check(WithoutGil([&] { return csm::AppendTable(client, key, *table); }));
-        py::dict d = Stats(s);
-        d["part"] = s.part;
-        d["part_key"] = s.part_key;
-        return d;
-      },
-      py::arg("key"), py::arg("table"),
-      "Appends a table as the next part of the table under `key` (docs/arrow.md).");
-
-  m.def(
-      "get_table",
-      [](const std::string& key, double timeout) {
-        csm::Client& client = Connected();
-        const std::chrono::milliseconds wait = Millis(timeout);
-        return ToPyarrow(Check(WithoutGil([&] { return csm::GetTable(client, key, wait); })));
-      },
-      py::arg("key"), py::arg("timeout") = 0.0,
-      "The table under `key` as a pyarrow.Table whose buffers are the heap's (no copy), "
-      "waiting up to `timeout` seconds for it. KeyError if there is none, TypeError if the "
-      "key holds something else, ConnectionError if its node is gone.");
+      "_client", [] { return py::capsule(&Connected(), kClientCapsule); },
+      "This process's connection, for csm._csm_arrow (not an API).");
 
   m.def(
       "delete",
@@ -536,9 +370,9 @@ PYBIND11_MODULE(_csm, m) {
         "Commits `value` under `key`: a pyarrow Table or RecordBatch (or anything with "
         "__arrow_c_stream__), a pandas DataFrame, a numpy array, bytes-like data, or any "
         "picklable object (pickle protocol 5: its large buffers, numpy members' say, are "
-        "placed in the heap and come back as views). checksum=False skips the checksum "
-        "commit takes of every byte (~90 ms per GiB; copies to other nodes are still "
-        "verified against a digest the owner computes): for bulk data.");
+        "placed in the heap and come back as views). Tables need pyarrow. checksum=False "
+        "skips the checksum commit takes of every byte (taken as the bytes are copied in; "
+        "copies to other nodes are still verified against a digest the owner computes).");
   m.def("get", &Get, py::arg("key"), py::arg("timeout") = 0.0,
         "The value under `key`, waiting up to `timeout` seconds: numpy arrays as read-only "
         "views of the heap (no copy), bytes as read-only memoryviews, tables as pyarrow "

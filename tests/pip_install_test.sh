@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `pip install` of the repository into a fresh virtualenv, then the README's Python
 # example against a node started with `python -m csm node` (docs/python.md, "Installing
-# with pip"). Run by ctest from the debug build (test python_pip_install): a Release
+# with pip"): first without pyarrow (optional), then with it (tables, the csm tool). Run by ctest from the debug build (test python_pip_install): a Release
 # build of the package, a few minutes on two cores.
 #
 #   tests/pip_install_test.sh REPO
@@ -50,6 +50,32 @@ cfg = csm.get("config")
 assert cfg["lr"] == 0.1 and cfg["mask"].all()
 print("ok", w.sum(), sorted(o["key"] for o in csm.ls()))
 PY
-echo "== the commands installed with the package"
-"$work/venv/bin/csm" ls | grep -q weights
+echo "== without pyarrow: tables say what to install, the csm tool too"
+if "$py" -c "import pyarrow" 2>/dev/null; then echo "pyarrow came with csm[numpy]: it should be optional"; exit 1; fi
+"$py" - <<'PY'
+import csm
+try:
+    csm.get_table("weights")
+except ImportError as e:
+    assert "pip install 'pyarrow==26.0.1'" in str(e), e
+else:
+    raise AssertionError("get_table without pyarrow did not raise ImportError")
+PY
+if out=$("$work/venv/bin/csm" ls 2>&1); then echo "the csm tool ran without pyarrow: $out"; exit 1; fi
+echo "$out" | grep -q "pip install 'pyarrow==26.0.1'"
+
+echo "== with pyarrow: tables from two processes and the csm tool"
+"$py" -m pip install -q --disable-pip-version-check "pyarrow==26.0.1"
+"$py" - <<'PY'
+import csm, pyarrow as pa
+csm.put_table("trades", pa.table({"px": [1.5, 2.5]}))
+PY
+"$py" - <<'PY'
+import csm
+t = csm.get_table("trades", timeout=5)
+assert t.column("px").to_pylist() == [1.5, 2.5], t
+assert csm.get("weights").sum() == 45.0  # values put before pyarrow came still read
+print("tables ok")
+PY
+"$work/venv/bin/csm" ls | grep -q trades
 echo "== pip install: passed"

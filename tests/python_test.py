@@ -259,6 +259,25 @@ class PythonTablesTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.csm.get("np/f64")[0, 0, 0] = 1.0
 
+    def test_values_need_neither_pyarrow_nor_the_arrow_extension(self):
+        # pyarrow is optional: a process that only puts and gets values never loads it.
+        # The 24 MiB array is copied in and hashed on several threads (Builder::CopyIn).
+        code = textwrap.dedent("""
+            import sys, csm, numpy as np
+            csm.put("plain/array", np.arange(3 << 20, dtype=np.int64))
+            csm.put("plain/dict", {"a": 1})
+            csm.put("plain/bytes", b"xyz")
+            assert csm.get("plain/dict") == {"a": 1} and bytes(csm.get("plain/bytes")) == b"xyz"
+            csm.ls(); csm.info()
+            loaded = [m for m in ("pyarrow", "csm._csm_arrow") if m in sys.modules]
+            assert not loaded, loaded
+            """)
+        p = subprocess.run([sys.executable, "-c", code], env=self.env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        import numpy as np
+        self.assertTrue(np.array_equal(self.csm.get("plain/array"), np.arange(3 << 20, dtype=np.int64)))
+        self.assertNotEqual(int(self.csm.stat("plain/array")["checksum"], 16), 0)
+
     def test_put_without_the_commit_checksum(self):
         import numpy as np
         self.csm.put("np/unsummed", np.arange(1000), checksum=False)
