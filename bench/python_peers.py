@@ -7,20 +7,18 @@ import tempfile
 import time
 
 
-class Peers:
-    """Ray's object store and Vineyard, each started here for the run. `timed_gets(get,
-    repeat)` is the caller's timing of gets, run in a Ray actor for Ray's gets."""
+class Vineyard:
+    """A vineyardd of its own (local metadata, a socket in a temporary directory) and a
+    client of it; close() stops it."""
 
-    def __init__(self, nbytes, timed_gets, store_copies):
-        import ray
+    def __init__(self, store_bytes):
         import vineyard
-        self.ray, self.vineyard = ray, vineyard
+        self.module = vineyard
         self.dir = tempfile.mkdtemp(prefix="csm-peers-")
         self.socket = os.path.join(self.dir, "vineyard.sock")
-        store = max(2 << 30, store_copies * nbytes)
         vineyardd = os.path.join(os.path.dirname(vineyard.__file__), "bdist", "vineyardd")
         self.daemon = subprocess.Popen([vineyardd, "--meta=local", "--socket=" + self.socket,
-                                        "--size=%d" % store, "--rpc=false"],
+                                        "--size=%d" % store_bytes, "--rpc=false"],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 30
         while not os.path.exists(self.socket):
@@ -28,6 +26,23 @@ class Peers:
                 raise SystemExit("vineyardd did not start")
             time.sleep(0.05)
         self.client = vineyard.connect(self.socket)
+
+    def close(self):
+        self.daemon.terminate()
+        self.daemon.wait(timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Peers:
+    """Ray's object store and Vineyard, each started here for the run. `timed_gets(get,
+    repeat)` is the caller's timing of gets, run in a Ray actor for Ray's gets."""
+
+    def __init__(self, nbytes, timed_gets, store_copies):
+        import ray
+        self.ray = ray
+        store = max(2 << 30, store_copies * nbytes)
+        self.vineyard = Vineyard(store)
+        self.client, self.socket = self.vineyard.client, self.vineyard.socket
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=store, log_to_driver=False)
 
         @ray.remote
@@ -41,9 +56,7 @@ class Peers:
 
     def close(self):
         self.ray.shutdown()
-        self.daemon.terminate()
-        self.daemon.wait(timeout=30)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self.vineyard.close()
 
     def ray_round(self, value, repeat):
         """ray.put of `value`, then the gets in a new actor (started and warm before timing)."""
