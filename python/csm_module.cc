@@ -121,7 +121,10 @@ Source SourceOf(const py::object& o) {
 csm::Status Fill(csm::Builder& b, CsmPyBytes& out, const uint8_t* src, uint64_t n) {
   constexpr uint64_t kCopyAtCommit = 64 << 10;
   out.size = n;
+  // Every line is written below: the vector's storage may be unzeroed memory.
+  b.ExpectOverwrite((n + 63) / 64 * sizeof(CsmPyLine));
   out.lines.resize((n + 63) / 64);
+  b.ExpectOverwrite(0);
   auto* bytes = reinterpret_cast<uint8_t*>(out.lines.data());
   if (n % 64 != 0) std::memset(bytes + n, 0, 64 - n % 64);  // no stale bytes after the value
   if (n >= kCopyAtCommit) return b.CopyIn(bytes, src, n);

@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,6 +16,13 @@
 #include "csm/os/memory.h"
 #include "harness.h"
 #include "workload.h"
+
+// 64 bytes a vector resize leaves unwritten (as the Python module's lines).
+struct RawLine {
+  RawLine() {}  // NOLINT(modernize-use-equals-default): = default would zero the bytes
+  std::array<uint8_t, 64> bytes;
+};
+CSM_REGISTER_TYPE(RawLine, 1, bytes)
 
 namespace csm {
 namespace {
@@ -251,6 +260,49 @@ TEST(NodeTest, BytesCopiedInAtCommitAreWhatReadersSee) {
     if (!deferred) {
       EXPECT_TRUE(ref->Verify().ok()) << ref->Verify().ToString();
     }
+  }
+}
+
+// A builder that overwrites its allocation wholly (ExpectOverwrite) may be given memory a
+// deleted object left before csmd zeroed it: what it wrote is there, and the rest of the
+// arena reads as zeros, never the old object's bytes.
+TEST(NodeTest, AnOverwrittenArenaHoldsWhatItsBuilderWroteAndZerosPastIt) {
+  Node node;
+  auto c = Attach(node);
+  ASSERT_TRUE(c);
+  constexpr size_t kArena = 32 << 20;  // dedicated: over a quarter of the 64 MiB arena size
+  auto build = [&](const std::string& key, size_t lines, uint8_t value, bool overwrite) {
+    auto b = c->NewBuilder();
+    ASSERT_TRUE(b.ok());
+    auto v = b->New<csm::vector<RawLine>>();
+    ASSERT_TRUE(v.ok());
+    ASSERT_TRUE(b->Populate([&] {
+      if (overwrite) b->ExpectOverwrite(lines * sizeof(RawLine));
+      (*v)->resize(lines);
+      b->ExpectOverwrite(0);
+      for (RawLine& l : **v) l.bytes.fill(value);
+    }).ok());
+    ASSERT_TRUE(b->Commit(key).ok());
+  };
+  for (int round = 0; round < 3; ++round) {
+    build("old", kArena / 64 - 64, 0xAB, false);  // fills most of a 32 MiB arena
+    ASSERT_TRUE(c->Delete("old").ok());           // its memory goes spare, dirty
+    const size_t lines = (30 << 20) / 64 + 1;     // the next arena of the same size, used in part
+    build("new", lines, 0x11, true);
+    {
+      auto ref = c->Get<csm::vector<RawLine>>("new");
+      ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+      EXPECT_TRUE(ref->Verify().ok()) << ref->Verify().ToString();
+      const auto* bytes = reinterpret_cast<const uint8_t*>((*ref)->data());
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(bytes) % (2 << 20), 0u) << "the vector starts its own arena";
+      const uint8_t* end = bytes + lines * 64;
+      EXPECT_EQ(std::find_if(bytes, end, [](uint8_t x) { return x != 0x11; }), end) << "round " << round;
+      // Past it (and past the extent table the commit wrote after it) the arena is zeros.
+      const uint8_t* arena_end = bytes + kArena;
+      const uint8_t* stale = std::find_if(end + 8192, arena_end, [](uint8_t x) { return x != 0; });
+      EXPECT_EQ(stale, arena_end) << "round " << round << ": byte " << (stale - bytes) << " of the arena is old";
+    }
+    ASSERT_TRUE(c->Delete("new").ok());
   }
 }
 

@@ -64,6 +64,7 @@ void ProgressLine::Finish(bool complete) {
   }
   cv_.notify_all();
   thread_.join();
+  if (!last_) last_ = poll_();  // work too quick for the drawing thread's first look
   if (!last_) return;
   if (complete) last_->done = last_->total;
   Draw(*last_);

@@ -33,8 +33,9 @@ class ProgressLine {
   ProgressLine(const ProgressLine&) = delete;
   ProgressLine& operator=(const ProgressLine&) = delete;
 
-  // Stops drawing; if a line was drawn, draws it once more from the last sample (as
-  // complete if `complete`) and ends it.
+  // Stops drawing; draws the line once more from the last sample (asking `poll` if the
+  // drawing thread had none; as complete if `complete`) and ends it. Nothing if there is
+  // no sample.
   void Finish(bool complete = true);
 
   static bool Wanted();  // standard error is a terminal and CSM_PROGRESS is not 0

@@ -214,6 +214,14 @@ class Builder {
   // checksum's. `src` must stay valid and unchanged until Commit returns, and the bytes
   // are not at `dst` before it. InvalidArgument if [dst, dst + n) is not this Builder's.
   Status CopyIn(void* dst, const void* src, size_t n);
+  // The next allocation of exactly `bytes` bytes (a large vector's storage, say) will be
+  // written wholly before Commit (by CopyIn or the caller): if it gets an arena of its
+  // own, that may be memory a deleted object left, reused before csmd has zeroed it
+  // (fresh memory costs ~60 ms per GiB to clear here, seconds per GiB when the VM's host
+  // faults it in); only the arena's bytes past the allocation are cleared. Arm it right
+  // before the allocation and disarm it (0) after: any allocation that takes new memory
+  // consumes it.
+  void ExpectOverwrite(size_t bytes);
   // Bytes taken so far (header and extent table included).
   uint64_t bytes_used() const;
   // Whether [p, p+n) lies in memory this Builder has handed out (it will be part of the

@@ -24,12 +24,13 @@ uint64_t ProcessHeap::next_arena_size() const {
   return std::min(size, arena_size_);
 }
 
-Result<Chunk> ProcessHeap::Carve(uint64_t min_size, uint64_t preferred) {
+Result<Chunk> ProcessHeap::Carve(uint64_t min_size, uint64_t preferred, bool overwritten) {
   min_size = RoundUp(std::max<uint64_t>(min_size, 1), kChunkAlign);
   preferred = RoundUp(std::max(preferred, min_size), kChunkAlign);
   std::lock_guard<std::mutex> lock(mu_);
   if (min_size >= dedicated_threshold()) {
-    CSM_ASSIGN_OR_RETURN(auto grant, source_->AllocateArena(min_size, /*dedicated=*/true));
+    CSM_ASSIGN_OR_RETURN(auto grant, source_->AllocateArena(min_size, overwritten ? ArenaUse::kDedicatedOverwritten
+                                                                                  : ArenaUse::kDedicated));
     arenas_[grant.arena_id] = ArenaState{grant.addr, grant.size, grant.size, 1, true, {}};
     return Chunk{grant.arena_id, grant.addr, grant.size};
   }
@@ -50,7 +51,7 @@ Result<Chunk> ProcessHeap::Carve(uint64_t min_size, uint64_t preferred) {
     MaybeRelease(id, arena);
   }
   const uint64_t wanted = std::max(next_arena_size(), RoundUp(min_size, kFirstArena));
-  CSM_ASSIGN_OR_RETURN(auto grant, source_->AllocateArena(wanted, /*dedicated=*/false));
+  CSM_ASSIGN_OR_RETURN(auto grant, source_->AllocateArena(wanted, ArenaUse::kShared));
   ++shared_arenas_;
   current_ = grant.arena_id;
   uint64_t size = std::min(preferred, grant.size);

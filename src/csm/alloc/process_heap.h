@@ -34,6 +34,12 @@
 
 namespace csm::alloc {
 
+// What an arena is asked for: shared by a process's small allocations, or one large
+// allocation's own; kDedicatedOverwritten: one the caller writes wholly before anyone
+// reads it (Builder::ExpectOverwrite), so it may be memory a deleted object left, not yet
+// zeroed (only bytes past the allocation are cleared).
+enum class ArenaUse : uint8_t { kShared = 0, kDedicated = 1, kDedicatedOverwritten = 2 };
+
 // Grants and takes back arenas; implemented by the client over the csmd socket.
 class ArenaSource {
  public:
@@ -45,7 +51,7 @@ class ArenaSource {
   virtual ~ArenaSource() = default;
   // A writable arena of at least min_size bytes, already mapped at grant.addr. A shared
   // (not dedicated) arena is min_size rounded up to 2 MiB, at most the node's arena_size.
-  virtual Result<Grant> AllocateArena(uint64_t min_size, bool dedicated) = 0;
+  virtual Result<Grant> AllocateArena(uint64_t min_size, ArenaUse use) = 0;
   // This process will write no more into the arena.
   virtual void ReleaseArena(uint64_t arena_id) = 0;
 };
@@ -71,8 +77,10 @@ class ProcessHeap {
   ProcessHeap(const ProcessHeap&) = delete;
   ProcessHeap& operator=(const ProcessHeap&) = delete;
 
-  // A chunk of at least min_size bytes, preferably `preferred` bytes.
-  Result<Chunk> Carve(uint64_t min_size, uint64_t preferred);
+  // A chunk of at least min_size bytes, preferably `preferred` bytes. `overwritten`: the
+  // caller writes all of min_size before anyone reads it (ArenaUse::kDedicatedOverwritten
+  // if it gets an arena of its own).
+  Result<Chunk> Carve(uint64_t min_size, uint64_t preferred, bool overwritten = false);
   // The Builder that held the chunk is done with it (committed or abandoned) and wrote
   // only [chunk.addr, used_end). The unused tail goes back from the next cache line if
   // the object is `small` (less than a page), else from the next page, so that every

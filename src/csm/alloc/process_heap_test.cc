@@ -11,13 +11,13 @@ namespace {
 // csmd gives them: dedicated arenas fit, shared ones are what was asked (≤ 64 MiB).
 class FakeSource : public ArenaSource {
  public:
-  Result<Grant> AllocateArena(uint64_t min_size, bool dedicated) override {
+  Result<Grant> AllocateArena(uint64_t min_size, ArenaUse use) override {
     if (fail_next) return CapacityExceeded("full");
     Grant g{next_id++, next_addr, min_size};
     next_addr += min_size;
     granted.push_back(g.arena_id);
     sizes.push_back(min_size);
-    (void)dedicated;
+    (void)use;
     return g;
   }
   void ReleaseArena(uint64_t id) override { released.push_back(id); }

@@ -437,10 +437,11 @@ void ClientImpl::RecordMapping(uint64_t id, uint64_t addr, uint64_t size, bool w
   mapped_[addr] = Mapped{id, size, writable};
 }
 
-Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, bool dedicated) {
+Result<alloc::ArenaSource::Grant> ClientImpl::AllocateArena(uint64_t min_size, alloc::ArenaUse use) {
   std::vector<os::UniqueFd> fds;
+  const bool dedicated = use != alloc::ArenaUse::kShared;
   CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::ArenaReply>(
-                                       protocol::AllocArena{min_size, static_cast<uint8_t>(dedicated), config_.home_node}, &fds));
+                                       protocol::AllocArena{min_size, static_cast<uint8_t>(use), config_.home_node}, &fds));
   Grant g{reply.arena_id, reply.addr, reply.size};
   const bool huge_pages = reply.huge_pages != 0;
   if (fds.size() != 1 || !window_->Contains(g.addr, g.size) || g.size < min_size) {

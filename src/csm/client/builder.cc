@@ -61,7 +61,9 @@ void* BuilderCore::Refill(size_t bytes, size_t align) {
     status_ = FailedPrecondition("allocation in a Builder that is already committed");
     throw std::bad_alloc();
   }
-  auto chunk = client_->heap().Carve(bytes + align, std::max<uint64_t>(next_chunk_, bytes + align));
+  const bool overwritten = overwrite_bytes != 0 && overwrite_bytes == bytes;
+  overwrite_bytes = 0;
+  auto chunk = client_->heap().Carve(bytes + align, std::max<uint64_t>(next_chunk_, bytes + align), overwritten);
   if (!chunk.ok()) {
     status_ = chunk.status().WithContext("building an object of " + FormatSize(bytes_used()) +
                                          ", allocating " + FormatSize(bytes) + " more");
@@ -252,6 +254,7 @@ Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t pa
 void MarkArrowValidated(Builder& builder) { builder.core_->arrow_validated = true; }
 }  // namespace internal
 void Builder::DeferChecksum() { core_->defer_checksum = true; }
+void Builder::ExpectOverwrite(size_t bytes) { core_->overwrite_bytes = bytes; }
 Status Builder::CopyIn(void* dst, const void* src, size_t n) {
   if (n == 0) return Status::OK();
   if (!core_->Contains(reinterpret_cast<uint64_t>(dst), n)) {

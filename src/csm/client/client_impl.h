@@ -75,7 +75,7 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   alloc::ProcessHeap& heap() { return *heap_; }
 
   // ArenaSource.
-  Result<Grant> AllocateArena(uint64_t min_size, bool dedicated) override;
+  Result<Grant> AllocateArena(uint64_t min_size, alloc::ArenaUse use) override;
   void ReleaseArena(uint64_t arena_id) override;
 
   // Asks csmd to bring each of `keys` that this node's directory lacks, all at once
@@ -230,6 +230,7 @@ class BuilderCore {
   std::atomic<int> scopes{0};  // Scopes currently making it current
   bool defer_checksum = false;   // Builder::DeferChecksum
   std::vector<object::PendingCopy> copies;  // Builder::CopyIn, made at Finalize
+  uint64_t overwrite_bytes = 0;  // Builder::ExpectOverwrite: the next Refill of this many bytes
   bool arrow_validated = false;  // internal::MarkArrowValidated
 
  private:

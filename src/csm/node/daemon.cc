@@ -1,6 +1,8 @@
 // csmd's event loop and local bookkeeping; see daemon.h, daemon_impl.h and
 // docs/protocol.md.
+#include "csm/alloc/process_heap.h"
 #include "csm/base/range.h"
+#include "csm/os/memory.h"
 #include "csm/node/daemon_impl.h"
 
 namespace csm::node {
@@ -181,7 +183,9 @@ Status Daemon::Impl::HandleAllocArena(Session& c, WireReader& in) {
                       InvalidArgument("arena of " + std::to_string(min_size) + " bytes requested"));
   }
   if (m.home_node != 0 && m.home_node != node_id_) return BorrowArena(c, size, dedicated != 0, m.home_node);
-  if (cluster_ == nullptr || addresses_.Fits(size)) return GrantArena(c, size, dedicated != 0);
+  const uint64_t overwritten =
+      dedicated == static_cast<uint8_t>(alloc::ArenaUse::kDedicatedOverwritten) ? min_size : 0;
+  if (cluster_ == nullptr || addresses_.Fits(size)) return GrantArena(c, size, dedicated != 0, overwritten);
   // The node needs more segments: leased from the cluster on the directory thread, so
   // the loop goes on serving everyone else; then the arena is granted from them.
   const uint64_t wanted = addresses_.SegmentsFor(size);
@@ -191,10 +195,10 @@ Status Daemon::Impl::HandleAllocArena(Session& c, WireReader& in) {
         *run = LeaseFromCluster(wanted);
         return run->status();
       },
-      [this, run, size, dedicated](Session* waiting, const Status&) {
+      [this, run, size, dedicated, overwritten](Session* waiting, const Status&) {
         if (run->ok()) addresses_.AddRun(**run);  // the node holds it now, asked or not
         if (waiting == nullptr) return;
-        Status s = run->ok() ? GrantArena(*waiting, size, dedicated != 0)
+        Status s = run->ok() ? GrantArena(*waiting, size, dedicated != 0, overwritten)
                              : Sessions::SendStatus(*waiting, MessageType::kArenaReply,
                                           run->status().WithContext("leasing segments from the cluster"));
         if (!s.ok()) sessions_.Drop(waiting->id);
@@ -202,7 +206,7 @@ Status Daemon::Impl::HandleAllocArena(Session& c, WireReader& in) {
   return Status::OK();
 }
 
-Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated) {
+Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated, uint64_t overwritten) {
   auto fail = [&](Status s) { return Sessions::SendStatus(c, MessageType::kArenaReply, s); };
   if (used_ + size > config_.capacity) {
     return fail(CapacityExceeded(
@@ -221,7 +225,16 @@ Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated) {
     return fail(fabric_offset.status());
   }
   const bool device = shm_ && shm_->direct();
-  SpareMemory::Memory spare = device ? SpareMemory::Memory{} : spare_.TakeZeroed(size);
+  // Memory a deleted object left is reused once zeroed (on an idle core); an arena its
+  // client overwrites takes it at once, the bytes past what it writes cleared here.
+  SpareMemory::Memory spare = device        ? SpareMemory::Memory{}
+                              : overwritten ? spare_.TakeAny(size)
+                                            : spare_.TakeZeroed(size);
+  if (spare.valid() && overwritten != 0) {
+    const uint64_t page = os::PageSize();
+    const uint64_t from = std::min(size, overwritten / page * page);  // the client rewrites that page's start
+    if (Status s = os::PunchHole(spare.fd.get(), from, size - from); !s.ok()) spare = SpareMemory::Memory{};
+  }
   // A node keeping its state in files builds only in its named files: a spare becomes
   // the arena's file, one with no name (it could not be renamed) is not taken.
   const uint64_t id = arenas_.NextId();

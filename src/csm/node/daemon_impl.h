@@ -307,7 +307,9 @@ class Daemon::Impl {
   Result<alloc::AddressAllocator::Run> LeaseSegments(uint64_t count);
   Result<alloc::AddressAllocator::Run> LeaseFromCluster(uint64_t count);
   // The arena of `size` bytes for c, from segments the node holds (or CapacityExceeded).
-  Status GrantArena(Session& c, uint64_t size, bool dedicated);
+  // `overwritten`: a dedicated arena whose first `overwritten` bytes the client writes
+  // wholly (ArenaUse::kDedicatedOverwritten): it may take a spare not zeroed yet.
+  Status GrantArena(Session& c, uint64_t size, bool dedicated, uint64_t overwritten = 0);
   // csm nodes: the members (from the directory thread in a cluster).
   Status HandleNodes(Session& c);
   Status ReplyNodes(Session& c, const Result<std::vector<cluster::NodeInfo>>& members);

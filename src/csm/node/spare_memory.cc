@@ -122,9 +122,16 @@ void SpareMemory::ZeroLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     ExpireLocked();
-    auto dirty = std::find_if(spares_.begin(), spares_.end(), [](const Spare& s) { return s.state == State::kDirty; });
+    const auto now = std::chrono::steady_clock::now();
+    auto wake = now + std::chrono::seconds(1);
+    auto dirty = spares_.end();
+    for (auto it = spares_.begin(); it != spares_.end() && dirty == spares_.end(); ++it) {
+      if (it->state != State::kDirty) continue;
+      if (now - it->kept >= kZeroAfter) dirty = it;
+      wake = std::min(wake, it->kept + kZeroAfter);
+    }
     if (dirty == spares_.end()) {
-      cv_.wait_for(lock, std::chrono::seconds(1));
+      cv_.wait_until(lock, wake);
       continue;
     }
     // Zeroed outside the lock; takers skip it meanwhile, and list nodes stay put.

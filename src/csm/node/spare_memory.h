@@ -7,9 +7,12 @@
 // again and again. csmd hands a kept memfd to the next arena of exactly its size instead.
 //
 // A background thread (SCHED_IDLE: only on an otherwise idle core) zeroes every kept
-// memfd (only the ranges holding pages), so a reused local arena reads as zeros like a
-// new memfd; a replica may take a spare that
-// is not zeroed yet, because it clears what its fetch does not overwrite.
+// memfd (only the ranges holding pages) kZeroAfter after it was kept, so a reused local
+// arena reads as zeros like a new memfd. Until then it can be taken as it is by an arena
+// that is overwritten wholly: a replica (it clears what its fetch does not overwrite) and
+// a builder's arena for one allocation it writes wholly (Builder::ExpectOverwrite; csmd
+// clears the rest): a producer that deletes and puts again at once reuses the memory
+// instead of clearing fresh pages (or having the VM's host fault them in: seconds per GiB).
 // A spare keeps csmd's own view of it (os::SharedView) if it had one: the next copy
 // fetched into it then writes through page tables that already exist.
 // Bounded: at most `budget` bytes in all (the oldest go first to make room), each kept
@@ -32,6 +35,9 @@ namespace csm::node {
 
 class SpareMemory {
  public:
+  // A kept memfd is zeroed no sooner than this.
+  static constexpr std::chrono::milliseconds kZeroAfter{100};
+
   SpareMemory(uint64_t budget, std::chrono::milliseconds keep_for);
   ~SpareMemory();  // stops the zeroing thread; every spare's memory goes back
   SpareMemory(const SpareMemory&) = delete;

@@ -39,7 +39,8 @@ struct Hello {
 struct AllocArena {
   static constexpr MessageType kType = MessageType::kAllocArena;
   uint64_t min_size = 0;
-  uint8_t dedicated = 0;  // one allocation's arena, sized for it
+  uint8_t dedicated = 0;  // alloc::ArenaUse: 1, 2 one allocation's arena, sized for it
+                          // (2: overwritten wholly by the client, so it may be unzeroed)
   uint32_t home_node = 0;  // in that node's memory (a loan over the fabric); 0: this node's
   template <typename Self, typename Io>
   static Status Fields(Self& m, Io& io) {
