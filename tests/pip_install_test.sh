@@ -10,8 +10,11 @@ repo=$(cd "$1" && pwd)
 work=$(mktemp -d /tmp/csm-pip-XXXXXX)
 node=""
 cleanup() {
+  status=$?
+  if [ "$status" != 0 ] && [ -f "$work/node.log" ]; then echo "== the node's log"; cat "$work/node.log"; fi
   [ -z "$node" ] || kill "$node" 2>/dev/null || true
   rm -rf "$work"
+  exit "$status"
 }
 trap cleanup EXIT
 

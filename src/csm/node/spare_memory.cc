@@ -14,25 +14,29 @@
 namespace csm::node {
 namespace {
 
+enum class Zeroing { kDone, kFailed, kStopped };
+
 // Writes zeros over every range of `fd` that holds pages (holes already read as zeros),
-// keeping the pages. false if the kernel refused.
-bool ZeroPages(int fd, uint64_t size) {
+// keeping the pages, 1 MiB at a time; stops between two pieces once keep_going() is false.
+template <typename KeepGoing>
+Zeroing ZeroPages(int fd, uint64_t size, KeepGoing&& keep_going) {
   static const std::vector<char> zeros(1 << 20, 0);
   off_t at = 0;
   while (static_cast<uint64_t>(at) < size) {
     off_t data = ::lseek(fd, at, SEEK_DATA);
-    if (data < 0) return errno == ENXIO;  // no pages past `at`
+    if (data < 0) return errno == ENXIO ? Zeroing::kDone : Zeroing::kFailed;  // ENXIO: no pages past `at`
     off_t hole = ::lseek(fd, data, SEEK_HOLE);
-    if (hole < 0) return false;
+    if (hole < 0) return Zeroing::kFailed;
     for (off_t o = data; o < hole;) {
+      if (!keep_going()) return Zeroing::kStopped;
       size_t n = std::min<uint64_t>(zeros.size(), static_cast<uint64_t>(hole - o));
       ssize_t w = ::pwrite(fd, zeros.data(), n, o);
-      if (w <= 0) return false;
+      if (w <= 0) return Zeroing::kFailed;
       o += w;
     }
     at = hole;
   }
-  return true;
+  return Zeroing::kDone;
 }
 
 }  // namespace
@@ -77,16 +81,28 @@ SpareMemory::Memory SpareMemory::TakeZeroed(uint64_t size) { return Take(size, t
 SpareMemory::Memory SpareMemory::TakeAny(uint64_t size) { return Take(size, false); }
 
 SpareMemory::Memory SpareMemory::Take(uint64_t size, bool zeroed_only) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   ExpireLocked();
-  auto best = spares_.end();
+  auto best = spares_.end(), zeroing = spares_.end();
   for (auto it = spares_.begin(); it != spares_.end(); ++it) {
-    if (it->size != size || it->state == State::kZeroing) continue;
+    if (it->size != size) continue;
+    if (it->state == State::kZeroing) {
+      zeroing = it;
+      continue;
+    }
     if (it->state == State::kZeroed) {
       best = it;
       break;
     }
     if (!zeroed_only && best == spares_.end()) best = it;
+  }
+  if (best == spares_.end() && !zeroed_only && zeroing != spares_.end()) {
+    // One being zeroed: the zeroing thread stops after the piece it is writing (1 MiB),
+    // and this taker takes it as it is. Bounded: if that thread gets no core soon, the
+    // spare stays its.
+    zeroing->wanted = true;
+    if (taken_cv_.wait_for(lock, kStopWait, [&] { return zeroing->state != State::kZeroing; })) best = zeroing;
+    zeroing->wanted = false;
   }
   if (best == spares_.end()) return {};
   Memory taken = std::move(best->memory);
@@ -98,9 +114,12 @@ SpareMemory::Memory SpareMemory::Take(uint64_t size, bool zeroed_only) {
 
 SpareMemory::Stats SpareMemory::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  uint64_t zeroed = 0;
-  for (const Spare& s : spares_) zeroed += s.state == State::kZeroed ? s.size : 0;
-  return {bytes_, zeroed, reuses_};
+  uint64_t zeroed = 0, zeroing = 0;
+  for (const Spare& s : spares_) {
+    zeroed += s.state == State::kZeroed ? s.size : 0;
+    zeroing += s.state == State::kZeroing ? s.size : 0;
+  }
+  return {bytes_, zeroed, zeroing, reuses_};
 }
 
 void SpareMemory::ExpireLocked() {
@@ -126,7 +145,7 @@ void SpareMemory::ZeroLoop() {
     auto wake = now + std::chrono::seconds(1);
     auto dirty = spares_.end();
     for (auto it = spares_.begin(); it != spares_.end() && dirty == spares_.end(); ++it) {
-      if (it->state != State::kDirty) continue;
+      if (it->state != State::kDirty || it->wanted) continue;
       if (now - it->kept >= kZeroAfter) dirty = it;
       wake = std::min(wake, it->kept + kZeroAfter);
     }
@@ -138,12 +157,19 @@ void SpareMemory::ZeroLoop() {
     dirty->state = State::kZeroing;
     lock.unlock();
     const int64_t t0 = os::MonotonicNanos();
-    bool ok = ZeroPages(dirty->memory.fd.get(), dirty->size);
-    CSM_LOG_DEBUG("spare memory: zeroed %s in %.1f ms%s", FormatSize(dirty->size).c_str(),
-                  (os::MonotonicNanos() - t0) / 1e6, ok ? "" : " (failed: dropped)");
+    const Zeroing z = ZeroPages(dirty->memory.fd.get(), dirty->size, [&] {
+      std::lock_guard<std::mutex> check(mu_);
+      return !dirty->wanted && !stop_;
+    });
+    CSM_LOG_DEBUG("spare memory: zeroing %s took %.1f ms%s", FormatSize(dirty->size).c_str(),
+                  (os::MonotonicNanos() - t0) / 1e6,
+                  z == Zeroing::kFailed ? " (failed: dropped)" : z == Zeroing::kStopped ? " (stopped: taken)" : "");
     lock.lock();
-    if (ok) {
+    if (z == Zeroing::kDone) {
       dirty->state = State::kZeroed;
+    } else if (z == Zeroing::kStopped) {
+      dirty->state = State::kDirty;  // the taker waiting for it takes it as it is
+      taken_cv_.notify_all();
     } else {
       bytes_ -= dirty->size;
       spares_.erase(dirty);

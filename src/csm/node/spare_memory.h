@@ -59,12 +59,15 @@ class SpareMemory {
             os::UniquePath path = {});
   // A spare of exactly `size` bytes that reads as zeros, or an invalid one if none.
   Memory TakeZeroed(uint64_t size);
-  // A spare of exactly `size` bytes, zeroed or not, or an invalid one if none.
+  // A spare of exactly `size` bytes, zeroed or not, or an invalid one if none. One the
+  // zeroing thread is zeroing is taken too: the thread stops after its current 1 MiB
+  // (this waits up to kStopWait for it).
   Memory TakeAny(uint64_t size);
 
   struct Stats {
     uint64_t bytes = 0;         // kept now
     uint64_t zeroed_bytes = 0;  // of which zeroed already
+    uint64_t zeroing_bytes = 0;  // of which being zeroed now
     uint64_t reuses = 0;        // arenas that took a spare
   };
   Stats stats() const;
@@ -76,7 +79,10 @@ class SpareMemory {
     Memory memory;
     std::chrono::steady_clock::time_point kept;
     State state;
+    bool wanted = false;  // a taker waits for its zeroing to stop
   };
+  // How long a taker that takes any spare waits for a zeroing in progress to stop.
+  static constexpr std::chrono::milliseconds kStopWait{20};
   Memory Take(uint64_t size, bool zeroed_only);
   void ExpireLocked();  // gives back spares kept too long; also on every Keep and Take,
                         // since the zeroing thread may wait long for an idle core
@@ -86,6 +92,7 @@ class SpareMemory {
   const std::chrono::milliseconds keep_for_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::condition_variable taken_cv_;  // a zeroing stopped for a taker
   std::list<Spare> spares_;  // guarded by mu_; oldest first
   uint64_t bytes_ = 0, reuses_ = 0;
   bool stop_ = false;

@@ -89,6 +89,16 @@ TEST(SpareMemoryTest, NoMoreThanTheBudgetIsKeptAndTheOldestGoFirst) {
   EXPECT_EQ(spares.stats().bytes, 0u);
 }
 
+// An arena overwritten wholly does not wait for a zeroing in progress, nor gets fresh
+// memory because of it: the zeroing thread stops and the spare is taken as it is.
+TEST(SpareMemoryTest, ASpareBeingZeroedIsTakenByAnArenaThatOverwritesIt) {
+  SpareMemory spares(1024 * kMiB, 10s);
+  spares.Keep(Written(512 * kMiB, 512 * kMiB), 512 * kMiB);
+  ASSERT_TRUE(testing::Eventually([&] { return spares.stats().zeroing_bytes != 0; }, 5000));
+  EXPECT_TRUE(spares.TakeAny(512 * kMiB).valid());
+  EXPECT_EQ(spares.stats().bytes, 0u);
+}
+
 TEST(SpareMemoryTest, SparesKeptTooLongGoBack) {
   SpareMemory spares(64 * kMiB, 100ms);
   spares.Keep(Written(2 * kMiB, kMiB), 2 * kMiB);
