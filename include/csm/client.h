@@ -49,7 +49,7 @@ struct ObjectInfo {
   uint64_t header;     // address of the object's header
   uint64_t root;       // address of the root value
   uint64_t size;       // bytes of all its extents
-  uint64_t checksum;   // XXH3-64 of its extents (0 if committed with DeferChecksum)
+  uint64_t checksum;   // the block checksum of its extents (0 if committed with DeferChecksum)
   int64_t commit_time_ns;
   // A reader on this node ran Arrow's full validation on it (an Arrow table's descriptor
   // object; docs/arrow.md): later readers here check only its structure.
