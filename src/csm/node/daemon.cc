@@ -231,8 +231,11 @@ Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated, uint6
                               : overwritten ? spare_.TakeAny(size)
                                             : spare_.TakeZeroed(size);
   if (spare.valid() && overwritten != 0) {
+    // Whole pages past the allocation only: punching the page it ends in would make the
+    // client fault that page in fresh. What is left of that page (under 4 KiB) is in no
+    // object's data; at commit the pages no object touches are punched as always.
     const uint64_t page = os::PageSize();
-    const uint64_t from = std::min(size, overwritten / page * page);  // the client rewrites that page's start
+    const uint64_t from = std::min(size, (overwritten + page - 1) / page * page);
     if (Status s = os::PunchHole(spare.fd.get(), from, size - from); !s.ok()) spare = SpareMemory::Memory{};
   }
   // A node keeping its state in files builds only in its named files: a spare becomes
