@@ -72,7 +72,7 @@ void SpareMemory::Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::Share
     if (bytes_ + size > budget_) return;
     bytes_ += size;
     spares_.push_back({size, {std::move(fd), std::move(view), std::move(path)}, std::chrono::steady_clock::now(),
-                       State::kDirty});
+                       State::kDirty, false, ++last_id_});
   }
   cv_.notify_all();
 }
@@ -100,9 +100,20 @@ SpareMemory::Memory SpareMemory::Take(uint64_t size, bool zeroed_only) {
     // One being zeroed: the zeroing thread stops after the piece it is writing (1 MiB),
     // and this taker takes it as it is. Bounded: if that thread gets no core soon, the
     // spare stays its.
+    // Found again by id after the wait: another taker may have taken it meanwhile.
+    const uint64_t id = zeroing->id;
+    auto find = [&] {
+      return std::find_if(spares_.begin(), spares_.end(), [id](const Spare& s) { return s.id == id; });
+    };
     zeroing->wanted = true;
-    if (taken_cv_.wait_for(lock, kStopWait, [&] { return zeroing->state != State::kZeroing; })) best = zeroing;
-    zeroing->wanted = false;
+    taken_cv_.wait_for(lock, kStopWait, [&] {
+      auto it = find();
+      return it == spares_.end() || it->state != State::kZeroing;
+    });
+    if (auto it = find(); it != spares_.end()) {
+      it->wanted = false;
+      if (it->state != State::kZeroing) best = it;
+    }
   }
   if (best == spares_.end()) return {};
   Memory taken = std::move(best->memory);

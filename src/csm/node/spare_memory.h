@@ -80,6 +80,7 @@ class SpareMemory {
     std::chrono::steady_clock::time_point kept;
     State state;
     bool wanted = false;  // a taker waits for its zeroing to stop
+    uint64_t id = 0;      // for a taker to find it again after waiting
   };
   // How long a taker that takes any spare waits for a zeroing in progress to stop.
   static constexpr std::chrono::milliseconds kStopWait{20};
@@ -94,7 +95,7 @@ class SpareMemory {
   std::condition_variable cv_;
   std::condition_variable taken_cv_;  // a zeroing stopped for a taker
   std::list<Spare> spares_;  // guarded by mu_; oldest first
-  uint64_t bytes_ = 0, reuses_ = 0;
+  uint64_t bytes_ = 0, reuses_ = 0, last_id_ = 0;
   bool stop_ = false;
   std::thread zeroer_;
 };

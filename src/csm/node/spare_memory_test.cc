@@ -99,6 +99,21 @@ TEST(SpareMemoryTest, ASpareBeingZeroedIsTakenByAnArenaThatOverwritesIt) {
   EXPECT_EQ(spares.stats().bytes, 0u);
 }
 
+// Two such arenas asking at once for the one spare being zeroed: one gets it.
+TEST(SpareMemoryTest, TwoTakersOfOneSpareBeingZeroedGetItOnce) {
+  SpareMemory spares(1024 * kMiB, 10s);
+  spares.Keep(Written(512 * kMiB, 512 * kMiB), 512 * kMiB);
+  ASSERT_TRUE(testing::Eventually([&] { return spares.stats().zeroing_bytes != 0; }, 5000));
+  std::atomic<int> got{0};
+  std::vector<std::thread> takers;
+  for (int i = 0; i < 2; ++i) {
+    takers.emplace_back([&] { got += spares.TakeAny(512 * kMiB).valid() ? 1 : 0; });
+  }
+  for (auto& t : takers) t.join();
+  EXPECT_EQ(got.load(), 1);
+  EXPECT_EQ(spares.stats().bytes, 0u);
+}
+
 TEST(SpareMemoryTest, SparesKeptTooLongGoBack) {
   SpareMemory spares(64 * kMiB, 100ms);
   spares.Keep(Written(2 * kMiB, kMiB), 2 * kMiB);
