@@ -1,11 +1,15 @@
 #include "csm/node/spare_memory.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <unistd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <algorithm>
-#include <vector>
 
 #include "csm/base/log.h"
 #include "csm/config.h"
@@ -14,29 +18,22 @@
 namespace csm::node {
 namespace {
 
-enum class Zeroing { kDone, kFailed, kStopped };
+constexpr size_t kWindow = 32 << 20;  // the zeroing thread maps this much at a time
+constexpr size_t kPiece = 1 << 20;    // and checks whether to stop after each piece
 
-// Writes zeros over every range of `fd` that holds pages (holes already read as zeros),
-// keeping the pages, 1 MiB at a time; stops between two pieces once keep_going() is false.
-template <typename KeepGoing>
-Zeroing ZeroPages(int fd, uint64_t size, KeepGoing&& keep_going) {
-  static const std::vector<char> zeros(1 << 20, 0);
-  off_t at = 0;
-  while (static_cast<uint64_t>(at) < size) {
-    off_t data = ::lseek(fd, at, SEEK_DATA);
-    if (data < 0) return errno == ENXIO ? Zeroing::kDone : Zeroing::kFailed;  // ENXIO: no pages past `at`
-    off_t hole = ::lseek(fd, data, SEEK_HOLE);
-    if (hole < 0) return Zeroing::kFailed;
-    for (off_t o = data; o < hole;) {
-      if (!keep_going()) return Zeroing::kStopped;
-      size_t n = std::min<uint64_t>(zeros.size(), static_cast<uint64_t>(hole - o));
-      ssize_t w = ::pwrite(fd, zeros.data(), n, o);
-      if (w <= 0) return Zeroing::kFailed;
-      o += w;
-    }
-    at = hole;
-  }
-  return Zeroing::kDone;
+// Writes zeros over [p, p+n) with stores that bypass the cache (the thread zeroes memory
+// nobody reads now; it should not evict what others do read). Not instrumented by TSan:
+// a taker may map other memory under these stores on purpose (SpareMemory::Window).
+__attribute__((no_sanitize("thread"))) void ZeroBytes(char* p, size_t n) {
+#if defined(__SSE2__)
+  const __m128i zero = _mm_setzero_si128();
+  for (size_t i = 0; i < n; i += 16) _mm_stream_si128(reinterpret_cast<__m128i*>(p + i), zero);
+  _mm_sfence();  // ordered before whatever the thread publishes next
+#else
+  volatile uint64_t* w = reinterpret_cast<volatile uint64_t*>(p);
+  for (size_t i = 0; i < n / 8; ++i) w[i] = 0;
+  std::atomic_thread_fence(std::memory_order_release);
+#endif
 }
 
 }  // namespace
@@ -48,6 +45,7 @@ SpareMemory::~SpareMemory() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    stop_zeroing_.store(true, std::memory_order_release);
   }
   cv_.notify_all();
   zeroer_.join();
@@ -72,7 +70,7 @@ void SpareMemory::Keep(os::UniqueFd fd, uint64_t size, std::shared_ptr<os::Share
     if (bytes_ + size > budget_) return;
     bytes_ += size;
     spares_.push_back({size, {std::move(fd), std::move(view), std::move(path)}, std::chrono::steady_clock::now(),
-                       State::kDirty, false, ++last_id_});
+                       State::kDirty, ++last_id_});
   }
   cv_.notify_all();
 }
@@ -81,7 +79,7 @@ SpareMemory::Memory SpareMemory::TakeZeroed(uint64_t size) { return Take(size, t
 SpareMemory::Memory SpareMemory::TakeAny(uint64_t size) { return Take(size, false); }
 
 SpareMemory::Memory SpareMemory::Take(uint64_t size, bool zeroed_only) {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ExpireLocked();
   auto best = spares_.end(), zeroing = spares_.end();
   for (auto it = spares_.begin(); it != spares_.end(); ++it) {
@@ -97,23 +95,15 @@ SpareMemory::Memory SpareMemory::Take(uint64_t size, bool zeroed_only) {
     if (!zeroed_only && best == spares_.end()) best = it;
   }
   if (best == spares_.end() && !zeroed_only && zeroing != spares_.end()) {
-    // One being zeroed: the zeroing thread stops after the piece it is writing (1 MiB),
-    // and this taker takes it as it is. Bounded: if that thread gets no core soon, the
-    // spare stays its.
-    // Found again by id after the wait: another taker may have taken it meanwhile.
-    const uint64_t id = zeroing->id;
-    auto find = [&] {
-      return std::find_if(spares_.begin(), spares_.end(), [id](const Spare& s) { return s.id == id; });
-    };
-    zeroing->wanted = true;
-    taken_cv_.wait_for(lock, kStopWait, [&] {
-      auto it = find();
-      return it == spares_.end() || it->state != State::kZeroing;
-    });
-    if (auto it = find(); it != spares_.end()) {
-      it->wanted = false;
-      if (it->state != State::kZeroing) best = it;
+    // Taken from under the zeroing thread: its window becomes anonymous memory first, so
+    // none of its stores (even one under way) reaches the spare once this returns.
+    if (window_.addr != nullptr &&
+        ::mmap(window_.addr, window_.size, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED) {
+      return {};  // out of memory for the swap: the spare stays the thread's
     }
+    stop_zeroing_.store(true, std::memory_order_release);
+    best = zeroing;
   }
   if (best == spares_.end()) return {};
   Memory taken = std::move(best->memory);
@@ -145,6 +135,38 @@ void SpareMemory::ExpireLocked() {
   }
 }
 
+SpareMemory::Zeroing SpareMemory::ZeroSpare(int fd, uint64_t size) {
+  off_t at = 0;
+  while (static_cast<uint64_t>(at) < size) {
+    off_t data = ::lseek(fd, at, SEEK_DATA);
+    if (data < 0) return errno == ENXIO ? Zeroing::kDone : Zeroing::kFailed;  // ENXIO: no pages past `at`
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) return Zeroing::kFailed;
+    for (off_t o = data; o < hole;) {
+      const size_t n = std::min<uint64_t>(kWindow, static_cast<uint64_t>(hole - o));
+      void* w = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, o);
+      if (w == MAP_FAILED) return Zeroing::kFailed;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (KeepZeroing()) window_ = {w, n};
+      }
+      for (size_t p = 0; p < n && KeepZeroing(); p += kPiece) {
+        if (before_piece_) before_piece_();
+        ZeroBytes(static_cast<char*>(w) + p, std::min(kPiece, n - p));
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        window_ = {};
+      }
+      ::munmap(w, n);
+      if (!KeepZeroing()) return Zeroing::kStopped;
+      o += static_cast<off_t>(n);
+    }
+    at = hole;
+  }
+  return Zeroing::kDone;
+}
+
 void SpareMemory::ZeroLoop() {
   // Zeroing is background work: it runs only on a core nothing else wants.
   sched_param idle{};
@@ -156,7 +178,7 @@ void SpareMemory::ZeroLoop() {
     auto wake = now + std::chrono::seconds(1);
     auto dirty = spares_.end();
     for (auto it = spares_.begin(); it != spares_.end() && dirty == spares_.end(); ++it) {
-      if (it->state != State::kDirty || it->wanted) continue;
+      if (it->state != State::kDirty) continue;
       if (now - it->kept >= kZeroAfter) dirty = it;
       wake = std::min(wake, it->kept + kZeroAfter);
     }
@@ -164,26 +186,34 @@ void SpareMemory::ZeroLoop() {
       cv_.wait_until(lock, wake);
       continue;
     }
-    // Zeroed outside the lock; takers skip it meanwhile, and list nodes stay put.
-    dirty->state = State::kZeroing;
-    lock.unlock();
-    const int64_t t0 = os::MonotonicNanos();
-    const Zeroing z = ZeroPages(dirty->memory.fd.get(), dirty->size, [&] {
-      std::lock_guard<std::mutex> check(mu_);
-      return !dirty->wanted && !stop_;
-    });
-    CSM_LOG_DEBUG("spare memory: zeroing %s took %.1f ms%s", FormatSize(dirty->size).c_str(),
-                  (os::MonotonicNanos() - t0) / 1e6,
-                  z == Zeroing::kFailed ? " (failed: dropped)" : z == Zeroing::kStopped ? " (stopped: taken)" : "");
-    lock.lock();
-    if (z == Zeroing::kDone) {
-      dirty->state = State::kZeroed;
-    } else if (z == Zeroing::kStopped) {
-      dirty->state = State::kDirty;  // the taker waiting for it takes it as it is
-      taken_cv_.notify_all();
-    } else {
+    // Zeroed outside the lock through a descriptor of the thread's own: a taker may take
+    // the spare (and close its memfd) meanwhile. Found again by id afterwards.
+    const uint64_t id = dirty->id, size = dirty->size;
+    os::UniqueFd fd(::fcntl(dirty->memory.fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd.valid()) {
       bytes_ -= dirty->size;
       spares_.erase(dirty);
+      continue;
+    }
+    dirty->state = State::kZeroing;
+    stop_zeroing_.store(stop_, std::memory_order_release);
+    lock.unlock();
+    const int64_t t0 = os::MonotonicNanos();
+    const Zeroing z = ZeroSpare(fd.get(), size);
+    CSM_LOG_DEBUG("spare memory: zeroing %s took %.1f ms%s", FormatSize(size).c_str(),
+                  (os::MonotonicNanos() - t0) / 1e6,
+                  z == Zeroing::kFailed ? " (failed: dropped)" : z == Zeroing::kStopped ? " (stopped)" : "");
+    fd.Reset();
+    lock.lock();
+    auto it = std::find_if(spares_.begin(), spares_.end(), [id](const Spare& s) { return s.id == id; });
+    if (it == spares_.end()) continue;  // taken meanwhile
+    if (z == Zeroing::kDone) {
+      it->state = State::kZeroed;
+    } else if (z == Zeroing::kStopped) {
+      it->state = State::kDirty;  // csmd is stopping
+    } else {
+      bytes_ -= it->size;
+      spares_.erase(it);
     }
   }
   spares_.clear();

@@ -8,20 +8,23 @@
 //
 // A background thread (SCHED_IDLE: only on an otherwise idle core) zeroes every kept
 // memfd (only the ranges holding pages) kZeroAfter after it was kept, so a reused local
-// arena reads as zeros like a new memfd. Until then it can be taken as it is by an arena
-// that is overwritten wholly: a replica (it clears what its fetch does not overwrite) and
-// a builder's arena for one allocation it writes wholly (Builder::ExpectOverwrite; csmd
-// clears the rest): a producer that deletes and puts again at once reuses the memory
-// instead of clearing fresh pages (or having the VM's host fault them in: seconds per GiB).
+// arena reads as zeros like a new memfd. Until it is zeroed (even while it is being
+// zeroed) it can be taken as it is by an arena that is overwritten wholly: a replica (it
+// clears what its fetch does not overwrite) and a builder's arena for one allocation it
+// writes wholly (Builder::ExpectOverwrite; csmd clears the rest): a producer that
+// deletes and puts again at once reuses the memory instead of clearing fresh pages (or
+// having the VM's host fault them in: seconds per GiB).
 // A spare keeps csmd's own view of it (os::SharedView) if it had one: the next copy
 // fetched into it then writes through page tables that already exist.
 // Bounded: at most `budget` bytes in all (the oldest go first to make room), each kept
 // at most `keep_for`; spares are not charged to the node's capacity.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -60,8 +63,8 @@ class SpareMemory {
   // A spare of exactly `size` bytes that reads as zeros, or an invalid one if none.
   Memory TakeZeroed(uint64_t size);
   // A spare of exactly `size` bytes, zeroed or not, or an invalid one if none. One the
-  // zeroing thread is zeroing is taken too: the thread stops after its current 1 MiB
-  // (this waits up to kStopWait for it).
+  // zeroing thread is zeroing is taken too, at once: the thread's window onto it is
+  // replaced under it (see Window), so none of its later writes reach the memory.
   Memory TakeAny(uint64_t size);
 
   struct Stats {
@@ -72,6 +75,10 @@ class SpareMemory {
   };
   Stats stats() const;
 
+  // Runs on the zeroing thread right before it writes each piece (after its last check
+  // whether to stop): a test holds it there to take the spare under it.
+  void SetBeforePieceForTesting(std::function<void()> hook) { before_piece_ = std::move(hook); }
+
  private:
   enum class State { kDirty, kZeroing, kZeroed };
   struct Spare {
@@ -79,12 +86,24 @@ class SpareMemory {
     Memory memory;
     std::chrono::steady_clock::time_point kept;
     State state;
-    bool wanted = false;  // a taker waits for its zeroing to stop
-    uint64_t id = 0;      // for a taker to find it again after waiting
+    uint64_t id = 0;  // for the zeroing thread to find it again
   };
-  // How long a taker that takes any spare waits for a zeroing in progress to stop.
-  static constexpr std::chrono::milliseconds kStopWait{20};
+  // The zeroing thread writes zeros through a mapping of its own (a window of the spare
+  // being zeroed), not with pwrite: a write system call in flight cannot be called back,
+  // and at SCHED_IDLE the thread may sit in one for seconds while the machine is busy.
+  // A taker that takes that spare maps anonymous memory over the window (MAP_FIXED):
+  // from then on the thread writes into that, whatever it was doing, and stops at its
+  // next check of `stop_zeroing_`.
+  struct Window {
+    void* addr = nullptr;
+    size_t size = 0;
+  };
+  enum class Zeroing { kDone, kFailed, kStopped };
   Memory Take(uint64_t size, bool zeroed_only);
+  // Zeroes the ranges of `fd` that hold pages, a window at a time.
+  Zeroing ZeroSpare(int fd, uint64_t size);
+  // Whether the zeroing thread may go on (no taker took its spare, csmd is not stopping).
+  bool KeepZeroing() const { return !stop_zeroing_.load(std::memory_order_acquire); }
   void ExpireLocked();  // gives back spares kept too long; also on every Keep and Take,
                         // since the zeroing thread may wait long for an idle core
   void ZeroLoop();      // the thread: zeroes dirty spares, gives back expired ones
@@ -93,10 +112,12 @@ class SpareMemory {
   const std::chrono::milliseconds keep_for_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::condition_variable taken_cv_;  // a zeroing stopped for a taker
   std::list<Spare> spares_;  // guarded by mu_; oldest first
   uint64_t bytes_ = 0, reuses_ = 0, last_id_ = 0;
   bool stop_ = false;
+  Window window_;  // guarded by mu_: the zeroing thread's window, if it has one
+  std::atomic<bool> stop_zeroing_{false};  // set under mu_, read between pieces
+  std::function<void()> before_piece_;     // set before anything is kept
   std::thread zeroer_;
 };
 

@@ -24,8 +24,11 @@ constexpr uint64_t kMiB = 1 << 20;
 os::UniqueFd Written(uint64_t size, uint64_t written) {
   auto fd = os::CreateMemfd("spare-test", size);
   EXPECT_TRUE(fd.ok());
-  std::vector<char> ones(written, 1);
-  EXPECT_EQ(::pwrite(fd->get(), ones.data(), ones.size(), 0), static_cast<ssize_t>(written));
+  const std::vector<char> ones(std::min<uint64_t>(written, kMiB), 1);
+  for (uint64_t at = 0; at < written; at += ones.size()) {
+    const size_t n = std::min<uint64_t>(ones.size(), written - at);
+    EXPECT_EQ(::pwrite(fd->get(), ones.data(), n, static_cast<off_t>(at)), static_cast<ssize_t>(n));
+  }
   return std::move(*fd);
 }
 
@@ -89,14 +92,40 @@ TEST(SpareMemoryTest, NoMoreThanTheBudgetIsKeptAndTheOldestGoFirst) {
   EXPECT_EQ(spares.stats().bytes, 0u);
 }
 
-// An arena overwritten wholly does not wait for a zeroing in progress, nor gets fresh
-// memory because of it: the zeroing thread stops and the spare is taken as it is.
+// An arena overwritten wholly takes a spare being zeroed at once (it neither waits for
+// the zeroing thread, which may get no core for seconds on a busy machine, nor gets fresh
+// memory), and nothing the thread was doing reaches the memory once it is taken.
 TEST(SpareMemoryTest, ASpareBeingZeroedIsTakenByAnArenaThatOverwritesIt) {
+  constexpr uint64_t kSize = 64 * kMiB;
   SpareMemory spares(1024 * kMiB, 10s);
-  spares.Keep(Written(512 * kMiB, 512 * kMiB), 512 * kMiB);
-  ASSERT_TRUE(testing::Eventually([&] { return spares.stats().zeroing_bytes != 0; }, 5000));
-  EXPECT_TRUE(spares.TakeAny(512 * kMiB).valid());
+  // The zeroing thread is held right before it writes a piece, as a busy machine may
+  // hold it for seconds; the spare is taken and written meanwhile.
+  std::atomic<int> held{0};  // 1: the thread is held, 2: let go
+  spares.SetBeforePieceForTesting([&] {
+    int expected = 0;
+    if (!held.compare_exchange_strong(expected, 1)) return;
+    held.notify_all();
+    while (held.load() == 1) held.wait(1);
+  });
+  spares.Keep(Written(kSize, kSize), kSize);
+  held.wait(0);
+  EXPECT_NE(spares.stats().zeroing_bytes, 0u);
+  SpareMemory::Memory taken = spares.TakeAny(kSize);
+  ASSERT_TRUE(taken.valid());
   EXPECT_EQ(spares.stats().bytes, 0u);
+  void* p = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, taken.fd.get(), 0);
+  ASSERT_NE(p, MAP_FAILED);
+  auto* bytes = static_cast<volatile char*>(p);
+  for (uint64_t at = 0; at < kSize; at += 4096) bytes[at] = 7;  // as a builder would
+  held = 2;
+  held.notify_all();
+  // The zeroing thread has left it once it has zeroed a spare kept after it.
+  spares.Keep(Written(kMiB, kMiB), kMiB);
+  ASSERT_TRUE(testing::Eventually([&] { return spares.stats().zeroed_bytes == kMiB; }, 20000));
+  uint64_t lost = 0;
+  for (uint64_t at = 0; at < kSize; at += 4096) lost += bytes[at] != 7;
+  EXPECT_EQ(lost, 0u) << "pages the zeroing thread wrote after the spare was taken";
+  ::munmap(p, kSize);
 }
 
 // Two such arenas asking at once for the one spare being zeroed: one gets it.
