@@ -44,6 +44,15 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--spare-memory-ms", f->spare_memory_ms,
                   "keep a destroyed arena's memory this long for the next arena of its size (0: never)")
       ->check(CLI::Range(0, 600000));
+  app->add_option("--spill-dir", f->spill_dir,
+                  "write objects no process pins here when memory passes --spill-high, and bring them back "
+                  "on a Get (docs/operations.md, \"Spilling\")");
+  app->add_option("--spill-high", f->spill_high, "spill once memory in use passes this percent of capacity")
+      ->check(CLI::Range(1, 100));
+  app->add_option("--spill-low", f->spill_low, "and spill until it is under this percent")->check(CLI::Range(1, 100));
+  app->add_option("--spill-wait-ms", f->spill_wait_ms,
+                  "how long a builder whose memory does not fit waits for spilling before CapacityExceeded")
+      ->check(CLI::Range(0, 3600000));
   app->add_option("--huge-pages", f->huge_pages,
                   "on: builders' arenas ask for 2 MiB pages where the host allows them; off: 4 KiB")
       ->check(CLI::IsMember({"on", "off"}));
@@ -123,6 +132,10 @@ int RunNode(const NodeFlags& f) {
   options.cluster.dead_after_ms = f.dead_after_ms;
   if (s.ok()) s = set(f.copy_ahead_below, &options.cluster.copy_ahead_below);
   options.spare_memory_ms = f.spare_memory_ms;
+  options.spill_dir = f.spill_dir;
+  options.spill_high_percent = f.spill_high;
+  options.spill_low_percent = f.spill_low;
+  options.spill_wait_ms = f.spill_wait_ms;
   options.huge_pages = f.huge_pages == "on";
   options.shared_memory.path = f.shared_memory;
   if (s.ok()) s = set(f.shared_memory_offset, &options.shared_memory.offset);

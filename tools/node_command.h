@@ -26,6 +26,8 @@ struct NodeFlags {
   std::string state_dir;
   bool fresh = false;
   int reattach_grace_ms = 10000;
+  std::string spill_dir;
+  int spill_high = 90, spill_low = 70, spill_wait_ms = 30000;
 };
 
 void AddNodeFlags(CLI::App* app, NodeFlags* flags);

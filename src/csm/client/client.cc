@@ -67,6 +67,10 @@ Status ClientImpl::Pin(const directory::DirectoryTable::Found& found) {
     e.object_id.store(0, std::memory_order_release);
     return NotFound("deleted while being pinned");
   }
+  if ((now.flags & directory::kSlotSpilled) != 0) {  // csmd is spilling it: ask for it back
+    e.object_id.store(0, std::memory_order_release);
+    return NotFound("spilled while being pinned");
+  }
   free_pins_.pop_back();
   pinned_[id] = LocalPin{index, found.index, 1};
   return Status::OK();
@@ -130,8 +134,21 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
                             Hex(found->data.type_id) + ", not " + type_name() + " (type id " +
                             Hex(type_id) + "): Get it with the type it was built as");
       }
+      if ((found->data.flags & directory::kSlotSpilled) != 0) {
+        // In csmd's spill directory: it brings the bytes back to the same addresses.
+        constexpr int64_t kRestoreReplyMs = 10 * 60 * 1000;
+        const int64_t left_ms = (deadline - os::MonotonicNanos()) / 1000000;
+        const int wait_ms = static_cast<int>(timeout_ms > 0 ? std::clamp<int64_t>(left_ms, 1, kRestoreReplyMs) : kRestoreReplyMs);
+        Status restored = Resolve(key, wait_ms);
+        if (restored.IsTimeout()) {
+          return Timeout("object '" + std::string(key) + "' was not restored from the node's spill directory within " +
+                         std::to_string(wait_ms) + " ms (csmd goes on restoring it: a later Get may find it)");
+        }
+        if (!restored.ok() && !restored.IsNotFound()) return restored;
+        continue;  // restored (or deleted meanwhile): look again
+      }
       Status pinned = Pin(*found);
-      if (pinned.IsNotFound()) continue;  // deleted meanwhile: look again
+      if (pinned.IsNotFound()) continue;  // deleted or spilled meanwhile: look again
       CSM_RETURN_IF_ERROR(pinned);
       PinnedObject pin(shared_from_this(), InfoFromSlot(found->data));  // unpins on any error below
       CSM_TSAN_ACQUIRE(found->data.header);  // pairs with the producer's release at commit

@@ -27,6 +27,10 @@ inline constexpr uint8_t kSlotArrowValidated = 1;
 // On a tombstone: the deleted object's memory was reclaimed (its addresses may hold
 // other objects now): a restarted csmd does not take it back.
 inline constexpr uint8_t kSlotReclaimed = 2;
+// On a live slot: the object's bytes are in csmd's spill directory, not in memory. A
+// reader asks csmd to restore it (Resolve) before pinning it; csmd sets the flag before
+// it looks for pins, a reader re-reads the slot after pinning (as for a tombstone).
+inline constexpr uint8_t kSlotSpilled = 4;
 
 // Everything a reader needs to use an object: the local descriptor. Copied out of a slot
 // word by word under the slot's seqlock.

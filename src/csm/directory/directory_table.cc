@@ -199,4 +199,11 @@ void DirectoryTable::AddFlags(uint32_t index, uint8_t flags) {
   WriteSlot(index, d);
 }
 
+void DirectoryTable::ClearFlags(uint32_t index, uint8_t flags) {
+  SlotData d = ReadSlot(index);
+  if (d.state != static_cast<uint8_t>(SlotState::kLive) || (d.flags & flags) == 0) return;
+  d.flags &= static_cast<uint8_t>(~flags);
+  WriteSlot(index, d);
+}
+
 }  // namespace csm::directory

@@ -1,6 +1,6 @@
 // DirectoryTable: open-addressing hash table over the shared directory memory.
 //
-// Writer side (csmd only, one thread): Insert, MarkDeleted, AddFlags. Reader side (any process,
+// Writer side (csmd only, one thread): Insert, MarkDeleted, AddFlags, ClearFlags. Reader side (any process,
 // any thread, lock-free): Find, ReadSlot. Each slot is guarded by a seqlock; readers copy
 // the slot word by word with relaxed atomics and retry if the sequence moved, so they
 // never block the writer and never see a torn slot.
@@ -63,6 +63,8 @@ class DirectoryTable {
   void Recount();
   // Adds `flags` (kSlot* bits) to a live slot's.
   void AddFlags(uint32_t index, uint8_t flags);
+  // Takes `flags` off a live slot's.
+  void ClearFlags(uint32_t index, uint8_t flags);
 
  private:
   void WriteSlot(uint32_t index, const SlotData& data);

@@ -57,6 +57,9 @@ struct Arena {
   uint64_t owner = 0;  // client id; 0 once released or its process is gone
   bool dedicated = false;
   uint64_t charged = 0;  // bytes counted against capacity
+  // Of its committed objects' whole pages, those punched out because the object is
+  // spilled (not charged; PunchUncommitted leaves them out).
+  uint64_t spilled = 0;
   // Committed extents inside this arena: start → end. Objects never overlap.
   std::map<uint64_t, uint64_t> committed;
   uint32_t objects = 0;     // committed objects (live or deleted-but-pinned) touching it
@@ -78,6 +81,7 @@ class ArenaTable {
   void Remove(uint64_t id);
 
   Arena* Find(uint64_t id);
+  const Arena* Find(uint64_t id) const { return const_cast<ArenaTable*>(this)->Find(id); }
   Arena& at(uint64_t id) { return arenas_.at(id); }
   const Arena& at(uint64_t id) const { return arenas_.at(id); }
   // The arena holding address `addr`, or null.

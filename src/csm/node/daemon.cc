@@ -14,6 +14,15 @@ Status Daemon::Impl::Init() {
     CSM_ASSIGN_OR_RETURN(shm_, SharedMemory::Open(options_.shared_memory, config_.capacity));
     loans_ = LoanBook(shm_->lend_limit());
   }
+  if (!options_.spill_dir.empty()) {
+    if (options_.spill_low_percent < 1 || options_.spill_low_percent > options_.spill_high_percent ||
+        options_.spill_high_percent > 100) {
+      return InvalidArgument("spill watermarks must be 1 <= low <= high <= 100 (percent of capacity), not " +
+                             std::to_string(options_.spill_low_percent) + " and " +
+                             std::to_string(options_.spill_high_percent));
+    }
+    CSM_ASSIGN_OR_RETURN(spill_, SpillStore::Open(options_.spill_dir));
+  }
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);
   const uint32_t slots = directory::DirectorySlots(config_.max_objects);
@@ -23,6 +32,10 @@ Status Daemon::Impl::Init() {
     if (shm_ != nullptr) {
       return InvalidArgument("--state-dir cannot keep a node's objects on a shared-memory fabric "
                              "yet (its arenas lie in the fabric device): leave out one of the two");
+    }
+    if (!options_.spill_dir.empty()) {
+      return InvalidArgument("--spill-dir and --state-dir cannot be used together yet (a restarted csmd would "
+                             "not take spilled objects back): leave out one of the two");
     }
     CSM_ASSIGN_OR_RETURN(state_, NodeState::Open(options_.state_dir, options_.fresh));
     CSM_ASSIGN_OR_RETURN(dir_fd_, state_->OpenDirectory(dir_bytes, &recovering));
@@ -209,11 +222,12 @@ Status Daemon::Impl::HandleAllocArena(Session& c, WireReader& in) {
 Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated, uint64_t overwritten) {
   auto fail = [&](Status s) { return Sessions::SendStatus(c, MessageType::kArenaReply, s); };
   if (used_ + size > config_.capacity) {
+    if (WaitForRoom(c, size, dedicated, overwritten)) return Status::OK();  // answered once spilling made room
     return fail(CapacityExceeded(
         "node memory is full: capacity " + FormatSize(config_.capacity) + ", in use " +
         FormatSize(used_) + " (" + std::to_string(objects_.live()) + " objects, " +
         std::to_string(arenas_.size()) + " arenas), requested " + FormatSize(size) +
-        ": delete objects (csm rm) or start the node with a larger --capacity"));
+        ": delete objects (csm rm), start the node with a larger --capacity, or let it spill (--spill-dir)"));
   }
   auto addr = addresses_.Allocate(size);
   if (!addr.ok()) return fail(addr.status());
@@ -269,7 +283,9 @@ Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated, uint6
   peers_.AddArena(a.addr, a.size, a.fd.get(), a.fd_offset);
   WireWriter out = protocol::Encode(protocol::ArenaReply{Status::OK(), a.id, a.seq, a.addr, a.size, a.fd_offset,
                                                          static_cast<uint8_t>(options_.huge_pages && !device)});
-  return Sessions::Reply(c, out, {a.fd.get()});
+  Status replied = Sessions::Reply(c, out, {a.fd.get()});
+  MaybeSpill(0);  // past the high watermark now: older objects go to the spill directory
+  return replied;
 }
 
 Status Daemon::Impl::HandleSync(Session& c, WireReader& in) {
@@ -441,6 +457,7 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
     }
   }
   uint64_t id = o.id;
+  o.last_used_ns = os::MonotonicNanos();
   objects_.Insert(std::move(o));
   AnnounceChange();
   return id;
@@ -704,6 +721,13 @@ Status Daemon::Impl::HandleInfo(Session& c) {
   }
   n.directory_requests_waiting = directory_waits_;
   n.spare = spare_.stats();
+  if (spill_ != nullptr) {
+    uint64_t spilled = 0;
+    objects_.ForEachLive([&](const Object& o) { spilled += o.spill == Object::Spill::kSpilled ? 1 : 0; });
+    n.spill = {spill_->dir(), spilled, spilled_bytes_, spilling_bytes_, spills_, restores_, spill_losses_,
+               spill_->bytes_written(), spill_->bytes_read(), waiting_for_room_.size(),
+               options_.spill_high_percent, options_.spill_low_percent};
+  }
   n.huge_pages_setting = os::SharedHugePages();  // the host's setting, read now
   n.huge_pages_asked = options_.huge_pages;
   n.huge_pages_used = options_.huge_pages && os::SharedHugePagesAllowed(n.huge_pages_setting);

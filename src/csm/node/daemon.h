@@ -82,6 +82,16 @@ struct NodeOptions {
   // (claiming the arenas they build in, pinning again what they read) before it frees
   // what none claimed.
   int reattach_grace_ms = 10000;
+  // Spilling (docs/operations.md, "Spilling"): with a directory, objects no process pins
+  // are written there, least recently used first, once memory in use passes
+  // spill_high_percent of capacity, until it is under spill_low_percent; a Get brings a
+  // spilled object back to the same addresses. A builder whose arena does not fit waits
+  // up to spill_wait_ms for spilling to make room. Empty: no spilling (a full node says
+  // CapacityExceeded at once).
+  std::string spill_dir;
+  int spill_high_percent = 90;
+  int spill_low_percent = 70;
+  int spill_wait_ms = 30000;
 };
 
 class Daemon {

@@ -128,7 +128,11 @@ Status Daemon::Impl::HandleResolve(Session& c, WireReader& in) {
   const std::string& key = m.key;
   auto reply = [&](const Status& s) { return Sessions::SendStatus(c, MessageType::kStatusReply, s); };
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
-  if (objects_.IsLive(key)) return reply(Status::OK());
+  if (Object* o = objects_.Live(key)) {
+    if (o->spill == Object::Spill::kNone && o->spill_lost.ok()) return reply(Status::OK());
+    Restore(*o, {c.id, c.request_id});  // spilled: answered once its bytes are back
+    return Status::OK();
+  }
   if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
   if (fetcher_.Join(key, {c.id, c.request_id})) return Status::OK();  // one fetch per node
   StartFetch(key, {{c.id, c.request_id}}, cluster::Freshness::kCachedOk);

@@ -4,6 +4,7 @@
 //   daemon_reclaim.cc  pins, sweeping, reclaiming objects and arenas, processes gone
 //   daemon_cluster.cc  joining the cluster, segment leases, rejoining, the member list
 //   daemon_fetch.cc    remote gets: replica arenas, fetches, copying ahead, eviction
+//   daemon_spill.cc    spilling objects to the spill directory and restoring them
 // The components they use own their state and have their own tests: Sessions,
 // ArenaTable, ObjectTable, ReplicaFetcher, PeerServer, Membership, Admission,
 // SpareMemory, Introspection (docs/daemon.md).
@@ -59,6 +60,7 @@
 #include "csm/protocol/messages.h"
 #include "csm/protocol/protocol.h"
 #include "csm/node/spare_memory.h"
+#include "csm/node/spill_store.h"
 #include "csm/object/object_layout.h"
 #include "csm/os/memory.h"
 #include "csm/os/unix_socket.h"
@@ -198,6 +200,40 @@ class Daemon::Impl {
   // only its pins held is reclaimed.
   void OnSessionGone(Session& c);
   uint64_t PinCount(uint64_t object_id) const;
+
+  // ---- spilling (daemon_spill.cc; null spill_: no --spill-dir) ----
+  // Spills the least recently used objects that can be until memory in use (counting
+  // spills under way as done) plus `wanted` is under the low watermark, if it passed
+  // the high one.
+  void MaybeSpill(uint64_t wanted);
+  bool Spillable(const Object& o) const;      // own, unpinned arenas released, not spilled
+  uint64_t SpillablePages(const Object& o) const;  // bytes of whole pages spilling frees
+  std::vector<SpillStore::Piece> PiecesOf(const Object& o);  // its extents in its arenas' memfds
+  bool StartSpill(Object& o);  // false if a process pins it
+  void FinishSpill(uint64_t id, uint64_t generation, uint64_t pages, const Status& s);
+  // A reader's Resolve of a live object: answered once its bytes are in memory.
+  void Restore(Object& o, Waiter waiter);
+  void FinishRestore(uint64_t id, uint64_t generation, const Status& s);
+  void ForgetSpill(Object& o);  // reclaimed: its spill file goes
+  void PunchSpilled(Object& o);    // its whole pages out, uncharged
+  void UnpunchSpilled(Object& o);  // and charged again, for a restore
+  // An arena that does not fit: true if it waits for spilling (answered later).
+  bool WaitForRoom(Session& c, uint64_t size, bool dedicated, uint64_t overwritten);
+  void RetryWaitingArenas();
+  void ArmRoomTimer();
+  struct RoomWaiter {
+    uint64_t client_id, request_id, size;
+    bool dedicated;
+    uint64_t overwritten;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  std::unique_ptr<SpillStore> spill_;
+  uint64_t spilling_bytes_ = 0;  // pages that spills under way will free
+  uint64_t spilled_bytes_ = 0;   // pages of objects spilled now
+  uint64_t spills_ = 0, restores_ = 0, spill_losses_ = 0;
+  std::map<uint64_t, std::vector<Waiter>> restore_waiters_;  // by object id
+  std::deque<RoomWaiter> waiting_for_room_;
+  boost::asio::steady_timer room_timer_{io_};
 
   // ---- tasks from other threads (fetch workers, heartbeat) ----
   // Every hand-off between csmd's threads is boost::asio::post to an executor: the

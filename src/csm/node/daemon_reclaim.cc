@@ -20,7 +20,9 @@ void Daemon::Impl::Sweep() {
   const bool grace = std::chrono::steady_clock::now() < reattach_grace_until_;
   for (uint64_t id : waiting) {
     if (grace && id < incarnation_) continue;
-    if (!IsPinned(id)) Reclaim(objects_.at(id));
+    Object& o = objects_.at(id);
+    // One being restored is written into by the spill thread: reclaimed once it is done.
+    if (!IsPinned(id) && o.spill != Object::Spill::kReading) Reclaim(o);
   }
   if (!objects_.waiting().empty()) ArmSweep(std::chrono::milliseconds(kSweepIntervalMs));
 }
@@ -40,6 +42,7 @@ void Daemon::Impl::Reclaim(Object& o) {
   // Said in the directory before its memory can hold anything else: a restarted csmd
   // must not take the object back from addresses others now use.
   dir_->MarkReclaimed(o.slot, o.id);
+  if (spill_ != nullptr) ForgetSpill(o);
   for (const ObjectExtent& e : o.extents) {
     if (Arena* a = arenas_.At(e.addr)) a->committed.erase(e.addr);
   }
@@ -62,6 +65,7 @@ void Daemon::Impl::ReleaseArena(uint64_t arena_id) {
   a->owner = 0;
   MaybeDestroyArena(*a);  // may remove it
   if (Arena* kept = arenas_.Find(arena_id)) PunchUncommitted(*kept);
+  MaybeSpill(0);  // its objects may be spilled now
 }
 
 void Daemon::Impl::PunchUncommitted(Arena& a) {
@@ -79,7 +83,7 @@ void Daemon::Impl::PunchUncommitted(Arena& a) {
   if (a.addr + a.size > cursor) {
     (void)os::PunchHole(a.fd.get(), a.fd_offset + cursor - a.addr, a.addr + a.size - cursor);
   }
-  uint64_t charged = kept_pages * page;
+  uint64_t charged = kept_pages * page - std::min(kept_pages * page, a.spilled);  // spilled pages are out
   used_ -= a.charged - std::min(a.charged, charged);
   a.charged = std::min(a.charged, charged);
 }

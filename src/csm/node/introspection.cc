@@ -48,6 +48,21 @@ nlohmann::json InfoJson(const NodeFacts& n) {
   j["spare_memory_bytes"] = n.spare.bytes;                // destroyed arenas' memory kept for reuse
   j["spare_memory_zeroed_bytes"] = n.spare.zeroed_bytes;  // of which ready for local arenas
   j["spare_memory_reused"] = n.spare.reuses;              // arenas that reused it
+  if (!n.spill.dir.empty()) {
+    const auto& sp = n.spill;
+    j["spill"] = {{"dir", sp.dir},
+                  {"high_percent", sp.high_percent},
+                  {"low_percent", sp.low_percent},
+                  {"objects", sp.objects},
+                  {"bytes", sp.bytes},
+                  {"writing_bytes", sp.writing_bytes},
+                  {"spills", sp.spills},
+                  {"restores", sp.restores},
+                  {"lost", sp.lost},
+                  {"bytes_written", sp.bytes_written},
+                  {"bytes_read", sp.bytes_read},
+                  {"builders_waiting", sp.builders_waiting}};
+  }
   // Builders' arenas ask for 2 MiB pages (--huge-pages) and the host allows them.
   j["huge_pages"] = {{"setting", n.huge_pages_setting},
                      {"asked", n.huge_pages_asked},
@@ -81,6 +96,8 @@ nlohmann::json StatJson(const Object& o, uint32_t node_id, uint64_t pins) {
   j["producer_pid"] = o.producer_pid;
   j["commit_time_ns"] = o.commit_time_ns;
   j["pins"] = pins;
+  j["spilled"] = o.spill == Object::Spill::kSpilled || o.spill == Object::Spill::kReading;
+  if (!o.spill_lost.ok()) j["spill_lost"] = o.spill_lost.ToString();
   j["descriptor_bytes"] = sizeof(directory::DirectorySlot);
   j["extents"] = nlohmann::json::array();
   for (const auto& e : o.extents) j["extents"].push_back({{"addr", Hex(e.addr)}, {"length", e.length}});
@@ -98,7 +115,8 @@ nlohmann::json ListEntry(const Object& o, uint32_t node_id, uint64_t pins) {
           {"here", true},
           {"pins", pins},
           {"producer_pid", o.producer_pid},
-          {"commit_time_ns", o.commit_time_ns}};
+          {"commit_time_ns", o.commit_time_ns},
+          {"spilled", o.spill == Object::Spill::kSpilled || o.spill == Object::Spill::kReading}};
 }
 
 nlohmann::json ListEntry(const cluster::ObjectRecord& r, bool here, uint64_t pins) {

@@ -60,6 +60,17 @@ struct NodeFacts {
   std::optional<FabricFacts> fabric;
   uint64_t directory_requests_waiting = 0;  // commits, deletes, leases, listings
   SpareMemory::Stats spare;
+  // Spilling (--spill-dir); empty dir: the node does not spill.
+  struct Spill {
+    std::string dir;
+    uint64_t objects = 0, bytes = 0;     // spilled now (bytes: memory they gave back)
+    uint64_t writing_bytes = 0;          // spills under way
+    uint64_t spills = 0, restores = 0;   // since start
+    uint64_t lost = 0;                   // objects whose spill file turned out damaged
+    uint64_t bytes_written = 0, bytes_read = 0;
+    uint64_t builders_waiting = 0;       // arenas waiting for spilling to make room
+    int high_percent = 0, low_percent = 0;
+  } spill;
   std::string huge_pages_setting;  // the host's shmem_enabled
   bool huge_pages_asked = false;
   bool huge_pages_used = false;

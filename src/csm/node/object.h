@@ -17,6 +17,7 @@
 #include "csm/cluster/cluster_directory.h"
 #include "csm/directory/directory_layout.h"
 #include "csm/object/object_layout.h"
+#include "csm/status.h"
 
 namespace csm::node {
 
@@ -35,6 +36,17 @@ struct Object {
   int64_t commit_time_ns = 0;
   uint32_t owner_node = 0;  // the node whose object this is a copy of (0: our own)
   uint64_t remote_id = 0;   // and that node's id for it
+
+  // Spilling (daemon_spill.cc): where its bytes are. kWriting: being written to the
+  // spill directory (still in memory; a reader's Resolve cancels it); kSpilled: only
+  // there (its whole pages punched out); kReading: being restored.
+  enum class Spill : uint8_t { kNone, kWriting, kSpilled, kReading };
+  Spill spill = Spill::kNone;
+  uint64_t spill_generation = 0;  // names its spill file (SpillStore::Name)
+  Status spill_lost;              // its spill file turned out damaged: the bytes are lost
+  // For choosing what to spill, least recently used first: commit, restore, or a
+  // reader's Get seen by csmd.
+  int64_t last_used_ns = 0;
 
   bool is_copy() const { return owner_node != 0; }
   // The node that owns it, given this node's id.

@@ -31,6 +31,11 @@ class ObjectTable {
   bool IsLive(const std::string& key) const { return keys_.count(key) != 0; }
   // The live object with id `id`, or null (deleted, reclaimed or never here).
   Object* LiveById(uint64_t id);
+  // Live or deleted-and-waiting, by id; null if erased or never here.
+  Object* Find(uint64_t id) {
+    auto it = objects_.find(id);
+    return it == objects_.end() ? nullptr : &it->second;
+  }
   Object& at(uint64_t id) { return objects_.at(id); }
   const Object& at(uint64_t id) const { return objects_.at(id); }
   // Takes the object under `key` off its key (marked deleted); it waits for Erase. Null

@@ -39,6 +39,12 @@ bool PeerServer::RemoveArena(uint64_t addr) {
   return in_flight;
 }
 
+bool PeerServer::Sending(uint64_t arena_addr) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = arenas_.find(arena_addr);
+  return it != arenas_.end() && it->second.fd.use_count() > 1;
+}
+
 void PeerServer::AddObject(uint64_t object_id, std::vector<object::ObjectExtent> extents) {
   if (!serving_) return;
   std::lock_guard<std::mutex> lock(mu_);

@@ -52,6 +52,8 @@ class PeerServer {
   void AddArena(uint64_t addr, uint64_t size, int fd, uint64_t fd_offset = 0);
   // True if a peer is being sent bytes from it right now.
   bool RemoveArena(uint64_t addr);
+  // True if a peer is being sent bytes from the arena at `arena_addr` right now.
+  bool Sending(uint64_t arena_addr);
   void AddObject(uint64_t object_id, std::vector<object::ObjectExtent> extents);
   // Peers that ask from now on are told it is gone.
   void RemoveObject(uint64_t object_id);
