@@ -161,6 +161,22 @@ TEST_F(SpillTest, ADamagedSpillFileIsAnErrorForItsObjectOnly) {
   EXPECT_TRUE(Check(*client_, 0).ok());
 }
 
+// Readers' Gets count: what was read recently stays in memory, what was not goes first.
+TEST_F(SpillTest, TheLeastRecentlyUsedAreSpilledFirst) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put(i).ok()) << i;
+  // obj0 is read (and let go) after obj1..3 were committed: obj1 is now the least
+  // recently used.
+  ASSERT_TRUE(client_->Get<csm::vector<uint64_t>>("obj0").ok());
+  int next = 4;
+  while (Info()["spill"]["spills"].get<uint64_t>() == 0) {
+    ASSERT_LT(next, 12) << "nothing was spilled";
+    ASSERT_TRUE(Put(next++).ok());
+  }
+  EXPECT_TRUE(Stat(1)["spilled"].get<bool>());
+  EXPECT_FALSE(Stat(0)["spilled"].get<bool>()) << "obj0 was read after obj1 was committed";
+  EXPECT_FALSE(Stat(next - 1)["spilled"].get<bool>());
+}
+
 // An object larger than spilling can ever make room for is refused when it is built,
 // at once, saying so; the node goes on.
 TEST_F(SpillTest, AnObjectLargerThanSpillingCanMakeRoomForIsRefusedAtOnce) {

@@ -366,7 +366,7 @@ Status ClientImpl::Hello(bool again) {
   }
   dir_ = std::make_unique<directory::DirectoryTable>(dir_mem_, slots);
   CSM_RETURN_IF_ERROR(dir_->Validate());
-  pin_bytes_ = size_t{pins} * sizeof(directory::PinEntry);
+  pin_bytes_ = directory::PinTableBytes(pins);
   void* p = ::mmap(nullptr, pin_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fds[1].get(), 0);
   if (p == MAP_FAILED) return ErrnoError("mmap of this process's pin table", errno);
   std::lock_guard<std::mutex> lock(pin_mu_);
@@ -382,7 +382,7 @@ Status ClientImpl::Hello(bool again) {
 // new pin table at the index it had, before the new csmd can reclaim anything (it waits
 // a grace period for the deleted objects of its predecessor).
 Status ClientImpl::MovePins(os::UniqueFd table, uint32_t pins, const protocol::HelloReply& reply) {
-  const size_t bytes = size_t{pins} * sizeof(directory::PinEntry);
+  const size_t bytes = directory::PinTableBytes(pins);
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, table.get(), 0);
   if (p == MAP_FAILED) return ErrnoError("mmap of this process's pin table", errno);
   auto* fresh = static_cast<directory::PinEntry*>(p);

@@ -50,6 +50,7 @@ Status ClientImpl::Pin(const directory::DirectoryTable::Found& found) {
   auto it = pinned_.find(id);
   if (it != pinned_.end()) {
     ++it->second.count;
+    NoteAccess(found.index);
     return Status::OK();
   }
   if (free_pins_.empty()) {
@@ -73,7 +74,16 @@ Status ClientImpl::Pin(const directory::DirectoryTable::Found& found) {
   }
   free_pins_.pop_back();
   pinned_[id] = LocalPin{index, found.index, 1};
+  NoteAccess(found.index);
   return Status::OK();
+}
+
+void ClientImpl::NoteAccess(uint32_t slot) {
+  if (!pins_ours_) return;  // a forked child not yet re-attached: the ring is the parent's
+  directory::AccessRing* ring = directory::AccessRingOf(pins_, config_.pins_per_client);
+  const uint64_t at = ring->head.load(std::memory_order_relaxed);  // one writer: pin_mu_ is held
+  ring->slots[at % directory::kAccessRing].store(slot, std::memory_order_relaxed);
+  ring->head.store(at + 1, std::memory_order_release);
 }
 
 void ClientImpl::AddPin(uint64_t object_id) {

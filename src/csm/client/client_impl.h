@@ -175,6 +175,9 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   size_t dir_bytes_ = 0;
   std::unique_ptr<directory::DirectoryTable> dir_;
 
+  // Records a Get of the object in directory slot `slot` in the access ring after the
+  // pin table (csmd spills the least recently used first). Under pin_mu_.
+  void NoteAccess(uint32_t slot);
   directory::PinEntry* pins_ = nullptr;
   size_t pin_bytes_ = 0;
   bool pins_ours_ = true;  // false in a forked child until Reattach: the table is the parent's

@@ -100,4 +100,22 @@ struct PinEntry {
 };
 static_assert(sizeof(PinEntry) == 16);
 
+// After a process's pin table, in the same memfd: the directory slots of its latest
+// Gets, a ring it alone writes and csmd reads when it chooses what to spill (the least
+// recently used first). Lossy by design: only the latest kAccessRing Gets count.
+inline constexpr uint32_t kAccessRing = 1024;
+struct AccessRing {
+  std::atomic<uint64_t> head;  // Gets recorded so far; the next goes at head % kAccessRing
+  uint64_t reserved[7];
+  std::atomic<uint32_t> slots[kAccessRing];
+};
+static_assert(sizeof(AccessRing) == 64 + 4 * kAccessRing);
+// The bytes of a pin table of `pins` entries with its access ring.
+inline uint64_t PinTableBytes(uint32_t pins) {
+  return (uint64_t{pins} * sizeof(PinEntry) + 63) / 64 * 64 + sizeof(AccessRing);
+}
+inline AccessRing* AccessRingOf(void* pin_table, uint32_t pins) {
+  return reinterpret_cast<AccessRing*>(static_cast<char*>(pin_table) + PinTableBytes(pins) - sizeof(AccessRing));
+}
+
 }  // namespace csm::directory

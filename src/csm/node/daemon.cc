@@ -168,7 +168,7 @@ Status Daemon::Impl::HandleHello(Session& c, WireReader& in) {
     (void)Sessions::SendStatus(c, MessageType::kHelloReply, refuse);
     return refuse;
   }
-  uint64_t pin_bytes = uint64_t{config_.pins_per_client} * sizeof(PinEntry);
+  uint64_t pin_bytes = directory::PinTableBytes(config_.pins_per_client);
   CSM_ASSIGN_OR_RETURN(c.pin_fd, os::CreateMemfd("csm-pins", pin_bytes));
   CSM_ASSIGN_OR_RETURN(c.pin_map, MapShared(c.pin_fd.get(), pin_bytes));
   CSM_ASSIGN_OR_RETURN(auto dir_ro, os::ReopenReadOnly(dir_fd_.get()));

@@ -206,6 +206,8 @@ class Daemon::Impl {
   // spills under way as done) plus `wanted` is under the low watermark, if it passed
   // the high one.
   void MaybeSpill(uint64_t wanted);
+  // Objects processes got since the last call (their access rings) or pin now: used now.
+  void NoteAccesses();
   bool Spillable(const Object& o) const;      // own, unpinned arenas released, not spilled
   uint64_t SpillablePages(const Object& o) const;  // bytes of whole pages spilling frees
   std::vector<SpillStore::Piece> PiecesOf(const Object& o);  // its extents in its arenas' memfds

@@ -60,6 +60,22 @@ std::vector<SpillStore::Piece> Daemon::Impl::PiecesOf(const Object& o) {
   return pieces;
 }
 
+void Daemon::Impl::NoteAccesses() {
+  const int64_t now = os::MonotonicNanos();
+  sessions_.ForEach([&](Session& c) {
+    for (uint32_t slot : c.TakeAccesses()) {
+      if (slot >= dir_->capacity()) continue;  // the process wrote nonsense: a hint only
+      const directory::SlotData d = dir_->ReadSlot(slot);
+      if (Object* o = objects_.LiveById(d.object_id); o != nullptr && o->slot == slot) o->last_used_ns = now;
+    }
+    // Objects pinned now are in use now, too.
+    for (uint32_t i = 0; i < c.pin_count && c.pins() != nullptr; ++i) {
+      const uint64_t id = c.pins()[i].object_id.load(std::memory_order_relaxed);
+      if (Object* o = id != 0 ? objects_.LiveById(id) : nullptr) o->last_used_ns = now;
+    }
+  });
+}
+
 void Daemon::Impl::MaybeSpill(uint64_t wanted) {
   if (spill_ == nullptr) return;
   // What memory in use will be once the spills under way finish.
@@ -68,6 +84,7 @@ void Daemon::Impl::MaybeSpill(uint64_t wanted) {
   if (after + wanted <= high) return;
   const uint64_t low = config_.capacity / 100 * options_.spill_low_percent;
   uint64_t to_free = after + wanted - std::min(after + wanted, low);
+  NoteAccesses();
   std::vector<std::pair<int64_t, uint64_t>> candidates;  // (last used, id)
   objects_.ForEachLive([&](const Object& o) {
     if (Spillable(o)) candidates.emplace_back(o.last_used_ns, o.id);

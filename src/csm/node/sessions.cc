@@ -37,6 +37,20 @@ Session::Session(boost::asio::io_context& io, uint64_t session_id, os::UniqueFd 
                  os::PeerCredentials peer)
     : id(session_id), sock(io, fd.Release()), cred(peer) {}
 
+std::vector<uint32_t> Session::TakeAccesses() {
+  std::vector<uint32_t> slots;
+  if (pin_map.addr == nullptr) return slots;
+  const directory::AccessRing* ring = directory::AccessRingOf(pin_map.addr, pin_count);
+  const uint64_t head = ring->head.load(std::memory_order_acquire);
+  if (head < accesses_taken) accesses_taken = 0;  // not ours to trust: start over
+  const uint64_t from = std::max(accesses_taken, head - std::min<uint64_t>(head, directory::kAccessRing));
+  for (uint64_t i = from; i < head; ++i) {
+    slots.push_back(ring->slots[i % directory::kAccessRing].load(std::memory_order_relaxed));
+  }
+  accesses_taken = head;
+  return slots;
+}
+
 uint64_t Session::PinsOf(uint64_t object_id) const {
   uint64_t n = 0;
   if (pins() == nullptr) return 0;

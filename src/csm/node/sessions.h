@@ -68,12 +68,16 @@ struct Session {
   std::set<uint64_t> mapped;              // arenas it has been given (writable or read-only)
   std::vector<DestroyedArena> destroyed;  // of those, freed since its last sync
   uint64_t request_id = 0;                // of the request being answered (set before every reply)
+  uint64_t accesses_taken = 0;            // its access ring's head when last read
 
   const directory::PinEntry* pins() const {
     return static_cast<const directory::PinEntry*>(pin_map.addr);
   }
   // How many of its pin entries hold `object_id` (0: any object).
   uint64_t PinsOf(uint64_t object_id) const;
+  // Its Gets since the last call (directory slots, the latest kAccessRing at most), from
+  // the access ring after its pin table. The process writes them: they are only hints.
+  std::vector<uint32_t> TakeAccesses();
 
  private:
   friend class Sessions;
