@@ -50,7 +50,8 @@ Status Daemon::Impl::JoinCluster() {
   CSM_RETURN_IF_ERROR(fetcher_.TransportFor(kind).status());
   std::string peer_address = co.peer_address;
   if (!peer_address.empty()) {
-    // Serves our own arenas to nodes that fetch our objects.
+    // Serves our own arenas to nodes that fetch our objects (spilled ones restored first).
+    if (spill_ != nullptr) peers_.SetRestorer([this](uint64_t id) { return RestoreForPeer(id); });
     CSM_RETURN_IF_ERROR(peers_.Start(kind, peer_address, {co.secret, co.timeout_ms}));
     if (recovered_) ServeTakenBack();
     // With port 0 the system picked one: advertise the real one, with its scheme.

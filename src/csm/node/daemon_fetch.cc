@@ -130,7 +130,8 @@ Status Daemon::Impl::HandleResolve(Session& c, WireReader& in) {
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
   if (Object* o = objects_.Live(key)) {
     if (o->spill == Object::Spill::kNone && o->spill_lost.ok()) return reply(Status::OK());
-    Restore(*o, {c.id, c.request_id});  // spilled: answered once its bytes are back
+    // Spilled: answered once its bytes are back.
+    Restore(*o, [this, w = Waiter{c.id, c.request_id}](const Status& s) { Answer({w}, s); });
     return Status::OK();
   }
   if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
@@ -295,6 +296,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
 
   if (status.ok() && !objects_.IsLive(key)) {
     Object o = CopyOf(r, objects_.NewId(), arena_ids);
+    o.last_used_ns = os::MonotonicNanos();
     Status room = CheckObjectRoom();
     Result<uint32_t> slot = room.ok() ? dir_->Insert(SlotOf(o, node_id_, ArenaSeqMax(o))) : Result<uint32_t>(room);
     if (slot.ok()) {
@@ -363,12 +365,14 @@ void Daemon::Impl::CopyAhead(const std::string& key) {
 }
 
 void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
-  std::vector<uint64_t> replicas;  // ids grow with each fetch: oldest first
+  // Least recently used first: fetched, or got by a process here (its access ring).
+  NoteAccesses();
+  std::vector<std::pair<int64_t, uint64_t>> replicas;  // (last used, id)
   objects_.ForEachLive([&](const Object& o) {
-    if (o.is_copy() && !IsPinned(o.id)) replicas.push_back(o.id);
+    if (o.is_copy() && !IsPinned(o.id)) replicas.emplace_back(o.last_used_ns, o.id);
   });
   std::sort(replicas.begin(), replicas.end());
-  for (uint64_t id : replicas) {
+  for (const auto& [used, id] : replicas) {
     if (used_ + bytes <= config_.capacity) break;
     Object& o = objects_.at(id);
     CSM_LOG_INFO("evicting the copy of '%s' (%s, from node %u) to make room for '%s'", o.key.c_str(),

@@ -213,8 +213,11 @@ class Daemon::Impl {
   std::vector<SpillStore::Piece> PiecesOf(const Object& o);  // its extents in its arenas' memfds
   bool StartSpill(Object& o);  // false if a process pins it
   void FinishSpill(uint64_t id, uint64_t generation, uint64_t pages, const Status& s);
-  // A reader's Resolve of a live object: answered once its bytes are in memory.
-  void Restore(Object& o, Waiter waiter);
+  // Brings a spilled object's bytes back (a reader's Resolve, a peer's fetch): `done`
+  // once they are in memory (at once if they are), or the error.
+  using RestoreDone = std::function<void(const Status&)>;
+  void Restore(Object& o, RestoreDone done);
+  Status RestoreForPeer(uint64_t id);  // PeerServer's restorer: any thread, waits (bounded)
   void FinishRestore(uint64_t id, uint64_t generation, const Status& s);
   void ForgetSpill(Object& o);  // reclaimed: its spill file goes
   void PunchSpilled(Object& o);    // its whole pages out, uncharged
@@ -233,7 +236,7 @@ class Daemon::Impl {
   uint64_t spilling_bytes_ = 0;  // pages that spills under way will free
   uint64_t spilled_bytes_ = 0;   // pages of objects spilled now
   uint64_t spills_ = 0, restores_ = 0, spill_losses_ = 0;
-  std::map<uint64_t, std::vector<Waiter>> restore_waiters_;  // by object id
+  std::map<uint64_t, std::vector<RestoreDone>> restore_waiters_;  // by object id
   std::deque<RoomWaiter> waiting_for_room_;
   boost::asio::steady_timer room_timer_{io_};
 
@@ -284,7 +287,7 @@ class Daemon::Impl {
   // Fetches `key` before anyone asks, if its record is at hand, it is no larger than
   // ClusterOptions::copy_ahead_below and it fits in free room (it never evicts).
   void CopyAhead(const std::string& key);
-  // Drops copies no process pins, oldest fetched first, until `bytes` more fit in the
+  // Drops copies no process pins, least recently used first, until `bytes` more fit in the
   // node's capacity (or none is left to drop); for a copy that would not fit.
   void EvictReplicasFor(uint64_t bytes, const std::string& wanted);
   // EvictReplicasFor(size); CapacityExceeded if a copy of `size` bytes still would not fit.

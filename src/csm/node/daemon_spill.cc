@@ -4,6 +4,8 @@
 // spilled object (a Resolve) restores it into the same memory, at the same addresses; a
 // builder whose arena would not fit waits for spilling, up to a deadline. See
 // daemon_impl.h, node/spill_store.h and docs/operations.md ("Spilling").
+#include <future>
+
 #include "csm/node/daemon_impl.h"
 
 namespace csm::node {
@@ -137,9 +139,9 @@ void Daemon::Impl::FinishSpill(uint64_t id, uint64_t generation, uint64_t pages,
     RetryWaitingArenas();
     return;
   }
-  // Peers asking from now on are told it is not served; one being sent bytes from its
-  // arenas right now keeps it in memory for this round.
-  peers_.RemoveObject(o->id);
+  // Peers asking from now on wait for a restore (PeerServer::MarkSpilled); one being
+  // sent bytes from its arenas right now keeps it in memory for this round.
+  peers_.MarkSpilled(o->id);
   for (uint64_t arena_id : o->arena_ids) {
     const Arena* a = arenas_.Find(arena_id);
     if (a != nullptr && peers_.Sending(a->addr)) {
@@ -159,26 +161,25 @@ void Daemon::Impl::FinishSpill(uint64_t id, uint64_t generation, uint64_t pages,
   RetryWaitingArenas();
 }
 
-void Daemon::Impl::Restore(Object& o, Waiter waiter) {
+void Daemon::Impl::Restore(Object& o, RestoreDone done) {
   switch (o.spill) {
     case Object::Spill::kNone:
-      if (!o.spill_lost.ok()) return Answer({waiter}, o.spill_lost);
-      return Answer({waiter}, Status::OK());
+      return done(o.spill_lost);  // OK unless its file turned out damaged
     case Object::Spill::kWriting:  // not punched yet: the object stays in memory
       o.spill = Object::Spill::kNone;
       dir_->ClearFlags(o.slot, directory::kSlotSpilled);
       o.last_used_ns = os::MonotonicNanos();
-      return Answer({waiter}, Status::OK());
+      return done(Status::OK());
     case Object::Spill::kReading:
-      restore_waiters_[o.id].push_back(waiter);
+      restore_waiters_[o.id].push_back(std::move(done));
       return;
     case Object::Spill::kSpilled:
       break;
   }
-  if (!o.spill_lost.ok()) return Answer({waiter}, o.spill_lost);
+  if (!o.spill_lost.ok()) return done(o.spill_lost);
   std::vector<SpillStore::Piece> pieces = PiecesOf(o);
-  if (pieces.empty()) return Answer({waiter}, Internal("the arenas of object '" + o.key + "' are gone"));
-  restore_waiters_[o.id].push_back(waiter);
+  if (pieces.empty()) return done(Internal("the arenas of object '" + o.key + "' are gone"));
+  restore_waiters_[o.id].push_back(std::move(done));
   o.spill = Object::Spill::kReading;
   const uint64_t pages = SpillablePages(o);
   UnpunchSpilled(o);
@@ -191,13 +192,16 @@ void Daemon::Impl::Restore(Object& o, Waiter waiter) {
 }
 
 void Daemon::Impl::FinishRestore(uint64_t id, uint64_t generation, const Status& s) {
-  std::vector<Waiter> waiters;
+  std::vector<RestoreDone> waiters;
   if (auto it = restore_waiters_.find(id); it != restore_waiters_.end()) {
     waiters = std::move(it->second);
     restore_waiters_.erase(it);
   }
+  auto answer = [&](const Status& status) {
+    for (RestoreDone& done : waiters) done(status);
+  };
   Object* o = objects_.Find(id);
-  if (o == nullptr) return Answer(waiters, NotFound("the object was deleted while being restored"));
+  if (o == nullptr) return answer(NotFound("the object was deleted while being restored"));
   if (!s.ok()) {
     // The bytes are lost: its pages go out again, and every Get of it says why.
     CSM_LOG_WARN("restoring %s: %s", o->key.c_str(), s.ToString().c_str());
@@ -206,7 +210,7 @@ void Daemon::Impl::FinishRestore(uint64_t id, uint64_t generation, const Status&
     o->spill_lost = s.WithContext("object '" + o->key + "'");
     ++spill_losses_;
     RetryWaitingArenas();
-    return Answer(waiters, o->spill_lost);
+    return answer(o->spill_lost);
   }
   spill_->Remove(id, generation);
   o->spill = Object::Spill::kNone;
@@ -216,8 +220,24 @@ void Daemon::Impl::FinishRestore(uint64_t id, uint64_t generation, const Status&
     dir_->ClearFlags(o->slot, directory::kSlotSpilled);
     peers_.AddObject(o->id, o->extents);
   }
-  Answer(waiters, Status::OK());
+  answer(Status::OK());
   if (o->deleted) Sweep();  // deleted while being restored: reclaimed now if unpinned
+}
+
+Status Daemon::Impl::RestoreForPeer(uint64_t id) {
+  // On a transport thread: the restore runs on the loop; this waits for it, bounded.
+  auto restored = std::make_shared<std::promise<Status>>();
+  std::future<Status> result = restored->get_future();
+  Post([this, id, restored] {
+    Object* o = objects_.LiveById(id);
+    if (o == nullptr) return restored->set_value(NotFound("object " + std::to_string(id) + " was deleted"));
+    Restore(*o, [restored](const Status& s) { restored->set_value(s); });
+  });
+  const auto wait = std::chrono::milliseconds(std::max(options_.cluster.timeout_ms, 60000));
+  if (result.wait_for(wait) != std::future_status::ready) {
+    return Timeout("the spill directory did not give the object back within " + std::to_string(wait.count()) + " ms");
+  }
+  return result.get();
 }
 
 void Daemon::Impl::ForgetSpill(Object& o) {

@@ -48,16 +48,33 @@ bool PeerServer::Sending(uint64_t arena_addr) {
 void PeerServer::AddObject(uint64_t object_id, std::vector<object::ObjectExtent> extents) {
   if (!serving_) return;
   std::lock_guard<std::mutex> lock(mu_);
+  spilled_.erase(object_id);
   objects_[object_id] = std::move(extents);
 }
 
 void PeerServer::RemoveObject(uint64_t object_id) {
   std::lock_guard<std::mutex> lock(mu_);
   objects_.erase(object_id);
+  spilled_.erase(object_id);
+}
+
+void PeerServer::MarkSpilled(uint64_t object_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(object_id);
+  if (it == objects_.end()) return;
+  spilled_[object_id] = std::move(it->second);
+  objects_.erase(it);
 }
 
 Result<transport::SourceRange> PeerServer::Range(uint64_t object_id, uint64_t addr, uint64_t len) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (spilled_.count(object_id) != 0 && restorer_) {
+    // Brought back into memory first (on csmd's loop), without holding the lock.
+    lock.unlock();
+    CSM_RETURN_IF_ERROR(restorer_(object_id).WithContext("restoring object " + std::to_string(object_id) +
+                                                         " on node " + std::to_string(node_id_) + " for a peer"));
+    lock.lock();
+  }
   auto object = objects_.find(object_id);
   if (object == objects_.end()) {
     return NotFound("node " + std::to_string(node_id_) + " has no object " + std::to_string(object_id) +

@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,11 @@ class PeerServer {
   void AddObject(uint64_t object_id, std::vector<object::ObjectExtent> extents);
   // Peers that ask from now on are told it is gone.
   void RemoveObject(uint64_t object_id);
+  // Its bytes went to the spill directory: a peer that asks for them waits for the
+  // restorer to bring them back (AddObject again), up to the restorer's own deadline.
+  void MarkSpilled(uint64_t object_id);
+  using Restorer = std::function<Status(uint64_t object_id)>;
+  void SetRestorer(Restorer restorer) { restorer_ = std::move(restorer); }  // before Start
 
   // Where [addr, +len) of object `object_id` lies: NotFound if the object is not (or no
   // longer) served, InvalidArgument if the range is outside its extents, NotFound if no
@@ -75,6 +81,8 @@ class PeerServer {
   std::mutex mu_;
   std::map<uint64_t, Served> arenas_;  // by address; guarded by mu_
   std::unordered_map<uint64_t, std::vector<object::ObjectExtent>> objects_;  // by id; guarded
+  std::unordered_map<uint64_t, std::vector<object::ObjectExtent>> spilled_;  // by id; guarded
+  Restorer restorer_;  // set before any transport thread runs
   std::unique_ptr<transport::TransportServer> server_;  // last: stopped first
 };
 

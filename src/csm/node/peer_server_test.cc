@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <vector>
+
 #include "csm/os/fd.h"
 
 namespace csm::node {
@@ -73,6 +75,36 @@ TEST_F(PeerServerTest, AnArenaRemovedDuringASendStaysOpenForIt) {
   EXPECT_GE(::fcntl(sending->fd, F_GETFD), 0) << "the sender's descriptor is still open";
   EXPECT_TRUE(peers_.Range(7, kArena + 4096, 100).status().IsNotFound()) << "no new sends";
   EXPECT_FALSE(peers_.RemoveArena(kArena)) << "gone already";
+}
+
+// A spilled object is served after the restorer brings it back; its error otherwise.
+TEST(PeerServerSpillTest, ASpilledObjectIsRestoredForAPeerBeforeItIsServed) {
+  PeerServer peers(3);
+  os::UniqueFd fd(::memfd_create("peer-server-test", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(fd.get(), kSize), 0);
+  peers.ServeWithoutTransport();
+  peers.AddArena(kArena, kSize, fd.get());
+  peers.AddObject(7, {{kArena + 4096, 8192}});
+  peers.AddObject(8, {{kArena + 65536, 4096}});
+  std::vector<uint64_t> asked;
+  peers.SetRestorer([&](uint64_t id) {
+    asked.push_back(id);
+    if (id == 8) return Corruption("spill file damaged");
+    peers.AddObject(id, {{kArena + 4096, 8192}});  // as csmd does once the bytes are back
+    return Status::OK();
+  });
+  peers.MarkSpilled(7);
+  peers.MarkSpilled(8);
+  EXPECT_TRUE(peers.Range(7, kArena + 4096, 100).ok());
+  auto lost = peers.Range(8, kArena + 65536, 100);
+  EXPECT_EQ(lost.status().code(), StatusCode::kCorruption) << lost.status().ToString();
+  EXPECT_NE(lost.status().message().find("for a peer"), std::string::npos);
+  EXPECT_EQ(asked, (std::vector<uint64_t>{7, 8}));
+  EXPECT_TRUE(peers.Range(7, kArena + 4096, 100).ok()) << "served from memory now";
+  EXPECT_EQ(asked.size(), 2u);
+  peers.RemoveObject(8);  // deleted: not restored, not served
+  EXPECT_TRUE(peers.Range(8, kArena + 65536, 100).status().IsNotFound());
+  EXPECT_EQ(asked.size(), 2u);
 }
 
 TEST(PeerServerAloneTest, ANodeThatServesNoPeersKeepsNothing) {
