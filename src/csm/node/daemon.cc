@@ -21,7 +21,7 @@ Status Daemon::Impl::Init() {
                              std::to_string(options_.spill_low_percent) + " and " +
                              std::to_string(options_.spill_high_percent));
     }
-    CSM_ASSIGN_OR_RETURN(spill_, SpillStore::Open(options_.spill_dir));
+    CSM_ASSIGN_OR_RETURN(spill_, SpillStore::Open(options_.spill_dir, options_.huge_pages));
   }
   stop_fd_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!stop_fd_.valid()) return ErrnoError("eventfd", errno);

@@ -185,7 +185,10 @@ void Daemon::Impl::Restore(Object& o, RestoreDone done) {
   UnpunchSpilled(o);
   spilled_bytes_ -= std::min(spilled_bytes_, pages);
   const uint64_t generation = o.spill_generation;
-  spill_->Read(o.id, generation, std::move(pieces), [this, id = o.id, generation](Status s) {
+  const int64_t started = os::MonotonicNanos();
+  spill_->Read(o.id, generation, std::move(pieces), [this, id = o.id, generation, started, pages](Status s) {
+    CSM_LOG_DEBUG("restoring %s from the spill directory took %.1f ms", FormatSize(pages).c_str(),
+                  (os::MonotonicNanos() - started) / 1e6);
     Post([this, id, generation, s] { FinishRestore(id, generation, s); });
   });
   MaybeSpill(0);

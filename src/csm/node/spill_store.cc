@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include "csm/base/hash.h"
 #include "csm/os/memory.h"
@@ -20,6 +21,7 @@ constexpr char kMagic[8] = {'c', 's', 'm', 's', 'p', 'i', 'l', 'l'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kChunk = 1 << 20;
 constexpr uint32_t kMaxPieces = 1 << 20;
+constexpr uint64_t kParallelBlocks = 64;  // objects of 64 MiB and more are read on two threads
 
 // The file: this header, then `pieces` u64 lengths, then the pieces' bytes in order.
 struct FileHeader {
@@ -85,7 +87,7 @@ Result<MappedPiece> MapPiece(const SpillStore::Piece& p, bool writable) {
 
 }  // namespace
 
-Result<std::unique_ptr<SpillStore>> SpillStore::Open(const std::string& dir) {
+Result<std::unique_ptr<SpillStore>> SpillStore::Open(const std::string& dir, bool huge_pages) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return IOError("cannot make the spill directory " + dir + ": " + ec.message());
@@ -96,7 +98,7 @@ Result<std::unique_ptr<SpillStore>> SpillStore::Open(const std::string& dir) {
   if (::access(dir.c_str(), W_OK) != 0) {
     return ErrnoError("spill directory " + dir + " is not writable", errno);
   }
-  return std::unique_ptr<SpillStore>(new SpillStore(dir));
+  return std::unique_ptr<SpillStore>(new SpillStore(dir, huge_pages));
 }
 
 SpillStore::~SpillStore() {
@@ -121,7 +123,9 @@ void SpillStore::Read(uint64_t object_id, uint64_t generation, std::vector<Piece
 }
 
 void SpillStore::Remove(uint64_t object_id, uint64_t generation) {
-  ::unlink(Name(object_id, generation).c_str());
+  // On the writer thread: unlinking a large file drops its cached pages (tens of ms per
+  // GiB), which a reader waiting for a restore should not wait for.
+  boost::asio::post(writer_, [path = Name(object_id, generation)] { ::unlink(path.c_str()); });
 }
 
 Status SpillStore::WriteFile(uint64_t object_id, uint64_t generation, const std::vector<Piece>& pieces) {
@@ -205,21 +209,54 @@ Status SpillStore::ReadFile(uint64_t object_id, uint64_t generation, const std::
   }
   // Written into place as read and checked at the end: until csmd says so, no reader
   // can pin the object, so nobody reads these bytes before the check.
-  Checksum sum;
-  uint64_t at = data_at;
+  std::vector<MappedPiece> mapped;
   for (const Piece& p : pieces) {
-    CSM_ASSIGN_OR_RETURN(MappedPiece mapped, MapPiece(p, /*writable=*/true));
-    // The pages come back in one call rather than a fault per page.
-    os::PrefaultWritable(reinterpret_cast<uintptr_t>(mapped.data), p.len);
-    for (uint64_t done = 0; done < p.len;) {
-      const size_t n = std::min<uint64_t>(kChunk, p.len - done);
-      CSM_RETURN_IF_ERROR(ReadFully(fd.get(), mapped.data + done, n, at, path));
-      sum.Update(mapped.data + done, n);  // in cache, just read
-      done += n;
-      at += n;
-    }
+    CSM_ASSIGN_OR_RETURN(MappedPiece m, MapPiece(p, /*writable=*/true));
+    // The pages come back as 2 MiB pages where the node's arenas use them (a fraction of
+    // the cost, docs/operations.md "Page size").
+    if (huge_pages_) os::AdviseHugePages(reinterpret_cast<uintptr_t>(m.view->data()), m.view->size());
+    mapped.push_back(std::move(m));
   }
-  if (sum.Digest() != h.data_checksum) return damaged("its bytes' checksum does not match");
+  // The checksum is over 1 MiB blocks of the pieces' bytes in order: blocks are read and
+  // hashed apart, the second half of them on a second thread for large objects.
+  const uint64_t blocks = (total + kChunk - 1) / kChunk;
+  std::vector<uint64_t> digests(blocks);
+  auto read_blocks = [&](uint64_t first, uint64_t last) -> Status {
+    size_t piece = 0;
+    uint64_t piece_start = 0;  // where pieces[piece] starts in the stream
+    Xxh3Stream block;
+    for (uint64_t b = first; b < last; ++b) {
+      uint64_t at = b * kChunk;
+      const uint64_t end = std::min(total, at + kChunk);
+      block.Reset();
+      while (at < end) {
+        while (at >= piece_start + pieces[piece].len) piece_start += pieces[piece++].len;
+        const uint64_t in_piece = at - piece_start;
+        const uint64_t n = std::min(end - at, pieces[piece].len - in_piece);
+        char* dst = mapped[piece].data + in_piece;
+        os::PrefaultWritable(reinterpret_cast<uintptr_t>(dst), n);  // one call, not a fault per page
+        CSM_RETURN_IF_ERROR(ReadFully(fd.get(), dst, n, data_at + at, path));
+        block.Update(dst, n);  // in cache, just read
+        at += n;
+      }
+      digests[b] = block.Digest();
+    }
+    return Status::OK();
+  };
+  Status second = Status::OK();
+  if (blocks >= kParallelBlocks) {
+    const uint64_t half = blocks / 2;
+    std::thread helper([&] { second = read_blocks(half, blocks); });
+    Status first = read_blocks(0, half);
+    helper.join();
+    CSM_RETURN_IF_ERROR(first);
+  } else {
+    second = read_blocks(0, blocks);
+  }
+  CSM_RETURN_IF_ERROR(second);
+  if (Checksum::OfBlocks(digests.data(), digests.size()) != h.data_checksum) {
+    return damaged("its bytes' checksum does not match");
+  }
   bytes_read_.fetch_add(total, std::memory_order_relaxed);
   return Status::OK();
 }

@@ -9,7 +9,8 @@
 // object, or whose bytes do not match is an error for that object only.
 //
 // Writes and reads run on two threads of the store's own (a restore does not wait for
-// spills queued before it); `done` is called on that thread.
+// spills queued before it); `done` is called on that thread. A large object is read
+// back on two threads (its checksum is over 1 MiB blocks, hashed apart).
 // Thread-safety: every method may be called from any thread.
 #pragma once
 
@@ -37,7 +38,8 @@ class SpillStore {
   using Done = std::function<void(Status)>;
 
   // Files go in `dir`, made if missing; files an earlier csmd left there are removed.
-  static Result<std::unique_ptr<SpillStore>> Open(const std::string& dir);
+  // `huge_pages`: memory restored is asked for in 2 MiB pages (as the node's arenas).
+  static Result<std::unique_ptr<SpillStore>> Open(const std::string& dir, bool huge_pages = false);
   ~SpillStore();  // waits for the jobs under way
   SpillStore(const SpillStore&) = delete;
   SpillStore& operator=(const SpillStore&) = delete;
@@ -48,6 +50,7 @@ class SpillStore {
   // Reads the file back into `pieces` (the same lengths as written), checking it as it
   // goes; on an error the pieces' bytes are undefined (csmd punches them out again).
   void Read(uint64_t object_id, uint64_t generation, std::vector<Piece> pieces, Done done);
+  // Removes the file (soon: on the writer thread, after the writes queued before).
   void Remove(uint64_t object_id, uint64_t generation);
 
   std::string Name(uint64_t object_id, uint64_t generation) const;
@@ -60,9 +63,10 @@ class SpillStore {
   Status ReadFile(uint64_t object_id, uint64_t generation, const std::vector<Piece>& pieces);
 
  private:
-  explicit SpillStore(std::string dir) : dir_(std::move(dir)) {}
+  SpillStore(std::string dir, bool huge_pages) : dir_(std::move(dir)), huge_pages_(huge_pages) {}
 
   const std::string dir_;
+  const bool huge_pages_;
   std::atomic<uint64_t> bytes_written_{0}, bytes_read_{0};
   boost::asio::thread_pool writer_{1};
   boost::asio::thread_pool reader_{1};

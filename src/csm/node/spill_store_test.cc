@@ -93,7 +93,12 @@ TEST_F(SpillStoreTest, JobsRunOnTheStoresThreadsAndSayWhenDone) {
   store_->Read(9, 2, Pieces(a, b), [&](Status s) { read.set_value(s); });
   ASSERT_TRUE(read.get_future().get().ok());
   store_->Remove(9, 2);
+  // Removed on the writer thread, in order: gone once a write queued after it is done.
+  std::promise<Status> next;
+  store_->Write(10, 1, Pieces(a, b), [&](Status s) { next.set_value(s); });
+  ASSERT_TRUE(next.get_future().get().ok());
   EXPECT_FALSE(std::filesystem::exists(store_->Name(9, 2)));
+  EXPECT_TRUE(std::filesystem::exists(store_->Name(10, 1)));
 }
 
 TEST_F(SpillStoreTest, ADamagedFileIsCorruptionForItsObjectOnly) {
@@ -117,6 +122,21 @@ TEST_F(SpillStoreTest, ADamagedFileIsCorruptionForItsObjectOnly) {
   EXPECT_EQ(store_->ReadFile(5, 1, other).code(), StatusCode::kCorruption);
   // The intact one still reads back.
   EXPECT_TRUE(store_->ReadFile(5, 1, pieces).ok());
+}
+
+// 64 MiB and more are read back on two threads, half of the 1 MiB blocks each.
+TEST_F(SpillStoreTest, ALargeObjectReadOnTwoThreadsComesBackWholeOrNotAtAll) {
+  auto a = Memory(72 * kMiB, 9), b = Memory(kMiB, 10);
+  const std::vector<SpillStore::Piece> pieces = {{a, 100, 70 * kMiB + 3}, {b, 5, 1000}, {a, 70 * kMiB + 200, 777}};
+  const auto before_a = Read(a->get(), 0, 72 * kMiB), before_b = Read(b->get(), 0, kMiB);
+  ASSERT_TRUE(store_->WriteFile(21, 1, pieces).ok());
+  for (const auto& p : pieces) ASSERT_TRUE(os::PunchHole(p.fd->get(), p.offset, p.len).ok());
+  ASSERT_TRUE(store_->ReadFile(21, 1, pieces).ok());
+  EXPECT_EQ(Read(a->get(), 0, 72 * kMiB), before_a);
+  EXPECT_EQ(Read(b->get(), 0, kMiB), before_b);
+  // A byte in the second thread's half is found too.
+  ASSERT_TRUE(Damage(store_->Name(21, 1), 48 + 24 + 60 * kMiB).ok());
+  EXPECT_EQ(store_->ReadFile(21, 1, pieces).code(), StatusCode::kCorruption);
 }
 
 TEST_F(SpillStoreTest, OpeningTheDirectoryAgainRemovesAnEarlierCsmdsFiles) {
