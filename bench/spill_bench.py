@@ -165,7 +165,8 @@ def working_set(args, base, capacity):
             assert v.sum() == i * (size // 8)
             del v
         t = time.perf_counter() - t0
-        info = node.spill()
+        info = node.client.info()
+        info = dict(node.spill(), used_at_end=info["used"], capacity=info["capacity"])
     finally:
         node.close()
     return args.reads / t, info

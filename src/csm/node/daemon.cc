@@ -222,7 +222,9 @@ Status Daemon::Impl::HandleAllocArena(Session& c, WireReader& in) {
 Status Daemon::Impl::GrantArena(Session& c, uint64_t size, bool dedicated, uint64_t overwritten) {
   auto fail = [&](Status s) { return Sessions::SendStatus(c, MessageType::kArenaReply, s); };
   if (used_ + size > config_.capacity) {
-    if (WaitForRoom(c, size, dedicated, overwritten)) return Status::OK();  // answered once spilling made room
+    RoomWaiter w{c.id, c.request_id, size, dedicated, overwritten,
+                 std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.spill_wait_ms)};
+    if (WaitForRoom(w)) return Status::OK();  // answered once spilling made room
     return fail(CapacityExceeded(
         "node memory is full: capacity " + FormatSize(config_.capacity) + ", in use " +
         FormatSize(used_) + " (" + std::to_string(objects_.live()) + " objects, " +

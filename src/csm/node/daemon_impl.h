@@ -218,20 +218,25 @@ class Daemon::Impl {
   using RestoreDone = std::function<void(const Status&)>;
   void Restore(Object& o, RestoreDone done);
   Status RestoreForPeer(uint64_t id);  // PeerServer's restorer: any thread, waits (bounded)
+  void StartRestore(Object& o);  // room is there: the spill file is read back
   void FinishRestore(uint64_t id, uint64_t generation, const Status& s);
+  void AnswerRestore(uint64_t id, const Status& s);  // to everyone waiting for its restore
   void ForgetSpill(Object& o);  // reclaimed: its spill file goes
   void PunchSpilled(Object& o);    // its whole pages out, uncharged
   void UnpunchSpilled(Object& o);  // and charged again, for a restore
-  // An arena that does not fit: true if it waits for spilling (answered later).
-  bool WaitForRoom(Session& c, uint64_t size, bool dedicated, uint64_t overwritten);
-  void RetryWaitingArenas();
-  void ArmRoomTimer();
+  // A builder's arena, or a restore, that does not fit in capacity: it waits while
+  // spilling makes room, in order, up to a deadline.
   struct RoomWaiter {
-    uint64_t client_id, request_id, size;
+    uint64_t client_id, request_id, size;  // an arena for a process's request
     bool dedicated;
     uint64_t overwritten;
     std::chrono::steady_clock::time_point deadline;
+    uint64_t restore_id = 0;  // non-zero: the restore of this object, not an arena
   };
+  // True if `w` waits (answered later); false if spilling cannot make room for it.
+  bool WaitForRoom(RoomWaiter w);
+  void RetryWaitingArenas();
+  void ArmRoomTimer();
   std::unique_ptr<SpillStore> spill_;
   uint64_t spilling_bytes_ = 0;  // pages that spills under way will free
   uint64_t spilled_bytes_ = 0;   // pages of objects spilled now

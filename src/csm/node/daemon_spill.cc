@@ -177,9 +177,25 @@ void Daemon::Impl::Restore(Object& o, RestoreDone done) {
       break;
   }
   if (!o.spill_lost.ok()) return done(o.spill_lost);
+  std::vector<RestoreDone>& waiters = restore_waiters_[o.id];
+  waiters.push_back(std::move(done));
+  if (waiters.size() > 1) return;  // waiting for room already: one restore for all its readers
+  const uint64_t pages = SpillablePages(o);
+  if (used_ + pages > config_.capacity) {
+    // Within capacity, as a builder: it waits while spilling others makes room.
+    RoomWaiter w{0, 0, pages, false, 0, std::chrono::steady_clock::now(), o.id};
+    w.deadline += std::chrono::milliseconds(options_.spill_wait_ms);
+    if (WaitForRoom(w)) return;
+    return AnswerRestore(o.id, CapacityExceeded("no room to bring object '" + o.key + "' (" + FormatSize(pages) +
+                                                ") back from the spill directory: every object in memory is "
+                                                "pinned; let Refs go, delete objects or add capacity"));
+  }
+  StartRestore(o);
+}
+
+void Daemon::Impl::StartRestore(Object& o) {
   std::vector<SpillStore::Piece> pieces = PiecesOf(o);
-  if (pieces.empty()) return done(Internal("the arenas of object '" + o.key + "' are gone"));
-  restore_waiters_[o.id].push_back(std::move(done));
+  if (pieces.empty()) return AnswerRestore(o.id, Internal("the arenas of object '" + o.key + "' are gone"));
   o.spill = Object::Spill::kReading;
   const uint64_t pages = SpillablePages(o);
   UnpunchSpilled(o);
@@ -194,15 +210,16 @@ void Daemon::Impl::Restore(Object& o, RestoreDone done) {
   MaybeSpill(0);
 }
 
+void Daemon::Impl::AnswerRestore(uint64_t id, const Status& s) {
+  auto it = restore_waiters_.find(id);
+  if (it == restore_waiters_.end()) return;
+  std::vector<RestoreDone> waiters = std::move(it->second);
+  restore_waiters_.erase(it);
+  for (RestoreDone& done : waiters) done(s);
+}
+
 void Daemon::Impl::FinishRestore(uint64_t id, uint64_t generation, const Status& s) {
-  std::vector<RestoreDone> waiters;
-  if (auto it = restore_waiters_.find(id); it != restore_waiters_.end()) {
-    waiters = std::move(it->second);
-    restore_waiters_.erase(it);
-  }
-  auto answer = [&](const Status& status) {
-    for (RestoreDone& done : waiters) done(status);
-  };
+  auto answer = [&](const Status& status) { AnswerRestore(id, status); };
   Object* o = objects_.Find(id);
   if (o == nullptr) return answer(NotFound("the object was deleted while being restored"));
   if (!s.ok()) {
@@ -291,12 +308,14 @@ void Daemon::Impl::UnpunchSpilled(Object& o) {
   }
 }
 
-bool Daemon::Impl::WaitForRoom(Session& c, uint64_t size, bool dedicated, uint64_t overwritten) {
-  if (spill_ == nullptr || size > config_.capacity / 100 * options_.spill_low_percent) return false;
-  MaybeSpill(size);
+bool Daemon::Impl::WaitForRoom(RoomWaiter w) {
+  // A builder's object must fit under the low watermark; an object already committed,
+  // in capacity.
+  const uint64_t most = w.restore_id != 0 ? config_.capacity : config_.capacity / 100 * options_.spill_low_percent;
+  if (spill_ == nullptr || w.size > most) return false;
+  MaybeSpill(w.size);
   if (spilling_bytes_ == 0) return false;  // nothing could be spilled: fail now
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.spill_wait_ms);
-  waiting_for_room_.push_back({c.id, c.request_id, size, dedicated, overwritten, deadline});
+  waiting_for_room_.push_back(w);
   ArmRoomTimer();
   return true;
 }
@@ -305,22 +324,31 @@ void Daemon::Impl::RetryWaitingArenas() {
   const auto now = std::chrono::steady_clock::now();
   while (!waiting_for_room_.empty()) {
     const RoomWaiter w = waiting_for_room_.front();
-    Session* c = sessions_.Find(w.client_id);
+    Session* c = w.restore_id == 0 ? sessions_.Find(w.client_id) : nullptr;
+    Object* restoring = w.restore_id != 0 ? objects_.LiveById(w.restore_id) : nullptr;
+    const bool wanted = c != nullptr || (restoring != nullptr && restoring->spill == Object::Spill::kSpilled);
     const bool fits = used_ + w.size <= config_.capacity;
-    if (c != nullptr && !fits && now < w.deadline) {
+    if (wanted && !fits && now < w.deadline) {
       if (spilling_bytes_ == 0) MaybeSpill(w.size);
       if (spilling_bytes_ != 0) break;  // in order: the first waits, and those after it
     }
     waiting_for_room_.pop_front();
+    const Status full = CapacityExceeded("node memory is full and spilling made no room for " + FormatSize(w.size) +
+                                         " within " + std::to_string(options_.spill_wait_ms) +
+                                         " ms: objects are pinned, or the spill directory is slow or full; let "
+                                         "Refs go, delete objects or add capacity");
+    if (w.restore_id != 0) {
+      if (restoring != nullptr && restoring->spill == Object::Spill::kSpilled && fits) {
+        StartRestore(*restoring);
+      } else {
+        AnswerRestore(w.restore_id, restoring == nullptr ? NotFound("deleted while waiting to be restored") : full);
+      }
+      continue;
+    }
     if (c == nullptr) continue;
     c->request_id = w.request_id;
     Status s = fits ? GrantArena(*c, w.size, w.dedicated, w.overwritten)
-                    : Sessions::SendStatus(*c, MessageType::kArenaReply,
-                                           CapacityExceeded("node memory is full and spilling made no room for " +
-                                                            FormatSize(w.size) + " within " +
-                                                            std::to_string(options_.spill_wait_ms) +
-                                                            " ms: objects are pinned, or the spill directory is "
-                                                            "slow or full; delete objects or add capacity"));
+                    : Sessions::SendStatus(*c, MessageType::kArenaReply, full);
     if (!s.ok()) sessions_.Drop(w.client_id);
   }
   ArmRoomTimer();

@@ -61,7 +61,7 @@ nlohmann::json InfoJson(const NodeFacts& n) {
                   {"lost", sp.lost},
                   {"bytes_written", sp.bytes_written},
                   {"bytes_read", sp.bytes_read},
-                  {"builders_waiting", sp.builders_waiting}};
+                  {"waiting_for_room", sp.waiting_for_room}};
   }
   // Builders' arenas ask for 2 MiB pages (--huge-pages) and the host allows them.
   j["huge_pages"] = {{"setting", n.huge_pages_setting},

@@ -68,7 +68,7 @@ struct NodeFacts {
     uint64_t spills = 0, restores = 0;   // since start
     uint64_t lost = 0;                   // objects whose spill file turned out damaged
     uint64_t bytes_written = 0, bytes_read = 0;
-    uint64_t builders_waiting = 0;       // arenas waiting for spilling to make room
+    uint64_t waiting_for_room = 0;       // arenas and restores waiting for spilling to make room
     int high_percent = 0, low_percent = 0;
   } spill;
   std::string huge_pages_setting;  // the host's shmem_enabled
