@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -175,6 +176,21 @@ TEST_F(SpillTest, TheLeastRecentlyUsedAreSpilledFirst) {
   EXPECT_TRUE(Stat(1)["spilled"].get<bool>());
   EXPECT_FALSE(Stat(0)["spilled"].get<bool>()) << "obj0 was read after obj1 was committed";
   EXPECT_FALSE(Stat(next - 1)["spilled"].get<bool>());
+  // What an operator sees: csm ls marks the spilled ones, csm info counts them.
+  auto ls = testing::Run({testing::BinaryDir() + "/csm", "ls"}, node_->Env());
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  bool obj1_on_disk = false, obj0_on_disk = false;
+  std::istringstream lines(ls.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("obj1 ")) obj1_on_disk = line.find(" yes ") != std::string::npos;
+    if (line.starts_with("obj0 ")) obj0_on_disk = line.find(" yes ") != std::string::npos;
+  }
+  EXPECT_TRUE(obj1_on_disk) << ls.out;
+  EXPECT_FALSE(obj0_on_disk) << ls.out;
+  auto info = testing::Run({testing::BinaryDir() + "/csm", "info"}, node_->Env());
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("spill     "), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find(dir_ + "/spill"), std::string::npos) << info.out;
 }
 
 // An object larger than spilling can ever make room for is refused when it is built,

@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
 #endif
 
   if (ls->parsed()) {
-    std::printf("%-32s %11s %5s %5s %6s  %s\n", "KEY", "SIZE", "NODE", "PINS", "AGE", "TYPE");
+    std::printf("%-32s %11s %5s %5s %6s %5s  %s\n", "KEY", "SIZE", "NODE", "PINS", "AGE", "DISK", "TYPE");
     std::string after;
     size_t count = 0;
     for (bool more = true; more;) {
@@ -78,10 +78,12 @@ int main(int argc, char** argv) {
       for (const auto& o : page["objects"]) {
         std::string type = o["type_name"].get<std::string>();
         if (type.size() > 60) type = type.substr(0, 57) + "...";
-        std::printf("%-32s %11s %5u %5llu %6s  %s\n", o["key"].get<std::string>().c_str(),
+        // DISK: spilled (its bytes in the node's spill directory until it is read).
+        const bool spilled = o.value("spilled", false);
+        std::printf("%-32s %11s %5u %5llu %6s %5s  %s\n", o["key"].get<std::string>().c_str(),
                     csm::FormatSize(o["size"].get<uint64_t>()).c_str(),
                     o["owner_node"].get<uint32_t>(), (unsigned long long)o["pins"].get<uint64_t>(),
-                    Age(o["commit_time_ns"].get<int64_t>()).c_str(), type.c_str());
+                    Age(o["commit_time_ns"].get<int64_t>()).c_str(), spilled ? "yes" : "", type.c_str());
         after = o["key"].get<std::string>();
         ++count;
       }
@@ -198,6 +200,20 @@ int main(int argc, char** argv) {
                   csm::FormatSize(f["written_back_bytes"].get<uint64_t>()).c_str(),
                   (unsigned long long)f["read_retries"].get<uint64_t>(),
                   (unsigned long long)f["read_failures"].get<uint64_t>());
+    }
+    if (j.contains("spill")) {
+      const auto& sp = j["spill"];
+      std::printf("spill     %llu objects (%s) in %s; above %d%% of capacity down to %d%%\n",
+                  (unsigned long long)sp["objects"].get<uint64_t>(), csm::FormatSize(sp["bytes"].get<uint64_t>()).c_str(),
+                  sp["dir"].get<std::string>().c_str(), sp["high_percent"].get<int>(), sp["low_percent"].get<int>());
+      std::printf("          %llu spills (%s written), %llu restores (%s read), %llu lost to damaged files, "
+                  "%llu waiting for room\n",
+                  (unsigned long long)sp["spills"].get<uint64_t>(),
+                  csm::FormatSize(sp["bytes_written"].get<uint64_t>()).c_str(),
+                  (unsigned long long)sp["restores"].get<uint64_t>(),
+                  csm::FormatSize(sp["bytes_read"].get<uint64_t>()).c_str(),
+                  (unsigned long long)sp["lost"].get<uint64_t>(),
+                  (unsigned long long)sp["waiting_for_room"].get<uint64_t>());
     }
     std::printf("peers     %s of object bytes sent to other nodes; %llu objects fetched from them\n",
                 csm::FormatSize(j["peer_bytes_served"].get<uint64_t>()).c_str(),

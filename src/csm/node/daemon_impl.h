@@ -1,5 +1,6 @@
 // Daemon::Impl: csmd's state and the declarations shared by its source files.
-//   daemon.cc          the loop, requests, arenas, commits and deletes, introspection
+//   daemon.cc          the loop, requests, arenas, introspection
+//   daemon_commit.cc   commits (checking an object, entering it) and deletes
 //   daemon_recovery.cc taking back what an earlier csmd left in the state directory
 //   daemon_reclaim.cc  pins, sweeping, reclaiming objects and arenas, processes gone
 //   daemon_cluster.cc  joining the cluster, segment leases, rejoining, the member list
