@@ -104,6 +104,11 @@ Result<std::unique_ptr<SpillStore>> SpillStore::Open(const std::string& dir, boo
 SpillStore::~SpillStore() {
   writer_.join();
   reader_.join();
+  // The objects end with this csmd (no --state-dir): so do their files.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    if (entry.path().extension() == ".spill") std::filesystem::remove(entry.path(), ec);
+  }
 }
 
 std::string SpillStore::Name(uint64_t object_id, uint64_t generation) const {

@@ -40,7 +40,7 @@ class SpillStore {
   // Files go in `dir`, made if missing; files an earlier csmd left there are removed.
   // `huge_pages`: memory restored is asked for in 2 MiB pages (as the node's arenas).
   static Result<std::unique_ptr<SpillStore>> Open(const std::string& dir, bool huge_pages = false);
-  ~SpillStore();  // waits for the jobs under way
+  ~SpillStore();  // waits for the jobs under way, then removes every spill file
   SpillStore(const SpillStore&) = delete;
   SpillStore& operator=(const SpillStore&) = delete;
 

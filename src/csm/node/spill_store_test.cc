@@ -146,6 +146,11 @@ TEST_F(SpillStoreTest, OpeningTheDirectoryAgainRemovesAnEarlierCsmdsFiles) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(std::filesystem::exists(store_->Name(11, 1)));
   EXPECT_EQ(SpillStore::Open("/proc/csm-no-such-dir").status().code(), StatusCode::kIOError);
+  // And a store that ends removes its files (its csmd's objects end with it).
+  ASSERT_TRUE((*again)->WriteFile(12, 1, Pieces(a, b)).ok());
+  const std::string name = (*again)->Name(12, 1);
+  again->reset();
+  EXPECT_FALSE(std::filesystem::exists(name));
 }
 
 }  // namespace
