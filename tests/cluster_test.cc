@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <filesystem>
 #include <future>
 #include <nlohmann/json.hpp>
 
@@ -668,6 +669,27 @@ TEST_P(ClusterTest, CopiesNoReaderPinsAreEvictedForNewOnes) {
   EXPECT_EQ(info("replicas_evicted"), 2u) << "m2, no longer pinned, made room";
   pin3->Kill(SIGKILL);
   pin3->Wait();
+}
+
+// An object its owner spilled is still served to other nodes: the owner restores it
+// for the peer's fetch, and the copy has the object's bytes.
+TEST_P(ClusterTest, ASpilledObjectIsServedToAnotherNode) {
+  char tmpl[] = "/tmp/csm-spill-cluster-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string spill_dir = std::string(tmpl) + "/spill";
+  a_ = Start(1, {"--capacity", "64M", "--spill-dir", spill_dir, "--spare-memory-ms", "0"});
+  b_ = Start(2);
+  for (const char* key : {"s0", "s1", "s2"}) RunHelper(*a_, {"big", key, "24"});  // 72 MiB in 64
+  auto owner = Client::Connect(a_->ClientConfig());
+  ASSERT_TRUE(owner.ok());
+  auto spilled = [&] { return json::parse(*(*owner)->StatJson("s0"))["spilled"].get<bool>(); };
+  ASSERT_TRUE(testing::Eventually(spilled)) << *(*owner)->StatJson("s0");
+  const uint64_t restores = json::parse(*(*owner)->InfoJson())["spill"]["restores"].get<uint64_t>();
+  RunHelper(*b_, {"check-big", "s0", "24"});  // fetched from node 1, every page checked
+  EXPECT_GT(json::parse(*(*owner)->InfoJson())["spill"]["restores"].get<uint64_t>(), restores);
+  owner->reset();
+  a_.reset();
+  std::filesystem::remove_all(tmpl);
 }
 
 INSTANTIATE_TEST_SUITE_P(Directories, ClusterTest,
