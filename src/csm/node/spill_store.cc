@@ -21,7 +21,7 @@ constexpr char kMagic[8] = {'c', 's', 'm', 's', 'p', 'i', 'l', 'l'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kChunk = 1 << 20;
 constexpr uint32_t kMaxPieces = 1 << 20;
-constexpr uint64_t kParallelBlocks = 64;  // objects of 64 MiB and more are read on two threads
+constexpr uint64_t kParallelBlocks = 64;  // objects of 64 MiB and more: two threads
 
 // The file: this header, then `pieces` u64 lengths, then the pieces' bytes in order.
 struct FileHeader {
@@ -83,6 +83,48 @@ Result<MappedPiece> MapPiece(const SpillStore::Piece& p, bool writable) {
   CSM_ASSIGN_OR_RETURN(auto view, os::SharedView::Map(p.fd->get(), to - from, from, writable, !writable));
   char* data = view->data() + (p.offset - from);
   return MappedPiece{std::move(view), data};
+}
+
+// The pieces' bytes as one stream cut into 1 MiB blocks (the blocks csm::Checksum
+// hashes apart): `part(mem, n, at)` runs over every part of blocks [first, last) in
+// order (`at`: where it lies in the stream), then the block's XXH3-64 goes into
+// digests[block], taken from `mem` right after, in cache.
+template <typename Part>
+Status OverBlocks(const std::vector<SpillStore::Piece>& pieces, const std::vector<MappedPiece>& mapped,
+                  uint64_t total, uint64_t first, uint64_t last, std::vector<uint64_t>& digests, Part&& part) {
+  size_t piece = 0;
+  uint64_t piece_start = 0;  // where pieces[piece] starts in the stream
+  Xxh3Stream block;
+  for (uint64_t b = first; b < last; ++b) {
+    uint64_t at = b * kChunk;
+    const uint64_t end = std::min(total, at + kChunk);
+    block.Reset();
+    while (at < end) {
+      while (at >= piece_start + pieces[piece].len) piece_start += pieces[piece++].len;
+      const uint64_t in_piece = at - piece_start;
+      const uint64_t n = std::min(end - at, pieces[piece].len - in_piece);
+      char* mem = mapped[piece].data + in_piece;
+      CSM_RETURN_IF_ERROR(part(mem, n, at));
+      block.Update(mem, n);
+      at += n;
+    }
+    digests[b] = block.Digest();
+  }
+  return Status::OK();
+}
+
+// Runs `blocks(first, last)` over [0, count): on this thread, or for `count` of 64 and
+// more, half of them on a second thread.
+template <typename Blocks>
+Status InHalves(uint64_t count, Blocks&& blocks) {
+  if (count < kParallelBlocks) return blocks(0, count);
+  const uint64_t half = count / 2;
+  Status second;
+  std::thread helper([&] { second = blocks(half, count); });
+  Status first = blocks(0, half);
+  helper.join();
+  CSM_RETURN_IF_ERROR(first);
+  return second;
 }
 
 }  // namespace
@@ -148,26 +190,28 @@ Status SpillStore::WriteFile(uint64_t object_id, uint64_t generation, const std:
     h.data_bytes += p.len;
   }
   const uint64_t data_at = sizeof(h) + lengths.size() * sizeof(uint64_t);
-  Checksum sum;
-  uint64_t at = data_at;
+  std::vector<MappedPiece> mapped;
   Status s;
   for (const Piece& p : pieces) {
-    auto mapped = MapPiece(p, /*writable=*/false);
-    if (!mapped.ok()) {
-      s = mapped.status();
+    auto m = MapPiece(p, /*writable=*/false);
+    if (!m.ok()) {
+      s = m.status();
       break;
     }
-    for (uint64_t done = 0; done < p.len && s.ok();) {
-      const size_t n = std::min<uint64_t>(kChunk, p.len - done);
-      sum.Update(mapped->data + done, n);
-      s = WriteFully(fd.get(), mapped->data + done, n, at, "spill file " + path);
-      done += n;
-      at += n;
-    }
-    if (!s.ok()) break;
+    mapped.push_back(std::move(*m));
+  }
+  // Written and hashed a block at a time, the second half on a second thread (which
+  // takes its hashing; the file system takes writes to one file one at a time).
+  std::vector<uint64_t> digests((h.data_bytes + kChunk - 1) / kChunk);
+  if (s.ok()) {
+    s = InHalves(digests.size(), [&](uint64_t first, uint64_t last) {
+      return OverBlocks(pieces, mapped, h.data_bytes, first, last, digests, [&](char* mem, uint64_t n, uint64_t at) {
+        return WriteFully(fd.get(), mem, n, data_at + at, "spill file " + path);
+      });
+    });
   }
   if (s.ok()) {
-    h.data_checksum = sum.Digest();
+    h.data_checksum = Checksum::OfBlocks(digests.data(), digests.size());
     h.header_checksum = HeaderChecksum(h, lengths);
     s = WriteFully(fd.get(), &h, sizeof(h), 0, "spill file " + path);
   }
@@ -222,43 +266,14 @@ Status SpillStore::ReadFile(uint64_t object_id, uint64_t generation, const std::
     if (huge_pages_) os::AdviseHugePages(reinterpret_cast<uintptr_t>(m.view->data()), m.view->size());
     mapped.push_back(std::move(m));
   }
-  // The checksum is over 1 MiB blocks of the pieces' bytes in order: blocks are read and
-  // hashed apart, the second half of them on a second thread for large objects.
-  const uint64_t blocks = (total + kChunk - 1) / kChunk;
-  std::vector<uint64_t> digests(blocks);
-  auto read_blocks = [&](uint64_t first, uint64_t last) -> Status {
-    size_t piece = 0;
-    uint64_t piece_start = 0;  // where pieces[piece] starts in the stream
-    Xxh3Stream block;
-    for (uint64_t b = first; b < last; ++b) {
-      uint64_t at = b * kChunk;
-      const uint64_t end = std::min(total, at + kChunk);
-      block.Reset();
-      while (at < end) {
-        while (at >= piece_start + pieces[piece].len) piece_start += pieces[piece++].len;
-        const uint64_t in_piece = at - piece_start;
-        const uint64_t n = std::min(end - at, pieces[piece].len - in_piece);
-        char* dst = mapped[piece].data + in_piece;
-        os::PrefaultWritable(reinterpret_cast<uintptr_t>(dst), n);  // one call, not a fault per page
-        CSM_RETURN_IF_ERROR(ReadFully(fd.get(), dst, n, data_at + at, path));
-        block.Update(dst, n);  // in cache, just read
-        at += n;
-      }
-      digests[b] = block.Digest();
-    }
-    return Status::OK();
-  };
-  Status second = Status::OK();
-  if (blocks >= kParallelBlocks) {
-    const uint64_t half = blocks / 2;
-    std::thread helper([&] { second = read_blocks(half, blocks); });
-    Status first = read_blocks(0, half);
-    helper.join();
-    CSM_RETURN_IF_ERROR(first);
-  } else {
-    second = read_blocks(0, blocks);
-  }
-  CSM_RETURN_IF_ERROR(second);
+  // Read and hashed a block at a time, the second half on a second thread.
+  std::vector<uint64_t> digests((total + kChunk - 1) / kChunk);
+  CSM_RETURN_IF_ERROR(InHalves(digests.size(), [&](uint64_t first, uint64_t last) {
+    return OverBlocks(pieces, mapped, total, first, last, digests, [&](char* mem, uint64_t n, uint64_t at) {
+      os::PrefaultWritable(reinterpret_cast<uintptr_t>(mem), n);  // one call, not a fault per page
+      return ReadFully(fd.get(), mem, n, data_at + at, path);
+    });
+  }));
   if (Checksum::OfBlocks(digests.data(), digests.size()) != h.data_checksum) {
     return damaged("its bytes' checksum does not match");
   }
