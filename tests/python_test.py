@@ -476,5 +476,48 @@ class PythonRestartTest(unittest.TestCase):
                 csmd.wait(timeout=20)
 
 
+class PythonSpillTest(unittest.TestCase):
+    """A node that spills (--spill-dir): numpy arrays three times its memory are put by
+    one Python process, pushed out to disk, and read back whole by another; csm.stat and
+    csm.info say what is on disk. (Each in a process of its own: one node per process.)"""
+
+    PUT = textwrap.dedent("""
+        import csm, sys
+        import numpy as np
+        with csm.Client(sys.argv[1]) as c:
+            for i in range(12):  # 12 x 16 MiB in a node of 64 MiB
+                c.put("arr%d" % i, np.full(2 << 20, i, dtype=np.int64))
+            assert c.stat("arr0")["spilled"], c.stat("arr0")
+            assert c.info()["spill"]["spills"] > 0
+        print("put", flush=True)
+    """)
+    GET = textwrap.dedent("""
+        import csm, sys
+        with csm.Client(sys.argv[1]) as c:
+            for i in range(12):
+                a = c.get("arr%d" % i)
+                assert a.shape == (2 << 20,) and int(a.min()) == i and int(a.max()) == i, i
+                del a
+            info = c.info()
+            assert info["spill"]["restores"] > 0, info["spill"]
+            assert info["used"] <= 64 << 20, info["used"]
+        print("verified", flush=True)
+    """)
+
+    def test_arrays_three_times_the_nodes_memory_come_back_whole(self):
+        with tempfile.TemporaryDirectory(prefix="csm-py-") as d:
+            socket = os.path.join(d, "node.sock")
+            csmd = start_csmd(["--socket", socket, "--capacity", "64M", "--spill-dir", os.path.join(d, "spill"),
+                               "--spare-memory-ms", "0"])
+            try:
+                for script, said in ((self.PUT, "put"), (self.GET, "verified")):
+                    out = subprocess.run([sys.executable, "-c", script, socket], stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True, timeout=120)
+                    self.assertEqual(out.returncode, 0, out.stdout)
+                    self.assertIn(said, out.stdout)
+            finally:
+                csmd.terminate()
+                csmd.wait(timeout=20)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
