@@ -133,6 +133,8 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
   const auto* counter =
       reinterpret_cast<const uint32_t*>(&dir_->header().change_counter);
   int resolved = 0;  // times csmd said the key is here now
+  int restores = 0;  // times csmd brought it back from its spill directory
+  constexpr int kMaxRestores = 16;
   Status unreachable;  // the last reason csmd could not look the key up in the cluster
   for (;;) {
     CSM_RETURN_IF_ERROR(Usable());  // csmd gone: nothing more from its directory
@@ -155,6 +157,11 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
                          std::to_string(wait_ms) + " ms (csmd goes on restoring it: a later Get may find it)");
         }
         if (!restored.ok() && !restored.IsNotFound()) return restored;
+        if (++restores > kMaxRestores) {
+          return CapacityExceeded("object '" + std::string(key) + "' was spilled again each of " +
+                                  std::to_string(kMaxRestores) + " times it was restored, before it could be "
+                                  "pinned: the node's memory is too small for what its readers use at once");
+        }
         continue;  // restored (or deleted meanwhile): look again
       }
       Status pinned = Pin(*found);

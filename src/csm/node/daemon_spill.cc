@@ -227,6 +227,7 @@ void Daemon::Impl::FinishRestore(uint64_t id, uint64_t generation, const Status&
     CSM_LOG_WARN("restoring %s: %s", o->key.c_str(), s.ToString().c_str());
     PunchSpilled(*o);
     o->spill = Object::Spill::kSpilled;
+    spilled_bytes_ += SpillablePages(*o);
     o->spill_lost = s.WithContext("object '" + o->key + "'");
     ++spill_losses_;
     RetryWaitingArenas();
