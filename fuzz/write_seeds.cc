@@ -44,7 +44,7 @@ void ProtocolSeeds() {
   Write(t, "alloc-arena", Encode(AllocArena{64 << 20, 0, 0}, 2).bytes());
   Write(t, "release-arena", Encode(ReleaseArena{3}).bytes());
   Write(t, "sync-arenas", Encode(SyncArenas{5}, 3).bytes());
-  Write(t, "commit", Encode(Commit{0x200000001000, 99, "table/part-1", "csm::ArrowDescriptor"}, 4).bytes());
+  Write(t, "commit", Encode(Commit{0x200000001000, 99, 0, "table/part-1", "csm::ArrowDescriptor"}, 4).bytes());
   Write(t, "delete", Encode(Delete{"k"}, 5).bytes());
   Write(t, "stat", Encode(Stat{"k"}, 6).bytes());
   Write(t, "resolve", Encode(Resolve{"k"}, 7).bytes());

@@ -142,20 +142,28 @@ bool IsBytesLike(const py::object& o) {
          py::isinstance<py::memoryview>(o);
 }
 
-// Builds a T with fill(T&, Builder&) -> Status and commits it under `key`; `checksum` false: without the
-// commit checksum (Builder::DeferChecksum: copies to other nodes are still verified).
+// How put() commits: `checksum` false: without the commit checksum (Builder::DeferChecksum:
+// copies to other nodes are still verified); `copies`: on how many nodes (Builder::SetCopies,
+// 0: the node's --replicas).
+struct PutOptions {
+  bool checksum = true;
+  uint32_t copies = 0;
+};
+
+// Builds a T with fill(T&, Builder&) -> Status and commits it under `key`.
 template <typename T, typename Fn>
-csm::Status Commit(csm::Client& client, const std::string& key, bool checksum, Fn&& fill) {
+csm::Status Commit(csm::Client& client, const std::string& key, const PutOptions& options, Fn&& fill) {
   CSM_ASSIGN_OR_RETURN(csm::Builder b, client.NewBuilder());
   CSM_ASSIGN_OR_RETURN(T * root, b.New<T>());
   csm::Status filled;
   CSM_RETURN_IF_ERROR(b.Populate([&] { filled = fill(*root, b); }));
   CSM_RETURN_IF_ERROR(filled);
-  if (!checksum) b.DeferChecksum();
+  if (!options.checksum) b.DeferChecksum();
+  b.SetCopies(options.copies);
   return b.Commit(key);
 }
 
-void PutArray(csm::Client& client, const std::string& key, const py::object& array, bool checksum) {
+void PutArray(csm::Client& client, const std::string& key, const py::object& array, const PutOptions& options) {
   py::object contiguous = py::module_::import("numpy").attr("ascontiguousarray")(array);
   const std::string dtype = py::str(contiguous.attr("dtype").attr("str"));
   std::vector<int64_t> shape;
@@ -163,7 +171,7 @@ void PutArray(csm::Client& client, const std::string& key, const py::object& arr
   for (const py::handle d : array.attr("shape")) shape.push_back(d.cast<int64_t>());
   Source src = SourceOf(contiguous.attr("reshape")(-1).attr("view")("u1"));
   Check(WithoutGil([&] {
-    return Commit<CsmPyArray>(client, key, checksum, [&](CsmPyArray& a, csm::Builder& b) {
+    return Commit<CsmPyArray>(client, key, options, [&](CsmPyArray& a, csm::Builder& b) {
       a.dtype.assign(dtype);
       a.shape.assign(shape.begin(), shape.end());
       return Fill(b, a.data, src.data(), src.size());
@@ -171,16 +179,16 @@ void PutArray(csm::Client& client, const std::string& key, const py::object& arr
   }));
 }
 
-void PutBytes(csm::Client& client, const std::string& key, const py::object& data, bool checksum) {
+void PutBytes(csm::Client& client, const std::string& key, const py::object& data, const PutOptions& options) {
   Source src = SourceOf(py::module_::import("builtins").attr("memoryview")(data).attr("cast")("B"));
   Check(WithoutGil([&] {
-    return Commit<CsmPyBytes>(client, key, checksum, [&](CsmPyBytes& out, csm::Builder& b) {
+    return Commit<CsmPyBytes>(client, key, options, [&](CsmPyBytes& out, csm::Builder& b) {
       return Fill(b, out, src.data(), src.size());
     });
   }));
 }
 
-void PutPickled(csm::Client& client, const std::string& key, const py::object& value, bool checksum) {
+void PutPickled(csm::Client& client, const std::string& key, const py::object& value, const PutOptions& options) {
   py::list buffers;
   py::object pickled = py::module_::import("pickle").attr("dumps")(value, py::arg("protocol") = 5,
                                                                    py::arg("buffer_callback") = buffers.attr("append"));
@@ -188,7 +196,7 @@ void PutPickled(csm::Client& client, const std::string& key, const py::object& v
   std::vector<Source> parts;
   for (const py::handle b : buffers) parts.push_back(SourceOf(b.attr("raw")()));
   Check(WithoutGil([&] {
-    return Commit<CsmPyPickled>(client, key, checksum, [&](CsmPyPickled& p, csm::Builder& b) {
+    return Commit<CsmPyPickled>(client, key, options, [&](CsmPyPickled& p, csm::Builder& b) {
       CSM_RETURN_IF_ERROR(Fill(b, p.pickle, main.data(), main.size()));
       p.buffers.resize(parts.size());
       for (size_t i = 0; i < parts.size(); ++i) {
@@ -205,19 +213,24 @@ py::object Tables() { return py::module_::import("csm").attr("_tables")(); }
 
 // put(): a table (anything with __arrow_c_stream__, a pandas DataFrame), a numpy array
 // of a plain dtype, bytes-like data, or any picklable object.
-void Put(const std::string& key, const py::object& value, bool checksum) {
+void Put(const std::string& key, const py::object& value, bool checksum, uint32_t copies) {
+  const PutOptions options{checksum, copies};
   if (IsPandasFrame(value) || py::hasattr(value, "__arrow_c_stream__")) {
+    if (copies != 0) {
+      throw py::value_error("copies= is not taken for tables yet: start the node with --replicas to "
+                            "replicate the tables committed there");
+    }
     Tables().attr("put_value")(key, value);
     return;
   }
   csm::Client& client = Connected();
   if (IsNumpyArray(value) && value.attr("dtype").attr("hasobject").cast<bool>() == false &&
       value.attr("dtype").attr("fields").is_none()) {
-    PutArray(client, key, value, checksum);
+    PutArray(client, key, value, options);
   } else if (IsBytesLike(value)) {
-    PutBytes(client, key, value, checksum);
+    PutBytes(client, key, value, options);
   } else {
-    PutPickled(client, key, value, checksum);
+    PutPickled(client, key, value, options);
   }
 }
 
@@ -340,10 +353,11 @@ PYBIND11_MODULE(_csm, m) {
       .def("__exit__", [](ClientHandle& c, const py::args&) { c.closed = true; })
       .def("close", [](ClientHandle& c) { c.closed = true; }, "Ends this handle (the values it gave stay usable).")
       .def_property_readonly("socket", [](const ClientHandle& c) { return c.socket; })
-      .def("put", [](const ClientHandle& c, const std::string& key, const py::object& value, bool checksum) {
+      .def("put", [](const ClientHandle& c, const std::string& key, const py::object& value, bool checksum,
+                     uint32_t copies) {
              c.CheckOpen();
-             Put(key, value, checksum);
-           }, py::arg("key"), py::arg("value"), py::arg("checksum") = true, "csm.put")
+             Put(key, value, checksum, copies);
+           }, py::arg("key"), py::arg("value"), py::arg("checksum") = true, py::arg("copies") = 0, "csm.put")
       .def("get", [](const ClientHandle& c, const std::string& key, double timeout) {
              c.CheckOpen();
              return Get(key, timeout);
@@ -369,13 +383,15 @@ PYBIND11_MODULE(_csm, m) {
              return FromJson(Check(Connected().NodesJson()));
            }, "csm.nodes");
 
-  m.def("put", &Put, py::arg("key"), py::arg("value"), py::arg("checksum") = true,
+  m.def("put", &Put, py::arg("key"), py::arg("value"), py::arg("checksum") = true, py::arg("copies") = 0,
         "Commits `value` under `key`: a pyarrow Table or RecordBatch (or anything with "
         "__arrow_c_stream__), a pandas DataFrame, a numpy array, bytes-like data, or any "
         "picklable object (pickle protocol 5: its large buffers, numpy members' say, are "
         "placed in the heap and come back as views). Tables need pyarrow. checksum=False "
         "skips the checksum commit takes of every byte (taken as the bytes are copied in; "
-        "copies to other nodes are still verified against a digest the owner computes).");
+        "copies to other nodes are still verified against a digest the owner computes). "
+        "copies=k keeps the object on k nodes of the cluster, this one's included (0: the node's "
+        "--replicas): the others fetch it as it is published and take it over if this node dies.");
   m.def("get", &Get, py::arg("key"), py::arg("timeout") = 0.0,
         "The value under `key`, waiting up to `timeout` seconds: numpy arrays as read-only "
         "views of the heap (no copy), bytes as read-only memoryviews, tables as pyarrow "

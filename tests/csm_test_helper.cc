@@ -44,10 +44,12 @@ void Say(const std::string& s) {
 
 // Builds a map of n keys and commits it under `key`; its root stays in this process's
 // (writable) arena mapping.
-csm::Result<HeapMap*> Produce(csm::Client& c, const std::string& key, long n) {
+// `copies`: Builder::SetCopies (0: the node's default).
+csm::Result<HeapMap*> Produce(csm::Client& c, const std::string& key, long n, uint32_t copies = 0) {
   CSM_ASSIGN_OR_RETURN(auto b, c.NewBuilder());
   CSM_ASSIGN_OR_RETURN(HeapMap * m, b.New<HeapMap>());
   CSM_RETURN_IF_ERROR(b.Populate([&] { csm::workload::Fill(*m, static_cast<int32_t>(n)); }));
+  b.SetCopies(copies);
   CSM_RETURN_IF_ERROR(b.Commit(key));
   return m;
 }
@@ -72,16 +74,31 @@ int main(int argc, char** argv) {
   }
   std::string cmd = argv[1], key = argv[2];
   long n = argc > 3 ? std::atol(argv[3]) : 0;
+  long count = argc > 4 ? std::atol(argv[4]) : 0;  // a second number, for the commands that take one
   auto client = csm::Client::Connect();
   if (!client.ok()) return Fail(client.status());
   csm::Client& c = **client;
 
-  if (cmd == "produce") {  // build a map of n keys and commit it
-    auto m = Produce(c, key, n);
-    if (!m.ok()) return Fail(m.status());
+  if (cmd == "produce") {  // build a map of n keys and commit it (count: copies, 0: the node's default)
+    auto map = Produce(c, key, n, static_cast<uint32_t>(count));
+    if (!map.ok()) return Fail(map.status());
     char buf[64];
-    std::snprintf(buf, sizeof(buf), "root=0x%" PRIx64 " ", reinterpret_cast<uint64_t>(*m));
-    Say(std::string("committed ") + buf + Mapping(reinterpret_cast<uint64_t>(*m)));
+    std::snprintf(buf, sizeof(buf), "root=0x%" PRIx64 " ", reinterpret_cast<uint64_t>(*map));
+    Say(std::string("committed ") + buf + Mapping(reinterpret_cast<uint64_t>(*map)));
+    return 0;
+  }
+  if (cmd == "consume-keys") {  // KEY/0 .. KEY/(count-1), maps of n keys: get each, verify every entry and its checksum
+    for (long i = 0; i < count; ++i) {
+      const std::string k = key + "/" + std::to_string(i);
+      auto ref = c.Get<HeapMap>(k, std::chrono::seconds(30));
+      if (!ref.ok()) return Fail(ref.status().WithContext(k));
+      std::string problem = csm::workload::Verify(**ref, static_cast<int32_t>(n));
+      if (!problem.empty()) return Fail(csm::Corruption(k + ": " + problem));
+      csm::Status s = ref->Verify();
+      if (!s.ok()) return Fail(s.WithContext(k));
+      Say("got " + std::to_string(i));
+    }
+    Say("verified all");
     return 0;
   }
   if (cmd == "produce-damaged") {  // commit a map of n keys, then change one of its bytes

@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
 #endif
 
   if (ls->parsed()) {
-    std::printf("%-32s %11s %5s %5s %6s %5s  %s\n", "KEY", "SIZE", "NODE", "PINS", "AGE", "DISK", "TYPE");
+    std::printf("%-32s %11s %5s %6s %5s %6s %5s  %s\n", "KEY", "SIZE", "NODE", "COPIES", "PINS", "AGE", "DISK",
+                "TYPE");
     std::string after;
     size_t count = 0;
     for (bool more = true; more;) {
@@ -80,9 +81,13 @@ int main(int argc, char** argv) {
         if (type.size() > 60) type = type.substr(0, 57) + "...";
         // DISK: spilled (its bytes in the node's spill directory until it is read).
         const bool spilled = o.value("spilled", false);
-        std::printf("%-32s %11s %5u %5llu %6s %5s  %s\n", o["key"].get<std::string>().c_str(),
-                    csm::FormatSize(o["size"].get<uint64_t>()).c_str(),
-                    o["owner_node"].get<uint32_t>(), (unsigned long long)o["pins"].get<uint64_t>(),
+        // COPIES: on how many nodes it is kept (replicas, docs/cluster.md); "r": this
+        // node holds one of them.
+        const std::string copies =
+            std::to_string(o.value("copies", 1u)) + (o.value("replica", false) ? " r" : "");
+        std::printf("%-32s %11s %5u %6s %5llu %6s %5s  %s\n", o["key"].get<std::string>().c_str(),
+                    csm::FormatSize(o["size"].get<uint64_t>()).c_str(), o["owner_node"].get<uint32_t>(),
+                    copies.c_str(), (unsigned long long)o["pins"].get<uint64_t>(),
                     Age(o["commit_time_ns"].get<int64_t>()).c_str(), spilled ? "yes" : "", type.c_str());
         after = o["key"].get<std::string>();
         ++count;
@@ -214,6 +219,15 @@ int main(int argc, char** argv) {
                   csm::FormatSize(sp["bytes_read"].get<uint64_t>()).c_str(),
                   (unsigned long long)sp["lost"].get<uint64_t>(),
                   (unsigned long long)sp["waiting_for_room"].get<uint64_t>());
+    }
+    if (j.contains("replicas")) {
+      const auto& r = j["replicas"];
+      std::printf("replicas  %u copies per commit by default; %llu replicas of other nodes' objects held here (%s), "
+                  "%llu fetched as replicas, %llu objects taken over from dead owners; %llu copies evicted\n",
+                  r["default_copies"].get<uint32_t>(), (unsigned long long)r["held"].get<uint64_t>(),
+                  csm::FormatSize(r["held_bytes"].get<uint64_t>()).c_str(),
+                  (unsigned long long)r["fetches"].get<uint64_t>(), (unsigned long long)r["taken_over"].get<uint64_t>(),
+                  (unsigned long long)j["replicas_evicted"].get<uint64_t>());
     }
     std::printf("peers     %s of object bytes sent to other nodes; %llu objects fetched from them\n",
                 csm::FormatSize(j["peer_bytes_served"].get<uint64_t>()).c_str(),

@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "csm/config.h"
+#include "csm/cluster/cluster_directory.h"  // kMaxCopies
 #include "csm/node/daemon.h"
 
 namespace csm::tools {
@@ -56,6 +57,11 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
   app->add_option("--huge-pages", f->huge_pages,
                   "on: builders' arenas ask for 2 MiB pages where the host allows them; off: 4 KiB")
       ->check(CLI::IsMember({"on", "off"}));
+  app->add_option("--replicas", f->replicas,
+                  "copies of each object committed here, on as many nodes, this node's included, unless a "
+                  "commit asks for another count (1: none); the other nodes fetch theirs as the object is "
+                  "published and take it over if this node dies")
+      ->check(CLI::Range(1u, csm::cluster::kMaxCopies));
   app->add_option("--copy-ahead-below", f->copy_ahead_below,
                   "copy other nodes' objects up to this size here when they are published, "
                   "so that their Get is local (0: only when asked)");
@@ -130,6 +136,7 @@ int RunNode(const NodeFlags& f) {
   options.cluster.peer_address = f.peer_address;
   options.cluster.transport = f.transport;
   options.cluster.dead_after_ms = f.dead_after_ms;
+  options.cluster.copies = f.replicas;
   if (s.ok()) s = set(f.copy_ahead_below, &options.cluster.copy_ahead_below);
   options.spare_memory_ms = f.spare_memory_ms;
   options.spill_dir = f.spill_dir;

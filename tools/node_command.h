@@ -18,6 +18,7 @@ struct NodeFlags {
   int spare_memory_ms = 3000;
   std::string huge_pages = "on";
   std::string copy_ahead_below = "256K";
+  uint32_t replicas = 1;
   // A shared-memory fabric (docs/fabric.md).
   std::string shared_memory, shared_memory_offset, shared_memory_size, fabric_domain, lend_limit;
   std::string coherence = "auto";

@@ -208,6 +208,12 @@ class Builder {
   // other nodes are still verified end to end, against a digest the owner computes
   // while serving them; Ref::Verify() says FailedPrecondition. Call before Commit.
   void DeferChecksum();
+  // Asks for `copies` copies of the object on as many nodes of the cluster, this one's
+  // included (1: none on other nodes; 0, the default: the node's --replicas). The other
+  // nodes are chosen by the cluster directory and fetch their copy as the object is
+  // published, after Commit returns; if this node dies, the first of them takes the
+  // object over at the same addresses (docs/cluster.md, "Replicas"). Call before Commit.
+  void SetCopies(uint32_t copies);
   // Copies `n` bytes from `src` to `dst` (memory this Builder handed out) at Commit, on
   // several threads for large copies, each 1 MiB block hashed for the checksum right after
   // it is copied: for bulk bytes one pass over memory instead of the copy's and the

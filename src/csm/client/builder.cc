@@ -157,7 +157,7 @@ Status BuilderCore::Commit(std::string_view key) {
   uint64_t header = chunks_.front().addr;
   if (arrow_validated) reinterpret_cast<object::ObjectHeader*>(header)->flags |= object::kFlagArrowValidated;
   CSM_TSAN_RELEASE(header);  // the object's bytes happen before any reader's Get
-  CSM_ASSIGN_OR_RETURN(committed_id_, client_->Commit(header, type_id_, key, type_name_));
+  CSM_ASSIGN_OR_RETURN(committed_id_, client_->Commit(header, type_id_, key, type_name_, copies_wanted));
   committed_ = true;
   ReleaseChunks();
   return Status::OK();
@@ -254,6 +254,7 @@ Status CommitTablePart(Builder& builder, std::string_view table_key, uint64_t pa
 void MarkArrowValidated(Builder& builder) { builder.core_->arrow_validated = true; }
 }  // namespace internal
 void Builder::DeferChecksum() { core_->defer_checksum = true; }
+void Builder::SetCopies(uint32_t copies) { core_->copies_wanted = copies; }
 void Builder::ExpectOverwrite(size_t bytes) { core_->overwrite_bytes = bytes; }
 Status Builder::CopyIn(void* dst, const void* src, size_t n) {
   if (n == 0) return Status::OK();

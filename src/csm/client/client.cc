@@ -205,6 +205,9 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
       // deadline, so wait and ask again (below); anything else is the answer.
       if (r.IsUnavailable() && state_.load() == State::kAttached) {
         unreachable = r;
+        // As below: a failed fetch moved the counter; ask again at the next change, or
+        // in 50 ms, not at once (a dead owner's fetches fail at once until it is seen dead).
+        seen = dir_->header().change_counter.load(std::memory_order_seq_cst);
       } else if (!r.IsNotFound()) {
         return r;
       } else {
@@ -257,9 +260,9 @@ Status ClientImpl::Resolve(std::string_view key, int timeout_ms) {
 }
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
-                                    const std::string& type_name) {
+                                    const std::string& type_name, uint32_t copies) {
   CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::CommitReply>(
-                                       protocol::Commit{header, type_id, std::string(key), type_name}));
+                                       protocol::Commit{header, type_id, copies, std::string(key), type_name}));
   return reply.object_id;
 }
 

@@ -85,7 +85,7 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   Result<PinnedObject> Get(std::string_view key, uint64_t type_id,
                            std::string (*type_name)(), std::chrono::milliseconds timeout);
   Result<uint64_t> Commit(uint64_t header, uint64_t type_id, std::string_view key,
-                          const std::string& type_name);
+                          const std::string& type_name, uint32_t copies);
   Status Delete(std::string_view key);
   Result<ObjectInfo> Lookup(std::string_view key) const;
   std::vector<ObjectInfo> List() const;
@@ -232,6 +232,7 @@ class BuilderCore {
   BumpRegion region{0, 0};
   std::atomic<int> scopes{0};  // Scopes currently making it current
   bool defer_checksum = false;   // Builder::DeferChecksum
+  uint32_t copies_wanted = 0;    // Builder::SetCopies
   std::vector<object::PendingCopy> copies;  // Builder::CopyIn, made at Finalize
   uint64_t overwrite_bytes = 0;  // Builder::ExpectOverwrite: the next Refill of this many bytes
   bool arrow_validated = false;  // internal::MarkArrowValidated

@@ -20,6 +20,9 @@
 
 namespace csm::cluster {
 
+// The most copies of one object a commit may ask for (its owner's included).
+inline constexpr uint32_t kMaxCopies = 16;
+
 struct SegmentLease {
   uint64_t first;  // segment index
   uint64_t count;
@@ -85,6 +88,21 @@ struct ObjectRecord {
     return i < arena_paths.size() && !arena_paths[i].empty() ? arena_paths[i] : memory.path;
   }
   int64_t commit_time_ns = 0;
+  // Replicas (docs/cluster.md, "Replicas"): how many nodes are to hold the object (1: its
+  // owner alone); the other nodes the directory chose to hold a copy, each fetching it
+  // as it hears the record; and the node whose segments its addresses lie in (0: the
+  // owner). When the owner dies, the first live node of `replicas` takes the object
+  // over: it becomes the owner, the addresses stay the origin's.
+  uint32_t copies = 1;
+  std::vector<uint32_t> replicas;
+  uint32_t origin_node = 0;
+  uint32_t origin() const { return origin_node != 0 ? origin_node : owner_node; }
+  bool HasReplica(uint32_t node) const {
+    for (uint32_t n : replicas) {
+      if (n == node) return true;
+    }
+    return false;
+  }
   // Filled in by Lookup/List:
   std::string owner_address;  // the owner's peer address
   bool owner_alive = false;
@@ -161,12 +179,22 @@ class ClusterDirectory {
                                                  bool* more) = 0;
   // Of these (key, object id, owner) triples, the ones no longer published as they were
   // (deleted, replaced, or owned by a dead node): replicas of them must go.
+  // A copy stays good while its object is published with the same id and its owner, or
+  // one of its replicas, lives (an owner's death alone does not end it: a replica takes
+  // the object over).
   struct Held {
     std::string key;
     uint64_t object_id;
     uint32_t owner_node;
+    bool replica = false;  // held as one of the object's replicas (for TakeOver)
   };
   virtual Result<std::vector<std::string>> Stale(const std::vector<Held>& held) = 0;
+  // Of these copies, held here as replicas of their objects, the ones whose owner is
+  // dead and of which this node is the first live replica: each is taken over (its
+  // record names this node as owner, the rest of k made up from live nodes, and the
+  // dead owner's segment leases under its arenas move to this node). Returns the
+  // records as they now are.
+  virtual Result<std::vector<ObjectRecord>> TakeOver(const std::vector<Held>& held) = 0;
 
  protected:
   void Heard(const std::string& key, const ObjectRecord* record) const {

@@ -8,6 +8,7 @@
 
 #include "csm/base/log.h"
 #include "csm/cluster/records_json.h"  // Describe
+#include "csm/cluster/replicas.h"
 #include "csm/os/memory.h"
 
 namespace csm::cluster {
@@ -80,16 +81,31 @@ Status Coordinator::Join(const NodeInfo& node) {
     return Status::OK();
   }
   if (it != members_.end()) {
-    // A new incarnation: whatever the old one owned died with it.
-    for (const auto& l : it->second.info.leases) segments_.Release(l.first, l.count);
+    // A new incarnation: whatever the old one owned died with it, but for the objects a
+    // live replica holds, taken over now by their first live replica (before their
+    // replicas' next heartbeat would) so the new incarnation's id does not answer for them.
     for (auto o = objects_.begin(); o != objects_.end();) {
       if (o->second.owner_node != node.node_id) {
+        ++o;
+        continue;
+      }
+      uint32_t heir = 0;
+      for (uint32_t n : o->second.replicas) {
+        auto r = members_.find(n);
+        if (n != node.node_id && r != members_.end() && Alive(r->second, now)) {
+          heir = n;
+          break;
+        }
+      }
+      if (heir != 0) {
+        TakeOverLocked(o->second, heir, now);
         ++o;
         continue;
       }
       Changed(o->first, nullptr, now);
       o = objects_.erase(o);
     }
+    for (const auto& l : it->second.info.leases) segments_.Release(l.first, l.count);
   }
   Member m{node, now};
   m.info.leases.clear();
@@ -148,8 +164,9 @@ Status Coordinator::Reregister(uint32_t node_id, const std::vector<ObjectRecord>
         continue;
       }
     }
-    objects_[r.key] = r;
-    Changed(r.key, &r, now);
+    ObjectRecord& kept = objects_[r.key] = r;
+    if (kept.copies > 1 && kept.replicas.empty()) kept.replicas = ChooseReplicas(node_id, kept.copies, LiveIds(now), {});
+    Changed(r.key, &kept, now);
   }
   return Status::OK();
 }
@@ -204,8 +221,20 @@ ObjectRecord Coordinator::Annotated(const ObjectRecord& r, int64_t now) const {
   return out;
 }
 
-Status Coordinator::Publish(const ObjectRecord& record) {
+std::vector<uint32_t> Coordinator::LiveIds(int64_t now) const {
+  std::vector<uint32_t> live;
+  for (const auto& [id, m] : members_) {
+    if (Alive(m, now)) live.push_back(id);
+  }
+  return live;
+}
+
+Status Coordinator::Publish(const ObjectRecord& published) {
   std::unique_lock<std::mutex> lock(mu_);
+  ObjectRecord record = published;
+  if (record.copies > 1 && record.replicas.empty()) {
+    record.replicas = ChooseReplicas(record.owner_node, record.copies, LiveIds(os::MonotonicNanos()), {});
+  }
   // Keys a re-registering node holds must be known before any is given to another.
   if (!AwaitRecovery(lock)) return Unavailable("the coordinator is stopping");
   int64_t now = os::MonotonicNanos();
@@ -311,15 +340,60 @@ std::vector<std::string> Coordinator::Stale(const std::vector<ClusterDirectory::
   std::lock_guard<std::mutex> lock(mu_);
   int64_t now = os::MonotonicNanos();
   std::vector<std::string> stale;
+  auto alive = [&](uint32_t n) {
+    auto m = members_.find(n);
+    return m != members_.end() && Alive(m->second, now);
+  };
   for (const auto& h : held) {
     auto it = objects_.find(h.key);
-    bool same = it != objects_.end() && it->second.object_id == h.object_id &&
-                it->second.owner_node == h.owner_node;
-    auto owner = members_.find(h.owner_node);
-    bool alive = owner != members_.end() && Alive(owner->second, now);
-    if (!same || !alive) stale.push_back(h.key);
+    if (it == objects_.end() || !CopyStillGood(it->second, h.object_id, alive)) stale.push_back(h.key);
   }
   return stale;
+}
+
+std::vector<ObjectRecord> Coordinator::TakeOver(uint32_t node_id,
+                                                const std::vector<ClusterDirectory::Held>& held) {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t now = os::MonotonicNanos();
+  auto alive = [&](uint32_t n) {
+    auto m = members_.find(n);
+    return m != members_.end() && Alive(m->second, now);
+  };
+  std::vector<ObjectRecord> out;
+  if (!alive(node_id)) return out;
+  for (const auto& h : held) {
+    auto it = objects_.find(h.key);
+    if (it == objects_.end() || !ShouldTakeOver(it->second, h.object_id, node_id, alive)) continue;
+    TakeOverLocked(it->second, node_id, now);
+    out.push_back(Annotated(it->second, now));
+  }
+  return out;
+}
+
+void Coordinator::TakeOverLocked(ObjectRecord& record, uint32_t node_id, int64_t now) {
+  CSM_LOG_INFO("coordinator: node %u takes '%s' over from node %u", node_id, record.key.c_str(),
+               record.owner_node);
+  // Its addresses must not be leased to anyone else while it lives there: the leases
+  // under its arenas move to the new owner, from whichever dead member holds them.
+  auto& to = members_.at(node_id).info.leases;
+  for (const auto& [first, last] : SegmentsOf(record, window_)) {
+    for (auto& [id, m] : members_) {
+      if (id == node_id || Alive(m, now)) continue;
+      auto& from = m.info.leases;
+      for (auto l = from.begin(); l != from.end();) {
+        if (l->first <= last && first < l->first + l->count) {
+          segments_.Release(l->first, l->count);
+          segments_.Claim(node_id, l->first, l->count);
+          to.push_back(*l);
+          l = from.erase(l);
+        } else {
+          ++l;
+        }
+      }
+    }
+  }
+  record = TakenOver(record, node_id, LiveIds(now));
+  Changed(record.key, &record, now);
 }
 
 }  // namespace csm::cluster

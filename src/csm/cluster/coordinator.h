@@ -70,6 +70,8 @@ class Coordinator {
   Result<ObjectRecord> Lookup(const std::string& key);
   std::vector<ObjectRecord> List(const std::string& after, uint32_t limit, bool* more);
   std::vector<std::string> Stale(const std::vector<ClusterDirectory::Held>& held);
+  // ClusterDirectory::TakeOver for `node_id`.
+  std::vector<ObjectRecord> TakeOver(uint32_t node_id, const std::vector<ClusterDirectory::Held>& held);
   // The changes after revision `after` (at most kWatchBatch), waiting up to wait_ms for
   // one; reset if changes after it are no longer kept (the last kWatchHistory are).
   RecordChanges Watch(uint64_t after, int wait_ms);
@@ -92,6 +94,11 @@ class Coordinator {
   bool AwaitRecovery(std::unique_lock<std::mutex>& lock);
   // With mu_ held: the checks every Join and Rejoin makes.
   Status CheckJoin(const NodeInfo& node) const;
+  // With mu_ held: the ids of the live members.
+  std::vector<uint32_t> LiveIds(int64_t now) const;
+  // With mu_ held: objects_[key] (held here as `record`) taken over by `node_id`; the
+  // dead owners' leases under its arenas move to it.
+  void TakeOverLocked(ObjectRecord& record, uint32_t node_id, int64_t now);
 
   const std::string cluster_;
   const WindowConfig window_;
@@ -180,6 +187,9 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override {
     return coordinator_->Stale(held);
   }
+  Result<std::vector<ObjectRecord>> TakeOver(const std::vector<Held>& held) override {
+    return coordinator_->TakeOver(node_id_, held);
+  }
 
  private:
   Coordinator* coordinator_;
@@ -210,6 +220,7 @@ class RemoteCoordinator : public ClusterDirectory {
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;
+  Result<std::vector<ObjectRecord>> TakeOver(const std::vector<Held>& held) override;
   RecordCacheStats cache_stats() const override { return cache_.stats(); }
 
  private:

@@ -114,17 +114,22 @@ std::string Answer(Coordinator& coordinator, const std::string& text, int longes
     }
     return r.dump();
   }
-  if (op == "stale") {
+  if (op == "stale" || op == "take_over") {
     std::vector<ClusterDirectory::Held> held;
     try {
       for (const auto& h : req.at("held")) {
         held.push_back({h.at(0).get<std::string>(), Integer<uint64_t>(h.at(1)), Integer<uint32_t>(h.at(2))});
       }
     } catch (const json::exception& e) {
-      return Reply(Corruption(std::string("malformed stale request: ") + e.what())).dump();
+      return Reply(Corruption("malformed " + op + " request: " + e.what())).dump();
     }
     json r = Reply(Status::OK());
-    r["stale"] = coordinator.Stale(held);
+    if (op == "stale") {
+      r["stale"] = coordinator.Stale(held);
+    } else {
+      r["records"] = json::array();
+      for (const ObjectRecord& taken : coordinator.TakeOver(node_id, held)) r["records"].push_back(ToJson(taken));
+    }
     return r.dump();
   }
   return Reply(InvalidArgument("unknown coordinator request '" + op + "'")).dump();

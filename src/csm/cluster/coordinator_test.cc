@@ -142,6 +142,72 @@ TEST(CoordinatorWatchTest, ARejoiningNodesOldRecordsAreRemoved) {
   EXPECT_FALSE(c.changes[0].record);
 }
 
+// Replicas (cluster/replicas.h): the coordinator names them at Publish, lets the first
+// live one take a dead owner's object over with the leases under it, and hands them
+// over itself when the dead owner's id joins again.
+TEST(CoordinatorReplicaTest, AReplicaTakesADeadOwnersObjectOverWithItsLeases) {
+  Coordinator co = MakeCoordinator(/*dead_after_ms=*/200);
+  for (uint32_t id : {1u, 2u, 3u}) ASSERT_TRUE(co.Join(Node(id)).ok());
+  auto first = co.Lease(2, 16);
+  ASSERT_TRUE(first.ok());
+  ObjectRecord r = Record("k", 2, 7);
+  r.arenas = {{kWindow.base + (*first + 1) * kWindow.segment_size, 8 << 20}};
+  r.copies = 2;
+  ASSERT_TRUE(co.Publish(r).ok());
+  ASSERT_EQ(co.Lookup("k")->replicas, (std::vector<uint32_t>{3})) << "the next node after the owner";
+  ClusterDirectory::Held held{"k", 7, 2, true};
+  EXPECT_TRUE(co.TakeOver(3, {held}).empty()) << "its owner lives";
+  // Node 2 goes silent; 1 and 3 go on.
+  const auto until = Clock::now() + std::chrono::milliseconds(300);
+  while (Clock::now() < until) {
+    ASSERT_TRUE(co.Heartbeat(1).ok());
+    ASSERT_TRUE(co.Heartbeat(3).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(co.Stale({held}).empty()) << "node 3's copy keeps it alive";
+  EXPECT_TRUE(co.TakeOver(1, {{"k", 7, 2, true}}).empty()) << "not one of its replicas";
+  std::vector<ObjectRecord> taken = co.TakeOver(3, {held});
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].owner_node, 3u);
+  EXPECT_EQ(taken[0].origin(), 2u);
+  EXPECT_EQ(taken[0].replicas, (std::vector<uint32_t>{1})) << "two copies again";
+  EXPECT_TRUE(taken[0].owner_alive);
+  EXPECT_TRUE(co.TakeOver(3, {held}).empty()) << "once";
+  bool node3_holds_the_run = false;
+  for (const NodeInfo& n : co.Members()) {
+    for (const SegmentLease& l : n.leases) {
+      if (l.first == *first) {
+        EXPECT_EQ(n.node_id, 3u);
+        node3_holds_the_run = true;
+      }
+    }
+  }
+  EXPECT_TRUE(node3_holds_the_run);
+  // A new incarnation of node 2 leases elsewhere and does not take the key back.
+  ASSERT_TRUE(co.Join(Node(2)).ok());
+  auto next = co.Lease(2, 16);
+  ASSERT_TRUE(next.ok());
+  EXPECT_NE(*next, *first);
+  EXPECT_EQ(co.Lookup("k")->owner_node, 3u);
+}
+
+TEST(CoordinatorReplicaTest, ADeadOwnersIdJoiningAgainHandsItsReplicatedObjectsOver) {
+  Coordinator co = MakeCoordinator(/*dead_after_ms=*/100);
+  for (uint32_t id : {2u, 3u}) ASSERT_TRUE(co.Join(Node(id)).ok());
+  ObjectRecord kept = Record("kept", 2, 7);
+  kept.copies = 2;
+  ASSERT_TRUE(co.Publish(kept).ok());
+  ASSERT_TRUE(co.Publish(Record("lost", 2, 8)).ok());
+  const auto until = Clock::now() + std::chrono::milliseconds(200);
+  while (Clock::now() < until) {
+    ASSERT_TRUE(co.Heartbeat(3).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(co.Join(Node(2)).ok()) << "a new incarnation, before node 3 asked to take anything over";
+  EXPECT_EQ(co.Lookup("kept")->owner_node, 3u);
+  EXPECT_TRUE(co.Lookup("lost").status().IsNotFound()) << "one copy: gone with its owner";
+}
+
 NodeInfo Incarnation(uint32_t id, uint64_t incarnation) {
   NodeInfo n = Node(id);
   n.incarnation = incarnation;

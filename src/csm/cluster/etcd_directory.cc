@@ -10,6 +10,7 @@
 
 #include "csm/base/log.h"
 #include "csm/cluster/records_json.h"
+#include "csm/cluster/replicas.h"
 #include "csm/os/tcp_channel.h"
 
 namespace csm::cluster {
@@ -151,6 +152,7 @@ Result<json> EtcdDirectory::Post(const std::string& path, const json& body) {
 }
 
 Status EtcdDirectory::CheckConfig(const NodeInfo& self) {
+  window_ = self.window;
   segment_count_ = self.window.size / self.window.segment_size;
   const std::string verifier = os::SecretVerifier(options_.secret, "csm cluster " + options_.cluster);
   json config = {{"window", {self.window.base, self.window.size, self.window.segment_size}},
@@ -492,6 +494,12 @@ Result<std::map<uint32_t, NodeInfo>> EtcdDirectory::LiveMembers(int64_t* revisio
   return out;
 }
 
+std::vector<uint32_t> EtcdDirectory::LiveIds(const std::map<uint32_t, NodeInfo>& live) {
+  std::vector<uint32_t> ids;
+  for (const auto& [id, n] : live) ids.push_back(id);
+  return ids;
+}
+
 Result<std::vector<NodeInfo>> EtcdDirectory::Members() {
   CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
   std::vector<NodeInfo> out;
@@ -499,7 +507,13 @@ Result<std::vector<NodeInfo>> EtcdDirectory::Members() {
   return out;
 }
 
-Status EtcdDirectory::Publish(const ObjectRecord& record) { return Place(record, /*again=*/false); }
+Status EtcdDirectory::Publish(const ObjectRecord& record) {
+  if (record.copies <= 1 || !record.replicas.empty()) return Place(record, /*again=*/false);
+  CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+  ObjectRecord with = record;
+  with.replicas = ChooseReplicas(record.owner_node, record.copies, LiveIds(live), {});
+  return Place(with, /*again=*/false);
+}
 
 Status EtcdDirectory::Place(const ObjectRecord& record, bool again) {
   const std::string key = Key("objects/" + record.key);
@@ -612,16 +626,78 @@ Result<std::vector<std::string>> EtcdDirectory::Stale(const std::vector<Held>& h
     CSM_ASSIGN_OR_RETURN(json txn, Post("kv/txn", {{"success", ops}}));
     for (size_t k = i; k < end; ++k) {
       CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(RangeAt(txn, k - i)));
-      bool same = false;
+      bool good = false;
       if (!kvs.empty()) {
         CSM_ASSIGN_OR_RETURN(json j, ParseValue(kvs[0].value, "object record"));
         CSM_ASSIGN_OR_RETURN(ObjectRecord r, RecordFromJson(j));
-        same = r.object_id == held[k].object_id && r.owner_node == held[k].owner_node;
+        good = CopyStillGood(r, held[k].object_id, [&](uint32_t n) { return live.count(n) != 0; });
       }
-      if (!same || !live.count(held[k].owner_node)) stale.push_back(held[k].key);
+      if (!good) stale.push_back(held[k].key);
     }
   }
   return stale;
+}
+
+Result<std::vector<ObjectRecord>> EtcdDirectory::TakeOver(const std::vector<Held>& held) {
+  std::vector<ObjectRecord> out;
+  CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+  auto alive = [&](uint32_t n) { return live.count(n) != 0; };
+  if (!alive(node_id_)) return out;
+  const std::string version = Key("segments_version"), segments = Key("segments/");
+  for (const Held& h : held) {
+    const std::string key = Key("objects/" + h.key);
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      // The record, the segment runs and their version at one revision.
+      CSM_ASSIGN_OR_RETURN(json seen, Post("kv/txn", {{"success", {Get(key), Get(version), GetPrefix(segments)}}}));
+      CSM_ASSIGN_OR_RETURN(auto record_kv, Kvs(RangeAt(seen, 0)));
+      CSM_ASSIGN_OR_RETURN(auto version_kv, Kvs(RangeAt(seen, 1)));
+      CSM_ASSIGN_OR_RETURN(auto runs, Kvs(RangeAt(seen, 2)));
+      if (record_kv.empty()) break;
+      CSM_ASSIGN_OR_RETURN(json j, ParseValue(record_kv[0].value, "object record"));
+      CSM_ASSIGN_OR_RETURN(ObjectRecord r, RecordFromJson(j));
+      if (!ShouldTakeOver(r, h.object_id, node_id_, alive)) break;
+      // Its addresses must stay out of anyone else's leases: the dead owner's runs went
+      // with its etcd lease, so this node leases the segments under its arenas, unless a
+      // live node holds them already (another take-over from the same owner keeps them
+      // too; a node that leased them afresh would build over the object: it is lost).
+      json ops = json::array();
+      Status reused;
+      for (const auto& [first, last] : SegmentsOf(r, window_)) {
+        bool covered = false;
+        for (const auto& kv : runs) {
+          CSM_ASSIGN_OR_RETURN(json run, ParseValue(kv.value, "segment lease"));
+          const uint64_t f = run.value("first", uint64_t{0}), n = run.value("count", uint64_t{0});
+          if (!(f <= last && first < f + n)) continue;
+          covered = true;
+          if (!run.value("taken_over", false) && run.value("node", 0u) != node_id_) {
+            reused = Unavailable("the addresses of '" + h.key + "' were leased to node " +
+                                 std::to_string(run.value("node", 0u)) + " after its owner died");
+          }
+        }
+        if (!covered) {
+          json run = {{"first", first}, {"count", last - first + 1}, {"node", node_id_}, {"taken_over", true}};
+          ops.push_back(Put(segments + SegmentName(first), run.dump(), lease_id_));
+        }
+      }
+      if (!reused.ok()) return reused;
+      ObjectRecord taken = TakenOver(r, node_id_, LiveIds(live));
+      ops.push_back(Put(key, ToJson(taken).dump()));
+      ops.push_back(Put(version, "1"));
+      const int64_t version_seen = version_kv.empty() ? 0 : version_kv[0].mod_revision;
+      CSM_ASSIGN_OR_RETURN(json took, Post("kv/txn", {{"compare", {Modified(key, record_kv[0].mod_revision),
+                                                                   Modified(version, version_seen)}},
+                                                      {"success", ops}}));
+      if (!took.value("succeeded", false)) {  // changed meanwhile: look again
+        CSM_LOG_DEBUG("taking '%s' over: its record or the segment leases changed meanwhile", h.key.c_str());
+        continue;
+      }
+      taken.owner_alive = true;
+      taken.owner_address = live.at(node_id_).peer_address;
+      out.push_back(std::move(taken));
+      break;
+    }
+  }
+  return out;
 }
 
 }  // namespace csm::cluster

@@ -62,6 +62,7 @@ class EtcdDirectory : public ClusterDirectory {
   Result<std::vector<ObjectRecord>> List(const std::string& after, uint32_t limit,
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;
+  Result<std::vector<ObjectRecord>> TakeOver(const std::vector<Held>& held) override;
   RecordCacheStats cache_stats() const override { return cache_.stats(); }
 
  private:
@@ -103,6 +104,8 @@ class EtcdDirectory : public ClusterDirectory {
   std::unique_ptr<httplib::Client> http_;
   int64_t lease_id_ = 0;
   uint64_t segment_count_ = 0;  // of the window, known from Join
+  WindowConfig window_{};       // known from Join
+  static std::vector<uint32_t> LiveIds(const std::map<uint32_t, NodeInfo>& live);
 };
 
 }  // namespace csm::cluster

@@ -93,6 +93,11 @@ json ToJson(const ObjectRecord& r) {
           {"arenas", ExtentsToJson(r.arenas)}, {"owner_address", r.owner_address},
           {"commit_time_ns", r.commit_time_ns},
           {"owner_alive", r.owner_alive}};
+  if (r.copies > 1) {
+    j["copies"] = r.copies;
+    j["replicas"] = r.replicas;
+  }
+  if (r.origin_node != 0) j["origin_node"] = r.origin_node;
   if (r.memory.on_fabric()) {
     j["memory"] = FabricToJson(r.memory);
     j["arena_offsets"] = r.arena_offsets;
@@ -120,6 +125,13 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
     r.commit_time_ns = IntegerOr<int64_t>(j, "commit_time_ns", 0);
     r.owner_alive = j.value("owner_alive", false);
     r.arrow_validated = j.value("arrow_validated", false);  // absent from older nodes' records
+    r.copies = IntegerOr<uint32_t>(j, "copies", 1);  // absent: no replicas
+    if (j.contains("replicas")) {
+      const json& replicas = j.at("replicas");
+      if (!replicas.is_array()) return Corruption("malformed object record: replicas is not a list");
+      for (const auto& n : replicas) r.replicas.push_back(Integer<uint32_t>(n));
+    }
+    r.origin_node = IntegerOr<uint32_t>(j, "origin_node", 0);
     r.memory = FabricFromJson(j);
     if (r.memory.on_fabric()) {
       const json& offsets = j.at("arena_offsets");
@@ -133,6 +145,11 @@ Result<ObjectRecord> RecordFromJson(const json& j) {
   if (r.key.empty() || r.extents.empty() || r.extents.size() > object::kMaxExtents ||
       r.arenas.empty() || r.arenas.size() > object::kMaxExtents) {
     return Corruption("object record with no or too many extents");
+  }
+  if (r.copies == 0 || r.copies > kMaxCopies || r.replicas.size() >= r.copies) {
+    return Corruption("object record asking for " + std::to_string(r.copies) + " copies with " +
+                      std::to_string(r.replicas.size()) + " replicas (1 to " + std::to_string(kMaxCopies) +
+                      " copies, fewer replicas than copies)");
   }
   if (r.memory.on_fabric() && (r.arena_offsets.size() != r.arenas.size() ||
                                (!r.arena_paths.empty() && r.arena_paths.size() != r.arenas.size()))) {

@@ -242,6 +242,21 @@ Result<std::vector<std::string>> RemoteCoordinator::Stale(const std::vector<Held
   return out;
 }
 
+Result<std::vector<ObjectRecord>> RemoteCoordinator::TakeOver(const std::vector<Held>& held) {
+  json h = json::array();
+  for (const auto& x : held) h.push_back({x.key, x.object_id, x.owner_node});
+  CSM_ASSIGN_OR_RETURN(std::string reply,
+                       Call(json{{"op", "take_over"}, {"node_id", node_id_}, {"held", h}}.dump()));
+  json r = json::parse(reply);
+  if (!r.contains("records") || !r["records"].is_array()) return Corruption("take_over reply without records");
+  std::vector<ObjectRecord> out;
+  for (const auto& j : r["records"]) {
+    CSM_ASSIGN_OR_RETURN(ObjectRecord rec, RecordFromJson(j));
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
 Result<std::vector<NodeInfo>> RemoteCoordinator::Members() {
   CSM_ASSIGN_OR_RETURN(std::string reply, Call(json{{"op", "members"}, {"node_id", node_id_}}.dump()));
   json r = json::parse(reply);

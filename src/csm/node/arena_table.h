@@ -37,6 +37,9 @@ struct Arena {
   // charged here; in the stale-cache model, from this node's snapshot of that memory);
   // replica_of says whose.
   bool mapped = false;
+  // A replica arena served to peers: it holds an object this node took over from its
+  // dead owner (docs/cluster.md, "Replicas").
+  bool served = false;
   // In memory node `lent_by` lent this node (a process here builds in it): where to give
   // it back, the incarnation that lent it, its device, and (stale-cache model) the
   // device read-write for the write-back.

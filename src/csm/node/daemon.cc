@@ -456,6 +456,14 @@ Status Daemon::Impl::HandleInfo(Session& c) {
   n.fetches = fetches_done_;
   n.copies_ahead = copies_ahead_;
   n.replicas_evicted = replicas_evicted_;
+  n.replica_fetches = replica_fetches_;
+  n.taken_over = taken_over_;
+  n.default_copies = options_.cluster.copies;
+  objects_.ForEachLive([&](const Object& o) {
+    if (!o.is_copy() || !o.replica) return;
+    ++n.replicas_held;
+    n.replica_bytes += o.header.data_size;
+  });
   n.fetches_in_flight = fetcher_.in_flight();
   n.transfers = fetcher_.transfers();
   n.peer_bytes_served = peers_.bytes_served();

@@ -43,6 +43,9 @@ struct ClusterOptions {
   // Objects of other nodes up to this size are copied here as soon as they are published,
   // so that a Get of them is local (docs/cluster.md, "Copying ahead"); 0: only on Get.
   uint64_t copy_ahead_below = 256 << 10;
+  // Copies of each object this node commits, its own included, unless the commit asks
+  // for another count (docs/cluster.md, "Replicas"); 1: no replicas.
+  uint32_t copies = 1;
   bool enabled() const { return !coordinate.empty() || !join.empty() || !etcd.empty(); }
 };
 

@@ -77,9 +77,9 @@ Status Daemon::Impl::JoinCluster() {
   // Changes to other nodes' records: copies made stale go at once, and small objects
   // are copied ahead of their first Get (docs/cluster.md, "Copying ahead").
   cluster_->SetRecordListener([this](const std::string& key, const cluster::ObjectRecord* r) {
-    if (r != nullptr && r->owner_node == node_id_) return;
-    RecordHeard heard{key, r != nullptr, r ? r->owner_node : 0, r ? r->object_id : 0, r ? r->size : 0};
-    Post([this, heard] { OnRecordHeard(heard); });
+    RecordHeard heard{key,          r != nullptr, r ? r->owner_node : 0, r ? r->object_id : 0, r ? r->size : 0,
+                      r ? r->copies : 1, r ? r->replicas : std::vector<uint32_t>{}};
+    Post([this, heard = std::move(heard)] { OnRecordHeard(heard); });
   });
   cluster::NodeInfo& self = self_;
   self.node_id = node_id_;
@@ -118,6 +118,9 @@ Status Daemon::Impl::JoinCluster() {
       Membership::Hooks{[this] { Post([this] { StartRejoin(); }); },
                         [this](std::vector<std::string> keys) {
                           Post([this, keys = std::move(keys)] { DropStaleReplicas(keys); });
+                        },
+                        [this](std::vector<cluster::ObjectRecord> records) {
+                          Post([this, records = std::move(records)] { TakeOverCopies(records); });
                         }});
   membership_->Start();
   CSM_LOG_INFO("node %u joined cluster '%s'%s", node_id_, co.name.c_str(),

@@ -124,8 +124,13 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
 Status Daemon::Impl::HandleCommit(Session& c, WireReader& in) {
   protocol::Commit m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
+  if (m.copies > cluster::kMaxCopies) {
+    return ReplyCommit(c, InvalidArgument("a commit asked for " + std::to_string(m.copies) + " copies: at most " +
+                                          std::to_string(cluster::kMaxCopies) + " (this node's included)"));
+  }
   auto o = PrepareCommit(c, m.header, m.type_id, std::move(m.key), std::move(m.type_name));
   if (!o.ok()) return ReplyCommit(c, o.status());
+  o->copies = m.copies != 0 ? m.copies : options_.cluster.copies;
   if (cluster_ == nullptr) return ReplyCommit(c, FinishCommit(std::move(*o)));
   // On a non-coherent fabric the object's lines are written back before its record can
   // reach a peer (docs/fabric.md); on the directory thread, through descriptors of its
@@ -210,7 +215,7 @@ Status Daemon::Impl::HandleDelete(Session& c, WireReader& in) {
                       NotFound("no object under key '" + key + "' (csm ls lists them)"));
   }
   Object& o = *found;
-  if (o.owner_node != 0) {
+  if (o.is_copy()) {
     return Sessions::SendStatus(c, MessageType::kStatusReply,
                       FailedPrecondition("'" + key + "' is a copy of an object owned by node " +
                                          std::to_string(o.owner_node) +
@@ -249,7 +254,7 @@ Object* Daemon::Impl::Unlist(const std::string& key) {
 void Daemon::Impl::DeleteLocally(const std::string& key) {
   Object* o = Unlist(key);
   if (o == nullptr) return;
-  peers_.RemoveObject(o->id);  // peers that ask from now on are told it is gone
+  peers_.RemoveObject(o->published_id());  // peers that ask from now on are told it is gone
   // The tombstone's closing seq store and the pin loads in Sweep are seq_cst, as are
   // the client's pin store and its re-read of the slot: either the client sees the
   // tombstone, or we see its pin.

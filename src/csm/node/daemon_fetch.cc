@@ -67,7 +67,7 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareArenasFor(
   for (size_t i = 0; i < r.arenas.size(); ++i) {
     const object::ObjectExtent& span = r.arenas[i];
     Arena* a = arenas_.FirstOverlapping(span.addr, span.length);
-    if (a != nullptr && !(a->addr == span.addr && a->size == span.length && a->replica_of == r.owner_node &&
+    if (a != nullptr && !(a->addr == span.addr && a->size == span.length && a->replica_of == r.origin() &&
                           fits(*a, i))) {
       // Space still taken by a replica of an older arena of the owner's.
       if (a->replica_of != 0 && a->objects == 0 && a->fetching == 0) {
@@ -77,7 +77,7 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareArenasFor(
       if (a != nullptr) {
         undo();
         return Unavailable("the addresses of '" + r.key + "' are still held here by copies of "
-                           "objects node " + std::to_string(r.owner_node) + " has since "
+                           "objects node " + std::to_string(r.origin()) + " has since "
                            "replaced: retry once their readers let go");
       }
     }
@@ -88,7 +88,7 @@ Result<std::vector<uint64_t>> Daemon::Impl::PrepareArenasFor(
         return made.status();
       }
       a = &arenas_.at(*made);
-      a->replica_of = r.owner_node;
+      a->replica_of = r.origin();
       dir_->header().arena_seq.store(a->seq);
     }
     ++a->fetching;
@@ -181,6 +181,12 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   if (!record.ok()) return record.status();
   const cluster::ObjectRecord& r = *record;
   if (r.owner_node == node_id_) return NotFound("'" + key + "' was deleted");
+  if (!r.owner_alive && !r.replicas.empty()) {
+    // The client asks again until its deadline.
+    return Unavailable("node " + std::to_string(r.owner_node) + ", which owns '" + key +
+                       "', is not alive: a node holding a replica of it takes it over within a "
+                       "heartbeat or two; ask again");
+  }
   if (!r.owner_alive) {
     return Unavailable("node " + std::to_string(r.owner_node) + ", which owns '" + key +
                        "', is not alive: its objects are gone with it");
@@ -296,6 +302,7 @@ void Daemon::Impl::FinishFetch(const std::string& key, Status status,
 
   if (status.ok() && !objects_.IsLive(key)) {
     Object o = CopyOf(r, objects_.NewId(), arena_ids);
+    o.replica = r.HasReplica(node_id_);
     o.last_used_ns = os::MonotonicNanos();
     Status room = CheckObjectRoom();
     Result<uint32_t> slot = room.ok() ? dir_->Insert(SlotOf(o, node_id_, ArenaSeqMax(o))) : Result<uint32_t>(room);
@@ -339,13 +346,6 @@ void Daemon::Impl::DropStaleReplicas(const std::vector<std::string>& keys) {
   Sweep();
 }
 
-void Daemon::Impl::OnRecordHeard(const RecordHeard& heard) {
-  if (const Object* o = objects_.Live(heard.key)) {
-    const bool same = heard.published && o->owner_node == heard.owner_node && o->remote_id == heard.object_id;
-    if (o->is_copy() && !same) DropStaleReplicas({heard.key});
-  }
-  if (heard.published && heard.size <= options_.cluster.copy_ahead_below) CopyAhead(heard.key);
-}
 
 void Daemon::Impl::CopyAhead(const std::string& key) {
   if (objects_.IsLive(key) || fetcher_.InFlight(key)) return;
@@ -366,10 +366,11 @@ void Daemon::Impl::CopyAhead(const std::string& key) {
 
 void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
   // Least recently used first: fetched, or got by a process here (its access ring).
+  // Copies held as one of their object's replicas stay.
   NoteAccesses();
   std::vector<std::pair<int64_t, uint64_t>> replicas;  // (last used, id)
   objects_.ForEachLive([&](const Object& o) {
-    if (o.is_copy() && !IsPinned(o.id)) replicas.emplace_back(o.last_used_ns, o.id);
+    if (o.is_copy() && !o.replica && !IsPinned(o.id)) replicas.emplace_back(o.last_used_ns, o.id);
   });
   std::sort(replicas.begin(), replicas.end());
   for (const auto& [used, id] : replicas) {
@@ -388,7 +389,7 @@ void Daemon::Impl::RefreshReplicaList() {
   if (membership_ == nullptr) return;  // a lone node
   std::vector<cluster::ClusterDirectory::Held> held;
   objects_.ForEachLive([&](const Object& o) {
-    if (o.is_copy()) held.push_back({o.key, o.remote_id, o.owner_node});
+    if (o.is_copy()) held.push_back({o.key, o.remote_id, o.owner_node, o.replica});
   });
   membership_->SetHeld(std::move(held));
 }

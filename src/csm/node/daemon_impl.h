@@ -286,10 +286,20 @@ class Daemon::Impl {
     bool published;  // false: removed
     uint32_t owner_node;
     uint64_t object_id, size;
+    uint32_t copies;
+    std::vector<uint32_t> replicas;
   };
-  // A copy of another object than the one now published goes at once; a small object
-  // published is copied ahead (CopyAhead).
+  // A copy of another object than the one now published goes at once; an object this
+  // node is named a replica of is fetched (FetchAsReplica), a small one copied ahead
+  // (CopyAhead); a record naming this node the owner of an object it holds a copy of
+  // means the directory handed it over (TakeOverCopies). daemon_replicas.cc.
   void OnRecordHeard(const RecordHeard& heard);
+  // Fetches `key`, which this node holds a replica of, now (it may evict copies).
+  void FetchAsReplica(const std::string& key);
+  // This node owns these objects now: their owner died and it held replicas of them.
+  // Each copy becomes this node's own (served to peers, deleted here), at the same
+  // addresses; one it no longer holds is unpublished (lost).
+  void TakeOverCopies(const std::vector<cluster::ObjectRecord>& records);
   // Fetches `key` before anyone asks, if its record is at hand, it is no larger than
   // ClusterOptions::copy_ahead_below and it fits in free room (it never evicts).
   void CopyAhead(const std::string& key);
@@ -338,6 +348,8 @@ class Daemon::Impl {
   uint64_t fetches_done_ = 0;
   uint64_t replicas_evicted_ = 0;
   uint64_t copies_ahead_ = 0;  // fetches started by CopyAhead
+  uint64_t replica_fetches_ = 0;  // fetches started by FetchAsReplica
+  uint64_t taken_over_ = 0;       // objects taken over from dead owners
 
   // Cluster membership (cluster mode only).
   Status JoinCluster();

@@ -91,6 +91,7 @@ void Daemon::Impl::PunchUncommitted(Arena& a) {
 void Daemon::Impl::MaybeDestroyArena(Arena& a) {
   if (a.owner != 0 || a.objects != 0 || a.fetching != 0) return;
   bool served = false;  // to a peer right now: its bytes must stay what they were
+  if (a.replica_of != 0 && a.served) served = peers_.RemoveArena(a.addr);  // a copy taken over
   if (a.replica_of == 0) {
     served = peers_.RemoveArena(a.addr);
     // A replica's addresses belong to its owner node; a borrowed arena's to its lender,

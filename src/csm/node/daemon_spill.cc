@@ -32,7 +32,7 @@ uint64_t Daemon::Impl::SpillablePages(const Object& o) const {
 }
 
 bool Daemon::Impl::Spillable(const Object& o) const {
-  if (o.is_copy() || o.deleted || o.spill != Object::Spill::kNone || !o.spill_lost.ok()) return false;
+  if (o.is_copy() || o.taken_over || o.deleted || o.spill != Object::Spill::kNone || !o.spill_lost.ok()) return false;
   if (SpillablePages(o) == 0) return false;
   for (uint64_t id : o.arena_ids) {
     const Arena* a = arenas_.Find(id);

@@ -21,6 +21,9 @@ nlohmann::json InfoJson(const NodeFacts& n) {
   j["fetches"] = n.fetches;
   j["copies_ahead"] = n.copies_ahead;
   j["replicas_evicted"] = n.replicas_evicted;
+  j["replicas"] = {{"default_copies", n.default_copies}, {"held", n.replicas_held},
+                   {"held_bytes", n.replica_bytes},     {"fetches", n.replica_fetches},
+                   {"taken_over", n.taken_over}};
   j["fetches_in_flight"] = n.fetches_in_flight;
   j["transfers"] = nlohmann::json::array();
   for (const auto& t : n.transfers) {
@@ -97,6 +100,11 @@ nlohmann::json StatJson(const Object& o, uint32_t node_id, uint64_t pins) {
   j["commit_time_ns"] = o.commit_time_ns;
   j["pins"] = pins;
   j["spilled"] = o.spill == Object::Spill::kSpilled || o.spill == Object::Spill::kReading;
+  j["copies"] = o.copies;
+  j["replicas"] = o.replicas;        // the other nodes chosen to hold one, as last heard
+  j["replica_here"] = o.replica;     // a copy held as one of them
+  j["taken_over"] = o.taken_over;    // taken over from its dead owner (its origin)
+  if (o.taken_over) j["origin_node"] = o.owner_node;
   if (!o.spill_lost.ok()) j["spill_lost"] = o.spill_lost.ToString();
   j["descriptor_bytes"] = sizeof(directory::DirectorySlot);
   j["extents"] = nlohmann::json::array();
@@ -116,7 +124,9 @@ nlohmann::json ListEntry(const Object& o, uint32_t node_id, uint64_t pins) {
           {"pins", pins},
           {"producer_pid", o.producer_pid},
           {"commit_time_ns", o.commit_time_ns},
-          {"spilled", o.spill == Object::Spill::kSpilled || o.spill == Object::Spill::kReading}};
+          {"spilled", o.spill == Object::Spill::kSpilled || o.spill == Object::Spill::kReading},
+          {"copies", o.copies},
+          {"replica", o.replica}};
 }
 
 nlohmann::json ListEntry(const cluster::ObjectRecord& r, bool here, uint64_t pins) {
@@ -128,7 +138,9 @@ nlohmann::json ListEntry(const cluster::ObjectRecord& r, bool here, uint64_t pin
           {"owner_alive", r.owner_alive},
           {"pins", pins},
           {"here", here},
-          {"commit_time_ns", r.commit_time_ns}};
+          {"commit_time_ns", r.commit_time_ns},
+          {"copies", r.copies},
+          {"replicas", r.replicas}};
 }
 
 nlohmann::json NodesJson(uint32_t node_id, const std::string& cluster, const WindowConfig& window,

@@ -54,6 +54,13 @@ struct NodeFacts {
   uint64_t fetches = 0;            // objects brought from other nodes
   uint64_t copies_ahead = 0;       // of those fetches, started before anyone asked
   uint64_t replicas_evicted = 0;   // copies dropped to make room for others
+  // Replicas (docs/cluster.md, "Replicas"): copies held here as one of their object's
+  // replicas (count, bytes), fetches started for that, objects taken over from dead
+  // owners, and the node's default copies per commit.
+  uint64_t replicas_held = 0, replica_bytes = 0;
+  uint64_t replica_fetches = 0;
+  uint64_t taken_over = 0;
+  uint32_t default_copies = 1;
   uint64_t fetches_in_flight = 0;
   std::vector<TransferProgress> transfers;  // copies arriving now
   uint64_t peer_bytes_served = 0;  // object bytes sent to other nodes by the transport

@@ -37,6 +37,17 @@ void Membership::CheckStale(const std::vector<Held>& held) {
   if (held.empty()) return;
   auto stale = directory_->Stale(held);
   if (stale.ok() && !stale->empty()) hooks_.drop_stale(std::move(*stale));
+  std::vector<Held> replicas;
+  for (const Held& h : held) {
+    if (h.replica) replicas.push_back(h);
+  }
+  if (replicas.empty() || !hooks_.taken_over) return;
+  auto taken = directory_->TakeOver(replicas);
+  if (!taken.ok()) {
+    CSM_LOG_WARN("taking over objects of a dead node: %s", taken.status().ToString().c_str());
+  } else if (!taken->empty()) {
+    hooks_.taken_over(std::move(*taken));
+  }
 }
 
 void Membership::Rejoined() {

@@ -2,7 +2,8 @@
 // directory every heartbeat interval that the node is alive, notices when the directory
 // has forgotten the node (its coordinator restarted: the node must register again), and
 // asks which of the copies held here are stale (deleted or replaced by their owner, or
-// their owner dead), for the daemon to drop.
+// their owner and its replicas dead), for the daemon to drop, and takes over the objects
+// of dead owners this node holds replicas of.
 //
 // It owns the list of copies held (the daemon replaces it as copies come and go) and
 // knows nothing else of the daemon: what to do is handed back through Hooks, which are
@@ -31,6 +32,8 @@ class Membership {
     std::function<void()> rejoin;
     // These copies (by key) must go.
     std::function<void(std::vector<std::string> keys)> drop_stale;
+    // This node took these objects over (their owner died; it held replicas of them).
+    std::function<void(std::vector<cluster::ObjectRecord> records)> taken_over;
   };
   // `directory` outlives this object.
   Membership(cluster::ClusterDirectory* directory, int heartbeat_ms, Hooks hooks);
@@ -46,8 +49,9 @@ class Membership {
   // The copies this node holds now.
   void SetHeld(std::vector<Held> held);
   std::vector<Held> held() const;
-  // Asks the directory which of `held` are stale and hands them to drop_stale; on the
-  // caller's thread (also done after every successful heartbeat).
+  // Asks the directory which of `held` are stale and hands them to drop_stale, then has
+  // it hand this node the objects of dead owners it holds replicas of (taken_over); on
+  // the caller's thread (also done after every successful heartbeat).
   void CheckStale(const std::vector<Held>& held);
   // The re-registration that rejoin started has ended (whether it worked or not).
   void Rejoined();

@@ -35,6 +35,9 @@ class FakeDirectory : public ClusterDirectory {
     *more = false;
     return std::vector<cluster::ObjectRecord>{};
   }
+  Result<std::vector<cluster::ObjectRecord>> TakeOver(const std::vector<Held>&) override {
+    return std::vector<cluster::ObjectRecord>{};
+  }
   // Stale: the held copies whose key is in stale_keys_.
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override {
     std::lock_guard<std::mutex> lock(mu_);

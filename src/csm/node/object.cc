@@ -31,7 +31,7 @@ cluster::ObjectRecord RecordOf(const Object& o, uint32_t self, std::vector<objec
   cluster::ObjectRecord r;
   r.key = o.key;
   r.owner_node = o.owner(self);
-  r.object_id = o.is_copy() ? o.remote_id : o.id;
+  r.object_id = o.published_id();
   r.type_id = o.type_id;
   r.type_name = o.type_name;
   r.header = o.header_addr;
@@ -43,6 +43,9 @@ cluster::ObjectRecord RecordOf(const Object& o, uint32_t self, std::vector<objec
   r.extents = o.extents;
   r.arenas = std::move(arenas);
   r.commit_time_ns = o.commit_time_ns;
+  r.copies = o.copies;
+  r.replicas = o.replicas;
+  if (o.taken_over) r.origin_node = o.owner_node;  // its addresses are still that node's
   return r;
 }
 
@@ -65,8 +68,10 @@ Object CopyOf(const cluster::ObjectRecord& r, uint64_t id, std::vector<uint64_t>
   o.arena_ids = std::move(arena_ids);
   o.producer_pid = 0;
   o.commit_time_ns = r.commit_time_ns;
-  o.owner_node = r.owner_node;
+  o.owner_node = r.origin();  // whose addresses its replica arenas take
   o.remote_id = r.object_id;
+  o.copies = r.copies;
+  o.replicas = r.replicas;
   return o;
 }
 

@@ -37,6 +37,16 @@ struct Object {
   uint32_t owner_node = 0;  // the node whose object this is a copy of (0: our own)
   uint64_t remote_id = 0;   // and that node's id for it
 
+  // Replicas (docs/cluster.md, "Replicas"): the copies the commit asked for (this node's
+  // included) and the nodes the directory chose for the others, as last heard; for a
+  // copy, whether this node holds it as one of those replicas (never evicted); and a
+  // copy this node took over when its owner died: this node answers and serves it now,
+  // its addresses still its origin's (owner_node).
+  uint32_t copies = 1;
+  std::vector<uint32_t> replicas;
+  bool replica = false;
+  bool taken_over = false;
+
   // Spilling (daemon_spill.cc): where its bytes are. kWriting: being written to the
   // spill directory (still in memory; a reader's Resolve cancels it); kSpilled: only
   // there (its whole pages punched out); kReading: being restored.
@@ -48,9 +58,11 @@ struct Object {
   // reader's Get seen by csmd.
   int64_t last_used_ns = 0;
 
-  bool is_copy() const { return owner_node != 0; }
+  bool is_copy() const { return owner_node != 0 && !taken_over; }
   // The node that owns it, given this node's id.
   uint32_t owner(uint32_t self) const { return is_copy() ? owner_node : self; }
+  // Its id in the cluster's records (and to peers that fetch it from here).
+  uint64_t published_id() const { return owner_node != 0 ? remote_id : id; }
 };
 
 // Its slot in the node's directory; `arena_seq_max`: the newest of its arenas' sequence

@@ -68,11 +68,13 @@ struct Commit {
   static constexpr MessageType kType = MessageType::kCommit;
   uint64_t header = 0;  // address of the object's header
   uint64_t type_id = 0;
+  uint32_t copies = 0;  // on how many nodes, this one's included; 0: the node's default
   std::string key, type_name;
   template <typename Self, typename Io>
   static Status Fields(Self& m, Io& io) {
     CSM_RETURN_IF_ERROR(io.Value(m.header));
     CSM_RETURN_IF_ERROR(io.Value(m.type_id));
+    CSM_RETURN_IF_ERROR(io.Value(m.copies));
     CSM_RETURN_IF_ERROR(io.Text(m.key, kMaxKeyField));
     return io.Text(m.type_name, kMaxKeyField);
   }

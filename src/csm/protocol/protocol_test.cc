@@ -85,9 +85,10 @@ TEST(MessagesTest, EveryRequestComesBackAsSent) {
   EXPECT_EQ(a.home_node, 7u);
   EXPECT_EQ(RoundTrip(ReleaseArena{5}).arena_id, 5u);
   EXPECT_EQ(RoundTrip(SyncArenas{17}).synced, 17u);
-  Commit c = RoundTrip(Commit{0x200000001000, 0xabc, "k/1", "Map"});
+  Commit c = RoundTrip(Commit{0x200000001000, 0xabc, 3, "k/1", "Map"});
   EXPECT_EQ(c.header, 0x200000001000u);
   EXPECT_EQ(c.type_id, 0xabcu);
+  EXPECT_EQ(c.copies, 3u);
   EXPECT_EQ(c.key, "k/1");
   EXPECT_EQ(c.type_name, "Map");
   EXPECT_EQ(RoundTrip(Delete{"gone"}).key, "gone");
@@ -152,7 +153,7 @@ Status DecodeBytes(const std::string& bytes) {
 }
 
 TEST(MessagesTest, MalformedMessagesAreCorruption) {
-  std::string commit = Encode(Commit{1, 2, "key", "type"}).bytes();
+  std::string commit = Encode(Commit{1, 2, 0, "key", "type"}).bytes();
   for (size_t cut = sizeof(MessageHeader); cut < commit.size(); ++cut) {
     EXPECT_TRUE(DecodeBytes<Commit>(commit.substr(0, cut)).IsCorruption()) << "cut at " << cut;
   }
