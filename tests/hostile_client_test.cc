@@ -150,9 +150,9 @@ TEST(HostileClientTest, ForgedCommitsAreCorruption) {
   ASSERT_TRUE(in.Get(&arena_id).ok() && in.Get(&seq).ok() && in.Get(&addr).ok() && in.Get(&size).ok());
   int fd = grant->fds[0].get();
 
-  auto commit = [&](uint64_t header_addr, uint64_t type_id) {
+  auto commit = [&](uint64_t header_addr, uint64_t type_id, uint32_t copies = 0) {
     WireWriter w(MessageType::kCommit);
-    w.Put(header_addr).Put(type_id).PutString("forged").PutString("x");
+    w.Put(header_addr).Put(type_id).Put(copies).PutString("forged").PutString("x");
     EXPECT_TRUE(c.Send(w).ok());
     auto r = c.Receive();
     EXPECT_TRUE(r.ok()) << "csmd must answer a bad commit, not hang up";
@@ -186,11 +186,14 @@ TEST(HostileClientTest, ForgedCommitsAreCorruption) {
   h.data_size = 4096;
   ASSERT_EQ(::pwrite(fd, &h, sizeof(h), 0), static_cast<ssize_t>(sizeof(h)));
   ASSERT_EQ(::pwrite(fd, &e, sizeof(e), 64), static_cast<ssize_t>(sizeof(e)));
+  // More copies than a cluster may keep.
+  Status copies = commit(addr, 7, 1000);
+  EXPECT_EQ(copies.code(), StatusCode::kInvalidArgument) << copies.ToString();
   Status ok = commit(addr, 7);
   EXPECT_TRUE(ok.ok()) << ok.ToString();
   // The same bytes cannot be committed twice under another key.
   WireWriter again(MessageType::kCommit);
-  again.Put(addr).Put(uint64_t{7}).PutString("forged-2").PutString("x");
+  again.Put(addr).Put(uint64_t{7}).Put(uint32_t{0}).PutString("forged-2").PutString("x");
   ASSERT_TRUE(c.Send(again).ok());
   auto r = c.Receive();
   ASSERT_TRUE(r.ok());

@@ -418,14 +418,16 @@ class PythonTablesTest(unittest.TestCase):
 
 
 def start_csmd(args):
-    """A csmd with `args`, once it says it is ready."""
+    """A csmd with `args`, once it says it is ready; `csmd.said` holds what it printed until then."""
     csmd = subprocess.Popen([os.path.join(BINARY_DIR, "csmd")] + args,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    csmd.said = []
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         line = csmd.stdout.readline()
         if not line:
             break
+        csmd.said.append(line)
         if "csmd ready" in line:
             threading.Thread(target=csmd.stdout.read, daemon=True).start()  # drain its log
             return csmd
@@ -518,6 +520,82 @@ class PythonSpillTest(unittest.TestCase):
             finally:
                 csmd.terminate()
                 csmd.wait(timeout=20)
+
+class PythonReplicaTest(unittest.TestCase):
+    """put(..., copies=2) on a two-node cluster: the other node holds a replica and, once
+    the owner's csmd is killed, takes the array over and serves it whole; an object put
+    with the default (one copy) is gone with its owner. (Each in a process of its own: one
+    node per process.)"""
+
+    PUT = textwrap.dedent("""
+        import csm, sys
+        import numpy as np
+        with csm.Client(sys.argv[1]) as c:
+            c.put("kept", np.arange(1 << 20, dtype=np.int64), copies=2)
+            c.put("alone", np.arange(1 << 20, dtype=np.int64))
+            assert c.stat("kept")["copies"] == 2 and c.stat("alone")["copies"] == 1
+        print("put", flush=True)
+    """)
+    AWAIT_REPLICA = textwrap.dedent("""
+        import csm, sys, time
+        with csm.Client(sys.argv[1]) as c:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if c.stat("kept")["replica_here"]:
+                        print("replica", flush=True)
+                        break
+                except KeyError:
+                    pass
+                time.sleep(0.05)
+            assert "alone" not in [o["key"] for o in c.ls() if o.get("here")], c.ls()
+    """)
+    GET = textwrap.dedent("""
+        import csm, sys, time
+        import numpy as np
+        with csm.Client(sys.argv[1]) as c:
+            a = c.get("kept", timeout=30)
+            assert (a == np.arange(1 << 20, dtype=np.int64)).all()
+            deadline = time.monotonic() + 30  # taken over a heartbeat or two after the owner is seen dead
+            while not c.stat("kept")["taken_over"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            s = c.stat("kept")
+            assert s["taken_over"] and s["owner_node"] == 1, s
+            try:
+                c.get("alone", timeout=3)
+                raise AssertionError("an object with one copy outlived its owner")
+            except (ConnectionError, TimeoutError) as e:
+                assert "not alive" in str(e) or "could not" in str(e), e
+        print("verified", flush=True)
+    """)
+
+    def run_on(self, script, socket, said):
+        out = subprocess.run([sys.executable, "-c", script, socket], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stdout)
+        self.assertIn(said, out.stdout)
+
+    def test_an_array_put_with_two_copies_outlives_its_owner(self):
+        with tempfile.TemporaryDirectory(prefix="csm-py-") as d:
+            common = ["--cluster-secret", "py-test", "--peer-address", "127.0.0.1:0", "--dead-after-ms", "1000"]
+            one = start_csmd(["--socket", os.path.join(d, "1.sock"), "--node-id", "1",
+                              "--coordinate", "127.0.0.1:0"] + common)
+            port = next(l.split("csmd coordinator port ")[1].split()[0] for l in one.said
+                        if "csmd coordinator port " in l)
+            two = start_csmd(["--socket", os.path.join(d, "2.sock"), "--node-id", "2",
+                              "--join", "127.0.0.1:" + port] + common)
+            try:
+                self.run_on(self.PUT, os.path.join(d, "2.sock"), "put")
+                self.run_on(self.AWAIT_REPLICA, os.path.join(d, "1.sock"), "replica")
+                two.kill()
+                two.wait(timeout=20)
+                self.run_on(self.GET, os.path.join(d, "1.sock"), "verified")
+            finally:
+                for csmd in (two, one):
+                    if csmd.poll() is None:
+                        csmd.terminate()
+                        csmd.wait(timeout=20)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

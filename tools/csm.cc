@@ -223,11 +223,12 @@ int main(int argc, char** argv) {
     if (j.contains("replicas")) {
       const auto& r = j["replicas"];
       std::printf("replicas  %u copies per commit by default; %llu replicas of other nodes' objects held here (%s), "
-                  "%llu fetched as replicas, %llu objects taken over from dead owners; %llu copies evicted\n",
+                  "%llu fetched as replicas, %llu objects taken over from dead owners; %llu copies evicted (%s)\n",
                   r["default_copies"].get<uint32_t>(), (unsigned long long)r["held"].get<uint64_t>(),
                   csm::FormatSize(r["held_bytes"].get<uint64_t>()).c_str(),
                   (unsigned long long)r["fetches"].get<uint64_t>(), (unsigned long long)r["taken_over"].get<uint64_t>(),
-                  (unsigned long long)j["replicas_evicted"].get<uint64_t>());
+                  (unsigned long long)j["replicas_evicted"].get<uint64_t>(),
+                  csm::FormatSize(j["replica_bytes_evicted"].get<uint64_t>()).c_str());
     }
     std::printf("peers     %s of object bytes sent to other nodes; %llu objects fetched from them\n",
                 csm::FormatSize(j["peer_bytes_served"].get<uint64_t>()).c_str(),

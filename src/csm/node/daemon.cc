@@ -456,6 +456,7 @@ Status Daemon::Impl::HandleInfo(Session& c) {
   n.fetches = fetches_done_;
   n.copies_ahead = copies_ahead_;
   n.replicas_evicted = replicas_evicted_;
+  n.replica_bytes_evicted = replica_bytes_evicted_;
   n.replica_fetches = replica_fetches_;
   n.taken_over = taken_over_;
   n.default_copies = options_.cluster.copies;

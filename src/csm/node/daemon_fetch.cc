@@ -235,8 +235,8 @@ Status Daemon::Impl::MakeRoomFor(const std::string& key, uint64_t size) {
   if (used_ + size <= config_.capacity) return Status::OK();
   return CapacityExceeded("no room for a copy of '" + key + "' (" + FormatSize(size) + "): capacity " +
                           FormatSize(config_.capacity) + ", in use " + FormatSize(used_) +
-                          ", and every copy held here is pinned by a reader: drop some Refs, delete "
-                          "objects, or raise --capacity");
+                          ", and every copy held here is pinned by a reader or kept as one of its object's "
+                          "replicas: drop some Refs, delete objects, or raise --capacity");
 }
 
 Result<std::vector<uint64_t>> Daemon::Impl::PrepareMappedArenas(const cluster::ObjectRecord& r,
@@ -378,8 +378,9 @@ void Daemon::Impl::EvictReplicasFor(uint64_t bytes, const std::string& wanted) {
     Object& o = objects_.at(id);
     CSM_LOG_INFO("evicting the copy of '%s' (%s, from node %u) to make room for '%s'", o.key.c_str(),
                  FormatSize(o.header.data_size).c_str(), o.owner_node, wanted.c_str());
-    Unlist(o.key);
     ++replicas_evicted_;
+    replica_bytes_evicted_ += o.header.data_size;
+    Unlist(o.key);
     Sweep();  // unpinned: reclaimed now, and used_ goes down with its arenas
   }
   RefreshReplicaList();

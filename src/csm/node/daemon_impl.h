@@ -347,6 +347,7 @@ class Daemon::Impl {
       [this](std::function<void()> task) { Post(std::move(task)); }};
   uint64_t fetches_done_ = 0;
   uint64_t replicas_evicted_ = 0;
+  uint64_t replica_bytes_evicted_ = 0;
   uint64_t copies_ahead_ = 0;  // fetches started by CopyAhead
   uint64_t replica_fetches_ = 0;  // fetches started by FetchAsReplica
   uint64_t taken_over_ = 0;       // objects taken over from dead owners

@@ -21,6 +21,7 @@ nlohmann::json InfoJson(const NodeFacts& n) {
   j["fetches"] = n.fetches;
   j["copies_ahead"] = n.copies_ahead;
   j["replicas_evicted"] = n.replicas_evicted;
+  j["replica_bytes_evicted"] = n.replica_bytes_evicted;
   j["replicas"] = {{"default_copies", n.default_copies}, {"held", n.replicas_held},
                    {"held_bytes", n.replica_bytes},     {"fetches", n.replica_fetches},
                    {"taken_over", n.taken_over}};

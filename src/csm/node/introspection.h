@@ -54,6 +54,7 @@ struct NodeFacts {
   uint64_t fetches = 0;            // objects brought from other nodes
   uint64_t copies_ahead = 0;       // of those fetches, started before anyone asked
   uint64_t replicas_evicted = 0;   // copies dropped to make room for others
+  uint64_t replica_bytes_evicted = 0;  // and their bytes
   // Replicas (docs/cluster.md, "Replicas"): copies held here as one of their object's
   // replicas (count, bytes), fetches started for that, objects taken over from dead
   // owners, and the node's default copies per commit.
