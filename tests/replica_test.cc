@@ -2,7 +2,11 @@
 // k-1 other nodes as they are published; when the owner is killed, the first live
 // replica takes each object over at the same addresses, readers' Gets on the other nodes
 // go on, and a new replica restores k. Real csmd nodes with each directory backend.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <filesystem>
 
 #include "cluster_fixture.h"
 
@@ -118,6 +122,23 @@ TEST_P(ReplicaTest, ACopyTakenOverIsServedWhenTheFirstReplicaIsDeadToo) {
   ASSERT_TRUE(testing::Eventually([&] { return StatOf(*a_, "k3").value("taken_over", false); }, 20000))
       << StatOf(*a_, "k3").dump();
   RunHelper(*a_, {"consume", "k3", std::to_string(kEntries)});
+}
+
+TEST_P(ReplicaTest, ANodeOnASharedMemoryFabricRefusesReplicasAndSaysWhy) {
+  char dir[] = "/dev/shm/csm-replica-fabric-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string memory = std::string(dir) + "/memory";
+  ASSERT_EQ(::close(::open(memory.c_str(), O_CREAT | O_RDWR, 0600)), 0);
+  ASSERT_EQ(::truncate(memory.c_str(), 64 << 20), 0);
+  std::vector<std::string> argv = {testing::Csmd(), "--socket", std::string(dir) + "/node.sock"};
+  for (const std::string& f : Flags(1, {"--shared-memory", memory, "--capacity", "64M", "--replicas", "2"})) {
+    argv.push_back(f);
+  }
+  auto refused = testing::Run(argv, {}, 20000);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE((refused.out + refused.err).find("replicas are not kept on a shared-memory fabric"), std::string::npos)
+      << refused.out << refused.err;
+  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Directories, ReplicaTest,

@@ -28,6 +28,9 @@ Status Daemon::Impl::Init() {
   const uint32_t slots = directory::DirectorySlots(config_.max_objects);
   uint64_t dir_bytes = directory::DirectoryBytes(slots);
   bool recovering = false;
+  if (options_.cluster.copies > 1 && shm_ != nullptr) {
+    return InvalidArgument(kNoFabricReplicas);
+  }
   if (!options_.state_dir.empty()) {
     if (shm_ != nullptr) {
       return InvalidArgument("--state-dir cannot keep a node's objects on a shared-memory fabric "

@@ -128,6 +128,7 @@ Status Daemon::Impl::HandleCommit(Session& c, WireReader& in) {
     return ReplyCommit(c, InvalidArgument("a commit asked for " + std::to_string(m.copies) + " copies: at most " +
                                           std::to_string(cluster::kMaxCopies) + " (this node's included)"));
   }
+  if (m.copies > 1 && shm_ != nullptr) return ReplyCommit(c, InvalidArgument(kNoFabricReplicas));
   auto o = PrepareCommit(c, m.header, m.type_id, std::move(m.key), std::move(m.type_name));
   if (!o.ok()) return ReplyCommit(c, o.status());
   o->copies = m.copies != 0 ? m.copies : options_.cluster.copies;

@@ -85,6 +85,11 @@ constexpr int kSweepIntervalMs = 100;
 }  // namespace internal
 using namespace internal;  // NOLINT: the structs above are this folder's vocabulary
 
+// Why a node on a shared-memory fabric keeps no replicas (docs/cluster.md, "Replicas").
+inline constexpr const char* kNoFabricReplicas =
+    "replicas are not kept on a shared-memory fabric yet (its nodes map the owner's memory in place "
+    "instead of holding copies): commit with one copy, or run the nodes without --shared-memory";
+
 class Daemon::Impl {
  public:
   Impl(const Config& config, const NodeOptions& options)
