@@ -124,6 +124,24 @@ TEST_P(ReplicaTest, ACopyTakenOverIsServedWhenTheFirstReplicaIsDeadToo) {
   RunHelper(*a_, {"consume", "k3", std::to_string(kEntries)});
 }
 
+TEST_P(ReplicaTest, ADeadReplicaIsReplacedWhileItsOwnerLives) {
+  a_ = Start(1);
+  b_ = Start(2, {"--replicas", "2"});
+  c_ = Start(3);
+  RunHelper(*b_, {"produce", "k", std::to_string(kEntries)});
+  ASSERT_TRUE(testing::Eventually([&] { return HoldsReplica(*c_, "k"); }, 20000));
+  c_->Kill(SIGKILL);
+  // The owner names node 1 instead, which fetches its copy; two copies again.
+  ASSERT_TRUE(testing::Eventually([&] { return HoldsReplica(*a_, "k"); }, 20000)) << StatOf(*a_, "k").dump();
+  EXPECT_EQ(StatOf(*b_, "k").value("replicas", json::array()), json::array({1})) << StatOf(*b_, "k").dump();
+  // Node 3 back (afresh): node 1 stays the replica.
+  c_.reset();
+  c_ = Start(3);
+  RunHelper(*c_, {"consume", "k", std::to_string(kEntries)});
+  EXPECT_EQ(StatOf(*b_, "k").value("replicas", json::array()), json::array({1}));
+  EXPECT_TRUE(HoldsReplica(*a_, "k"));
+}
+
 TEST_P(ReplicaTest, ANodeOnASharedMemoryFabricRefusesReplicasAndSaysWhy) {
   char dir[] = "/dev/shm/csm-replica-fabric-XXXXXX";
   ASSERT_NE(::mkdtemp(dir), nullptr);

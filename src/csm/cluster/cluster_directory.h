@@ -161,8 +161,9 @@ class ClusterDirectory {
   virtual Result<std::vector<NodeInfo>> Members() = 0;
 
   // Publishes a committed object under its key. AlreadyExists if the key is taken
-  // anywhere in the cluster.
-  virtual Status Publish(const ObjectRecord& record) = 0;
+  // anywhere in the cluster. For an object of several copies the directory names its
+  // replicas, and says which in `replicas` (if given).
+  virtual Status Publish(const ObjectRecord& record, std::vector<uint32_t>* replicas = nullptr) = 0;
   // Removes the key if `owner_node` owns it.
   virtual Status Unpublish(const std::string& key, uint32_t owner_node) = 0;
   // The record under `key`; NotFound if none. With kCachedOk a backend that keeps a
@@ -195,6 +196,10 @@ class ClusterDirectory {
   // dead owner's segment leases under its arenas move to this node). Returns the
   // records as they now are.
   virtual Result<std::vector<ObjectRecord>> TakeOver(const std::vector<Held>& held) = 0;
+  // Names `replicas` the nodes to hold the copies of this node's object `object_id`
+  // under `key` (its owner chose them again: one died, or more nodes live now). NotFound
+  // if the key holds no such object of this node's.
+  virtual Status SetReplicas(const std::string& key, uint64_t object_id, const std::vector<uint32_t>& replicas) = 0;
 
  protected:
   void Heard(const std::string& key, const ObjectRecord* record) const {

@@ -229,7 +229,7 @@ std::vector<uint32_t> Coordinator::LiveIds(int64_t now) const {
   return live;
 }
 
-Status Coordinator::Publish(const ObjectRecord& published) {
+Status Coordinator::Publish(const ObjectRecord& published, std::vector<uint32_t>* replicas) {
   std::unique_lock<std::mutex> lock(mu_);
   ObjectRecord record = published;
   if (record.copies > 1 && record.replicas.empty()) {
@@ -251,6 +251,7 @@ Status Coordinator::Publish(const ObjectRecord& published) {
   }
   objects_[record.key] = record;
   Changed(record.key, &record, now);
+  if (replicas != nullptr) *replicas = record.replicas;
   return Status::OK();
 }
 
@@ -368,6 +369,24 @@ std::vector<ObjectRecord> Coordinator::TakeOver(uint32_t node_id,
     out.push_back(Annotated(it->second, now));
   }
   return out;
+}
+
+Status Coordinator::SetReplicas(uint32_t node_id, const std::string& key, uint64_t object_id,
+                                const std::vector<uint32_t>& replicas) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = objects_.find(key);
+  if (it == objects_.end() || it->second.owner_node != node_id || it->second.object_id != object_id) {
+    return NotFound("node " + std::to_string(node_id) + " publishes no object " + std::to_string(object_id) +
+                    " under '" + key + "'");
+  }
+  if (replicas.size() >= it->second.copies) {
+    return InvalidArgument("'" + key + "' keeps " + std::to_string(it->second.copies) + " copies: at most " +
+                           std::to_string(it->second.copies - 1) + " replicas");
+  }
+  if (it->second.replicas == replicas) return Status::OK();
+  it->second.replicas = replicas;
+  Changed(key, &it->second, os::MonotonicNanos());
+  return Status::OK();
 }
 
 void Coordinator::TakeOverLocked(ObjectRecord& record, uint32_t node_id, int64_t now) {

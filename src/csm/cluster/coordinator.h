@@ -65,13 +65,16 @@ class Coordinator {
   Result<uint64_t> Lease(uint32_t node_id, uint64_t count);
   Status Heartbeat(uint32_t node_id);
   std::vector<NodeInfo> Members();
-  Status Publish(const ObjectRecord& record);
+  Status Publish(const ObjectRecord& record, std::vector<uint32_t>* replicas = nullptr);
   Status Unpublish(const std::string& key, uint32_t owner_node);
   Result<ObjectRecord> Lookup(const std::string& key);
   std::vector<ObjectRecord> List(const std::string& after, uint32_t limit, bool* more);
   std::vector<std::string> Stale(const std::vector<ClusterDirectory::Held>& held);
   // ClusterDirectory::TakeOver for `node_id`.
   std::vector<ObjectRecord> TakeOver(uint32_t node_id, const std::vector<ClusterDirectory::Held>& held);
+  // ClusterDirectory::SetReplicas for `node_id`.
+  Status SetReplicas(uint32_t node_id, const std::string& key, uint64_t object_id,
+                     const std::vector<uint32_t>& replicas);
   // The changes after revision `after` (at most kWatchBatch), waiting up to wait_ms for
   // one; reset if changes after it are no longer kept (the last kWatchHistory are).
   RecordChanges Watch(uint64_t after, int wait_ms);
@@ -169,7 +172,9 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
     return coordinator_->Reregister(node_id_, records, conflicts);
   }
   Result<std::vector<NodeInfo>> Members() override { return coordinator_->Members(); }
-  Status Publish(const ObjectRecord& r) override { return coordinator_->Publish(r); }
+  Status Publish(const ObjectRecord& r, std::vector<uint32_t>* replicas = nullptr) override {
+    return coordinator_->Publish(r, replicas);
+  }
   Status Unpublish(const std::string& key, uint32_t owner) override {
     return coordinator_->Unpublish(key, owner);
   }
@@ -189,6 +194,9 @@ class LocalCoordinatorDirectory : public ClusterDirectory {
   }
   Result<std::vector<ObjectRecord>> TakeOver(const std::vector<Held>& held) override {
     return coordinator_->TakeOver(node_id_, held);
+  }
+  Status SetReplicas(const std::string& key, uint64_t object_id, const std::vector<uint32_t>& replicas) override {
+    return coordinator_->SetReplicas(node_id_, key, object_id, replicas);
   }
 
  private:
@@ -213,7 +221,7 @@ class RemoteCoordinator : public ClusterDirectory {
   Status Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
                 const std::vector<ObjectRecord>& records, std::vector<std::string>* conflicts) override;
   Result<std::vector<NodeInfo>> Members() override;
-  Status Publish(const ObjectRecord& record) override;
+  Status Publish(const ObjectRecord& record, std::vector<uint32_t>* replicas = nullptr) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;
   Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) override;
   std::optional<Result<ObjectRecord>> LookupHere(const std::string& key) override;
@@ -221,6 +229,7 @@ class RemoteCoordinator : public ClusterDirectory {
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;
   Result<std::vector<ObjectRecord>> TakeOver(const std::vector<Held>& held) override;
+  Status SetReplicas(const std::string& key, uint64_t object_id, const std::vector<uint32_t>& replicas) override;
   RecordCacheStats cache_stats() const override { return cache_.stats(); }
 
  private:

@@ -76,7 +76,11 @@ std::string Answer(Coordinator& coordinator, const std::string& text, int longes
     auto record = RecordFromJson(req["record"]);
     if (!record.ok()) return Reply(record.status()).dump();
     if (record->owner_node != node_id) return Reply(PermissionDenied("a node publishes only its own objects")).dump();
-    return Reply(coordinator.Publish(*record)).dump();
+    std::vector<uint32_t> replicas;
+    Status published = coordinator.Publish(*record, &replicas);
+    json r = Reply(published);
+    if (published.ok()) r["replicas"] = replicas;
+    return r.dump();
   }
   if (op == "unpublish" || op == "lookup") {
     if (!req.contains("key") || !req["key"].is_string()) return Reply(Corruption(op + " without key")).dump();
@@ -113,6 +117,13 @@ std::string Answer(Coordinator& coordinator, const std::string& text, int longes
       r["changes"].push_back(std::move(j));
     }
     return r.dump();
+  }
+  if (op == "set_replicas") {
+    std::vector<uint32_t> replicas;
+    for (const auto& n : req.at("replicas")) replicas.push_back(Integer<uint32_t>(n));
+    return Reply(coordinator.SetReplicas(node_id, req.at("key").get<std::string>(),
+                                         Integer<uint64_t>(req.at("object_id")), replicas))
+        .dump();
   }
   if (op == "stale" || op == "take_over") {
     std::vector<ClusterDirectory::Held> held;

@@ -507,12 +507,15 @@ Result<std::vector<NodeInfo>> EtcdDirectory::Members() {
   return out;
 }
 
-Status EtcdDirectory::Publish(const ObjectRecord& record) {
-  if (record.copies <= 1 || !record.replicas.empty()) return Place(record, /*again=*/false);
-  CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+Status EtcdDirectory::Publish(const ObjectRecord& record, std::vector<uint32_t>* replicas) {
   ObjectRecord with = record;
-  with.replicas = ChooseReplicas(record.owner_node, record.copies, LiveIds(live), {});
-  return Place(with, /*again=*/false);
+  if (record.copies > 1 && record.replicas.empty()) {
+    CSM_ASSIGN_OR_RETURN(auto live, LiveMembers());
+    with.replicas = ChooseReplicas(record.owner_node, record.copies, LiveIds(live), {});
+  }
+  CSM_RETURN_IF_ERROR(Place(with, /*again=*/false));
+  if (replicas != nullptr) *replicas = with.replicas;
+  return Status::OK();
 }
 
 Status EtcdDirectory::Place(const ObjectRecord& record, bool again) {
@@ -636,6 +639,31 @@ Result<std::vector<std::string>> EtcdDirectory::Stale(const std::vector<Held>& h
     }
   }
   return stale;
+}
+
+Status EtcdDirectory::SetReplicas(const std::string& key, uint64_t object_id,
+                                  const std::vector<uint32_t>& replicas) {
+  const std::string k = Key("objects/" + key);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    CSM_ASSIGN_OR_RETURN(json range, Post("kv/range", {{"key", Base64(k)}}));
+    CSM_ASSIGN_OR_RETURN(auto kvs, Kvs(range));
+    if (kvs.empty()) break;
+    CSM_ASSIGN_OR_RETURN(json j, ParseValue(kvs[0].value, "object record"));
+    CSM_ASSIGN_OR_RETURN(ObjectRecord r, RecordFromJson(j));
+    if (r.owner_node != node_id_ || r.object_id != object_id) break;
+    if (replicas.size() >= r.copies) {
+      return InvalidArgument("'" + key + "' keeps " + std::to_string(r.copies) + " copies: at most " +
+                             std::to_string(r.copies - 1) + " replicas");
+    }
+    if (r.replicas == replicas) return Status::OK();
+    r.replicas = replicas;
+    CSM_ASSIGN_OR_RETURN(json took, Post("kv/txn", {{"compare", {Modified(k, kvs[0].mod_revision)}},
+                                                    {"success", {Put(k, ToJson(r).dump())}}}));
+    if (took.value("succeeded", false)) return Status::OK();
+    if (attempt == 4) return Unavailable("could not name the replicas of '" + key + "': too much contention in etcd");
+  }
+  return NotFound("node " + std::to_string(node_id_) + " publishes no object " + std::to_string(object_id) +
+                  " under '" + key + "'");
 }
 
 Result<std::vector<ObjectRecord>> EtcdDirectory::TakeOver(const std::vector<Held>& held) {

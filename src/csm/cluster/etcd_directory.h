@@ -55,7 +55,7 @@ class EtcdDirectory : public ClusterDirectory {
   Status Rejoin(const NodeInfo& self, const std::vector<SegmentLease>& leases,
                 const std::vector<ObjectRecord>& records, std::vector<std::string>* conflicts) override;
   Result<std::vector<NodeInfo>> Members() override;
-  Status Publish(const ObjectRecord& record) override;
+  Status Publish(const ObjectRecord& record, std::vector<uint32_t>* replicas = nullptr) override;
   Status Unpublish(const std::string& key, uint32_t owner_node) override;
   Result<ObjectRecord> Lookup(const std::string& key, Freshness freshness) override;
   std::optional<Result<ObjectRecord>> LookupHere(const std::string& key) override;
@@ -63,6 +63,7 @@ class EtcdDirectory : public ClusterDirectory {
                                          bool* more) override;
   Result<std::vector<std::string>> Stale(const std::vector<Held>& held) override;
   Result<std::vector<ObjectRecord>> TakeOver(const std::vector<Held>& held) override;
+  Status SetReplicas(const std::string& key, uint64_t object_id, const std::vector<uint32_t>& replicas) override;
   RecordCacheStats cache_stats() const override { return cache_.stats(); }
 
  private:

@@ -181,8 +181,19 @@ Status RemoteCoordinator::Heartbeat() {
   return Call(json{{"op", "heartbeat"}, {"node_id", node_id_}}.dump()).status();
 }
 
-Status RemoteCoordinator::Publish(const ObjectRecord& record) {
-  return Call(json{{"op", "publish"}, {"node_id", node_id_}, {"record", ToJson(record)}}.dump()).status();
+Status RemoteCoordinator::Publish(const ObjectRecord& record, std::vector<uint32_t>* replicas) {
+  CSM_ASSIGN_OR_RETURN(std::string reply,
+                       Call(json{{"op", "publish"}, {"node_id", node_id_}, {"record", ToJson(record)}}.dump()));
+  if (replicas != nullptr) {
+    replicas->clear();
+    json r = json::parse(reply);
+    try {
+      for (const auto& n : r.value("replicas", json::array())) replicas->push_back(Integer<uint32_t>(n));
+    } catch (const json::exception& e) {
+      return Corruption(std::string("malformed publish reply: ") + e.what());
+    }
+  }
+  return Status::OK();
 }
 
 Status RemoteCoordinator::Unpublish(const std::string& key, uint32_t owner_node) {
@@ -255,6 +266,14 @@ Result<std::vector<ObjectRecord>> RemoteCoordinator::TakeOver(const std::vector<
     out.push_back(std::move(rec));
   }
   return out;
+}
+
+Status RemoteCoordinator::SetReplicas(const std::string& key, uint64_t object_id,
+                                      const std::vector<uint32_t>& replicas) {
+  return Call(json{{"op", "set_replicas"}, {"node_id", node_id_}, {"key", key}, {"object_id", object_id},
+                   {"replicas", replicas}}
+                  .dump())
+      .status();
 }
 
 Result<std::vector<NodeInfo>> RemoteCoordinator::Members() {

@@ -121,6 +121,9 @@ Status Daemon::Impl::JoinCluster() {
                         },
                         [this](std::vector<cluster::ObjectRecord> records) {
                           Post([this, records = std::move(records)] { TakeOverCopies(records); });
+                        },
+                        [this](std::vector<uint32_t> live) {
+                          Post([this, live = std::move(live)] { ChooseReplicasAgain(live); });
                         }});
   membership_->Start();
   CSM_LOG_INFO("node %u joined cluster '%s'%s", node_id_, co.name.c_str(),

@@ -116,6 +116,7 @@ Result<uint64_t> Daemon::Impl::FinishCommit(Object o) {
   }
   uint64_t id = o.id;
   o.last_used_ns = os::MonotonicNanos();
+  WatchReplicated(o);
   objects_.Insert(std::move(o));
   AnnounceChange();
   return id;
@@ -161,14 +162,17 @@ Status Daemon::Impl::HandleCommit(Session& c, WireReader& in) {
   // Served to peers from the moment its record can reach them: a node that hears of it
   // may fetch it before the directory's answer is back here (copying ahead).
   peers_.AddObject(object->id, object->extents);
-  AwaitDirectory(c, [this, record = RecordOf(*object), write_back = std::move(write_back)] {
+  // The replicas the directory names: written on its thread, read on the loop after.
+  auto replicas = std::make_shared<std::vector<uint32_t>>();
+  AwaitDirectory(c, [this, record = RecordOf(*object), write_back = std::move(write_back), replicas] {
                    for (const WriteBackRange& w : write_back) {
                      CSM_RETURN_IF_ERROR(shm_->WriteBack(w.place, w.extent.addr, w.extent.length)
                                              .WithContext("writing the object back to shared memory"));
                    }
-                   return cluster_->Publish(record);
+                   return cluster_->Publish(record, replicas.get());
                  },
-                 [this, object](Session* waiting, const Status& published) {
+                 [this, object, replicas](Session* waiting, const Status& published) {
+                   object->replicas = *replicas;
                    const std::string object_key = object->key;
                    const uint64_t object_id = object->id;
                    committing_.erase(object_key);

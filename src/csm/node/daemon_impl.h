@@ -305,6 +305,12 @@ class Daemon::Impl {
   // Each copy becomes this node's own (served to peers, deleted here), at the same
   // addresses; one it no longer holds is unpublished (lost).
   void TakeOverCopies(const std::vector<cluster::ObjectRecord>& records);
+  // The live members changed: each object of this node's that keeps replicas gets them
+  // chosen again (live ones kept; a dead one replaced; more named if nodes joined), and
+  // the directory is told (SetReplicas) where that changes them.
+  void ChooseReplicasAgain(const std::vector<uint32_t>& live);
+  // This node owns an object with replicas: the heartbeat watches who is alive.
+  void WatchReplicated(const Object& o);
   // Fetches `key` before anyone asks, if its record is at hand, it is no larger than
   // ClusterOptions::copy_ahead_below and it fits in free room (it never evicts).
   void CopyAhead(const std::string& key);

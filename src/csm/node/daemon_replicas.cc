@@ -4,6 +4,7 @@
 // (cluster/replicas.h).
 #include <algorithm>
 
+#include "csm/cluster/replicas.h"
 #include "csm/node/daemon_impl.h"
 
 namespace csm::node {
@@ -79,9 +80,36 @@ void Daemon::Impl::TakeOverCopies(const std::vector<cluster::ObjectRecord>& reco
     }
     peers_.AddObject(o->published_id(), o->extents);
     ++taken_over_;
+    WatchReplicated(*o);
   }
   RefreshReplicaList();
   AnnounceChange();
+}
+
+void Daemon::Impl::WatchReplicated(const Object& o) {
+  if (membership_ != nullptr && o.copies > 1) membership_->WatchMembers();
+}
+
+void Daemon::Impl::ChooseReplicasAgain(const std::vector<uint32_t>& live) {
+  auto alive = [&](uint32_t n) { return std::find(live.begin(), live.end(), n) != live.end(); };
+  objects_.ForEachLive([&](const Object& o) {
+    if (o.is_copy() || o.copies <= 1) return;
+    std::vector<uint32_t> keep;
+    for (uint32_t n : o.replicas) {
+      if (alive(n)) keep.push_back(n);
+    }
+    std::vector<uint32_t> chosen = cluster::ChooseReplicas(node_id_, o.copies, live, keep);
+    if (chosen == o.replicas) return;
+    CSM_LOG_INFO("'%s' keeps %u copies: its replicas are now %zu nodes (were %zu)", o.key.c_str(), o.copies,
+                 chosen.size(), o.replicas.size());
+    // The record's push brings the new list back here (OnRecordHeard).
+    boost::asio::post(DirectoryThread(), [this, key = o.key, id = o.published_id(), chosen] {
+      Status s = cluster_->SetReplicas(key, id, chosen);
+      if (!s.ok() && !s.IsNotFound()) {
+        CSM_LOG_WARN("naming the replicas of '%s': %s", key.c_str(), s.ToString().c_str());
+      }
+    });
+  });
 }
 
 }  // namespace csm::node

@@ -1,6 +1,8 @@
 // The heartbeat thread; see membership.h.
 #include "csm/node/membership.h"
 
+#include <algorithm>
+
 #include "csm/base/log.h"
 
 namespace csm::node {
@@ -50,6 +52,24 @@ void Membership::CheckStale(const std::vector<Held>& held) {
   }
 }
 
+void Membership::WatchMembers() {
+  std::lock_guard<std::mutex> lock(mu_);
+  watch_members_ = true;
+}
+
+void Membership::CheckMembers() {
+  auto members = directory_->Members();
+  if (!members.ok()) return;
+  std::vector<uint32_t> live;
+  for (const auto& m : *members) {
+    if (m.alive) live.push_back(m.node_id);
+  }
+  std::sort(live.begin(), live.end());
+  if (live == live_) return;
+  live_ = live;
+  if (hooks_.live_changed) hooks_.live_changed(std::move(live));
+}
+
 void Membership::Rejoined() {
   std::lock_guard<std::mutex> lock(mu_);
   rejoining_ = false;
@@ -69,10 +89,12 @@ void Membership::Loop() {
     const bool rejoin = s.IsNotFound() && !rejoining_;
     if (rejoin) rejoining_ = true;
     std::vector<Held> held = held_;
+    const bool watch_members = watch_members_;
     lock.unlock();
     if (rejoin) hooks_.rejoin();
     // Copies of objects deleted or replaced by their owner, or whose owner died, go.
     if (s.ok()) CheckStale(held);
+    if (s.ok() && watch_members) CheckMembers();
     lock.lock();
   }
 }

@@ -34,6 +34,8 @@ class Membership {
     std::function<void(std::vector<std::string> keys)> drop_stale;
     // This node took these objects over (their owner died; it held replicas of them).
     std::function<void(std::vector<cluster::ObjectRecord> records)> taken_over;
+    // Once WatchMembers was called: the live members' ids, whenever they changed.
+    std::function<void(std::vector<uint32_t> live)> live_changed;
   };
   // `directory` outlives this object.
   Membership(cluster::ClusterDirectory* directory, int heartbeat_ms, Hooks hooks);
@@ -55,6 +57,10 @@ class Membership {
   void CheckStale(const std::vector<Held>& held);
   // The re-registration that rejoin started has ended (whether it worked or not).
   void Rejoined();
+  // From now on each heartbeat also asks who is alive, and hands changes to live_changed
+  // (this node owns replicated objects: their replicas are chosen again as nodes come
+  // and go).
+  void WatchMembers();
 
  private:
   void Loop();
@@ -66,6 +72,10 @@ class Membership {
   bool stopping_ = false;     // guarded by mu_
   bool rejoining_ = false;    // guarded by mu_
   std::vector<Held> held_;    // guarded by mu_
+  bool watch_members_ = false;          // guarded by mu_
+  std::vector<uint32_t> live_;          // the heartbeat thread's: live members last seen
+  // The heartbeat thread's: asks who is alive and calls live_changed on a change.
+  void CheckMembers();
   std::thread thread_;
 };
 

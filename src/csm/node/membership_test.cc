@@ -25,7 +25,7 @@ class FakeDirectory : public ClusterDirectory {
     return heartbeat_answer_;
   }
   Result<std::vector<cluster::NodeInfo>> Members() override { return std::vector<cluster::NodeInfo>{}; }
-  Status Publish(const cluster::ObjectRecord&) override { return Status::OK(); }
+  Status Publish(const cluster::ObjectRecord&, std::vector<uint32_t>*) override { return Status::OK(); }
   Status Unpublish(const std::string&, uint32_t) override { return Status::OK(); }
   Result<cluster::ObjectRecord> Lookup(const std::string&, cluster::Freshness) override {
     return NotFound("none");
@@ -35,6 +35,7 @@ class FakeDirectory : public ClusterDirectory {
     *more = false;
     return std::vector<cluster::ObjectRecord>{};
   }
+  Status SetReplicas(const std::string&, uint64_t, const std::vector<uint32_t>&) override { return Status::OK(); }
   Result<std::vector<cluster::ObjectRecord>> TakeOver(const std::vector<Held>&) override {
     return std::vector<cluster::ObjectRecord>{};
   }
