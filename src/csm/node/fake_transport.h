@@ -52,6 +52,12 @@ class FakeTransport : public transport::Transport {
     if (peer_digest != nullptr) *peer_digest = digest;
     return Status::OK();
   }
+  std::vector<uint64_t> block_digests;  // what BlockDigests answers
+  Result<std::vector<uint64_t>> BlockDigests(const std::string&, uint64_t,
+                                             const std::vector<object::ObjectExtent>&) override {
+    if (!fail.ok()) return fail;
+    return block_digests;
+  }
 };
 
 }  // namespace csm::node::testing

@@ -71,6 +71,11 @@ class Copies {
 }  // namespace
 
 uint64_t ChecksumPieces(const std::vector<Piece>& pieces, std::vector<PendingCopy> pending) {
+  const std::vector<uint64_t> digests = BlockDigestsOf(pieces, std::move(pending));
+  return Checksum::OfBlocks(digests.data(), digests.size());
+}
+
+std::vector<uint64_t> BlockDigestsOf(const std::vector<Piece>& pieces, std::vector<PendingCopy> pending) {
   Copies copies(std::move(pending));
   copies.MakeStrays(pieces);
   std::vector<uint64_t> starts;  // each piece's offset in the stream, then the total
@@ -107,7 +112,7 @@ uint64_t ChecksumPieces(const std::vector<Piece>& pieces, std::vector<PendingCop
     }
   };
   OnThreads(ThreadsFor(total), work);
-  return Checksum::OfBlocks(digests.data(), digests.size());
+  return digests;
 }
 
 void CopyAll(std::vector<PendingCopy> copies) {

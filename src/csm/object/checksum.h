@@ -32,6 +32,20 @@ struct PendingCopy {
 
 // Makes `copies` (disjoint), then returns the checksum of the stream `pieces`.
 uint64_t ChecksumPieces(const std::vector<Piece>& pieces, std::vector<PendingCopy> copies = {});
+// The same stream's blocks' digests (Checksum::kBlockSize bytes each, the last one
+// shorter), in order: what a lazy copy checks each block against as it arrives.
+std::vector<uint64_t> BlockDigestsOf(const std::vector<Piece>& pieces, std::vector<PendingCopy> copies = {});
+// The pieces of `extents` that are hashed: all their bytes but the header's.
+template <typename Extent>
+std::vector<Piece> HashedPieces(const std::vector<Extent>& extents) {
+  std::vector<Piece> pieces;
+  pieces.reserve(extents.size());
+  for (size_t i = 0; i < extents.size(); ++i) {
+    const uint64_t skip = i == 0 ? sizeof(ObjectHeader) : 0;
+    if (extents[i].length > skip) pieces.push_back({extents[i].addr + skip, extents[i].length - skip});
+  }
+  return pieces;
+}
 // Makes `copies` (disjoint), on several threads if they are large.
 void CopyAll(std::vector<PendingCopy> copies);
 
@@ -39,13 +53,7 @@ void CopyAll(std::vector<PendingCopy> copies);
 // process at their addresses.
 template <typename Extent>
 uint64_t ChecksumOf(const std::vector<Extent>& extents, std::vector<PendingCopy> copies = {}) {
-  std::vector<Piece> pieces;
-  pieces.reserve(extents.size());
-  for (size_t i = 0; i < extents.size(); ++i) {
-    const uint64_t skip = i == 0 ? sizeof(ObjectHeader) : 0;
-    if (extents[i].length > skip) pieces.push_back({extents[i].addr + skip, extents[i].length - skip});
-  }
-  return ChecksumPieces(pieces, std::move(copies));
+  return ChecksumPieces(HashedPieces(extents), std::move(copies));
 }
 
 }  // namespace csm::object

@@ -10,6 +10,7 @@
 
 #include "csm/base/hash.h"
 #include "csm/base/log.h"
+#include "csm/object/checksum.h"
 #include "csm/os/memory.h"
 #include "csm/os/tcp_channel.h"
 
@@ -38,7 +39,7 @@ static_assert(sizeof(VerdictHeader) == kVerdictHeaderBytes);
 }  // namespace
 
 Status SendFetchRequest(int fd, uint32_t magic, uint64_t object_id,
-                        const std::vector<object::ObjectExtent>& extents, bool want_digest,
+                        const std::vector<object::ObjectExtent>& extents, uint32_t flags,
                         int timeout_ms) {
   if (extents.empty() || extents.size() > object::kMaxExtents) {
     return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
@@ -46,8 +47,7 @@ Status SendFetchRequest(int fd, uint32_t magic, uint64_t object_id,
   uint64_t total = 0;
   for (const auto& e : extents) total += e.length;
   std::string request(sizeof(FetchHeader) + extents.size() * sizeof(object::ObjectExtent), '\0');
-  FetchHeader header{magic, static_cast<uint32_t>(extents.size()), total,
-                     want_digest ? kWantDigest : 0, 0, object_id};
+  FetchHeader header{magic, static_cast<uint32_t>(extents.size()), total, flags, 0, object_id};
   std::memcpy(request.data(), &header, sizeof(header));
   std::memcpy(request.data() + sizeof(header), extents.data(),
               extents.size() * sizeof(object::ObjectExtent));
@@ -76,14 +76,14 @@ Result<Verdict> ReceiveVerdict(int fd, int timeout_ms) {
 Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std::string& address,
                                              uint32_t magic, uint64_t object_id,
                                              const std::vector<object::ObjectExtent>& extents,
-                                             bool want_digest, int timeout_ms) {
+                                             uint32_t flags, int timeout_ms) {
   if (extents.empty() || extents.size() > object::kMaxExtents) {
     return InvalidArgument("a fetch names 1 to " + std::to_string(object::kMaxExtents) + " extents");
   }
   for (int attempt = 0;; ++attempt) {
     CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
                          attempt == 0 ? pool.Acquire(address) : pool.Dial(address));
-    Status sent = SendFetchRequest(conn.fd.get(), magic, object_id, extents, want_digest, timeout_ms);
+    Status sent = SendFetchRequest(conn.fd.get(), magic, object_id, extents, flags, timeout_ms);
     auto verdict = sent.ok() ? ReceiveVerdict(conn.fd.get(), timeout_ms) : Result<Verdict>(sent);
     if (!verdict.ok() && conn.reused && verdict.status().IsUnavailable()) continue;  // went stale
     if (!verdict.ok()) return verdict.status();
@@ -93,6 +93,39 @@ Result<os::ConnectionPool::Lease> StartFetch(os::ConnectionPool& pool, const std
     }
     return conn;
   }
+}
+
+Result<std::vector<uint64_t>> FetchBlockDigests(os::ConnectionPool& pool, const std::string& address,
+                                                uint32_t magic, uint64_t object_id,
+                                                const std::vector<object::ObjectExtent>& extents,
+                                                int timeout_ms) {
+  uint64_t total = 0;
+  for (const auto& e : extents) total += e.length;
+  const uint64_t hashed = total > sizeof(object::ObjectHeader) ? total - sizeof(object::ObjectHeader) : 0;
+  const uint64_t expected = (hashed + Checksum::kBlockSize - 1) / Checksum::kBlockSize;
+  CSM_ASSIGN_OR_RETURN(os::ConnectionPool::Lease conn,
+                       StartFetch(pool, address, magic, object_id, extents, kWantBlockDigests, timeout_ms));
+  uint32_t head[2] = {0, 0};
+  CSM_RETURN_IF_ERROR(os::ReadAll(conn.fd.get(), head, sizeof(head), timeout_ms, "the block digests"));
+  if (head[0] != expected || head[1] != 0) {
+    return Corruption("peer " + address + " sent " + std::to_string(head[0]) + " block digests for " +
+                      std::to_string(expected) + " blocks");
+  }
+  std::vector<uint64_t> digests(expected);
+  CSM_RETURN_IF_ERROR(os::ReadAll(conn.fd.get(), digests.data(), digests.size() * sizeof(uint64_t), timeout_ms,
+                                  "the block digests"));
+  pool.Release(address, std::move(conn.fd));
+  return digests;
+}
+
+Status ServeBlockDigests(int fd, const FetchRequest& request, const Result<std::vector<SourceRange>>& ranges,
+                         ServedDigests& digests, int timeout_ms) {
+  Result<std::vector<uint64_t>> blocks = ranges.ok() ? digests.Blocks(request, *ranges) : ranges.status();
+  CSM_RETURN_IF_ERROR(SendVerdict(fd, blocks.status(), timeout_ms));
+  if (!blocks.ok()) return Status::OK();
+  const uint32_t head[2] = {static_cast<uint32_t>(blocks->size()), 0};
+  CSM_RETURN_IF_ERROR(os::WriteAll(fd, head, sizeof(head), timeout_ms, "the block digests"));
+  return os::WriteAll(fd, blocks->data(), blocks->size() * sizeof(uint64_t), timeout_ms, "the block digests");
 }
 
 os::TcpServerOptions ServerOptions(const PeerOptions& options, uint32_t magic, const char* service,
@@ -119,14 +152,15 @@ Result<FetchRequest> ParseFetchHeader(const void* header, uint32_t magic) {
   FetchHeader h{};
   std::memcpy(&h, header, sizeof(h));
   if (h.magic != magic || h.extent_count == 0 || h.extent_count > object::kMaxExtents ||
-      h.total_bytes > kMaxFetchBytes || (h.flags & ~kWantDigest) != 0 || h.reserved != 0 ||
-      h.object_id == 0) {
+      h.total_bytes > kMaxFetchBytes || (h.flags & ~(kWantDigest | kWantBlockDigests)) != 0 ||
+      h.flags == (kWantDigest | kWantBlockDigests) || h.reserved != 0 || h.object_id == 0) {
     return Corruption("malformed fetch request");
   }
   FetchRequest r;
   r.object_id = h.object_id;
   r.total_bytes = h.total_bytes;
   r.want_digest = (h.flags & kWantDigest) != 0;
+  r.want_block_digests = (h.flags & kWantBlockDigests) != 0;
   r.extents.resize(h.extent_count);
   return r;
 }
@@ -162,10 +196,56 @@ Status SendVerdict(int fd, const Status& verdict, int timeout_ms) {
   return os::WriteAll(fd, verdict.message().data(), v.message_length, timeout_ms, "reply");
 }
 
+ServedDigests::Key ServedDigests::KeyOf(const FetchRequest& request) {
+  return {request.object_id, Hash64(request.extents.data(), request.extents.size() * sizeof(object::ObjectExtent))};
+}
+
+Result<std::vector<uint64_t>> ServedDigests::Blocks(const FetchRequest& request,
+                                                    const std::vector<SourceRange>& ranges) {
+  const Key key = KeyOf(request);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = blocks_.find(key);
+    if (it != blocks_.end()) return it->second;
+  }
+  // The ranges mapped read-only here, in order, then hashed as an object's extents.
+  struct Mapped {
+    void* map;
+    uint64_t length;
+  };
+  std::vector<Mapped> maps;
+  auto unmap = [&] {
+    for (const Mapped& m : maps) ::munmap(m.map, m.length);
+  };
+  std::vector<object::ObjectExtent> here;
+  const uint64_t page = os::PageSize();
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const uint64_t start = ranges[i].offset & ~(page - 1);
+    const uint64_t length = ranges[i].offset - start + request.extents[i].length;
+    void* map = ::mmap(nullptr, length, PROT_READ, MAP_SHARED, ranges[i].fd, static_cast<off_t>(start));
+    if (map == MAP_FAILED) {
+      unmap();
+      return ErrnoError("mapping an extent to digest its blocks", errno);
+    }
+    maps.push_back({map, length});
+    here.push_back({reinterpret_cast<uint64_t>(map) + (ranges[i].offset - start), request.extents[i].length});
+  }
+  std::vector<uint64_t> blocks = object::BlockDigestsOf(object::HashedPieces(here));
+  unmap();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (blocks_.emplace(key, blocks).second) {
+    blocks_order_.push_back(key);
+    if (blocks_order_.size() > kBlockListCapacity) {
+      blocks_.erase(blocks_order_.front());
+      blocks_order_.pop_front();
+    }
+  }
+  return blocks;
+}
+
 std::future<Result<uint64_t>> ServedDigests::Start(const FetchRequest& request,
                                                    const std::vector<SourceRange>& ranges) {
-  const Key key{request.object_id, Hash64(request.extents.data(),
-                                          request.extents.size() * sizeof(object::ObjectExtent))};
+  const Key key = KeyOf(request);
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = digests_.find(key);

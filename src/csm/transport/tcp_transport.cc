@@ -14,8 +14,8 @@ Status TcpTransport::Fetch(const std::string& address, uint64_t object_id,
                            const ArrivalObserver* arrived) {
   const int timeout = options_.timeout_ms;
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address); };
-  auto conn = StartFetch(pool_, address, kTransportMagic, object_id, extents, peer_digest != nullptr,
-                         timeout);
+  auto conn = StartFetch(pool_, address, kTransportMagic, object_id, extents,
+                         peer_digest != nullptr ? kWantDigest : 0, timeout);
   if (!conn.ok()) return context(conn.status());
   // Shown to `arrived` in pieces that fit this core's L2 cache (1 MiB on the machines
   // measured), so hashing them reads the cache, not memory.
@@ -37,6 +37,13 @@ Status TcpTransport::Fetch(const std::string& address, uint64_t object_id,
   return Status::OK();
 }
 
+Result<std::vector<uint64_t>> TcpTransport::BlockDigests(const std::string& address, uint64_t object_id,
+                                                         const std::vector<object::ObjectExtent>& extents) {
+  auto digests = FetchBlockDigests(pool_, address, kTransportMagic, object_id, extents, options_.timeout_ms);
+  if (!digests.ok()) return digests.status().WithContext("asking peer " + address + " for block digests");
+  return digests;
+}
+
 Result<std::unique_ptr<TcpTransportServer>> TcpTransportServer::Start(
     const std::string& address, PeerOptions options, ExtentSource source, int max_connections) {
   if (options.secret.empty()) return InvalidArgument("the cluster secret must not be empty");
@@ -53,6 +60,10 @@ void TcpTransportServer::Serve(int fd) {
     auto request = NextFetchRequest(fd, kTransportMagic, timeout, "transport");
     if (!request) return;
     auto ranges = CheckFetchRequest(*request, source_);
+    if (request->want_block_digests) {
+      if (!ServeBlockDigests(fd, *request, ranges, digests_, timeout).ok()) return;
+      continue;
+    }
     if (!SendVerdict(fd, ranges.status(), timeout).ok()) return;
     if (!ranges.ok()) continue;
     // The digest is computed beside the sending, from the same memory (or known).

@@ -32,6 +32,8 @@ class TcpTransport : public Transport {
                const std::vector<object::ObjectExtent>& extents,
                const ExtentSink& sink, uint64_t* peer_digest = nullptr,
                const ArrivalObserver* arrived = nullptr) override;
+  Result<std::vector<uint64_t>> BlockDigests(const std::string& address, uint64_t object_id,
+                                             const std::vector<object::ObjectExtent>& extents) override;
 
  private:
   PeerOptions options_;

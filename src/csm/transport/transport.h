@@ -65,6 +65,12 @@ class Transport {
                        const std::vector<object::ObjectExtent>& extents,
                        const ExtentSink& sink, uint64_t* peer_digest = nullptr,
                        const ArrivalObserver* arrived = nullptr) = 0;
+  // The digests of the blocks of `extents` (the object's, in order), as its checksum
+  // cuts them (object::BlockDigestsOf: Checksum::kBlockSize blocks of the bytes after
+  // the header), for checking each block of a lazy copy as it arrives. The peer hashes
+  // its memory once per object and remembers. Errors as Fetch's.
+  virtual Result<std::vector<uint64_t>> BlockDigests(const std::string& address, uint64_t object_id,
+                                                     const std::vector<object::ObjectExtent>& extents) = 0;
 };
 
 // Serves this node's memory to peers until destroyed. The ExtentSource is called from

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "csm/base/hash.h"
+#include "csm/object/checksum.h"
 #include "csm/os/memory.h"
 #include "csm/transport/fetch_protocol.h"
 #include "csm/transport/tcp_transport.h"
@@ -118,6 +119,29 @@ TEST_P(TransportTest, ThePeerDigestsWhatItServesWhenAsked) {
   uint64_t again = 0;
   ASSERT_TRUE(client->Fetch(Addr(server->port()), kObject, extents, replica.Sink(), &again).ok());
   EXPECT_EQ(again, digest);
+}
+
+// A lazy copy checks each block against the digests the owner sends first: those of
+// the object's checksum (its header's 64 bytes left out, 1 MiB blocks).
+TEST_P(TransportTest, ThePeerSendsTheBlockDigestsOfAnObjectsChecksum) {
+  OwnedMemory node(8 << 20);
+  auto server = Serve(node);
+  Replica replica(8 << 20);
+  std::vector<object::ObjectExtent> extents = {{kBase, (2 << 20) + 100}, {kBase + (4 << 20), 3000}};
+  auto client = Client();
+  auto digests = client->BlockDigests(Addr(server->port()), kObject, extents);
+  ASSERT_TRUE(digests.ok()) << digests.status().ToString();
+  ASSERT_TRUE(client->Fetch(Addr(server->port()), kObject, extents, replica.Sink()).ok());
+  std::vector<object::ObjectExtent> here;
+  for (const auto& e : extents) {
+    here.push_back({reinterpret_cast<uint64_t>(replica.bytes.data()) + (e.addr - kBase), e.length});
+  }
+  EXPECT_EQ(*digests, object::BlockDigestsOf(object::HashedPieces(here)));
+  EXPECT_EQ(digests->size(), 3u) << "2 MiB + 100 + 3000 - 64 bytes: three blocks";
+  // The same connection serves bytes next; a range the owner does not hold is refused.
+  EXPECT_TRUE(client->Fetch(Addr(server->port()), kObject, {{kBase, 64}}, replica.Sink()).ok());
+  EXPECT_FALSE(client->BlockDigests(Addr(server->port()), kObject, {{kBase + (9 << 20), 64}}).ok());
+  EXPECT_TRUE(client->BlockDigests(Addr(server->port()), kObject, extents).ok());
 }
 
 // The server digests an object's extents once and answers later fetches of them from
@@ -346,7 +370,7 @@ TEST(UcxTransportTest, PeerThatTakesKeysAndVanishesDoesNotHarmTheServer) {
     auto sock = os::DialAuthenticated(Addr((*server)->port()), "s3cret", kUcxTransportMagic, 2000);
     ASSERT_TRUE(sock.ok()) << sock.status().ToString();
     std::vector<object::ObjectExtent> extents = {{kBase, 4096}};
-    ASSERT_TRUE(SendFetchRequest(sock->get(), kUcxTransportMagic, kObject, extents, false, 2000).ok());
+    ASSERT_TRUE(SendFetchRequest(sock->get(), kUcxTransportMagic, kObject, extents, 0, 2000).ok());
     ASSERT_TRUE(ReceiveVerdict(sock->get(), 2000).ok());
     uint32_t address_length = 0;
     ASSERT_TRUE(os::ReadAll(sock->get(), &address_length, 4, 2000, "address").ok());

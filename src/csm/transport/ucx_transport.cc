@@ -278,12 +278,20 @@ Status UcxTransport::Fetch(const std::string& address, uint64_t object_id,
                            const ExtentSink& sink, uint64_t* peer_digest,
                            const ArrivalObserver* arrived) {
   auto context = [&](const Status& s) { return s.WithContext("fetching from peer " + address + " over ucx"); };
-  auto conn = StartFetch(pool_, address, kUcxTransportMagic, object_id, extents, peer_digest != nullptr,
-                         options_.timeout_ms);
+  auto conn = StartFetch(pool_, address, kUcxTransportMagic, object_id, extents,
+                         peer_digest != nullptr ? kWantDigest : 0, options_.timeout_ms);
   if (!conn.ok()) return context(conn.status());
   Status s = FetchOver(conn->fd.get(), address, extents, sink, peer_digest, arrived);
   if (s.ok()) pool_.Release(address, std::move(conn->fd));  // the server heard we are done
   return s;
+}
+
+Result<std::vector<uint64_t>> UcxTransport::BlockDigests(const std::string& address, uint64_t object_id,
+                                                         const std::vector<object::ObjectExtent>& extents) {
+  // Asked on the control connection, as the tcp transport does.
+  auto digests = FetchBlockDigests(pool_, address, kUcxTransportMagic, object_id, extents, options_.timeout_ms);
+  if (!digests.ok()) return digests.status().WithContext("asking peer " + address + " for block digests");
+  return digests;
 }
 
 // After an OK verdict: the keys, the gets, and our word that we are done.
@@ -463,6 +471,10 @@ void UcxTransportServer::Serve(int fd) {
     auto request = NextFetchRequest(fd, kUcxTransportMagic, timeout, "ucx transport");
     if (!request) return;
     auto ranges = CheckFetchRequest(*request, source_);
+    if (request->want_block_digests) {
+      if (!ServeBlockDigests(fd, *request, ranges, digests_, timeout).ok()) return;
+      continue;
+    }
     std::vector<std::unique_ptr<ExposedExtent>> exposed;
     Status verdict = ranges.status();
     for (size_t i = 0; verdict.ok() && i < ranges->size(); ++i) {
