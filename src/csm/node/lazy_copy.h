@@ -67,6 +67,7 @@ class LazyCopy {
   // reader waited for it. Returns how many times it failed so far.
   int Failed(size_t k);
   bool complete() const { return verified_ == state_.size(); }
+  bool IsVerified(size_t k) const { return state_[k] == State::kVerified; }
   size_t verified() const { return verified_; }
   uint64_t verified_bytes() const { return verified_bytes_; }
   // Blocks a reader is waiting for (or a hint asked for) that have not passed yet.
