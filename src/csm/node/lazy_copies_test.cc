@@ -57,8 +57,21 @@ class FakeOwner : public transport::Transport {
   uint64_t corrupt_at = 0;
   std::atomic<int> fetches{0};
 
+  // Fetches wait until the reader has registered (so that a failure is the reader's to see).
+  void Open() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  Status AwaitOpen() {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::seconds(10), [&] { return open_; })) return Timeout("never opened");
+    return Status::OK();
+  }
+
   Status Fetch(const std::string&, uint64_t, const std::vector<object::ObjectExtent>& extents,
                const transport::ExtentSink& sink, uint64_t*, const transport::ArrivalObserver* arrived) override {
+    CSM_RETURN_IF_ERROR(AwaitOpen());
     ++fetches;
     if (fetches_left.fetch_sub(1) <= 0) return Unavailable("connection refused (the owner is dead)");
     for (const auto& e : extents) {
@@ -82,6 +95,9 @@ class FakeOwner : public transport::Transport {
   }
 
  private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
   uint64_t base_;
   std::string bytes_;
   object::ObjectHeader header_{};
@@ -200,6 +216,7 @@ class LazyCopiesTest : public ::testing::Test {
     EXPECT_TRUE(ranges.has_value());
     if (ranges) reader.Register(*ranges);
     copies.Registered(1, 1);
+    owner_->Open();
     const int code = reader.Wait();
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(20), [&] { return ended_ || prefetch == false; });
