@@ -62,6 +62,11 @@ void AddNodeFlags(CLI::App* app, NodeFlags* f) {
                   "commit asks for another count (1: none); the other nodes fetch theirs as the object is "
                   "published and take it over if this node dies")
       ->check(CLI::Range(1u, csm::cluster::kMaxCopies));
+  app->add_option("--fetch", f->fetch,
+                  "how a Get brings another node's object here when it does not say: whole (before it "
+                  "returns), lazy (it returns at once; pages arrive as they are read, the rest in order) or "
+                  "on-demand (lazily, only what is read); docs/lazy.md")
+      ->check(CLI::IsMember({"whole", "lazy", "on-demand"}));
   app->add_option("--copy-ahead-below", f->copy_ahead_below,
                   "copy other nodes' objects up to this size here when they are published, "
                   "so that their Get is local (0: only when asked)");
@@ -137,6 +142,7 @@ int RunNode(const NodeFlags& f) {
   options.cluster.transport = f.transport;
   options.cluster.dead_after_ms = f.dead_after_ms;
   options.cluster.copies = f.replicas;
+  options.cluster.fetch = f.fetch;
   if (s.ok()) s = set(f.copy_ahead_below, &options.cluster.copy_ahead_below);
   options.spare_memory_ms = f.spare_memory_ms;
   options.spill_dir = f.spill_dir;

@@ -19,6 +19,7 @@ struct NodeFlags {
   std::string huge_pages = "on";
   std::string copy_ahead_below = "256K";
   uint32_t replicas = 1;
+  std::string fetch = "whole";
   // A shared-memory fabric (docs/fabric.md).
   std::string shared_memory, shared_memory_offset, shared_memory_size, fabric_domain, lend_limit;
   std::string coherence = "auto";

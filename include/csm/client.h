@@ -56,6 +56,21 @@ struct ObjectInfo {
   bool arrow_validated = false;
 };
 
+// How a Get brings an object that another node holds to this one (docs/lazy.md).
+enum class Fetch : uint32_t {
+  kNodeDefault = 0,  // as the node's csmd --fetch says (whole, unless told otherwise)
+  kWhole = 1,        // every byte is here, checked, before Get returns
+  kLazy = 2,         // Get returns once the copy's memory exists here; each page arrives
+                     // (checked) when first read, and the rest follows in order
+  kOnDemand = 3,     // lazily, and only the pages read (or asked for: Client::Prefetch)
+};
+
+// A Get's options. With a timeout, Get waits for the key to be committed.
+struct GetOptions {
+  std::chrono::milliseconds timeout{0};
+  Fetch fetch = Fetch::kNodeDefault;
+};
+
 // The node as csmd sees it (csm info); Client::InfoJson() has the same and more.
 struct NodeStatus {
   uint32_t node_id = 0;
@@ -290,6 +305,17 @@ class Client {
   template <typename T>
   Result<Ref<T>> Get(std::string_view key,
                      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The same, saying how an object held by another node comes here (options.fetch). A
+  // lazy Get's object is read as any other; a page not arrived yet stops the reading
+  // thread until it has (or, if it never will — its owner died, its bytes failed their
+  // check twice — raises SIGBUS in it). docs/lazy.md.
+  template <typename T>
+  Result<Ref<T>> Get(std::string_view key, const GetOptions& options);
+
+  // A hint for a lazily got object: [addr, +length) is needed next, so its pages come
+  // before any other; returns once they can be read (at once if they are here). An
+  // Arrow reader asks for one column's buffers this way.
+  Status Prefetch(std::string_view key, const void* addr, size_t length);
 
   // Builds a T in place and commits it under `key` in one call: fn(T&) fills it (its
   // containers allocate inside the object). NewBuilder + New<T> + Populate + Commit.
@@ -331,7 +357,7 @@ class Client {
   // type_name is called only to word an error.
   Result<internal::PinnedObject> GetPinned(std::string_view key, uint64_t type_id,
                                            std::string (*type_name)(),
-                                           std::chrono::milliseconds timeout);
+                                           std::chrono::milliseconds timeout, Fetch fetch = Fetch::kNodeDefault);
   std::shared_ptr<internal::ClientImpl> impl_;
 };
 
@@ -368,6 +394,12 @@ Status Builder::Populate(Fn&& fn) {
 template <typename T>
 Result<Ref<T>> Client::Get(std::string_view key, std::chrono::milliseconds timeout) {
   CSM_ASSIGN_OR_RETURN(auto pin, GetPinned(key, TypeId<T>(), &TypeName<T>, timeout));
+  return Ref<T>(std::move(pin));
+}
+
+template <typename T>
+Result<Ref<T>> Client::Get(std::string_view key, const GetOptions& options) {
+  CSM_ASSIGN_OR_RETURN(auto pin, GetPinned(key, TypeId<T>(), &TypeName<T>, options.timeout, options.fetch));
   return Ref<T>(std::move(pin));
 }
 

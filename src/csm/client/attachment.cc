@@ -174,6 +174,10 @@ Status ClientImpl::AttachAgain() {
     channel_ = std::make_shared<RequestChannel>(std::move(sock), "csmd at " + config_.socket_path);
   }
   CSM_RETURN_IF_ERROR(Hello(/*again=*/true));
+  {
+    std::lock_guard<std::mutex> lock(*lazy_mu_);
+    faults_sent_ = false;  // the new csmd has not seen this process's userfaultfd
+  }
   // The arenas this process builds in: claimed back, or forgotten (their builders'
   // commits then fail; the memory is no longer this process's).
   const std::vector<uint64_t> mine = heap_->ArenaIds();
@@ -239,6 +243,13 @@ void ClientImpl::AfterForkInChild() {
   (void)reattach_mu_.release();
   sync_mu_ = std::make_unique<std::mutex>();
   reattach_mu_ = std::make_unique<std::mutex>();
+  // The parent's userfaultfd serves the parent's address space: the child makes its own
+  // at its first lazy Get. (A lazy copy the parent was reading when it forked is not
+  // registered in the child: a child reads it once Get again says it arrived.)
+  (void)lazy_mu_.release();
+  lazy_mu_ = std::make_unique<std::mutex>();
+  faults_.reset();
+  faults_sent_ = false;
   // The parent's connection stays open in the parent; the child's copy is closed (csmd
   // must see the parent hang up when it exits) and the channel leaked (its locks).
   if (channel_ != nullptr) ::close(channel_->fd());
@@ -413,10 +424,10 @@ Status ClientImpl::MovePins(os::UniqueFd table, uint32_t pins, const protocol::H
 }
 
 Result<os::Message> ClientImpl::Call(const protocol::WireWriter& request, protocol::MessageType reply,
-                                     int timeout_ms) {
+                                     int timeout_ms, const std::vector<int>& send_fds) {
   if (timeout_ms < 0) timeout_ms = request_timeout_ms_;
   if (state_.load() == State::kLost) return LostError();
-  CSM_ASSIGN_OR_RETURN(os::Message msg, channel()->Call(request, timeout_ms));
+  CSM_ASSIGN_OR_RETURN(os::Message msg, channel()->Call(request, timeout_ms, send_fds));
   protocol::WireReader in(msg.bytes);
   protocol::MessageType type{};
   CSM_RETURN_IF_ERROR(in.ReadHeader(&type));

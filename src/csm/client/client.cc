@@ -123,7 +123,7 @@ void ClientImpl::Unpin(uint64_t object_id) {
 
 Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
                                      std::string (*type_name)(),
-                                     std::chrono::milliseconds timeout) {
+                                     std::chrono::milliseconds timeout, uint32_t fetch) {
   CSM_RETURN_IF_ERROR(ValidateKeyToRead(key));
   CSM_RETURN_IF_ERROR(Usable());
   // Up to ~146 years: a deadline that cannot overflow, for callers that say "forever".
@@ -172,6 +172,23 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
       if (found->data.arena_seq_max > synced_seq_.load(std::memory_order_acquire)) {
         CSM_RETURN_IF_ERROR(SyncArenas(found->data.arena_seq_max));
       }
+      if ((found->data.flags & directory::kSlotLazy) != 0) {
+        // A lazy copy still arriving: its pages are registered for csmd to serve their
+        // faults, or (a Get that wants it whole, or a process that cannot) it waits.
+        Status lazy = fetch == static_cast<uint32_t>(Fetch::kWhole)
+                          ? Unavailable("asked whole")
+                          : AttachLazy(found->data, key);
+        if (!lazy.ok()) {
+          CSM_LOG_DEBUG("reading '%s' whole: %s", std::string(key).c_str(), lazy.ToString().c_str());
+          pin.Reset();
+          constexpr int64_t kWholeReplyMs = 10 * 60 * 1000;
+          const int64_t left_ms = (deadline - os::MonotonicNanos()) / 1000000;
+          const int wait_ms = static_cast<int>(timeout_ms > 0 ? std::clamp<int64_t>(left_ms, 1, kWholeReplyMs) : kWholeReplyMs);
+          Status whole = Resolve(key, wait_ms, static_cast<uint32_t>(Fetch::kWhole));
+          if (!whole.ok() && !whole.IsNotFound()) return whole;
+          continue;  // arrived (or gone): look again
+        }
+      }
       // csmd checked the header and extents at commit; the Get itself touches none of
       // the object's pages (Ref::Verify reads them all).
       const ObjectInfo& info = pin.info();
@@ -188,7 +205,7 @@ Result<PinnedObject> ClientImpl::Get(std::string_view key, uint64_t type_id,
     // bounded by the transport's stall timeout, not by the object's size.
     if (clustered_ && resolved < 3 && (timeout_ms == 0 || left_ms > 0)) {
       constexpr int64_t kFetchReplyMs = 10 * 60 * 1000;
-      Status r = Resolve(key, static_cast<int>(timeout_ms > 0 ? std::min(left_ms, kFetchReplyMs) : kFetchReplyMs));
+      Status r = Resolve(key, static_cast<int>(timeout_ms > 0 ? std::min(left_ms, kFetchReplyMs) : kFetchReplyMs), fetch);
       if (r.IsTimeout() && timeout_ms > 0 && !unreachable.ok()) {
         return unreachable.WithContext("no object under key '" + std::string(key) + "' here, and for " +
                                        std::to_string(timeout_ms) + " ms the cluster could not be asked");
@@ -255,8 +272,66 @@ void ClientImpl::ResolveMany(const std::vector<std::string>& keys, int timeout_m
   }
 }
 
-Status ClientImpl::Resolve(std::string_view key, int timeout_ms) {
-  return Ask<protocol::StatusReply>(protocol::Resolve{std::string(key)}, nullptr, timeout_ms).status();
+Status ClientImpl::Resolve(std::string_view key, int timeout_ms, uint32_t fetch) {
+  return Ask<protocol::StatusReply>(protocol::Resolve{std::string(key), fetch}, nullptr, timeout_ms).status();
+}
+
+Status ClientImpl::AttachLazy(const directory::SlotData& d, std::string_view key) {
+  std::lock_guard<std::mutex> lock(*lazy_mu_);
+  if (faults_ == nullptr) {
+    CSM_ASSIGN_OR_RETURN(os::UserFaults faults, os::UserFaults::Create());
+    faults_ = std::make_unique<os::UserFaults>(std::move(faults));
+    faults_sent_ = false;
+  }
+  std::vector<int> send;
+  if (!faults_sent_) send.push_back(faults_->fd());
+  auto reply = Ask<protocol::RangesReply>(protocol::LazyWatch{d.object_id}, nullptr, -1, send);
+  // csmd has it once it answered anything but these.
+  if (reply.ok() || !(reply.status().IsUnavailable() || reply.status().code() == StatusCode::kFailedPrecondition)) {
+    faults_sent_ = true;
+  }
+  if (!reply.ok()) return reply.status();  // gone or failed: the Get asks for it whole
+  if (reply->ranges.empty()) return Status::OK();  // whole already: read as any object
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (size_t i = 0; i + 1 < reply->ranges.size(); i += 2) ranges.emplace_back(reply->ranges[i], reply->ranges[i + 1]);
+  auto unregister = [&](size_t count) {
+    for (size_t i = 0; i < count; ++i) (void)faults_->Unregister(ranges[i].first, ranges[i].second);
+  };
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    const auto [addr, length] = ranges[i];
+    if (!window_->Contains(addr, length)) {
+      unregister(i);
+      return Corruption("csmd named pages outside the window for a lazy copy");
+    }
+    // Pages this process mapped before (a neighbour object's) must fault again, so that
+    // none of this object's bytes is read before csmd says it arrived.
+    (void)::madvise(reinterpret_cast<void*>(addr), length, MADV_DONTNEED);
+    if (Status s = faults_->Register(addr, length); !s.ok()) {
+      unregister(i);
+      return s;
+    }
+  }
+  (void)SendOneWay(protocol::Encode(protocol::LazyRegistered{d.object_id}));
+  // The copy may have completed meanwhile, its ranges handed back before these were
+  // registered: then they are undone here (csmd clears the flag before it hands back).
+  // Gone meanwhile (it failed, or was dropped): not to be read; its pages stay
+  // registered, so that a stray read faults with SIGBUS rather than see zeros.
+  auto again = dir_->Find(key);
+  if (!again || again->data.object_id != d.object_id) {
+    return NotFound("the lazy copy of '" + std::string(key) + "' was dropped before it arrived");
+  }
+  if ((again->data.flags & directory::kSlotLazy) == 0) unregister(ranges.size());
+  return Status::OK();
+}
+
+Status ClientImpl::Prefetch(std::string_view key, uint64_t addr, uint64_t length) {
+  CSM_RETURN_IF_ERROR(Usable());
+  auto found = dir_->Find(key);
+  if (!found) return NotFound("no object under key '" + std::string(key) + "' on this node: Get it first");
+  if ((found->data.flags & directory::kSlotLazy) == 0) return Status::OK();  // all here
+  constexpr int kWantReplyMs = 10 * 60 * 1000;
+  return Ask<protocol::StatusReply>(protocol::LazyWant{found->data.object_id, addr, length}, nullptr, kWantReplyMs)
+      .status();
 }
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
@@ -456,8 +531,12 @@ void Client::FetchMissing(const std::vector<std::string>& keys, std::chrono::mil
 
 Result<internal::PinnedObject> Client::GetPinned(std::string_view key, uint64_t type_id,
                                                  std::string (*type_name)(),
-                                                 std::chrono::milliseconds timeout) {
-  return impl_->Get(key, type_id, type_name, timeout);
+                                                 std::chrono::milliseconds timeout, Fetch fetch) {
+  return impl_->Get(key, type_id, type_name, timeout, static_cast<uint32_t>(fetch));
+}
+
+Status Client::Prefetch(std::string_view key, const void* addr, size_t length) {
+  return impl_->Prefetch(key, reinterpret_cast<uint64_t>(addr), length);
 }
 
 Status Client::Delete(std::string_view key) { return impl_->Delete(key); }

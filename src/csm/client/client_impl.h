@@ -35,6 +35,7 @@
 #include "csm/alloc/process_heap.h"
 #include "csm/client.h"
 #include "csm/client/request_channel.h"
+#include "csm/os/user_faults.h"
 #include "csm/directory/directory_table.h"
 #include "csm/protocol/messages.h"
 #include "csm/protocol/protocol.h"
@@ -83,7 +84,9 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   // failed is left for the Get that follows to report.
   void ResolveMany(const std::vector<std::string>& keys, int timeout_ms);
   Result<PinnedObject> Get(std::string_view key, uint64_t type_id,
-                           std::string (*type_name)(), std::chrono::milliseconds timeout);
+                           std::string (*type_name)(), std::chrono::milliseconds timeout, uint32_t fetch = 0);
+  // Client::Prefetch: waits for [addr, +length) of a lazy copy under `key`.
+  Status Prefetch(std::string_view key, uint64_t addr, uint64_t length);
   Result<uint64_t> Commit(uint64_t header, uint64_t type_id, std::string_view key,
                           const std::string& type_name, uint32_t copies);
   Status Delete(std::string_view key);
@@ -123,12 +126,14 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   void MapperLoop();
   // Sends a request and waits (request timeout) for its reply of type `reply`.
   Result<os::Message> Call(const protocol::WireWriter& request, protocol::MessageType reply,
-                           int timeout_ms = -1);  // -1: the request timeout
+                           int timeout_ms = -1,  // -1: the request timeout
+                           const std::vector<int>& send_fds = {});
   // Sends `request` and waits for its reply, of type R (protocol/messages.h); csmd's
   // answer is the error if it is not OK. The descriptors that came with it go to `fds`.
   template <typename R, typename Q>
-  Result<R> Ask(const Q& request, std::vector<os::UniqueFd>* fds = nullptr, int timeout_ms = -1) {
-    CSM_ASSIGN_OR_RETURN(os::Message msg, Call(protocol::Encode(request), R::kType, timeout_ms));
+  Result<R> Ask(const Q& request, std::vector<os::UniqueFd>* fds = nullptr, int timeout_ms = -1,
+                const std::vector<int>& send_fds = {}) {
+    CSM_ASSIGN_OR_RETURN(os::Message msg, Call(protocol::Encode(request), R::kType, timeout_ms, send_fds));
     protocol::WireReader in(msg.bytes);
     protocol::MessageType type{};
     CSM_RETURN_IF_ERROR(in.ReadHeader(&type));
@@ -140,7 +145,15 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
   }
   // Asks csmd to bring `key` into this node's directory (from its owner node if need
   // be). OK once a local lookup will find it.
-  Status Resolve(std::string_view key, int timeout_ms);
+  Status Resolve(std::string_view key, int timeout_ms, uint32_t fetch = 0);
+  // A lazy copy (slot `d`, kSlotLazy) is about to be read here: hands this process's
+  // userfaultfd to csmd (once), registers the copy's pages with it. An error: read it
+  // whole instead.
+  Status AttachLazy(const directory::SlotData& d, std::string_view key);
+  // This process's userfaultfd, made at its first lazy Get; whether csmd has it.
+  std::unique_ptr<std::mutex> lazy_mu_ = std::make_unique<std::mutex>();
+  std::unique_ptr<os::UserFaults> faults_;  // guarded by *lazy_mu_
+  bool faults_sent_ = false;                // guarded by *lazy_mu_
   Status SendOneWay(const protocol::WireWriter& message);
   // Maps every arena up to at least `seq` and unmaps freed ones; `freed` is the
   // directory's arenas_freed count the caller saw (0: do not care). `full`: from the

@@ -21,16 +21,16 @@ Status RequestChannel::Send(const protocol::WireWriter& message) {
   return os::SendMessage(sock_.get(), message.bytes());
 }
 
-Result<os::Message> RequestChannel::Call(protocol::WireWriter request, int timeout_ms) {
-  CSM_ASSIGN_OR_RETURN(uint64_t id, Start(std::move(request)));
+Result<os::Message> RequestChannel::Call(protocol::WireWriter request, int timeout_ms, const std::vector<int>& fds) {
+  CSM_ASSIGN_OR_RETURN(uint64_t id, Start(std::move(request), fds));
   return Await(id, timeout_ms);
 }
 
-Result<uint64_t> RequestChannel::Start(protocol::WireWriter request) {
+Result<uint64_t> RequestChannel::Start(protocol::WireWriter request, const std::vector<int>& fds) {
   const uint64_t id = next_id_.fetch_add(1);
   request.SetRequestId(id);
   std::lock_guard<std::mutex> lock(send_mu_);
-  Status sent = os::SendMessage(sock_.get(), request.bytes());
+  Status sent = os::SendMessage(sock_.get(), request.bytes(), fds);
   if (!sent.ok()) return Lost(sent);
   return id;
 }

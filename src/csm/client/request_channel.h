@@ -38,10 +38,11 @@ class RequestChannel {
   // Sends `request` (its request id is set here) and returns the reply with the same id,
   // waiting up to timeout_ms: Timeout then (a reply that comes later is dropped), or
   // Unavailable once the socket failed (every later call too).
-  Result<os::Message> Call(protocol::WireWriter request, int timeout_ms);
+  // `fds` (borrowed) travel with the request.
+  Result<os::Message> Call(protocol::WireWriter request, int timeout_ms, const std::vector<int>& fds = {});
   // Call in two halves, for several requests out at once from one thread: Start sends
   // and returns the request's id; Await waits for that id's reply (each id once).
-  Result<uint64_t> Start(protocol::WireWriter request);
+  Result<uint64_t> Start(protocol::WireWriter request, const std::vector<int>& fds = {});
   Result<os::Message> Await(uint64_t id, int timeout_ms);
   // Sends a one-way message.
   Status Send(const protocol::WireWriter& message);

@@ -31,6 +31,10 @@ inline constexpr uint8_t kSlotReclaimed = 2;
 // reader asks csmd to restore it (Resolve) before pinning it; csmd sets the flag before
 // it looks for pins, a reader re-reads the slot after pinning (as for a tombstone).
 inline constexpr uint8_t kSlotSpilled = 4;
+// On a live slot: a lazy copy whose bytes are still arriving (docs/lazy.md). A reader
+// registers its pages for csmd to serve their faults (LazyWatch) before touching them,
+// or asks csmd to wait for the whole copy (Resolve). Cleared when every byte arrived.
+inline constexpr uint8_t kSlotLazy = 8;
 
 // Everything a reader needs to use an object: the local descriptor. Copied out of a slot
 // word by word under the slot's seqlock.

@@ -58,6 +58,7 @@ Status Daemon::Impl::Init() {
   }
   // After Recover: a restarted node joins with the objects and leases it took back.
   if (options_.cluster.enabled()) CSM_RETURN_IF_ERROR(JoinCluster());
+  if (options_.cluster.enabled() && shm_ == nullptr) StartLazyCopies();
   CSM_RETURN_IF_ERROR(dir_->InitLiveness());
   CSM_ASSIGN_OR_RETURN(os::UniqueFd listen_fd, os::ListenUnix(config_.socket_path));
   sessions_.Listen(std::move(listen_fd));
@@ -128,6 +129,13 @@ Status Daemon::Impl::Dispatch(Session& c, MessageType type, WireReader& in) {
     case MessageType::kList: return HandleList(c, in);
     case MessageType::kNodes: return Decoded<protocol::Nodes>(in, [&](const protocol::Nodes&) { return HandleNodes(c); });
     case MessageType::kResolve: return HandleResolve(c, in);
+    case MessageType::kLazyWatch: return HandleLazyWatch(c, in);
+    case MessageType::kLazyWant: return HandleLazyWant(c, in);
+    case MessageType::kLazyRegistered:
+      return Decoded<protocol::LazyRegistered>(in, [&](const protocol::LazyRegistered& m) {
+        if (lazy_ != nullptr) lazy_->Registered(m.object_id, c.id);
+        return Status::OK();
+      });
     case MessageType::kUnpinned:
       return Decoded<protocol::Unpinned>(in, [&](const protocol::Unpinned&) {
         ArmSweep(std::chrono::milliseconds(0));  // the sweep finds which object it was
@@ -309,13 +317,20 @@ Status Daemon::Impl::HandleSync(Session& c, WireReader& in) {
       reply.upto = a.seq - 1;  // the client asks again from here
       return false;
     }
-    auto fd = os::ReopenReadOnly(a.fd.get());
-    if (!fd.ok()) {
-      failed = fd.status();
-      return false;
+    if (a.replica_of != 0 && !a.mapped && lazy_ != nullptr) {
+      // A copy of another node's memory, which a lazy Get's reader registers for its
+      // faults (docs/lazy.md): the kernel wants a mapping that could be made writable
+      // for that, so its memfd itself (still mapped read-only: a stray write faults).
+      fds.push_back(a.fd.get());
+    } else {
+      auto fd = os::ReopenReadOnly(a.fd.get());
+      if (!fd.ok()) {
+        failed = fd.status();
+        return false;
+      }
+      fds.push_back(fd->get());
+      ro.push_back(std::move(*fd));
     }
-    fds.push_back(fd->get());
-    ro.push_back(std::move(*fd));
     reply.fresh.push_back({a.id, a.addr, a.size, a.fd_offset});
     c.mapped.insert(a.id);
     return true;
@@ -463,6 +478,10 @@ Status Daemon::Impl::HandleInfo(Session& c) {
   n.replica_fetches = replica_fetches_;
   n.taken_over = taken_over_;
   n.default_copies = options_.cluster.copies;
+  n.lazy_enabled = lazy_ != nullptr;
+  n.default_fetch = options_.cluster.fetch;
+  n.lazy_started = lazy_started_;
+  if (lazy_ != nullptr) n.lazy = lazy_->totals();
   objects_.ForEachLive([&](const Object& o) {
     if (!o.is_copy() || !o.replica) return;
     ++n.replicas_held;

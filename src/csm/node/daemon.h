@@ -46,6 +46,10 @@ struct ClusterOptions {
   // Copies of each object this node commits, its own included, unless the commit asks
   // for another count (docs/cluster.md, "Replicas"); 1: no replicas.
   uint32_t copies = 1;
+  // How a Get that does not say brings another node's object here (docs/lazy.md):
+  // "whole" before it returns; "lazy": it returns at once and the bytes arrive as they are
+  // read, the rest prefetched in order; "on-demand": lazily, only what is read.
+  std::string fetch = "whole";
   bool enabled() const { return !coordinate.empty() || !join.empty() || !etcd.empty(); }
 };
 

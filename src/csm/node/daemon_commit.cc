@@ -253,6 +253,17 @@ Status Daemon::Impl::HandleDelete(Session& c, WireReader& in) {
 Object* Daemon::Impl::Unlist(const std::string& key) {
   Object* o = objects_.Unlist(key);
   if (o != nullptr) dir_->MarkDeleted(o->slot);
+  if (o != nullptr && o->lazy) {
+    // Its fetch stops; what readers did not see yet faults with SIGBUS for them.
+    o->lazy = false;
+    lazy_->Cancel(o->id);
+    auto it = lazy_waiters_.find(o->id);
+    if (it != lazy_waiters_.end()) {
+      std::vector<Waiter> waiters = std::move(it->second);
+      lazy_waiters_.erase(it);
+      Answer(waiters, NotFound("'" + key + "' was dropped here before it arrived"));
+    }
+  }
   return o;
 }
 

@@ -4,6 +4,7 @@
 // docs/cluster.md.
 #include <algorithm>
 
+#include "csm/base/hash.h"
 #include "csm/base/range.h"
 #include "csm/node/daemon_impl.h"
 
@@ -126,17 +127,25 @@ Status Daemon::Impl::HandleResolve(Session& c, WireReader& in) {
   protocol::Resolve m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
   const std::string& key = m.key;
+  const Waiter waiter{c.id, c.request_id, m.fetch};
   auto reply = [&](const Status& s) { return Sessions::SendStatus(c, MessageType::kStatusReply, s); };
   if (Status valid = ValidateKeyToRead(key); !valid.ok()) return reply(valid);
   if (Object* o = objects_.Live(key)) {
+    if (o->lazy) {
+      // Its bytes are arriving: a lazy reader goes on (it registers the pages), the
+      // others wait for all of them.
+      if (FetchModeOf(m.fetch) != 1) return reply(Status::OK());
+      lazy_waiters_[o->id].push_back(waiter);
+      return Status::OK();
+    }
     if (o->spill == Object::Spill::kNone && o->spill_lost.ok()) return reply(Status::OK());
     // Spilled: answered once its bytes are back.
-    Restore(*o, [this, w = Waiter{c.id, c.request_id}](const Status& s) { Answer({w}, s); });
+    Restore(*o, [this, waiter](const Status& s) { Answer({waiter}, s); });
     return Status::OK();
   }
   if (cluster_ == nullptr) return reply(NotFound("no object under key '" + key + "'"));
-  if (fetcher_.Join(key, {c.id, c.request_id})) return Status::OK();  // one fetch per node
-  StartFetch(key, {{c.id, c.request_id}}, cluster::Freshness::kCachedOk);
+  if (fetcher_.Join(key, waiter)) return Status::OK();  // one fetch per node
+  StartFetch(key, {waiter}, cluster::Freshness::kCachedOk);
   return Status::OK();
 }
 
@@ -216,6 +225,11 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   CSM_RETURN_IF_ERROR(MakeRoomFor(key, r.size));
   Status valid = CheckRecord(r);
   if (!valid.ok()) return valid;
+  // A reader asked for it lazily: it is used while it arrives (an object of one block
+  // or less comes whole: as fast, and no faults).
+  const bool lazy = lazy_ != nullptr && r.size > Checksum::kBlockSize &&
+                    std::any_of(waiters.begin(), waiters.end(), [&](const Waiter& w) { return FetchModeOf(w.fetch) != 1; });
+  if (lazy) return StartLazyFetch(key, waiters, r, *t, peer->second);
   auto ids = PrepareReplicaArenas(r);
   if (!ids.ok()) return ids.status();
 

@@ -55,6 +55,7 @@
 #include "csm/node/replica_fetcher.h"
 #include "csm/node/sessions.h"
 #include "csm/node/shared_memory.h"
+#include "csm/node/lazy_copies.h"
 #include "csm/node/loan_book.h"
 #include "csm/node/loan_service.h"
 #include "csm/node/daemon.h"
@@ -285,6 +286,20 @@ class Daemon::Impl {
   void FinishFetch(const std::string& key, Status status, const cluster::ObjectRecord& r,
                    const std::vector<uint64_t>& arena_ids);
   void DropStaleReplicas(const std::vector<std::string>& keys);
+
+  // ---- lazy copies (daemon_lazy.cc, docs/lazy.md) ----
+  // Starts them if the kernel can serve faults on shared memory; else Gets fetch whole.
+  void StartLazyCopies();
+  // The fetch mode a request's `fetch` stands for (0: the node's --fetch).
+  uint32_t FetchModeOf(uint32_t asked) const;
+  // Makes the copy's arenas and object now (its slot marked kSlotLazy), answers the
+  // lazy waiters, and starts its blocks coming; the others wait for the whole copy.
+  Status StartLazyFetch(const std::string& key, std::vector<Waiter>& waiters, const cluster::ObjectRecord& r,
+                        transport::Transport* t, const std::string& address);
+  void OnLazyDone(uint64_t id, const Status& outcome);
+  Status HandleLazyWatch(Session& c, WireReader& in);
+  Status HandleLazyWant(Session& c, WireReader& in);
+
   // A change to another node's record, pushed by the directory (its record listener).
   struct RecordHeard {
     std::string key;
@@ -356,6 +371,10 @@ class Daemon::Impl {
         return transport::MakeTransport(kind, {options_.cluster.secret, options_.cluster.timeout_ms});
       },
       [this](std::function<void()> task) { Post(std::move(task)); }};
+  // After fetcher_: destroyed first, its fetches use fetcher_'s transports.
+  std::unique_ptr<LazyCopies> lazy_;                       // null: lazy Gets are off here
+  std::map<uint64_t, std::vector<Waiter>> lazy_waiters_;   // by copy id: who waits for all of it
+  uint64_t lazy_started_ = 0;
   uint64_t fetches_done_ = 0;
   uint64_t replicas_evicted_ = 0;
   uint64_t replica_bytes_evicted_ = 0;

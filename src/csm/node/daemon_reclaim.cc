@@ -141,6 +141,7 @@ void Daemon::Impl::AnnounceChange() {
 void Daemon::Impl::OnSessionGone(Session& c) {
   // It is off the session list already: its pins no longer count.
   for (uint64_t id : c.arenas) ReleaseArena(id);
+  if (lazy_ != nullptr) lazy_->DropReader(c.id);
   Sweep();
   CSM_LOG_DEBUG("client pid %d detached; %zu arenas released", c.cred.pid, c.arenas.size());
 }

@@ -25,6 +25,17 @@ nlohmann::json InfoJson(const NodeFacts& n) {
   j["replicas"] = {{"default_copies", n.default_copies}, {"held", n.replicas_held},
                    {"held_bytes", n.replica_bytes},     {"fetches", n.replica_fetches},
                    {"taken_over", n.taken_over}};
+  j["lazy"] = {{"enabled", n.lazy_enabled},
+               {"default_fetch", n.default_fetch},
+               {"started", n.lazy_started},
+               {"under_way", n.lazy.copies},
+               {"bytes", n.lazy.bytes},
+               {"arrived_bytes", n.lazy.verified_bytes},
+               {"faults", n.lazy.faults},
+               {"blocks_fetched", n.lazy.blocks_fetched},
+               {"blocks_failed", n.lazy.blocks_failed},
+               {"copies_failed", n.lazy.copies_failed},
+               {"readers", n.lazy.readers}};
   j["fetches_in_flight"] = n.fetches_in_flight;
   j["transfers"] = nlohmann::json::array();
   for (const auto& t : n.transfers) {

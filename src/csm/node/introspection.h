@@ -13,6 +13,7 @@
 
 #include "csm/cluster/cluster_directory.h"
 #include "csm/config.h"
+#include "csm/node/lazy_copies.h"
 #include "csm/node/object.h"
 #include "csm/node/replica_fetch.h"
 #include "csm/node/spare_memory.h"
@@ -62,6 +63,11 @@ struct NodeFacts {
   uint64_t replica_fetches = 0;
   uint64_t taken_over = 0;
   uint32_t default_copies = 1;
+  // Lazy copies (docs/lazy.md): off if the kernel cannot serve them; the node's --fetch.
+  bool lazy_enabled = false;
+  std::string default_fetch;
+  uint64_t lazy_started = 0;
+  LazyCopies::Totals lazy;
   uint64_t fetches_in_flight = 0;
   std::vector<TransferProgress> transfers;  // copies arriving now
   uint64_t peer_bytes_served = 0;  // object bytes sent to other nodes by the transport

@@ -46,6 +46,7 @@ struct LazyCopies::Copy {
   std::vector<Hint> hints;
   int fetching = 0;            // jobs under way
   bool failed = false;
+  Status failure;              // why, once failed
   bool cancelled = false;
   bool digests_asked = false;
   // Immutable once Begin returns:
@@ -55,6 +56,19 @@ struct LazyCopies::Copy {
   Source source{};
   bool prefetch = true;
   std::vector<AddrRange> pages;  // what readers register
+  // `ranges` cut at the arenas' edges: each arena is its own mapping in a reader, and a
+  // call on pages reaches into one mapping only.
+  std::vector<AddrRange> Split(const std::vector<AddrRange>& ranges) const {
+    std::vector<AddrRange> out;
+    for (const AddrRange& r : ranges) {
+      for (const ReplicaTarget& t : targets) {
+        const uint64_t from = std::max(r.addr, t.addr), to = std::min(r.addr + r.length, t.addr + t.size);
+        if (from < to) out.push_back({from, to - from});
+      }
+    }
+    std::sort(out.begin(), out.end(), [](const AddrRange& a, const AddrRange& b) { return a.addr < b.addr; });
+    return out;
+  }
   // Written once by the first fetch job, before any block is fetched (under mu_):
   std::vector<uint64_t> digests;
   bool have_digests = false;
@@ -112,7 +126,7 @@ void LazyCopies::Begin(uint64_t copy_id, std::string key, std::vector<object::Ob
   copy->header = header;
   copy->source = std::move(source);
   copy->prefetch = prefetch;
-  copy->pages = copy->lazy.Pages();
+  copy->pages = copy->Split(copy->lazy.Pages());
   std::lock_guard<std::mutex> lock(mu_);
   copies_[copy_id] = copy;
   for (const AddrRange& r : copy->pages) by_addr_[r.addr] = copy;
@@ -193,14 +207,8 @@ void LazyCopies::FetchRun(const std::shared_ptr<Copy>& copy, const std::vector<s
   std::vector<object::ObjectExtent> pieces;
   std::vector<uint64_t> ends;  // cumulative
   uint64_t total = 0;
+  for (const AddrRange& p : copy->lazy.PiecesOf(run.front(), run.back())) pieces.push_back({p.addr, p.length});
   for (size_t k : run) {
-    for (const AddrRange& p : copy->lazy.PiecesOf(k)) {
-      if (!pieces.empty() && pieces.back().addr + pieces.back().length == p.addr) {
-        pieces.back().length += p.length;
-      } else {
-        pieces.push_back({p.addr, p.length});
-      }
-    }
     total += copy->lazy.BytesOf(k);
     ends.push_back(total);
   }
@@ -294,7 +302,7 @@ void LazyCopies::Passed(const std::shared_ptr<Copy>& copy, size_t k) {
     std::lock_guard<std::mutex> lock(mu_);
     if (copy->failed || copy->cancelled) return;
     const uint64_t before = copy->lazy.verified_bytes();
-    shown = copy->lazy.Verified(k);
+    shown = copy->Split(copy->lazy.Verified(k));
     totals_.verified_bytes += copy->lazy.verified_bytes() - before;
     for (uint64_t s : copy->readers) {
       auto it = readers_.find(s);
@@ -331,8 +339,9 @@ void LazyCopies::Fail(const std::shared_ptr<Copy>& copy, const Status& why, bool
     std::lock_guard<std::mutex> lock(mu_);
     if (copy->failed || copy->lazy.complete()) return;
     copy->failed = true;
+    copy->failure = why;
     ++totals_.copies_failed;
-    hidden = copy->lazy.HiddenPages();
+    hidden = copy->Split(copy->lazy.HiddenPages());
     for (uint64_t s : copy->readers) {
       auto it = readers_.find(s);
       if (it != readers_.end()) readers.push_back(it->second->faults);
@@ -341,7 +350,10 @@ void LazyCopies::Fail(const std::shared_ptr<Copy>& copy, const Status& why, bool
   }
   if (call_done) CSM_LOG_WARN("lazy copy of '%s' failed: %s", copy->key.c_str(), why.ToString().c_str());
   for (const auto& faults : readers) {
-    for (const AddrRange& r : hidden) (void)faults->Poison(r.addr, r.length);
+    for (const AddrRange& r : hidden) {
+      Status s = faults->Poison(r.addr, r.length);
+      if (!s.ok()) CSM_LOG_DEBUG("lazy copy of '%s': %s", copy->key.c_str(), s.ToString().c_str());
+    }
   }
   for (Hint& h : hints) h.ready(why);
   if (call_done) done_(copy->id, why);
@@ -461,15 +473,16 @@ void LazyCopies::DropReader(uint64_t session_id) {
   for (auto& [id, c] : copies_) c->readers.erase(session_id);
 }
 
-std::optional<std::vector<AddrRange>> LazyCopies::Watch(uint64_t copy_id, uint64_t session_id) {
+Result<std::vector<AddrRange>> LazyCopies::Watch(uint64_t copy_id, uint64_t session_id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = copies_.find(copy_id);
-  auto r = readers_.find(session_id);
-  if (it == copies_.end() || r == readers_.end() || it->second->lazy.complete() || it->second->failed) {
-    return std::nullopt;
-  }
-  it->second->readers.insert(session_id);
-  return it->second->pages;
+  if (it == copies_.end()) return NotFound("no lazy copy " + std::to_string(copy_id) + " here");
+  if (!readers_.count(session_id)) return FailedPrecondition("this process has not sent its userfaultfd");
+  Copy& copy = *it->second;
+  if (copy.failed) return copy.failure;
+  if (copy.lazy.complete()) return std::vector<AddrRange>{};
+  copy.readers.insert(session_id);
+  return copy.pages;
 }
 
 void LazyCopies::Registered(uint64_t copy_id, uint64_t session_id) {
@@ -494,6 +507,7 @@ void LazyCopies::Registered(uint64_t copy_id, uint64_t session_id) {
         if (last > first && lazy.Visible(last)) shown.push_back({last, page});
       }
     }
+    shown = it->second->Split(shown);
   }
   // What arrived before the reader registered, mapped at once rather than fault by fault.
   for (const AddrRange& r : shown) (void)faults->Continue(r.addr, r.length);

@@ -82,9 +82,10 @@ class LazyCopies {
   Status AddReader(uint64_t session_id, os::UniqueFd faults);
   bool HasReader(uint64_t session_id) const;
   void DropReader(uint64_t session_id);
-  // Session `session_id` is about to read copy `copy_id`: the page ranges it registers,
-  // or nullopt if the copy is no longer under way (complete: read it as any copy).
-  std::optional<std::vector<AddrRange>> Watch(uint64_t copy_id, uint64_t session_id);
+  // Session `session_id` is about to read copy `copy_id`: the page ranges it registers;
+  // none if the copy is complete (read it as any copy); its failure if it failed;
+  // NotFound if it is not (or no longer) one of these.
+  Result<std::vector<AddrRange>> Watch(uint64_t copy_id, uint64_t session_id);
   // The session registered those ranges: what already arrived is mapped into it now.
   void Registered(uint64_t copy_id, uint64_t session_id);
   // A hint: the bytes [addr, +length) of copy `copy_id` are needed first; `ready` is

@@ -213,8 +213,8 @@ class LazyCopiesTest : public ::testing::Test {
     copies.Begin(1, "k", {{base_, kObject}}, {{base_, kSize, view_}}, owner_->header(),
                  {owner_.get(), "owner:1", 9, 2}, prefetch);
     auto ranges = copies.Watch(1, 1);
-    EXPECT_TRUE(ranges.has_value());
-    if (ranges) reader.Register(*ranges);
+    EXPECT_TRUE(ranges.ok()) << ranges.status().ToString();
+    if (ranges.ok()) reader.Register(*ranges);
     copies.Registered(1, 1);
     owner_->Open();
     const int code = reader.Wait();

@@ -60,8 +60,13 @@ std::optional<uint64_t> LazyCopy::StreamOf(uint64_t addr) const {
   return starts_[i] + (addr - extents_[i].addr);
 }
 
-std::vector<AddrRange> LazyCopy::PiecesOf(size_t k) const {
-  const uint64_t b = StreamBegin(k), e = StreamEnd(k);
+std::vector<AddrRange> LazyCopy::PiecesOf(size_t k) const { return PiecesOfStream(StreamBegin(k), StreamEnd(k)); }
+
+std::vector<AddrRange> LazyCopy::PiecesOf(size_t first, size_t last) const {
+  return PiecesOfStream(StreamBegin(first), StreamEnd(last));
+}
+
+std::vector<AddrRange> LazyCopy::PiecesOfStream(uint64_t b, uint64_t e) const {
   std::vector<AddrRange> out;
   for (size_t i = 0; i < extents_.size(); ++i) {
     const uint64_t s = starts_[i], t = s + extents_[i].length;

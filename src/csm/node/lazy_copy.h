@@ -42,6 +42,9 @@ class LazyCopy {
   // Block k's bytes, as ranges of addresses in stream order (block 0 starts with the
   // header). `skip` of them are not hashed (the header's 64 in block 0, else 0).
   std::vector<AddrRange> PiecesOf(size_t k) const;
+  // Blocks first..last's bytes, in stream order: one range per extent they touch (a
+  // peer serves ranges inside one extent each).
+  std::vector<AddrRange> PiecesOf(size_t first, size_t last) const;
   uint64_t HashSkipOf(size_t k) const;
   uint64_t BytesOf(size_t k) const;
   // The block holding the byte at `addr`, if the object has it.
@@ -79,6 +82,7 @@ class LazyCopy {
   uint64_t StreamBegin(size_t k) const;
   uint64_t StreamEnd(size_t k) const;
   size_t BlockOfStream(uint64_t offset) const;
+  std::vector<AddrRange> PiecesOfStream(uint64_t begin, uint64_t end) const;
   // The stream offset of `addr`, if the object has it.
   std::optional<uint64_t> StreamOf(uint64_t addr) const;
 

@@ -46,6 +46,9 @@ struct Object {
   std::vector<uint32_t> replicas;
   bool replica = false;
   bool taken_over = false;
+  // A lazy copy whose bytes are still arriving (daemon_lazy.cc): LazyCopies has it under
+  // its id; readers register its pages before touching them.
+  bool lazy = false;
 
   // Spilling (daemon_spill.cc): where its bytes are. kWriting: being written to the
   // spill directory (still in memory; a reader's Resolve cancels it); kSpilled: only

@@ -91,7 +91,6 @@ Result<transport::SourceRange> PeerServer::Range(uint64_t object_id, uint64_t ad
   if (it != arenas_.begin()) {
     --it;
     if (RangeWithin(addr, len, it->first, it->second.size)) {
-      bytes_served_.fetch_add(len, std::memory_order_relaxed);
       return transport::SourceRange{it->second.fd->get(), it->second.fd_offset + (addr - it->first), it->second.fd};
     }
   }

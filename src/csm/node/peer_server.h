@@ -46,7 +46,8 @@ class PeerServer {
   void ServeWithoutTransport() { serving_ = true; }
   bool serving() const { return serving_; }
   // Object bytes handed to the transport for peers so far.
-  uint64_t bytes_served() const { return bytes_served_.load(std::memory_order_relaxed); }
+  // Object bytes the transport sent to peers.
+  uint64_t bytes_served() const { return server_ ? server_->bytes_served() : 0; }
   uint16_t port() const { return server_ ? server_->port() : 0; }
 
   // An arena of this node at [addr, +size); `fd` is duplicated.
@@ -70,7 +71,6 @@ class PeerServer {
   Result<transport::SourceRange> Range(uint64_t object_id, uint64_t addr, uint64_t len);
 
  private:
-  std::atomic<uint64_t> bytes_served_{0};
   struct Served {
     std::shared_ptr<os::UniqueFd> fd;
     uint64_t size;

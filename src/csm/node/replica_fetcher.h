@@ -28,6 +28,7 @@ namespace csm::node {
 struct Waiter {
   uint64_t client_id;
   uint64_t request_id;
+  uint32_t fetch = 0;  // how it asked the object be brought (protocol::Resolve::fetch)
   bool operator==(const Waiter&) const = default;
 };
 

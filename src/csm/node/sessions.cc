@@ -221,7 +221,9 @@ Sessions::Served Sessions::ServeOne(Session& s) {
   if (st.ok() && !s.hello_done && type != MessageType::kHello) {
     st = FailedPrecondition("the first message must be Hello");
   }
+  s.fds = std::move(msg->fds);
   if (st.ok()) st = hooks_.handle(s, type, in);
+  s.fds.clear();
   if (!st.ok()) {
     // A malformed message means the peer is not a csm client we understand: drop it.
     CSM_LOG_WARN("dropping client pid %d: %s", s.cred.pid, st.ToString().c_str());

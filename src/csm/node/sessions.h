@@ -69,6 +69,7 @@ struct Session {
   std::vector<DestroyedArena> destroyed;  // of those, freed since its last sync
   uint64_t request_id = 0;                // of the request being answered (set before every reply)
   uint64_t accesses_taken = 0;            // its access ring's head when last read
+  std::vector<os::UniqueFd> fds;          // sent with the message being handled
 
   const directory::PinEntry* pins() const {
     return static_cast<const directory::PinEntry*>(pin_map.addr);

@@ -90,7 +90,23 @@ struct KeyRequest {
 };
 using Delete = KeyRequest<MessageType::kDelete>;    // → StatusReply
 using Stat = KeyRequest<MessageType::kStat>;        // → JsonReply
-using Resolve = KeyRequest<MessageType::kResolve>;  // → StatusReply once the key is here
+
+// How a Get brings another node's object here (csm::Fetch): 0 the node's default, 1 whole
+// before the Get returns, 2 lazily with the rest prefetched in order, 3 lazily, only what
+// is read.
+inline constexpr uint32_t kMaxFetchMode = 3;
+struct Resolve {  // → StatusReply once the key is here (or, lazily, its copy under way)
+  static constexpr MessageType kType = MessageType::kResolve;
+  std::string key;
+  uint32_t fetch = 0;
+  template <typename Self, typename Io>
+  static Status Fields(Self& m, Io& io) {
+    CSM_RETURN_IF_ERROR(io.Text(m.key, kMaxKeyField));
+    CSM_RETURN_IF_ERROR(io.Value(m.fetch));
+    if (m.fetch > kMaxFetchMode) return Corruption("unknown fetch mode " + std::to_string(m.fetch));
+    return Status::OK();
+  }
+};
 
 // Info and Nodes carry nothing.
 template <MessageType T>
@@ -125,6 +141,33 @@ struct ArrowValidated {  // one-way: a reader validated the object fully; the no
   uint64_t object_id = 0;
   template <typename Self, typename Io>
   static Status Fields(Self& m, Io& io) { return io.Value(m.object_id); }
+};
+
+struct LazyWatch {  // → RangesReply; its userfaultfd attached the first time
+  static constexpr MessageType kType = MessageType::kLazyWatch;
+  uint64_t object_id = 0;
+  template <typename Self, typename Io>
+  static Status Fields(Self& m, Io& io) { return io.Value(m.object_id); }
+};
+
+struct LazyRegistered {  // one-way
+  static constexpr MessageType kType = MessageType::kLazyRegistered;
+  uint64_t object_id = 0;
+  template <typename Self, typename Io>
+  static Status Fields(Self& m, Io& io) { return io.Value(m.object_id); }
+};
+
+struct LazyWant {  // → StatusReply once [addr, +length) of the object can be read
+  static constexpr MessageType kType = MessageType::kLazyWant;
+  uint64_t object_id = 0;
+  uint64_t addr = 0;
+  uint64_t length = 0;
+  template <typename Self, typename Io>
+  static Status Fields(Self& m, Io& io) {
+    CSM_RETURN_IF_ERROR(io.Value(m.object_id));
+    CSM_RETURN_IF_ERROR(io.Value(m.addr));
+    return io.Value(m.length);
+  }
 };
 
 struct ClaimArenas {  // a process attached again to a restarted csmd: its arenas
@@ -223,6 +266,22 @@ struct ClaimReply {
     CSM_RETURN_IF_ERROR(io.Outcome(m.status));
     if (!m.status.ok()) return Status::OK();
     return io.Values(m.claimed, kMaxArenasListed);
+  }
+};
+
+// The page ranges of a lazy copy a reader registers: {addr, length} pairs, flattened.
+inline constexpr size_t kMaxRangeWords = 2 * 4096;
+struct RangesReply {
+  static constexpr MessageType kType = MessageType::kRangesReply;
+  Status status;
+  std::vector<uint64_t> ranges;
+  template <typename Self, typename Io>
+  static Status Fields(Self& m, Io& io) {
+    CSM_RETURN_IF_ERROR(io.Outcome(m.status));
+    if (!m.status.ok()) return Status::OK();
+    CSM_RETURN_IF_ERROR(io.Values(m.ranges, kMaxRangeWords));
+    if (m.ranges.size() % 2 != 0) return Corruption("an odd number of range words");
+    return Status::OK();
   }
 };
 

@@ -20,7 +20,7 @@
 namespace csm::protocol {
 
 inline constexpr uint32_t kProtocolMagic = 0x50534d43;  // "CMSP"
-inline constexpr uint16_t kProtocolVersion = 2;
+inline constexpr uint16_t kProtocolVersion = 3;
 
 enum class MessageType : uint16_t {
   kHello = 1,         // → kHelloReply (+ directory fd, pin table fd)
@@ -39,6 +39,10 @@ enum class MessageType : uint16_t {
   kArrowValidated = 13,  // one-way: this process ran Arrow's full validation on an object
   kClaimArenas = 14,     // → kClaimReply: attached again to a restarted csmd, the arenas
                          //   this process was building in
+  kLazyWatch = 15,       // → kRangesReply: this process reads a lazy copy (+ its userfaultfd,
+                         //   the first time): the pages to register (docs/lazy.md)
+  kLazyRegistered = 16,  // one-way: it registered them; what arrived is mapped into it
+  kLazyWant = 17,        // → kStatusReply once a range of a lazy copy can be read (a hint)
   kHelloReply = 101,
   kArenaReply = 102,
   kSyncReply = 104,
@@ -46,6 +50,7 @@ enum class MessageType : uint16_t {
   kStatusReply = 106,
   kJsonReply = 107,
   kClaimReply = 108,
+  kRangesReply = 109,
 };
 
 struct MessageHeader {

@@ -73,6 +73,7 @@ void TcpTransportServer::Serve(int fd) {
     for (size_t i = 0; sent && i < ranges->size(); ++i) {
       const SourceRange& r = (*ranges)[i];
       sent = os::SendFileAll(fd, r.fd, r.offset, request->extents[i].length, timeout).ok();
+      if (sent) bytes_served_.fetch_add(request->extents[i].length, std::memory_order_relaxed);
     }
     if (request->want_digest) {
       auto d = digest.get();

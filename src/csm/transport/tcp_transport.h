@@ -10,6 +10,8 @@
 // threads, so the ExtentSource must be callable from any thread.
 #pragma once
 
+#include <atomic>
+
 #include <memory>
 #include <string>
 
@@ -48,6 +50,7 @@ class TcpTransportServer : public TransportServer {
                                                            ExtentSource source,
                                                            int max_connections = 256);
   uint16_t port() const override { return server_->port(); }
+  uint64_t bytes_served() const override { return bytes_served_.load(std::memory_order_relaxed); }
 
  private:
   TcpTransportServer(PeerOptions options, ExtentSource source)
@@ -57,6 +60,7 @@ class TcpTransportServer : public TransportServer {
   PeerOptions options_;
   ExtentSource source_;
   ServedDigests digests_;
+  std::atomic<uint64_t> bytes_served_{0};
   std::unique_ptr<os::TcpServer> server_;  // last: stopped before the rest goes
 };
 

@@ -79,6 +79,8 @@ class TransportServer {
  public:
   virtual ~TransportServer() = default;
   virtual uint16_t port() const = 0;  // the TCP port peers dial (its control channel)
+  // Object bytes sent to peers so far (block digests and refused requests not counted).
+  virtual uint64_t bytes_served() const = 0;
 };
 
 // The transports a cluster can use. A node advertises its peer address with the

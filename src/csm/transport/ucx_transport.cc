@@ -512,6 +512,7 @@ void UcxTransportServer::Serve(int fd) {
       }
     }
     if (!heard.ok()) return;
+    if (done == 0) bytes_served_.fetch_add(request->total_bytes, std::memory_order_relaxed);  // the peer read them
   }
 }
 

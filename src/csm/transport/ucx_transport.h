@@ -75,6 +75,7 @@ class UcxTransportServer : public TransportServer {
                                                            int max_connections = 256);
   ~UcxTransportServer() override;
   uint16_t port() const override { return server_->port(); }
+  uint64_t bytes_served() const override { return bytes_served_.load(std::memory_order_relaxed); }
 
  private:
   UcxTransportServer(PeerOptions options, ExtentSource source, std::unique_ptr<UcxWorker> worker);
@@ -84,6 +85,7 @@ class UcxTransportServer : public TransportServer {
   PeerOptions options_;
   ExtentSource source_;
   ServedDigests digests_;
+  std::atomic<uint64_t> bytes_served_{0};
   std::unique_ptr<UcxWorker> worker_;
   std::atomic<bool> stop_{false};
   std::thread progress_;
