@@ -9,6 +9,7 @@
 
 #include "csm/arrow.h"
 #include "csm/arrow/arrow_layout.h"
+#include "cluster_fixture.h"
 #include "harness.h"
 
 namespace csm {
@@ -77,6 +78,37 @@ TEST_P(ArrowClusterTest, ATableSpansThreeNodes) {
   }, 10000)) << s.ToString();
   EXPECT_NE(s.message().find("part 2 of table 'lab/table'"), std::string::npos) << s.ToString();
 }
+
+// A table on another node got on demand (docs/lazy.md): GetTable returns with its
+// descriptor, and summing one int64 column of four moves that column's pages, not the
+// table's.
+class ArrowLazyTest : public testing::ClusterTest {};
+
+TEST_P(ArrowLazyTest, SummingOneColumnOfALazyTableMovesThatColumn) {
+  a_ = Start(1);
+  b_ = Start(2);
+  auto info = [](const testing::Node& node) {
+    auto c = Client::Connect(node.ClientConfig());
+    return nlohmann::json::parse(*(*c)->InfoJson());
+  };
+  if (!info(*a_)["lazy"].value("enabled", false)) {
+    GTEST_SKIP() << "this kernel cannot serve lazy copies (userfaultfd on shared memory, Linux >= 6.6)";
+  }
+  constexpr int64_t kRows = 4 << 20;  // 32 MiB per column, 128 MiB in all
+  auto produce = testing::Run({Helper(), "produce-wide", "wide", std::to_string(kRows)}, b_->Env(), 120000);
+  ASSERT_EQ(produce.exit_code, 0) << produce.out << produce.err;
+  auto sum = testing::Run({Helper(), "sum-lazily", "wide", std::to_string(kRows)}, a_->Env(), 120000);
+  ASSERT_EQ(sum.exit_code, 0) << sum.out << sum.err;
+  EXPECT_NE(sum.out.find("sum="), std::string::npos) << sum.out;
+  const uint64_t arrived = info(*a_)["lazy"]["arrived_bytes"].get<uint64_t>();
+  const uint64_t table = uint64_t{4} * kRows * 8;
+  EXPECT_LE(arrived, table * 30 / 100) << "one column of four, and its neighbours' edge blocks";
+  EXPECT_GE(arrived, table / 4) << "the column itself";
+}
+
+INSTANTIATE_TEST_SUITE_P(Directories, ArrowLazyTest,
+                         ::testing::ValuesIn(testing::BuiltTransports({"embedded_tcp"})),
+                         [](const auto& param_info) { return param_info.param; });
 
 INSTANTIATE_TEST_SUITE_P(Directories, ArrowClusterTest, ::testing::ValuesIn(testing::BuiltTransports({"embedded_tcp", "etcd_ucx"})),
                          [](const auto& param_info) { return param_info.param; });

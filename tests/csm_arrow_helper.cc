@@ -4,6 +4,8 @@
 //   append KEY FIRST ROWS    build rows FIRST.. the same way, append them as the next part
 //   consume KEY ROWS         get the table, check every row, print where its first values
 //                            live and which nodes its parts are on
+//   produce-wide KEY ROWS    four int64 columns (column c, row i: i * (c + 1))
+//   sum-lazily KEY ROWS      get that table on demand (docs/lazy.md), sum column 0 only
 #include <arrow/api.h>
 
 #include <cinttypes>
@@ -88,6 +90,43 @@ int Consume(csm::Client& client, const std::string& key, int64_t rows) {
   return 0;
 }
 
+int ProduceWide(csm::Client& client, const std::string& key, int64_t rows) {
+  auto builder = client.NewBuilder();
+  if (!builder.ok()) return Fail(builder.status().ToString());
+  csm::HeapMemoryPool pool(&*builder);
+  std::vector<std::shared_ptr<arrow::Array>> columns;
+  std::vector<std::shared_ptr<arrow::Field>> fields;
+  for (int c = 0; c < 4; ++c) {
+    arrow::Int64Builder b(&pool);
+    if (!b.Reserve(rows).ok()) return Fail("reserve");
+    for (int64_t i = 0; i < rows; ++i) b.UnsafeAppend(i * (c + 1));
+    std::shared_ptr<arrow::Array> a;
+    if (!b.Finish(&a).ok()) return Fail("finish");
+    columns.push_back(a);
+    fields.push_back(arrow::field("c" + std::to_string(c), arrow::int64()));
+  }
+  auto put = csm::PutTable(*builder, key, *arrow::Table::Make(arrow::schema(fields), columns));
+  if (!put.ok()) return Fail(put.status().ToString());
+  std::printf("committed\n");
+  std::fflush(stdout);
+  return 0;
+}
+
+int SumLazily(csm::Client& client, const std::string& key, int64_t rows) {
+  auto table = csm::GetTable(client, key, csm::GetOptions{std::chrono::seconds(20), csm::Fetch::kOnDemand});
+  if (!table.ok()) return Fail(table.status().ToString());
+  int64_t sum = 0, n = 0;
+  for (const auto& chunk : (*table)->column(0)->chunks()) {
+    const auto& ints = static_cast<const arrow::Int64Array&>(*chunk);
+    for (int64_t j = 0; j < ints.length(); ++j) sum += ints.Value(j);
+    n += ints.length();
+  }
+  if (n != rows || sum != rows * (rows - 1) / 2) return Fail("column 0 sums to " + std::to_string(sum));
+  std::printf("sum=%" PRId64 "\n", sum);
+  std::fflush(stdout);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,5 +140,7 @@ int main(int argc, char** argv) {
   if (mode == "produce") return Produce(**client, argv[2], 0, rows, false);
   if (mode == "append") return Produce(**client, argv[2], std::atoll(argv[3]), rows, true);
   if (mode == "consume") return Consume(**client, argv[2], rows);
+  if (mode == "produce-wide") return ProduceWide(**client, argv[2], rows);
+  if (mode == "sum-lazily") return SumLazily(**client, argv[2], rows);
   return Fail("unknown mode " + mode);
 }

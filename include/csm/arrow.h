@@ -115,6 +115,11 @@ Result<std::vector<TablePart>> TableParts(Client& client, std::string_view key,
 // dead makes the Get fail with that part's error (Unavailable) rather than lose rows.
 Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key,
                                                std::chrono::milliseconds timeout = {});
+// The same, saying how a table on another node comes here: with Fetch::kOnDemand it
+// returns once its descriptor is here, and each column's pages move as it is read (a
+// query that reads one column moves that column); docs/lazy.md. A table that was not
+// fully validated where it was built is validated here, which reads every column.
+Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key, const GetOptions& options);
 Result<std::shared_ptr<arrow::RecordBatch>> GetRecordBatch(Client& client, std::string_view key,
                                                            std::chrono::milliseconds timeout = {});
 Result<std::shared_ptr<arrow::ChunkedArray>> GetChunkedArray(Client& client, std::string_view key,

@@ -181,8 +181,11 @@ std::shared_ptr<arrow::Schema> OneColumn(const std::shared_ptr<arrow::DataType>&
 
 // ---- get ----------------------------------------------------------------------------
 
-Result<arrow_descriptor::Loaded> Load(Client& client, std::string_view key, std::chrono::milliseconds timeout) {
-  CSM_ASSIGN_OR_RETURN(Ref<ArrowDescriptor> ref, client.Get<ArrowDescriptor>(key, timeout));
+// `fetch`: how a table on another node comes here (docs/lazy.md): lazily, a column's
+// pages move when it is read.
+Result<arrow_descriptor::Loaded> Load(Client& client, std::string_view key, std::chrono::milliseconds timeout,
+                                      Fetch fetch = Fetch::kNodeDefault) {
+  CSM_ASSIGN_OR_RETURN(Ref<ArrowDescriptor> ref, client.Get<ArrowDescriptor>(key, GetOptions{timeout, fetch}));
   CSM_ASSIGN_OR_RETURN(std::vector<Extent> extents, ref.Extents());
   auto pinned = std::make_shared<Ref<ArrowDescriptor>>(std::move(ref));
   const ArrowDescriptor& descriptor = **pinned;
@@ -215,8 +218,9 @@ struct LoadedTable {
   std::vector<arrow_descriptor::Loaded> parts;
 };
 
-Result<LoadedTable> LoadTable(Client& client, std::string_view key, std::chrono::milliseconds timeout) {
-  CSM_ASSIGN_OR_RETURN(auto head, Load(client, key, timeout));
+Result<LoadedTable> LoadTable(Client& client, std::string_view key, std::chrono::milliseconds timeout,
+                              Fetch fetch = Fetch::kNodeDefault) {
+  CSM_ASSIGN_OR_RETURN(auto head, Load(client, key, timeout, fetch));
   if (head.kind != ArrowKind::kTable && head.kind != ArrowKind::kRecordBatch && head.kind != ArrowKind::kTableHead) {
     return TypeMismatch("'" + std::string(key) + "' holds " + KindName(head.kind) + ", not a Table");
   }
@@ -229,7 +233,7 @@ Result<LoadedTable> LoadTable(Client& client, std::string_view key, std::chrono:
   // one), so the first number with no part ends the table.
   for (uint64_t n = 0; n < kMaxParts; ++n) {
     std::string part_key = PartKey(key, n);
-    auto part = Load(client, part_key, std::chrono::milliseconds(0));
+    auto part = Load(client, part_key, std::chrono::milliseconds(0), fetch);
     if (part.status().IsNotFound()) break;
     if (!part.ok()) {
       return part.status().WithContext("reading part " + std::to_string(n) + " of table '" + std::string(key) + "'");
@@ -345,7 +349,11 @@ Result<std::vector<TablePart>> TableParts(Client& client, std::string_view key, 
 
 Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key,
                                                std::chrono::milliseconds timeout) {
-  CSM_ASSIGN_OR_RETURN(LoadedTable loaded, LoadTable(client, key, timeout));
+  return GetTable(client, key, GetOptions{timeout, Fetch::kNodeDefault});
+}
+
+Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key, const GetOptions& options) {
+  CSM_ASSIGN_OR_RETURN(LoadedTable loaded, LoadTable(client, key, options.timeout, options.fetch));
   std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
   int64_t num_rows = 0;
   if (loaded.parts.size() == 1) {
