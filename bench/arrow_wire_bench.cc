@@ -307,9 +307,20 @@ void Ask(int fd, Op op, uint64_t arg) {
   if (reply != 0) throw std::runtime_error("serve could not do request " + std::string(1, static_cast<char>(op)));
 }
 
+// The sum of column 0 (int64) alone: a query that reads one column of four.
+uint64_t SumFirstColumn(const arrow::Table& t) {
+  uint64_t h = 0;
+  for (const auto& chunk : t.column(0)->chunks()) {
+    const auto& a = static_cast<const arrow::Int64Array&>(*chunk);
+    for (int64_t i = 0; i < a.length(); ++i) h += static_cast<uint64_t>(a.Value(i));
+  }
+  return h;
+}
+
 // One process on node B: per round, the table is put on node A, then Get here fetches
 // it into the same addresses. Prints "usable... | used... | bytes checksum".
-int CsmGet(const std::string& peer, int port, int rounds) {
+// `one_column`: "used" sums column 0 only; `fetch`: how GetTable brings it (docs/lazy.md).
+int CsmGet(const std::string& peer, int port, int rounds, bool one_column, csm::Fetch fetch) {
   auto client = csm::Client::Connect();
   if (!client.ok()) return Fail(client.status().ToString());
   int fd = Dial(peer, port);
@@ -319,10 +330,10 @@ int CsmGet(const std::string& peer, int port, int rounds) {
     const uint64_t round = static_cast<uint64_t>(::getpid()) * 1000 + static_cast<uint64_t>(r);
     Ask(fd, kPut, round);
     auto t0 = Clock::now();
-    auto table = csm::GetTable(**client, RoundKey(round), std::chrono::seconds(60));
+    auto table = csm::GetTable(**client, RoundKey(round), csm::GetOptions{std::chrono::seconds(60), fetch});
     if (!table.ok()) return Fail(table.status().ToString());
     auto t1 = Clock::now();
-    sum += Traverse(**table);
+    sum += one_column ? SumFirstColumn(**table) : Traverse(**table);
     row.usable.push_back(Seconds(t0, t1));
     row.used.push_back(Seconds(t0, Clock::now()));
     auto parts = csm::TableParts(**client, RoundKey(round));
@@ -339,9 +350,10 @@ int CsmGet(const std::string& peer, int port, int rounds) {
 }
 
 Row RunCsmGet(const std::string& self, const std::string& socket, const std::string& peer, int port, int rounds,
-              uint64_t* sum) {
+              uint64_t* sum, bool one_column, const std::string& fetch) {
   std::string command = "CSM_SOCKET='" + socket + "' '" + self + "' csm-get --peer " + peer + " --port " +
-                        std::to_string(port) + " --rounds " + std::to_string(rounds);
+                        std::to_string(port) + " --rounds " + std::to_string(rounds) + " --fetch " + fetch +
+                        (one_column ? " --one-column" : "");
   FILE* child = ::popen(command.c_str(), "r");
   if (child == nullptr) throw std::runtime_error("cannot run " + command);
   std::string out;
@@ -367,15 +379,40 @@ Row RunCsmGet(const std::string& self, const std::string& socket, const std::str
   return row;
 }
 
+// Prints the rows: medians, spread, ratios against the first.
+void PrintRows(const std::vector<std::pair<std::string, Row>>& rows) {
+  std::printf("%-26s %12s %11s %23s %11s %8s %8s\n", "path", "wire bytes", "usable p50", "usable min-max",
+              "used p50", "usable", "used");
+  std::printf("%-26s %12s %11s %23s %11s %8s %8s\n", "", "", "", "", "", "vs csm", "vs csm");
+  for (const auto& [name, row] : rows) {
+    auto u = Summarize(row.usable), d = Summarize(row.used);
+    auto bu = Summarize(rows[0].second.usable), bd = Summarize(rows[0].second.used);
+    std::printf("%-26s %12llu %11s %23s %11s %7.2fx %7.2fx\n", name.c_str(),
+                static_cast<unsigned long long>(row.bytes), Human(u.p50).c_str(),
+                (Human(u.min) + " - " + Human(u.max)).c_str(), Human(d.p50).c_str(), u.p50 / bu.p50,
+                d.p50 / bd.p50);
+  }
+}
+
+// `one_column`: csm only, "used" = GetTable + the sum of one int64 column of four; a
+// label ending in "lazy" gets the table on demand.
 int Measure(const std::string& self, const std::vector<std::pair<std::string, std::string>>& csms,
-            const std::string& peer, int port, int flight_port, int rounds) {
+            const std::string& peer, int port, int flight_port, int rounds, bool one_column) {
   if (csms.empty()) return Fail("name at least one csm cluster with --csm LABEL=SOCKET:PORT");
   uint64_t sum = 0;
   std::vector<std::pair<std::string, Row>> rows;
   for (const auto& [label, target] : csms) {
     size_t colon = target.rfind(':');
+    const std::string fetch = label.ends_with("lazy") ? "on-demand" : "node";
     rows.emplace_back("csm (" + label + ")", RunCsmGet(self, target.substr(0, colon), peer,
-                                                       std::stoi(target.substr(colon + 1)), rounds, &sum));
+                                                       std::stoi(target.substr(colon + 1)), rounds, &sum,
+                                                       one_column, fetch));
+  }
+  if (one_column) {
+    PrintRows(rows);
+    std::printf("(used: GetTable and the sum of its int64 column, one of four; %d rounds)\n", rounds);
+    std::fprintf(stderr, "(checksum %llu)\n", static_cast<unsigned long long>(sum));
+    return 0;
   }
   const uint64_t table_bytes = rows[0].second.bytes;
 
@@ -423,18 +460,7 @@ int Measure(const std::string& self, const std::vector<std::pair<std::string, st
   }
   rows.emplace_back("ipc over tcp", ipc);
   rows.emplace_back("raw link", raw);
-
-  std::printf("%-16s %12s %11s %23s %11s %8s %8s\n", "path", "wire bytes", "usable p50", "usable min-max",
-              "used p50", "usable", "used");
-  std::printf("%-16s %12s %11s %23s %11s %8s %8s\n", "", "", "", "", "", "vs csm", "vs csm");
-  for (const auto& [name, row] : rows) {
-    auto u = Summarize(row.usable), d = Summarize(row.used);
-    auto bu = Summarize(rows[0].second.usable), bd = Summarize(rows[0].second.used);
-    std::printf("%-16s %12llu %11s %23s %11s %7.2fx %7.2fx\n", name.c_str(),
-                static_cast<unsigned long long>(row.bytes), Human(u.p50).c_str(),
-                (Human(u.min) + " - " + Human(u.max)).c_str(), Human(d.p50).c_str(), u.p50 / bu.p50,
-                d.p50 / bd.p50);
-  }
+  PrintRows(rows);
   const double link = Summarize(raw.usable).p50;
   for (size_t i = 0; i < csms.size(); ++i) {
     std::printf("%s: %.0f%% of the raw link (usable)\n", rows[i].first.c_str(),
@@ -472,6 +498,12 @@ int main(int argc, char** argv) {
     s->add_option("--rounds", rounds)->check(CLI::Range(1, 1000));
     s->add_option("--peer", peer, "serve's IPv4 address")->required();
   }
+  bool one_column = false;
+  std::string fetch = "node";
+  for (auto* s : {csm_get, measure}) {
+    s->add_flag("--one-column", one_column, "csm only: GetTable and the sum of one int64 column of four");
+  }
+  csm_get->add_option("--fetch", fetch, "node (its --fetch) or on-demand")->check(CLI::IsMember({"node", "on-demand"}));
   std::vector<std::string> csm_flags;
   measure->add_option("--csm", csm_flags,
                       "LABEL=SOCKET:PORT: a cluster's node B and the control port of the serve attached "
@@ -479,7 +511,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (serve->parsed()) return Serve(port, flight_port, mib);
-    if (csm_get->parsed()) return CsmGet(peer, port, rounds);
+    if (csm_get->parsed()) {
+      return CsmGet(peer, port, rounds, one_column, fetch == "on-demand" ? csm::Fetch::kOnDemand : csm::Fetch::kNodeDefault);
+    }
     if (build->parsed()) return Build(mib, rounds, pause_ms);
     std::vector<std::pair<std::string, std::string>> csms;
     for (const auto& f : csm_flags) {
@@ -488,7 +522,7 @@ int main(int argc, char** argv) {
       csms.emplace_back(f.substr(0, eq), f.substr(eq + 1));
     }
     return Measure(std::filesystem::read_symlink("/proc/self/exe").string(), csms, peer, port, flight_port,
-                   rounds);
+                   rounds, one_column);
   } catch (const std::exception& e) {
     return Fail(e.what());
   }

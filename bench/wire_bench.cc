@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <random>
+
 #include <CLI/CLI.hpp>
 #include <boost/archive/binary_iarchive.hpp>
 #include <boost/archive/binary_oarchive.hpp>
@@ -372,8 +374,10 @@ int Serve(int port) {
 }
 
 // One process on node B: Get each round's copy of a workload (fetched from node A into
-// the same addresses), traverse it, print "usable_p50 used_p50 bytes checksum".
-int CsmGet(const std::string& workload, int rounds) {
+// the same addresses), traverse it, print "usable_p50 used_p50 bytes checksum". `fetch`:
+// how the Get brings it (docs/lazy.md). `lookups` > 0 (maps): instead of the traversal,
+// that many lookups of random keys ("used" is then the Get and the lookups).
+int CsmGet(const std::string& workload, int rounds, csm::Fetch fetch, int lookups) {
   auto client = csm::Client::Connect();
   if (!client.ok()) return Fail(client.status().ToString());
   const Workload* w = nullptr;
@@ -388,13 +392,21 @@ int CsmGet(const std::string& workload, int rounds) {
     auto t0 = Clock::now();
     auto get = [&](auto tag) -> csm::Status {
       using T = typename decltype(tag)::type;
-      auto ref = (*client)->Get<T>(key, std::chrono::seconds(60));
+      auto ref = (*client)->Get<T>(key, csm::GetOptions{std::chrono::seconds(60), fetch});
       if (!ref.ok()) return ref.status();
       auto t1 = Clock::now();
       if constexpr (std::is_same_v<T, HeapInts>) {
         sum += TraverseInts(**ref);
       } else {
-        sum += TraverseMap(**ref);
+        if (lookups > 0) {
+          std::mt19937 rng(static_cast<uint32_t>(r) * 7919u + 1);
+          for (int i = 0; i < lookups; ++i) {
+            auto it = (*ref)->find(static_cast<int32_t>(rng() % static_cast<uint32_t>(w->n)));
+            if (it != (*ref)->end()) sum += it->second.size();
+          }
+        } else {
+          sum += TraverseMap(**ref);
+        }
       }
       cu.push_back(Seconds(t0, t1));
       cd.push_back(Seconds(t0, Clock::now()));
@@ -468,9 +480,10 @@ struct CsmResult {
 // Runs csm-get in a child process against the node at `socket` (one client per process:
 // each cluster's window sits at the same base).
 CsmResult RunCsmGet(const std::string& self, const std::string& socket, const std::string& workload,
-                    int rounds, uint64_t* sum) {
+                    int rounds, uint64_t* sum, const std::string& fetch, int lookups) {
   std::string command = "CSM_SOCKET='" + socket + "' '" + self + "' csm-get --workload " + workload +
-                        " --rounds " + std::to_string(rounds);
+                        " --rounds " + std::to_string(rounds) + " --fetch " + fetch +
+                        " --lookups " + std::to_string(lookups);
   FILE* child = ::popen(command.c_str(), "r");
   if (child == nullptr) throw std::runtime_error("cannot run " + command);
   CsmResult r;
@@ -484,8 +497,11 @@ CsmResult RunCsmGet(const std::string& self, const std::string& socket, const st
 }
 
 // `csms`: (transport label, csmd socket on node B) of each cluster to measure.
+// `csm_only`: no serializer rows; `lookups`: csm's "used" is its Get and that many
+// random lookups (CsmGet). A label ending in "lazy" or "on-demand lazy" Gets that way.
 int Measure(const std::string& self, const std::vector<std::pair<std::string, std::string>>& csms,
-            const std::string& peer, int port, int rounds, const std::string& only, bool header) {
+            const std::string& peer, int port, int rounds, const std::string& only, bool header,
+            bool csm_only, int lookups) {
   if (csms.empty()) return Fail("name at least one csm cluster with --csm LABEL=SOCKET");
   int fd = Dial(peer, port);
   uint64_t sum = 0;  // keeps every traversal's result alive
@@ -502,7 +518,10 @@ int Measure(const std::string& self, const std::vector<std::pair<std::string, st
     // csm: Get on this node fetches the object from node A into the same addresses.
     std::vector<CsmResult> csm_results;
     for (const auto& [label, socket] : csms) {
-      csm_results.push_back(RunCsmGet(self, socket, w.name, rounds, &sum));
+      const std::string fetch = label.ends_with("on-demand lazy") ? "on-demand"
+                                : label.ends_with("lazy")           ? "lazy"
+                                                                    : "node";
+      csm_results.push_back(RunCsmGet(self, socket, w.name, rounds, &sum, fetch, w.is_map ? lookups : 0));
       const CsmResult& c = csm_results.back();
       char ru[16] = "1.00", rd[16] = "1.00";
       if (csm_results.size() > 1) {
@@ -513,6 +532,7 @@ int Measure(const std::string& self, const std::vector<std::pair<std::string, st
                   ("csm (" + label + ")").c_str(), (unsigned long long)c.bytes, Human(c.usable).c_str(),
                   Human(c.used).c_str(), ru, rd);
     }
+    if (csm_only) continue;
     const double csm_usable = csm_results[0].usable, csm_used = csm_results[0].used;
     const uint64_t csm_bytes = csm_results[0].bytes;
     for (size_t fi = 0; fi < kFormats.size(); ++fi) {
@@ -575,8 +595,14 @@ int main(int argc, char** argv) {
   for (auto* s : {produce, measure, csm_get, drop, during}) s->add_option("--rounds", rounds);
   bool no_header = false;
   measure->add_flag("--no-header", no_header, "print the rows only");
-  std::string workload;
+  std::string workload, fetch = "node";
+  int lookups = 0;
   csm_get->add_option("--workload", workload)->required();
+  csm_get->add_option("--fetch", fetch, "node (its --fetch), whole, lazy or on-demand")
+      ->check(CLI::IsMember({"node", "whole", "lazy", "on-demand"}));
+  for (auto* s : {csm_get, measure}) s->add_option("--lookups", lookups, "maps: that many random lookups, no traversal");
+  bool csm_only = false;
+  measure->add_flag("--csm-only", csm_only, "csm's rows only");
   std::vector<std::string> csm_flags;
   measure->add_option("--csm", csm_flags, "LABEL=SOCKET: a csm cluster's node B (repeat; the first is the baseline)");
   for (auto* s : {serve, measure}) s->add_option("--port", port);
@@ -588,7 +614,13 @@ int main(int argc, char** argv) {
     if (produce->parsed()) return ProduceCsm(rounds, only);
     if (drop->parsed()) return DropCsm(rounds, only);
     if (serve->parsed()) return Serve(port);
-    if (csm_get->parsed()) return CsmGet(workload, rounds);
+    if (csm_get->parsed()) {
+      const csm::Fetch f = fetch == "whole"       ? csm::Fetch::kWhole
+                           : fetch == "lazy"      ? csm::Fetch::kLazy
+                           : fetch == "on-demand" ? csm::Fetch::kOnDemand
+                                                  : csm::Fetch::kNodeDefault;
+      return CsmGet(workload, rounds, f, lookups);
+    }
     if (during->parsed()) return LocalDuringFetch(rounds);
     std::vector<std::pair<std::string, std::string>> csms;
     for (const auto& f : csm_flags) {
@@ -597,7 +629,7 @@ int main(int argc, char** argv) {
       csms.emplace_back(f.substr(0, eq), f.substr(eq + 1));
     }
     return Measure(std::filesystem::read_symlink("/proc/self/exe").string(), csms, peer, port, rounds, only,
-                   !no_header);
+                   !no_header, csm_only, lookups);
   } catch (const std::exception& e) {
     return Fail(e.what());
   }

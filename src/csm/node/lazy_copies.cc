@@ -49,6 +49,10 @@ struct LazyCopies::Copy {
   Status failure;              // why, once failed
   bool cancelled = false;
   bool digests_asked = false;
+  // Read-ahead for readers going forward (a column, a traversal without prefetch): the
+  // block where the next fault lands if they do, and how many blocks the last fault asked.
+  size_t next_fault_block = SIZE_MAX;
+  size_t window = 1;
   // Immutable once Begin returns:
   std::vector<object::ObjectExtent> extents;
   std::vector<ReplicaTarget> targets;
@@ -161,8 +165,7 @@ void LazyCopies::RunFetches(std::shared_ptr<Copy> copy) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!stopping_ && !copy->failed && !copy->cancelled) {
-        const bool wanted = copy->lazy.AnyWanted();
-        run = copy->lazy.Take(wanted ? options_.readahead_blocks : options_.prefetch_blocks, copy->prefetch);
+        run = copy->lazy.Take(options_.prefetch_blocks, copy->prefetch);
       }
       if (run.empty()) {
         --copy->fetching;
@@ -569,6 +572,15 @@ void LazyCopies::ServeFault(const std::shared_ptr<Reader>& reader, const os::Use
         act = Do::kPoison;
       } else if (!copy->lazy.Visible(fault.page) && copy->lazy.Want(fault.page)) {
         act = Do::kWait;  // its block's arrival maps it (Passed)
+        // A fault where the last read-ahead ended: the reader goes forward, so twice as
+        // many blocks are asked for ahead of it (as the kernel reads ahead of files).
+        const size_t k = copy->lazy.BlockAt(fault.page).value_or(SIZE_MAX);
+        if (k != SIZE_MAX) {
+          copy->window = k == copy->next_fault_block ? std::min(copy->window * 2, options_.max_readahead)
+                                                     : options_.readahead_blocks;
+          for (size_t b = k + 1; b < k + copy->window; ++b) copy->lazy.WantBlock(b);
+          copy->next_fault_block = k + copy->window;
+        }
         KickLocked(copy);
       }
     }

@@ -43,7 +43,9 @@ class LazyCopies {
   struct Options {
     int fetches_per_copy = 2;      // requests to the owner under way at once, per copy
     size_t prefetch_blocks = 4;    // blocks per request when prefetching
-    size_t readahead_blocks = 1;   // blocks per request for a fault, the faulting one included
+    size_t readahead_blocks = 1;   // blocks asked for a fault, the faulting one included; a reader
+                                   // going forward doubles it at each fault, up to max_readahead
+    size_t max_readahead = 32;
     int tries_per_block = 2;       // a block failing this many times fails its copy
     uint64_t block_size = 0;       // Checksum::kBlockSize; tests use smaller
   };

@@ -149,6 +149,12 @@ bool LazyCopy::Want(uint64_t page) {
   return waits;
 }
 
+void LazyCopy::WantBlock(size_t k) {
+  if (k >= state_.size() || state_[k] == State::kVerified || wanted_[k]) return;
+  wanted_[k] = 1;
+  want_order_.push_back(k);
+}
+
 bool LazyCopy::AnyWanted() const {
   for (size_t k : want_order_) {
     if (state_[k] != State::kVerified) return true;
@@ -172,8 +178,10 @@ std::vector<size_t> LazyCopy::Take(size_t max_blocks, bool prefetch) {
   }
   std::vector<size_t> out;
   if (!first) return out;
+  const bool for_reader = wanted_[*first] != 0;
   for (size_t k = *first; k < state_.size() && out.size() < std::max<size_t>(1, max_blocks); ++k) {
     if (state_[k] != State::kMissing) break;
+    if (for_reader && !wanted_[k]) break;  // a reader's blocks: no more than it asked for
     state_[k] = State::kInFlight;
     out.push_back(k);
   }

@@ -59,10 +59,12 @@ class LazyCopy {
   // A reader waits for the bytes of `page`: its blocks come before any other (false if
   // the page is shown already or the object has no bytes there).
   bool Want(uint64_t page);
+  // Block k is wanted as if a reader waited for it (read-ahead of a reader going forward).
+  void WantBlock(size_t k);
   bool Visible(uint64_t page) const;
   // The next blocks to fetch, marked in flight: the first wanted block not yet under way
-  // and up to max_blocks - 1 of those after it that are missing; else, if `prefetch`,
-  // the first missing block in order and those after it. Consecutive; empty if none.
+  // and up to max_blocks - 1 wanted ones right after it; else, if `prefetch`, the first
+  // missing block in order and those after it. Consecutive; empty if none.
   std::vector<size_t> Take(size_t max_blocks, bool prefetch);
   // Block k passed its check: the pages that became visible with it (merged).
   std::vector<AddrRange> Verified(size_t k);

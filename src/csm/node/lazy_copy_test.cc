@@ -73,6 +73,17 @@ TEST(LazyCopyTest, AWaitingReadersBlocksComeFirstThenTheRestInOrder) {
   EXPECT_FALSE(c.Want(kBase + 3 * kPage)) << "no bytes of the object there";
 }
 
+TEST(LazyCopyTest, AFaultFetchesItsOwnBlockAndTheReadAheadAskedForNoMore) {
+  LazyCopy c = TwoExtents();
+  EXPECT_TRUE(c.Want(kBase + 16 * kPage + 64));  // block 0 only
+  EXPECT_EQ(c.Take(4, false), (std::vector<size_t>{0})) << "a random read moves one block";
+  c.WantBlock(1);
+  c.WantBlock(2);
+  EXPECT_EQ(c.Take(4, false), (std::vector<size_t>{1, 2})) << "read-ahead: the blocks asked for";
+  c.WantBlock(0);  // in flight: nothing more
+  EXPECT_EQ(c.Take(4, false), (std::vector<size_t>{}));
+}
+
 TEST(LazyCopyTest, HiddenPagesAreThoseNotShownYet) {
   LazyCopy c = TwoExtents();
   c.Verified(0);
