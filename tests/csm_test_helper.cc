@@ -293,6 +293,20 @@ int main(int argc, char** argv) {
     Say("touched");
     return 0;
   }
+  if (cmd == "prefetch-lazy") {  // KEY N MODE: asks for its last 2 MiB first (a hint), then reads them
+    auto ref = c.Get<Bytes>(key, lazily);
+    if (!ref.ok()) return Fail(ref.status());
+    const Bytes& v = **ref;
+    const uint64_t bytes = static_cast<uint64_t>(n) << 20;
+    csm::Status s = c.Prefetch(key, v.data() + bytes - (2 << 20), 2 << 20);
+    if (!s.ok()) return Fail(s);
+    Say("prefetched");
+    for (uint64_t i = bytes - (2 << 20); i < bytes; i += 4096) {
+      if (v[i] != static_cast<uint8_t>(i >> 12)) return Fail(csm::Corruption("byte " + std::to_string(i)));
+    }
+    Say("read");
+    return 0;
+  }
   if (cmd == "read-lazy-after-go") {  // KEY N MODE: reads page 0, says so, reads all once $CSM_TEST_GO exists
     auto ref = c.Get<Bytes>(key, lazily);
     if (!ref.ok()) return Fail(ref.status());

@@ -74,6 +74,17 @@ TEST_P(LazyTest, OnDemandMovesOnlyThePagesRead) {
   EXPECT_GE(lazy["faults"].get<uint64_t>(), 3u) << lazy.dump();
 }
 
+TEST_P(LazyTest, APrefetchHintBringsThatRangeFirstAndOnlyIt) {
+  RunHelper(*b_, {"big", "big", "64"});
+  auto r = Reader({"prefetch-lazy", "big", "64", "on-demand"});
+  ASSERT_EQ(r->Wait(60000), 0) << r->output();
+  EXPECT_NE(r->output().find("read"), std::string::npos) << r->output();
+  // The header's block, the vector's, and the 2 MiB asked for (in up to three blocks).
+  json lazy = Info(*a_)["lazy"];
+  EXPECT_GE(lazy["arrived_bytes"].get<uint64_t>(), uint64_t{2} << 20) << lazy.dump();
+  EXPECT_LE(lazy["arrived_bytes"].get<uint64_t>(), uint64_t{6} << 20) << lazy.dump();
+}
+
 TEST_P(LazyTest, PagesThatWillNeverComeRaiseSigbusWhenTheOwnerDiesMidRead) {
   RunHelper(*b_, {"big", "big", "64"});
   const std::string go = ::testing::TempDir() + "csm-lazy-go-" + std::to_string(::getpid());
