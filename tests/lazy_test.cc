@@ -72,6 +72,9 @@ TEST_P(LazyTest, OnDemandMovesOnlyThePagesRead) {
   EXPECT_GE(lazy["arrived_bytes"].get<uint64_t>(), uint64_t{3} << 20) << lazy.dump();
   EXPECT_LE(Info(*b_)["peer_bytes_served"].get<uint64_t>(), uint64_t{8} << 20);
   EXPECT_GE(lazy["faults"].get<uint64_t>(), 3u) << lazy.dump();
+  // A Get that wants it whole makes the on-demand copy fetch the rest, and returns then.
+  RunHelper(*a_, {"check-big-lazy", "big", "64", "whole"});
+  EXPECT_EQ(Info(*a_)["lazy"]["under_way"], 0);
 }
 
 TEST_P(LazyTest, APrefetchHintBringsThatRangeFirstAndOnlyIt) {

@@ -136,6 +136,7 @@ Status Daemon::Impl::HandleResolve(Session& c, WireReader& in) {
       // others wait for all of them.
       if (FetchModeOf(m.fetch) != 1) return reply(Status::OK());
       lazy_waiters_[o->id].push_back(waiter);
+      lazy_->PrefetchRest(o->id);  // an on-demand copy would not end otherwise
       return Status::OK();
     }
     if (o->spill == Object::Spill::kNone && o->spill_lost.ok()) return reply(Status::OK());

@@ -70,9 +70,10 @@ Status Daemon::Impl::StartLazyFetch(const std::string& key, std::vector<Waiter>&
     targets.push_back({a.addr, a.size, a.view});
   }
   // Who asked for the whole object waits for it; the lazy readers go on now.
-  const bool prefetch = std::any_of(waiters.begin(), waiters.end(),
-                                    [&](const Waiter& w) { return FetchModeOf(w.fetch) == kFetchLazy; }) ||
-                        waiters.empty();
+  // On demand only if every reader asked so: one waiting for all of it needs the rest.
+  const bool prefetch = waiters.empty() || std::any_of(waiters.begin(), waiters.end(), [&](const Waiter& w) {
+                          return FetchModeOf(w.fetch) != kFetchOnDemand;
+                        });
   std::vector<Waiter> now;
   for (const Waiter& w : waiters) {
     (FetchModeOf(w.fetch) == kFetchWhole ? lazy_waiters_[o.id] : now).push_back(w);

@@ -58,7 +58,7 @@ struct LazyCopies::Copy {
   std::vector<ReplicaTarget> targets;
   object::ObjectHeader header{};
   Source source{};
-  bool prefetch = true;
+  bool prefetch = true;           // guarded by mu_ (PrefetchRest turns it on)
   std::vector<AddrRange> pages;  // what readers register
   // `ranges` cut at the arenas' edges: each arena is its own mapping in a reader, and a
   // call on pages reaches into one mapping only.
@@ -360,6 +360,14 @@ void LazyCopies::Fail(const std::shared_ptr<Copy>& copy, const Status& why, bool
   }
   for (Hint& h : hints) h.ready(why);
   if (call_done) done_(copy->id, why);
+}
+
+void LazyCopies::PrefetchRest(uint64_t copy_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = copies_.find(copy_id);
+  if (it == copies_.end() || it->second->prefetch) return;
+  it->second->prefetch = true;
+  KickLocked(it->second);
 }
 
 void LazyCopies::Cancel(uint64_t copy_id) {

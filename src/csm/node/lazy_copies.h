@@ -74,6 +74,9 @@ class LazyCopies {
   // what its header must say (the record's; the extent table's place aside).
   void Begin(uint64_t copy_id, std::string key, std::vector<object::ObjectExtent> extents,
              std::vector<ReplicaTarget> targets, object::ObjectHeader header, Source source, bool prefetch);
+  // Someone waits for all of it (a Get that asked for the whole object): an on-demand
+  // copy fetches the rest in order from now on.
+  void PrefetchRest(uint64_t copy_id);
   // Stops fetching it; its readers' hidden pages fault with SIGBUS. No `done` call.
   void Cancel(uint64_t copy_id);
   // The copy is done with (after `done`, once readers no longer depend on faults): its
