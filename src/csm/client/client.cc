@@ -336,6 +336,9 @@ Status ClientImpl::Prefetch(std::string_view key, uint64_t addr, uint64_t length
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
                                     const std::string& type_name, uint32_t copies) {
+  // A csmd that restarted since the object was built is attached to again first (its
+  // commit then fails only if the arena was not claimed back, saying so).
+  CSM_RETURN_IF_ERROR(Usable());
   CSM_ASSIGN_OR_RETURN(auto reply, Ask<protocol::CommitReply>(
                                        protocol::Commit{header, type_id, copies, std::string(key), type_name}));
   return reply.object_id;
