@@ -106,6 +106,31 @@ TEST_P(ArrowLazyTest, SummingOneColumnOfALazyTableMovesThatColumn) {
   EXPECT_GE(arrived, table / 4) << "the column itself";
 }
 
+// A query that knows its column asks for it whole (csm::Prefetch): it comes in few
+// requests, and the scan then stops at no page.
+TEST_P(ArrowLazyTest, APrefetchedColumnComesAloneAndIsReadWithoutAFault) {
+  a_ = Start(1);
+  b_ = Start(2);
+  auto info = [](const testing::Node& node) {
+    auto c = Client::Connect(node.ClientConfig());
+    return nlohmann::json::parse(*(*c)->InfoJson());
+  };
+  if (!info(*a_)["lazy"].value("enabled", false)) {
+    GTEST_SKIP() << "this kernel cannot serve lazy copies (userfaultfd on shared memory, Linux >= 6.6)";
+  }
+  constexpr int64_t kRows = 4 << 20;
+  auto produce = testing::Run({Helper(), "produce-wide", "wide", std::to_string(kRows)}, b_->Env(), 120000);
+  ASSERT_EQ(produce.exit_code, 0) << produce.out << produce.err;
+  auto sum = testing::Run({Helper(), "prefetch-sum", "wide", std::to_string(kRows)}, a_->Env(), 120000);
+  ASSERT_EQ(sum.exit_code, 0) << sum.out << sum.err;
+  EXPECT_NE(sum.out.find("sum="), std::string::npos) << sum.out;
+  EXPECT_NE(sum.out.find("faults while summing=0\n"), std::string::npos) << sum.out;
+  const uint64_t arrived = info(*a_)["lazy"]["arrived_bytes"].get<uint64_t>();
+  const uint64_t table = uint64_t{4} * kRows * 8;
+  EXPECT_LE(arrived, table * 30 / 100);
+  EXPECT_GE(arrived, table / 4);
+}
+
 INSTANTIATE_TEST_SUITE_P(Directories, ArrowLazyTest,
                          ::testing::ValuesIn(testing::BuiltTransports({"embedded_tcp"})),
                          [](const auto& param_info) { return param_info.param; });

@@ -6,7 +6,10 @@
 //                            live and which nodes its parts are on
 //   produce-wide KEY ROWS    four int64 columns (column c, row i: i * (c + 1))
 //   sum-lazily KEY ROWS      get that table on demand (docs/lazy.md), sum column 0 only
+//   prefetch-sum KEY ROWS    the same, csm::Prefetch of column 0 first
 #include <arrow/api.h>
+
+#include <nlohmann/json.hpp>
 
 #include <cinttypes>
 #include <cstdio>
@@ -112,9 +115,23 @@ int ProduceWide(csm::Client& client, const std::string& key, int64_t rows) {
   return 0;
 }
 
-int SumLazily(csm::Client& client, const std::string& key, int64_t rows) {
+// The page faults this node's lazy copies served so far (csm info).
+uint64_t LazyFaults(csm::Client& client) {
+  auto info = client.InfoJson();
+  return info.ok() ? nlohmann::json::parse(*info)["lazy"].value("faults", uint64_t{0}) : 0;
+}
+
+// `prefetch`: the column is brought with csm::Prefetch first, and the sum then takes no
+// page fault (it prints how many it took).
+int SumLazily(csm::Client& client, const std::string& key, int64_t rows, bool prefetch) {
   auto table = csm::GetTable(client, key, csm::GetOptions{std::chrono::seconds(20), csm::Fetch::kOnDemand});
   if (!table.ok()) return Fail(table.status().ToString());
+  uint64_t faults = 0;
+  if (prefetch) {
+    csm::Status s = csm::Prefetch(client, *(*table)->column(0));
+    if (!s.ok()) return Fail(s.ToString());
+    faults = LazyFaults(client);
+  }
   int64_t sum = 0, n = 0;
   for (const auto& chunk : (*table)->column(0)->chunks()) {
     const auto& ints = static_cast<const arrow::Int64Array&>(*chunk);
@@ -122,6 +139,7 @@ int SumLazily(csm::Client& client, const std::string& key, int64_t rows) {
     n += ints.length();
   }
   if (n != rows || sum != rows * (rows - 1) / 2) return Fail("column 0 sums to " + std::to_string(sum));
+  if (prefetch) std::printf("faults while summing=%" PRIu64 "\n", LazyFaults(client) - faults);
   std::printf("sum=%" PRId64 "\n", sum);
   std::fflush(stdout);
   return 0;
@@ -141,6 +159,7 @@ int main(int argc, char** argv) {
   if (mode == "append") return Produce(**client, argv[2], std::atoll(argv[3]), rows, true);
   if (mode == "consume") return Consume(**client, argv[2], rows);
   if (mode == "produce-wide") return ProduceWide(**client, argv[2], rows);
-  if (mode == "sum-lazily") return SumLazily(**client, argv[2], rows);
+  if (mode == "sum-lazily") return SumLazily(**client, argv[2], rows, false);
+  if (mode == "prefetch-sum") return SumLazily(**client, argv[2], rows, true);
   return Fail("unknown mode " + mode);
 }

@@ -120,6 +120,11 @@ Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view 
 // query that reads one column moves that column); docs/lazy.md. A table that was not
 // fully validated where it was built is validated here, which reads every column.
 Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view key, const GetOptions& options);
+// Brings every byte of `column` (a column of a table got with Fetch::kLazy or kOnDemand)
+// here at once, in as few requests as they fit, and returns when it can be read: a scan
+// of the column then runs at memory speed instead of stopping at each block it reaches.
+// At once if its bytes are here. Unavailable if its copy failed (its node died).
+Status Prefetch(Client& client, const arrow::ChunkedArray& column);
 Result<std::shared_ptr<arrow::RecordBatch>> GetRecordBatch(Client& client, std::string_view key,
                                                            std::chrono::milliseconds timeout = {});
 Result<std::shared_ptr<arrow::ChunkedArray>> GetChunkedArray(Client& client, std::string_view key,

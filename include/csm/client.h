@@ -54,6 +54,16 @@ struct ObjectInfo {
   // A reader on this node ran Arrow's full validation on it (an Arrow table's descriptor
   // object; docs/arrow.md): later readers here check only its structure.
   bool arrow_validated = false;
+  // A lazy copy of another node's object whose bytes were still arriving when it was
+  // looked up (docs/lazy.md): reading it may wait for them; Client::Prefetch says what
+  // to bring first.
+  bool arriving = false;
+};
+
+// Bytes a reader needs (Client::Prefetch).
+struct ByteRange {
+  const void* addr;
+  size_t length;
 };
 
 // How a Get brings an object that another node holds to this one (docs/lazy.md).
@@ -313,9 +323,13 @@ class Client {
   Result<Ref<T>> Get(std::string_view key, const GetOptions& options);
 
   // A hint for a lazily got object: [addr, +length) is needed next, so its pages come
-  // before any other; returns once they can be read (at once if they are here). An
-  // Arrow reader asks for one column's buffers this way.
+  // before any other; returns once they can be read (at once if they are here).
   Status Prefetch(std::string_view key, const void* addr, size_t length);
+  // The same for many ranges, of any objects got lazily here, at once: their blocks come
+  // in as few requests as they fit (an Arrow reader asks for one column's buffers this
+  // way: csm::Prefetch in csm/arrow.h). Ranges of objects that are here whole return at
+  // once; Unavailable if a copy they lie in failed. At most 32768 ranges.
+  Status Prefetch(const std::vector<ByteRange>& ranges);
 
   // Builds a T in place and commits it under `key` in one call: fn(T&) fills it (its
   // containers allocate inside the object). NewBuilder + New<T> + Populate + Commit.

@@ -36,12 +36,13 @@ class HeapBuffer : public arrow::Buffer {
 class DescriptorReader {
  public:
   DescriptorReader(const ArrowDescriptor& descriptor, ObjectInfo info, std::vector<Extent> extents,
-                   std::shared_ptr<const void> pin, std::function<void()> report_validated)
+                   std::shared_ptr<const void> pin, std::function<void()> report_validated, PrefetchFn prefetch)
       : d_(descriptor),
         info_(std::move(info)),
         extents_(std::move(extents)),
         pin_(std::move(pin)),
-        report_validated_(std::move(report_validated)) {
+        report_validated_(std::move(report_validated)),
+        prefetch_(std::move(prefetch)) {
     std::sort(extents_.begin(), extents_.end(), [](const Extent& a, const Extent& b) { return a.addr < b.addr; });
   }
 
@@ -75,17 +76,40 @@ class DescriptorReader {
       return Bad("its column table does not match the schema's " + std::to_string(columns) + " columns");
     }
     used_.assign(d_.arrays.size(), false);
-    std::vector<Unvalidated> to_validate;
+    // Every chunk's arrays first (no buffer read), so that what the checks below read of
+    // a lazily got object is asked for at once.
+    std::vector<std::vector<std::shared_ptr<arrow::ArrayData>>> built(columns);
     for (size_t c = 0; c < columns; ++c) {
       uint32_t begin = d_.column_chunks[c], end = d_.column_chunks[c + 1];
       if (begin > end) return Bad("its column table is not in order");
       const auto& type = out.schema->field(static_cast<int>(c))->type();
-      arrow::ArrayVector chunks;
-      int64_t rows = 0;
       for (uint32_t i = begin; i < end; ++i) {
         CSM_ASSIGN_OR_RETURN(auto data, Build(d_.chunks[i], type, 0));
+        built[c].push_back(std::move(data));
+      }
+    }
+    if (info_.arriving && prefetch_) {
+      std::vector<ByteRange> edges;
+      for (const auto& column : built) {
+        for (const auto& data : column) OffsetEdges(*data, &edges);
+      }
+      for (size_t at = 0; at < edges.size(); at += kPrefetchBatch) {
+        const auto from = edges.begin() + static_cast<std::ptrdiff_t>(at);
+        const auto to = edges.begin() + static_cast<std::ptrdiff_t>(std::min(edges.size(), at + kPrefetchBatch));
+        CSM_RETURN_IF_ERROR(prefetch_(std::vector<ByteRange>(from, to)));
+      }
+    }
+    std::vector<Unvalidated> to_validate;
+    for (size_t c = 0; c < columns; ++c) {
+      const auto& type = out.schema->field(static_cast<int>(c))->type();
+      arrow::ArrayVector chunks;
+      int64_t rows = 0;
+      const uint32_t begin = d_.column_chunks[c];
+      for (uint32_t i = begin; i < d_.column_chunks[c + 1]; ++i) {
+        const auto& data = built[c][i - begin];
         // Arrow's structural checks (buffer counts and sizes, a union's absent validity
-        // buffer …; no values read) before MakeArray, which aborts the process on some.
+        // buffer …; of values, only offsets' first and last) before MakeArray, which
+        // aborts the process on some.
         if (auto st = arrow::internal::ValidateArray(*data); !st.ok()) {
           return Bad("column " + std::to_string(c) + " chunk " + std::to_string(i - begin) +
                      " fails Arrow's validation: " + st.ToString());
@@ -135,6 +159,34 @@ class DescriptorReader {
   }
 
   static constexpr int kMaxDepth = 64;
+  static constexpr size_t kPrefetchBatch = 16384;  // ranges per Client::Prefetch
+
+  // The values of `data`'s offsets (and its children's, dictionary's) that Arrow's
+  // structural checks read: the first and the last of its slice.
+  static void OffsetEdges(const arrow::ArrayData& data, std::vector<ByteRange>* out) {
+    const arrow::DataType* storage = data.type.get();
+    if (storage->id() == arrow::Type::EXTENSION) {
+      storage = static_cast<const arrow::ExtensionType&>(*storage).storage_type().get();
+    }
+    const arrow::Type::type id = storage->id();
+    int width = 0;
+    if (id == arrow::Type::STRING || id == arrow::Type::BINARY || id == arrow::Type::LIST ||
+        id == arrow::Type::MAP) {
+      width = 4;
+    } else if (id == arrow::Type::LARGE_STRING || id == arrow::Type::LARGE_BINARY || id == arrow::Type::LARGE_LIST) {
+      width = 8;
+    }
+    if (width != 0 && data.buffers.size() > 1 && data.buffers[1] != nullptr && data.buffers[1]->size() > 0) {
+      const uint8_t* offsets = data.buffers[1]->data();
+      const auto size = static_cast<uint64_t>(data.buffers[1]->size());
+      for (int64_t i : {data.offset, data.offset + data.length}) {
+        const uint64_t at = static_cast<uint64_t>(i) * static_cast<uint64_t>(width);
+        if (i >= 0 && at + static_cast<uint64_t>(width) <= size) out->push_back({offsets + at, static_cast<size_t>(width)});
+      }
+    }
+    for (const auto& child : data.child_data) OffsetEdges(*child, out);
+    if (data.dictionary != nullptr) OffsetEdges(*data.dictionary, out);
+  }
 
   Status Bad(const std::string& what) const {
     return Corruption("the Arrow descriptor of '" + info_.key + "' is invalid: " + what);
@@ -259,6 +311,7 @@ class DescriptorReader {
   std::vector<Extent> extents_;
   std::shared_ptr<const void> pin_;
   std::function<void()> report_validated_;
+  PrefetchFn prefetch_;
   std::vector<bool> used_;
   uint64_t validated_bytes_ = 0;  // bytes ValidateFull will read (see ValidateAll)
 };
@@ -266,10 +319,27 @@ class DescriptorReader {
 }  // namespace
 
 Result<Loaded> Read(const ArrowDescriptor& descriptor, ObjectInfo info, std::vector<Extent> extents,
-                    std::shared_ptr<const void> pin, std::function<void()> report_validated) {
+                    std::shared_ptr<const void> pin, std::function<void()> report_validated,
+                    const PrefetchFn& prefetch) {
   DescriptorReader reader(descriptor, std::move(info), std::move(extents), std::move(pin),
-                          std::move(report_validated));
+                          std::move(report_validated), prefetch);
   return reader.Read();
+}
+
+namespace {
+void AddBuffers(const arrow::ArrayData& data, std::vector<ByteRange>* out) {
+  for (const auto& b : data.buffers) {
+    if (b != nullptr && b->size() > 0) out->push_back({b->data(), static_cast<size_t>(b->size())});
+  }
+  for (const auto& child : data.child_data) AddBuffers(*child, out);
+  if (data.dictionary != nullptr) AddBuffers(*data.dictionary, out);
+}
+}  // namespace
+
+std::vector<ByteRange> BuffersOf(const std::vector<std::shared_ptr<arrow::Array>>& arrays) {
+  std::vector<ByteRange> out;
+  for (const auto& a : arrays) AddBuffers(*a->data(), &out);
+  return out;
 }
 
 }  // namespace csm::arrow_descriptor

@@ -23,12 +23,23 @@ struct Loaded {
   int64_t num_rows;
 };
 
+// Brings bytes of a lazily got object here before they are read (Client::Prefetch).
+using PrefetchFn = std::function<Status(const std::vector<ByteRange>&)>;
+
 // The arrays `descriptor` describes, their buffers in place. `info` and `extents` are
 // the object's that holds it (every vector and buffer must lie in `extents`); `pin` is
 // kept alive by every buffer handed out; `report_validated` (may be empty) is called once
 // Arrow's full validation has passed here. Corruption, naming info.key, for anything
-// that does not hold together.
+// that does not hold together. When the object's bytes are still arriving
+// (info.arriving), `prefetch` (may be empty) is asked first for every value Arrow's
+// structural checks read (offsets' first and last), in one call instead of a page fault
+// each.
 Result<Loaded> Read(const ArrowDescriptor& descriptor, ObjectInfo info, std::vector<Extent> extents,
-                    std::shared_ptr<const void> pin, std::function<void()> report_validated);
+                    std::shared_ptr<const void> pin, std::function<void()> report_validated,
+                    const PrefetchFn& prefetch = {});
+
+// Every buffer of the arrays (children and dictionaries included): what reading them
+// reads.
+std::vector<ByteRange> BuffersOf(const std::vector<std::shared_ptr<arrow::Array>>& arrays);
 
 }  // namespace csm::arrow_descriptor

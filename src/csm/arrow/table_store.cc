@@ -191,7 +191,8 @@ Result<arrow_descriptor::Loaded> Load(Client& client, std::string_view key, std:
   const ArrowDescriptor& descriptor = **pinned;
   const ObjectInfo info = pinned->info();
   return arrow_descriptor::Read(descriptor, info, std::move(extents), pinned,
-                               [pinned] { internal::ReportArrowValidated(*pinned); });
+                               [pinned] { internal::ReportArrowValidated(*pinned); },
+                               [&client](const std::vector<ByteRange>& ranges) { return client.Prefetch(ranges); });
 }
 
 const char* KindName(ArrowKind kind) {
@@ -375,6 +376,17 @@ Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view 
   arrow::Status valid = table->Validate();
   if (!valid.ok()) return Corruption("the table under '" + std::string(key) + "' is invalid: " + valid.ToString());
   return table;
+}
+
+Status Prefetch(Client& client, const arrow::ChunkedArray& column) {
+  const std::vector<ByteRange> buffers = arrow_descriptor::BuffersOf(column.chunks());
+  constexpr size_t kBatch = 16384;  // ranges per Client::Prefetch
+  for (size_t at = 0; at < buffers.size(); at += kBatch) {
+    const auto from = buffers.begin() + static_cast<std::ptrdiff_t>(at);
+    const auto to = buffers.begin() + static_cast<std::ptrdiff_t>(std::min(buffers.size(), at + kBatch));
+    CSM_RETURN_IF_ERROR(client.Prefetch(std::vector<ByteRange>(from, to)));
+  }
+  return Status::OK();
 }
 
 Result<std::shared_ptr<arrow::RecordBatch>> GetRecordBatch(Client& client, std::string_view key,

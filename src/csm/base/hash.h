@@ -32,9 +32,13 @@ class Xxh3Stream {
 // hashed with XXH3-64, and the checksum is the XXH3-64 of the blocks' digests (8 bytes
 // each, little-endian) in order. Blocks can be hashed apart, on several threads and as
 // they are written (object::ChecksumOf); this class takes the stream in any pieces.
+//
+// kBlockSize is also the unit a lazy copy fetches and checks before a reader sees it
+// (docs/lazy.md): small enough that a random read moves little, large enough that the
+// digests are 1/8192 of the bytes.
 class Checksum {
  public:
-  static constexpr size_t kBlockSize = size_t{1} << 20;
+  static constexpr size_t kBlockSize = size_t{64} << 10;
 
   void Update(const void* data, size_t size);
   uint64_t Digest() const;

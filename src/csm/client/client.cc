@@ -39,6 +39,7 @@ ObjectInfo InfoFromSlot(const directory::SlotData& d) {
   info.checksum = d.checksum;
   info.commit_time_ns = d.commit_time_ns;
   info.arrow_validated = (d.flags & directory::kSlotArrowValidated) != 0;
+  info.arriving = (d.flags & directory::kSlotLazy) != 0;
   return info;
 }
 
@@ -329,9 +330,24 @@ Status ClientImpl::Prefetch(std::string_view key, uint64_t addr, uint64_t length
   auto found = dir_->Find(key);
   if (!found) return NotFound("no object under key '" + std::string(key) + "' on this node: Get it first");
   if ((found->data.flags & directory::kSlotLazy) == 0) return Status::OK();  // all here
-  constexpr int kWantReplyMs = 10 * 60 * 1000;
-  return Ask<protocol::StatusReply>(protocol::LazyWant{found->data.object_id, addr, length}, nullptr, kWantReplyMs)
-      .status();
+  return Prefetch({ByteRange{reinterpret_cast<const void*>(addr), static_cast<size_t>(length)}});
+}
+
+Status ClientImpl::Prefetch(const std::vector<ByteRange>& ranges) {
+  if (ranges.size() > protocol::kMaxWantedRanges) {
+    return InvalidArgument("Prefetch of " + std::to_string(ranges.size()) + " ranges: at most " +
+                           std::to_string(protocol::kMaxWantedRanges) + " at once");
+  }
+  if (ranges.empty()) return Status::OK();
+  CSM_RETURN_IF_ERROR(Usable());
+  protocol::LazyWant want;
+  want.ranges.reserve(2 * ranges.size());
+  for (const ByteRange& r : ranges) {
+    want.ranges.push_back(reinterpret_cast<uint64_t>(r.addr));
+    want.ranges.push_back(r.length);
+  }
+  constexpr int kWantReplyMs = 10 * 60 * 1000;  // the bytes come at the link's speed
+  return Ask<protocol::StatusReply>(std::move(want), nullptr, kWantReplyMs).status();
 }
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
@@ -540,6 +556,8 @@ Result<internal::PinnedObject> Client::GetPinned(std::string_view key, uint64_t 
 
 Status Client::Prefetch(std::string_view key, const void* addr, size_t length) {
   return impl_->Prefetch(key, reinterpret_cast<uint64_t>(addr), length);
+}
+Status Client::Prefetch(const std::vector<ByteRange>& ranges) { return impl_->Prefetch(ranges);
 }
 
 Status Client::Delete(std::string_view key) { return impl_->Delete(key); }

@@ -87,6 +87,7 @@ class ClientImpl : public alloc::ArenaSource, public std::enable_shared_from_thi
                            std::string (*type_name)(), std::chrono::milliseconds timeout, uint32_t fetch = 0);
   // Client::Prefetch: waits for [addr, +length) of a lazy copy under `key`.
   Status Prefetch(std::string_view key, uint64_t addr, uint64_t length);
+  Status Prefetch(const std::vector<ByteRange>& ranges);
   Result<uint64_t> Commit(uint64_t header, uint64_t type_id, std::string_view key,
                           const std::string& type_name, uint32_t copies);
   Status Delete(std::string_view key);

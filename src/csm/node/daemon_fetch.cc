@@ -226,9 +226,10 @@ Status Daemon::Impl::TryStartFetch(const std::string& key, std::vector<Waiter>& 
   CSM_RETURN_IF_ERROR(MakeRoomFor(key, r.size));
   Status valid = CheckRecord(r);
   if (!valid.ok()) return valid;
-  // A reader asked for it lazily: it is used while it arrives (an object of one block
-  // or less comes whole: as fast, and no faults).
-  const bool lazy = lazy_ != nullptr && r.size > Checksum::kBlockSize &&
+  // A reader asked for it lazily: it is used while it arrives (an object of 1 MiB or
+  // less comes whole: as fast, and no faults).
+  constexpr uint64_t kLazyAbove = uint64_t{1} << 20;
+  const bool lazy = lazy_ != nullptr && r.size > kLazyAbove &&
                     std::any_of(waiters.begin(), waiters.end(), [&](const Waiter& w) { return FetchModeOf(w.fetch) != 1; });
   if (lazy) return StartLazyFetch(key, waiters, r, *t, peer->second);
   auto ids = PrepareReplicaArenas(r);

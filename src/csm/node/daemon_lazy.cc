@@ -164,11 +164,12 @@ Status Daemon::Impl::HandleLazyWatch(Session& c, WireReader& in) {
 Status Daemon::Impl::HandleLazyWant(Session& c, WireReader& in) {
   protocol::LazyWant m;
   CSM_RETURN_IF_ERROR(protocol::Decode(in, &m));
-  Object* o = objects_.LiveById(m.object_id);
-  if (o == nullptr || !o->lazy || lazy_ == nullptr) {
-    return Sessions::SendStatus(c, MessageType::kStatusReply, Status::OK());  // all here
-  }
-  lazy_->Want(m.object_id, m.addr, m.length, [this, w = Waiter{c.id, c.request_id}](Status s) {
+  if (m.ranges.size() % 2 != 0) return InvalidArgument("LazyWant lists an address without its length");
+  if (lazy_ == nullptr) return Sessions::SendStatus(c, MessageType::kStatusReply, Status::OK());  // all here
+  std::vector<AddrRange> ranges;
+  ranges.reserve(m.ranges.size() / 2);
+  for (size_t i = 0; i < m.ranges.size(); i += 2) ranges.push_back({m.ranges[i], m.ranges[i + 1]});
+  lazy_->Want(ranges, [this, w = Waiter{c.id, c.request_id}](Status s) {
     Post([this, w, s] { Answer({w}, s); });
   });
   return Status::OK();

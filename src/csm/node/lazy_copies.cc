@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include <boost/asio/post.hpp>
@@ -124,8 +125,7 @@ void LazyCopies::Wakeup() {
 void LazyCopies::Begin(uint64_t copy_id, std::string key, std::vector<object::ObjectExtent> extents,
                        std::vector<ReplicaTarget> targets, object::ObjectHeader header, Source source,
                        bool prefetch) {
-  const uint64_t block = options_.block_size != 0 ? options_.block_size : Checksum::kBlockSize;
-  auto copy = std::make_shared<Copy>(copy_id, std::move(key), extents, os::PageSize(), block);
+  auto copy = std::make_shared<Copy>(copy_id, std::move(key), extents, os::PageSize(), options_.block_size);
   copy->targets = std::move(targets);
   copy->header = header;
   copy->source = std::move(source);
@@ -165,7 +165,7 @@ void LazyCopies::RunFetches(std::shared_ptr<Copy> copy) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!stopping_ && !copy->failed && !copy->cancelled) {
-        run = copy->lazy.Take(options_.prefetch_blocks, copy->prefetch);
+        run = copy->lazy.Take(BlocksIn(options_.request_bytes), copy->prefetch);
       }
       if (run.empty()) {
         --copy->fetching;
@@ -210,7 +210,12 @@ void LazyCopies::FetchRun(const std::shared_ptr<Copy>& copy, const std::vector<s
   std::vector<object::ObjectExtent> pieces;
   std::vector<uint64_t> ends;  // cumulative
   uint64_t total = 0;
-  for (const AddrRange& p : copy->lazy.PiecesOf(run.front(), run.back())) pieces.push_back({p.addr, p.length});
+  for (size_t i = 0; i < run.size();) {
+    size_t j = i;  // run[i..j]: consecutive blocks
+    while (j + 1 < run.size() && run[j + 1] == run[j] + 1) ++j;
+    for (const AddrRange& p : copy->lazy.PiecesOf(run[i], run[j])) pieces.push_back({p.addr, p.length});
+    i = j + 1;
+  }
   for (size_t k : run) {
     total += copy->lazy.BytesOf(k);
     ends.push_back(total);
@@ -417,38 +422,49 @@ void LazyCopies::Release(uint64_t copy_id) {
   }
 }
 
-void LazyCopies::Want(uint64_t copy_id, uint64_t addr, uint64_t length, std::function<void(Status)> ready) {
-  std::unique_lock<std::mutex> lock(mu_);
-  auto it = copies_.find(copy_id);
-  if (it == copies_.end() || it->second->lazy.complete()) {
-    lock.unlock();
-    ready(Status::OK());
-    return;
-  }
-  const std::shared_ptr<Copy> copy = it->second;
-  if (copy->failed) {
-    lock.unlock();
-    ready(Unavailable("the lazy copy of '" + copy->key + "' failed"));
-    return;
-  }
+void LazyCopies::Want(const std::vector<AddrRange>& ranges, std::function<void(Status)> ready) {
   const uint64_t page = os::PageSize();
-  Hint hint;
-  for (uint64_t p = addr / page * page; p < addr + length; p += page) {
-    if (!copy->lazy.Want(p)) continue;
-    for (size_t k : copy->lazy.BlocksOn(p)) {
-      if (!copy->lazy.IsVerified(k)) hint.blocks.push_back(k);
+  std::map<std::shared_ptr<Copy>, std::vector<size_t>> blocks;  // not verified yet, per copy
+  Status failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const AddrRange& r : ranges) {
+      if (r.length == 0 || r.addr + r.length < r.addr) continue;
+      for (uint64_t p = r.addr / page * page; p < r.addr + r.length; p += page) {
+        std::shared_ptr<Copy> copy = CopyAtLocked(p);
+        if (copy == nullptr || copy->cancelled || copy->lazy.complete()) continue;
+        if (copy->failed) {
+          failed = Unavailable("the lazy copy of '" + copy->key + "' failed");
+          break;
+        }
+        if (!copy->lazy.Want(p)) continue;  // shown already
+        for (size_t k : copy->lazy.BlocksOn(p)) {
+          if (!copy->lazy.IsVerified(k)) blocks[copy].push_back(k);
+        }
+      }
+    }
+    if (failed.ok() && !blocks.empty()) {
+      // One answer for all the copies' hints: the first failure, else when the last ends.
+      struct Group {
+        std::function<void(Status)> ready;
+        std::atomic<size_t> left;
+        std::atomic<bool> answered{false};
+      };
+      auto group = std::make_shared<Group>();
+      group->ready = std::move(ready);
+      group->left = blocks.size();
+      for (auto& [copy, wanted] : blocks) {
+        std::sort(wanted.begin(), wanted.end());
+        wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+        copy->hints.push_back(Hint{std::move(wanted), [group](Status s) {
+          if ((!s.ok() || group->left.fetch_sub(1) == 1) && !group->answered.exchange(true)) group->ready(s);
+        }});
+        KickLocked(copy);
+      }
+      return;
     }
   }
-  std::sort(hint.blocks.begin(), hint.blocks.end());
-  hint.blocks.erase(std::unique(hint.blocks.begin(), hint.blocks.end()), hint.blocks.end());
-  if (hint.blocks.empty()) {
-    lock.unlock();
-    ready(Status::OK());
-    return;
-  }
-  hint.ready = std::move(ready);
-  copy->hints.push_back(std::move(hint));
-  KickLocked(copy);
+  ready(failed);
 }
 
 // ---- readers and faults ---------------------------------------------------------------
@@ -584,8 +600,8 @@ void LazyCopies::ServeFault(const std::shared_ptr<Reader>& reader, const os::Use
         // many blocks are asked for ahead of it (as the kernel reads ahead of files).
         const size_t k = copy->lazy.BlockAt(fault.page).value_or(SIZE_MAX);
         if (k != SIZE_MAX) {
-          copy->window = k == copy->next_fault_block ? std::min(copy->window * 2, options_.max_readahead)
-                                                     : options_.readahead_blocks;
+          copy->window = k == copy->next_fault_block ? std::min(copy->window * 2, BlocksIn(options_.max_readahead_bytes))
+                                                     : 1;
           for (size_t b = k + 1; b < k + copy->window; ++b) copy->lazy.WantBlock(b);
           copy->next_fault_block = k + copy->window;
         }

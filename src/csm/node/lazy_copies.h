@@ -16,6 +16,7 @@
 // destructor fails copies still under way and joins its threads.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <functional>
@@ -28,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "csm/base/hash.h"
 #include "csm/node/lazy_copy.h"
 #include "csm/node/replica_fetch.h"
 #include "csm/object/object_layout.h"
@@ -41,13 +43,13 @@ namespace csm::node {
 class LazyCopies {
  public:
   struct Options {
-    int fetches_per_copy = 2;      // requests to the owner under way at once, per copy
-    size_t prefetch_blocks = 4;    // blocks per request when prefetching
-    size_t readahead_blocks = 1;   // blocks asked for a fault, the faulting one included; a reader
-                                   // going forward doubles it at each fault, up to max_readahead
-    size_t max_readahead = 32;
-    int tries_per_block = 2;       // a block failing this many times fails its copy
-    uint64_t block_size = 0;       // Checksum::kBlockSize; tests use smaller
+    int fetches_per_copy = 2;                     // requests to the owner under way at once, per copy
+    uint64_t request_bytes = uint64_t{4} << 20;   // at most this much per request (whole blocks)
+    // A fault asks for its own block; a reader going forward doubles that at each fault
+    // (the blocks ahead of it), up to this many bytes.
+    uint64_t max_readahead_bytes = uint64_t{32} << 20;
+    int tries_per_block = 2;                      // a block failing this many times fails its copy
+    uint64_t block_size = Checksum::kBlockSize;   // tests use others
   };
   // Where a copy's bytes come from: its owner's peer address and id for it.
   struct Source {
@@ -93,9 +95,11 @@ class LazyCopies {
   Result<std::vector<AddrRange>> Watch(uint64_t copy_id, uint64_t session_id);
   // The session registered those ranges: what already arrived is mapped into it now.
   void Registered(uint64_t copy_id, uint64_t session_id);
-  // A hint: the bytes [addr, +length) of copy `copy_id` are needed first; `ready` is
-  // called (on any thread) once they can be read, or with the copy's failure.
-  void Want(uint64_t copy_id, uint64_t addr, uint64_t length, std::function<void(Status)> ready);
+  // A hint: the bytes of `ranges` are needed first, in whichever copies they lie (bytes
+  // in none are here already); their blocks are asked for before any other, many in one
+  // request. `ready` is called once (on any thread) when all can be read, or with the
+  // failure of a copy they lie in.
+  void Want(const std::vector<AddrRange>& ranges, std::function<void(Status)> ready);
 
   struct Totals {
     size_t copies = 0;             // under way
@@ -129,6 +133,7 @@ class LazyCopies {
   void Fail(const std::shared_ptr<Copy>& copy, const Status& why, bool call_done);
   // Starts fetching jobs for `copy` up to its limit (mu_ held).
   void KickLocked(const std::shared_ptr<Copy>& copy);
+  size_t BlocksIn(uint64_t bytes) const { return std::max<size_t>(1, bytes / options_.block_size); }
   void ServeFaults();
   void ServeFault(const std::shared_ptr<Reader>& reader, const os::UserFaults::Fault& fault);
   std::shared_ptr<Copy> CopyAtLocked(uint64_t page) const;

@@ -252,8 +252,10 @@ TEST_F(LazyCopiesTest, WithoutPrefetchOnlyWhatTheReaderTouchesIsFetched) {
 }
 
 TEST_F(LazyCopiesTest, ADeadOwnerMakesThePagesThatNeverCameFaultWithSigbus) {
-  owner_->fetches_left = 3;
-  EXPECT_EQ(ReadLazily(/*prefetch=*/true), 128 + SIGBUS);
+  owner_->fetches_left = 3;  // of four blocks each: the object is 48
+  LazyCopies::Options options;
+  options.request_bytes = 4 * kBlock;
+  EXPECT_EQ(ReadLazily(/*prefetch=*/true, options), 128 + SIGBUS);
   EXPECT_TRUE(ended_);
   EXPECT_TRUE(outcome_.IsUnavailable()) << outcome_.ToString();
 }

@@ -178,10 +178,19 @@ std::vector<size_t> LazyCopy::Take(size_t max_blocks, bool prefetch) {
   }
   std::vector<size_t> out;
   if (!first) return out;
-  const bool for_reader = wanted_[*first] != 0;
-  for (size_t k = *first; k < state_.size() && out.size() < std::max<size_t>(1, max_blocks); ++k) {
-    if (state_[k] != State::kMissing) break;
-    if (for_reader && !wanted_[k]) break;  // a reader's blocks: no more than it asked for
+  const size_t most = std::max<size_t>(1, max_blocks);
+  if (wanted_[*first] != 0) {
+    // The blocks readers wait for, in the order they asked for them, wherever they lie:
+    // one request brings a query's scattered pages (tables' offsets, a column's buffers).
+    for (size_t k : want_order_) {
+      if (out.size() == most) break;
+      if (state_[k] != State::kMissing) continue;
+      state_[k] = State::kInFlight;
+      out.push_back(k);
+    }
+    return out;
+  }
+  for (size_t k = *first; k < state_.size() && out.size() < most && state_[k] == State::kMissing; ++k) {
     state_[k] = State::kInFlight;
     out.push_back(k);
   }

@@ -62,9 +62,9 @@ class LazyCopy {
   // Block k is wanted as if a reader waited for it (read-ahead of a reader going forward).
   void WantBlock(size_t k);
   bool Visible(uint64_t page) const;
-  // The next blocks to fetch, marked in flight: the first wanted block not yet under way
-  // and up to max_blocks - 1 wanted ones right after it; else, if `prefetch`, the first
-  // missing block in order and those after it. Consecutive; empty if none.
+  // The next blocks to fetch, marked in flight: up to max_blocks wanted ones not yet
+  // under way, in the order they were wanted (anywhere in the object); else, if
+  // `prefetch`, the first missing block in order and those right after it. Empty if none.
   std::vector<size_t> Take(size_t max_blocks, bool prefetch);
   // Block k passed its check: the pages that became visible with it (merged).
   std::vector<AddrRange> Verified(size_t k);

@@ -84,6 +84,17 @@ TEST(LazyCopyTest, AFaultFetchesItsOwnBlockAndTheReadAheadAskedForNoMore) {
   EXPECT_EQ(c.Take(4, false), (std::vector<size_t>{}));
 }
 
+TEST(LazyCopyTest, WantedBlocksFarApartComeInOneRequestInTheOrderAsked) {
+  LazyCopy c = TwoExtents();
+  c.WantBlock(2);
+  c.WantBlock(0);  // not next to block 2: still the same request
+  EXPECT_EQ(c.Take(4, true), (std::vector<size_t>{2, 0}));
+  c.WantBlock(1);
+  c.WantBlock(3);
+  EXPECT_EQ(c.Take(1, false), (std::vector<size_t>{1})) << "no more than asked for per request";
+  EXPECT_EQ(c.Take(4, false), (std::vector<size_t>{3}));
+}
+
 TEST(LazyCopyTest, HiddenPagesAreThoseNotShownYet) {
   LazyCopy c = TwoExtents();
   c.Verified(0);

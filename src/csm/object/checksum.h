@@ -1,4 +1,4 @@
-// The checksum an object is committed with (ObjectHeader::checksum): csm::Checksum (1 MiB
+// The checksum an object is committed with (ObjectHeader::checksum): csm::Checksum (64 KiB
 // blocks' XXH3-64s, hashed; base/hash.h) over its extents in order, the header's own bytes
 // (at the start of the first extent) excluded, since they hold it. Written once here for
 // the Builder that sets it and the Ref::Verify that checks it; a copy fetched from another

@@ -22,6 +22,7 @@ namespace csm::protocol {
 inline constexpr uint32_t kMaxKeyField = 4096;          // a key as sent (csm/key.h: at most 168 used)
 inline constexpr uint32_t kMaxJsonField = 1u << 20;     // a JSON reply
 inline constexpr uint32_t kMaxArenasListed = 1u << 16;  // arenas in one sync reply
+inline constexpr uint32_t kMaxWantedRanges = 1u << 15;  // ranges in one LazyWant
 
 // ---- requests ----
 
@@ -157,17 +158,11 @@ struct LazyRegistered {  // one-way
   static Status Fields(Self& m, Io& io) { return io.Value(m.object_id); }
 };
 
-struct LazyWant {  // → StatusReply once [addr, +length) of the object can be read
+struct LazyWant {  // → StatusReply once every range of lazily got objects can be read
   static constexpr MessageType kType = MessageType::kLazyWant;
-  uint64_t object_id = 0;
-  uint64_t addr = 0;
-  uint64_t length = 0;
+  std::vector<uint64_t> ranges;  // address, length, address, length, …
   template <typename Self, typename Io>
-  static Status Fields(Self& m, Io& io) {
-    CSM_RETURN_IF_ERROR(io.Value(m.object_id));
-    CSM_RETURN_IF_ERROR(io.Value(m.addr));
-    return io.Value(m.length);
-  }
+  static Status Fields(Self& m, Io& io) { return io.Values(m.ranges, 2 * kMaxWantedRanges); }
 };
 
 struct ClaimArenas {  // a process attached again to a restarted csmd: its arenas

@@ -20,7 +20,7 @@
 namespace csm::protocol {
 
 inline constexpr uint32_t kProtocolMagic = 0x50534d43;  // "CMSP"
-inline constexpr uint16_t kProtocolVersion = 3;
+inline constexpr uint16_t kProtocolVersion = 4;
 
 enum class MessageType : uint16_t {
   kHello = 1,         // → kHelloReply (+ directory fd, pin table fd)
