@@ -180,6 +180,14 @@ Result<bool> LazyCopies::FetchDigests(const std::shared_ptr<Copy>& copy) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (copy->have_digests) return true;
+    if (Deferred(*copy)) {
+      // Committed without a checksum (an Arrow table, docs/arrow.md): no block digests
+      // to check against, and hashing the whole object before the first block would
+      // cost its owner what the commit saved. Each request's bytes are checked against
+      // the owner's digest of what it sent instead (FetchRun).
+      copy->have_digests = true;
+      return true;
+    }
     if (copy->digests_asked) return false;
     copy->digests_asked = true;
   }
@@ -226,17 +234,26 @@ void LazyCopies::FetchRun(const std::shared_ptr<Copy>& copy, const std::vector<s
     }
     return Corruption("a block of '" + copy->key + "' lies outside its arenas");
   };
-  // Each block is hashed as it lands and shown the moment it passes.
+  // Each block is hashed as it lands and shown the moment it passes; without block
+  // digests (Deferred), once the whole request's bytes match the owner's digest of them.
+  const bool deferred = Deferred(*copy);
   size_t current = 0;  // index in run
   uint64_t at = 0;     // bytes of the run arrived
   Xxh3Stream hash;
+  Checksum all;        // deferred: every byte of the run, as the owner digests what it sends
+  uint64_t owner_digest = 0;
   object::ObjectHeader header{};
   std::vector<bool> done(run.size(), false);
+  std::vector<size_t> held;  // deferred: the run's blocks (indices) that passed their other checks
   auto finish_block = [&](size_t i) {
     const size_t k = run[i];
-    bool good = k < copy->digests.size() ? hash.Digest() == copy->digests[k] : copy->digests.empty();
+    bool good = deferred || (k < copy->digests.size() ? hash.Digest() == copy->digests[k] : copy->digests.empty());
     if (k == 0) good = good && HeaderMatches(header, copy->header);
     done[i] = true;
+    if (good && deferred) {
+      held.push_back(i);
+      return;
+    }
     if (good) {
       Passed(copy, k);
       return;
@@ -259,6 +276,7 @@ void LazyCopies::FetchRun(const std::shared_ptr<Copy>& copy, const std::vector<s
       const size_t k = run[current];
       const uint64_t block_start = current == 0 ? 0 : ends[current - 1];
       const uint64_t n = std::min(length, ends[current] - at);
+      if (deferred) all.Update(data, n);
       // Block 0's header is checked field by field, not hashed.
       const uint64_t skip = copy->lazy.HashSkipOf(k);
       const uint64_t offset = at - block_start;
@@ -279,8 +297,18 @@ void LazyCopies::FetchRun(const std::shared_ptr<Copy>& copy, const std::vector<s
       }
     }
   };
-  Status s = copy->source.transport->Fetch(copy->source.address, copy->source.object_id, pieces, locate, nullptr,
-                                           &arrived);
+  Status s = copy->source.transport->Fetch(copy->source.address, copy->source.object_id, pieces, locate,
+                                           deferred ? &owner_digest : nullptr, &arrived);
+  if (deferred && !held.empty()) {
+    if (s.ok() && all.Digest() == owner_digest) {
+      for (size_t i : held) Passed(copy, run[i]);
+    } else {
+      // Not shown: fetched again, as blocks that did not arrive.
+      if (s.ok()) CSM_LOG_WARN("a request's bytes of '%s' from node %u do not match the owner's digest of them",
+                               copy->key.c_str(), copy->source.owner_node);
+      for (size_t i : held) done[i] = false;
+    }
+  }
   // Blocks that did not arrive whole go back; a dead owner fails them all in turn.
   bool any_lost = false;
   int worst = 0;
@@ -295,7 +323,7 @@ void LazyCopies::FetchRun(const std::shared_ptr<Copy>& copy, const std::vector<s
     totals_.blocks_fetched += run.size();
   }
   if (any_lost && worst >= options_.tries_per_block) {
-    Fail(copy, (s.ok() ? Corruption("the owner sent fewer bytes than asked") : s)
+    Fail(copy, (s.ok() ? Corruption("the owner's bytes did not arrive whole, or not as it sent them") : s)
                    .WithContext("fetching '" + copy->key + "' from node " + std::to_string(copy->source.owner_node)),
          true);
   }
@@ -539,6 +567,8 @@ void LazyCopies::Registered(uint64_t copy_id, uint64_t session_id) {
   // What arrived before the reader registered, mapped at once rather than fault by fault.
   for (const AddrRange& r : shown) (void)faults->Continue(r.addr, r.length);
 }
+
+bool LazyCopies::Deferred(const Copy& copy) { return (copy.header.flags & object::kFlagChecksumDeferred) != 0; }
 
 std::shared_ptr<LazyCopies::Copy> LazyCopies::CopyAtLocked(uint64_t page) const {
   auto it = by_addr_.upper_bound(page);

@@ -5,8 +5,10 @@
 // A copy begins once its arenas exist here (csmd's own views to write into, at the
 // owner's addresses in every reader). Its blocks are asked of the owner, the ones readers
 // wait on first and, when prefetching, the rest in order; each is checked against the
-// owner's block digest (and block 0's header against the record) and only then are its
-// pages mapped into the readers (os::UserFaults::Continue), so a reader never sees a byte
+// owner's block digest (and block 0's header against the record; an object committed
+// without a checksum has no block digests: each request's bytes are checked against the
+// owner's digest of what it sent) and only then are its pages mapped into the readers
+// (os::UserFaults::Continue), so a reader never sees a byte
 // that did not pass. A reader touching a page not there yet waits in its fault until the
 // block arrives. When a copy cannot be completed (its owner died, a block failed its
 // check twice) every page not shown yet faults with SIGBUS in its readers instead.
@@ -133,6 +135,8 @@ class LazyCopies {
   void Fail(const std::shared_ptr<Copy>& copy, const Status& why, bool call_done);
   // Starts fetching jobs for `copy` up to its limit (mu_ held).
   void KickLocked(const std::shared_ptr<Copy>& copy);
+  // Committed without a checksum: no block digests; each request is checked whole.
+  static bool Deferred(const Copy& copy);
   size_t BlocksIn(uint64_t bytes) const { return std::max<size_t>(1, bytes / options_.block_size); }
   void ServeFaults();
   void ServeFault(const std::shared_ptr<Reader>& reader, const os::UserFaults::Fault& fault);

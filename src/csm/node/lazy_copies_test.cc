@@ -35,7 +35,9 @@ constexpr uint64_t kBlock = 64 << 10;   // small blocks: many of them
 // number of fetches or flip a byte of one block a number of times.
 class FakeOwner : public transport::Transport {
  public:
-  explicit FakeOwner(uint64_t base) : base_(base), bytes_(kObject, '\0') {
+  // `deferred`: committed without a checksum (as Arrow tables are): it serves no block
+  // digests, only its digest of what each fetch sent.
+  explicit FakeOwner(uint64_t base, bool deferred = false) : base_(base), deferred_(deferred), bytes_(kObject, '\0') {
     std::mt19937_64 rng(7);
     for (size_t i = sizeof(object::ObjectHeader); i < bytes_.size(); ++i) bytes_[i] = static_cast<char>(rng());
     object::ObjectHeader h{};
@@ -44,8 +46,12 @@ class FakeOwner : public transport::Transport {
     h.type_id = 42;
     h.data_size = kObject;
     h.root = base + 64;
-    std::vector<uint64_t> digests = *BlockDigests("", 0, {});
-    h.checksum = Checksum::OfBlocks(digests.data(), digests.size());
+    if (deferred) {
+      h.flags |= object::kFlagChecksumDeferred;
+    } else {
+      std::vector<uint64_t> digests = *BlockDigests("", 0, {});
+      h.checksum = Checksum::OfBlocks(digests.data(), digests.size());
+    }
     std::memcpy(bytes_.data(), &h, sizeof(h));
     header_ = h;
   }
@@ -70,11 +76,13 @@ class FakeOwner : public transport::Transport {
   }
 
   Status Fetch(const std::string&, uint64_t, const std::vector<object::ObjectExtent>& extents,
-               const transport::ExtentSink& sink, uint64_t*, const transport::ArrivalObserver* arrived) override {
+               const transport::ExtentSink& sink, uint64_t* digest, const transport::ArrivalObserver* arrived) override {
     CSM_RETURN_IF_ERROR(AwaitOpen());
     ++fetches;
     if (fetches_left.fetch_sub(1) <= 0) return Unavailable("connection refused (the owner is dead)");
+    Checksum sent;  // of its own memory, as a transport server digests it: a flipped byte is damage on the way
     for (const auto& e : extents) {
+      sent.Update(bytes_.data() + (e.addr - base_), e.length);
       CSM_ASSIGN_OR_RETURN(char* dest, sink(e.addr, e.length));
       std::memcpy(dest, bytes_.data() + (e.addr - base_), e.length);
       if (corrupt_at >= e.addr && corrupt_at < e.addr + e.length && corrupt_times.fetch_sub(1) > 0) {
@@ -82,11 +90,13 @@ class FakeOwner : public transport::Transport {
       }
       if (arrived != nullptr) (*arrived)(dest, e.length);
     }
+    if (digest != nullptr) *digest = sent.Digest();
     return Status::OK();
   }
   // Digests of kBlock blocks, as the copy under test cuts them.
   Result<std::vector<uint64_t>> BlockDigests(const std::string&, uint64_t,
                                              const std::vector<object::ObjectExtent>&) override {
+    if (deferred_) return InvalidArgument("no block digests of an object without a checksum");
     std::vector<uint64_t> out;
     for (uint64_t at = 64; at < kObject; at += kBlock) {
       out.push_back(Hash64(bytes_.data() + at, std::min(kBlock, kObject - at)));
@@ -99,6 +109,7 @@ class FakeOwner : public transport::Transport {
   std::condition_variable cv_;
   bool open_ = false;
   uint64_t base_;
+  bool deferred_;
   std::string bytes_;
   object::ObjectHeader header_{};
 };
@@ -269,6 +280,32 @@ TEST_F(LazyCopiesTest, ABlockFailingItsCheckIsFetchedAgainAndTwiceFailsTheCopy) 
 
   ended_ = false;
   SetUp();
+  owner_->corrupt_at = base_ + 5 * kBlock + 100;
+  owner_->corrupt_times = 100;
+  EXPECT_EQ(ReadLazily(/*prefetch=*/true), 128 + SIGBUS) << "never the flipped byte";
+  EXPECT_TRUE(outcome_.IsCorruption()) << outcome_.ToString();
+}
+
+// An object committed without a checksum: each request is checked against the owner's
+// digest of what it sent, and nothing is shown before it passed.
+TEST_F(LazyCopiesTest, WithoutAChecksumEachRequestIsCheckedAgainstTheOwnersDigest) {
+  owner_ = std::make_unique<FakeOwner>(base_, /*deferred=*/true);
+  EXPECT_EQ(ReadLazily(/*prefetch=*/true), 0);
+  EXPECT_TRUE(outcome_.ok()) << outcome_.ToString();
+  EXPECT_EQ(std::memcmp(view_->data(), owner_->bytes().data(), kObject), 0);
+
+  ended_ = false;
+  SetUp();
+  owner_ = std::make_unique<FakeOwner>(base_, /*deferred=*/true);
+  owner_->corrupt_at = base_ + 5 * kBlock + 100;
+  owner_->corrupt_times = 1;  // once: fetched again, and right
+  EXPECT_EQ(ReadLazily(/*prefetch=*/true), 0);
+  EXPECT_TRUE(outcome_.ok()) << outcome_.ToString();
+  EXPECT_GE(totals_.blocks_failed, 1u);
+
+  ended_ = false;
+  SetUp();
+  owner_ = std::make_unique<FakeOwner>(base_, /*deferred=*/true);
   owner_->corrupt_at = base_ + 5 * kBlock + 100;
   owner_->corrupt_times = 100;
   EXPECT_EQ(ReadLazily(/*prefetch=*/true), 128 + SIGBUS) << "never the flipped byte";

@@ -56,9 +56,9 @@ struct PeerOptions {
 class Transport {
  public:
   virtual ~Transport() = default;
-  // With `peer_digest`, the peer also computes the XXH3-64 of every byte it serves
-  // (the extents in order) and it is stored there, for the caller to compare with what
-  // arrived (used for objects committed without a checksum).
+  // With `peer_digest`, the peer also computes the csm::Checksum of every byte it serves
+  // (the extents in order, headers included) and it is stored there, for the caller to
+  // compare with what arrived (used for objects committed without a checksum).
   // With `arrived`, every byte of the extents is shown to it once, in order, as it lands
   // (the tcp transport in pieces of 256 KiB; one that cannot tell earlier, at the end).
   virtual Status Fetch(const std::string& address, uint64_t object_id,
