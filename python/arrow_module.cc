@@ -137,12 +137,12 @@ PYBIND11_MODULE(_csm_arrow, m) {
 
   m.def(
       "get_table",
-      [](const std::string& key, double timeout) {
+      [](const std::string& key, double timeout, const std::string& fetch) {
         csm::Client& client = Connected();
-        const std::chrono::milliseconds wait = Millis(timeout);
-        return ToPyarrow(Check(WithoutGil([&] { return csm::GetTable(client, key, wait); })));
+        const csm::GetOptions options{Millis(timeout), FetchMode(fetch)};
+        return ToPyarrow(Check(WithoutGil([&] { return csm::GetTable(client, key, options); })));
       },
-      py::arg("key"), py::arg("timeout") = 0.0,
+      py::arg("key"), py::arg("timeout") = 0.0, py::arg("fetch") = "node",
       "The table under `key` as a pyarrow.Table whose buffers are the heap's (no copy), "
       "waiting up to `timeout` seconds for it. KeyError if there is none, TypeError if the "
       "key holds something else, ConnectionError if its node is gone.");
@@ -162,14 +162,15 @@ PYBIND11_MODULE(_csm_arrow, m) {
 
   m.def(
       "get_value",
-      [](const std::string& key) {
+      [](const std::string& key, const std::string& fetch) {
         csm::Client& client = Connected();
-        py::object table = ToPyarrow(Check(WithoutGil([&] { return csm::GetTable(client, key); })));
+        const csm::GetOptions options{{}, FetchMode(fetch)};
+        py::object table = ToPyarrow(Check(WithoutGil([&] { return csm::GetTable(client, key, options); })));
         py::object metadata = table.attr("schema").attr("metadata");
         if (!metadata.is_none() && metadata.attr("__contains__")(py::bytes("pandas")).cast<bool>()) {
           return table.attr("to_pandas")();  // it was put as a DataFrame
         }
         return table;
       },
-      py::arg("key"), "csm.get of a table: a pyarrow.Table, or a DataFrame if one was put.");
+      py::arg("key"), py::arg("fetch") = "node", "csm.get of a table: a pyarrow.Table, or a DataFrame if one was put.");
 }

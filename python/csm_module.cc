@@ -234,27 +234,31 @@ void Put(const std::string& key, const py::object& value, bool checksum, uint32_
   }
 }
 
-// The descriptor of `key`, brought to this node if another holds it (waiting up to `wait`).
-csm::ObjectInfo Find(csm::Client& client, const std::string& key, std::chrono::milliseconds wait) {
+// The descriptor of `key`, brought to this node if another holds it (waiting up to
+// `wait`; as `fetch` says).
+csm::ObjectInfo Find(csm::Client& client, const std::string& key, std::chrono::milliseconds wait,
+                     csm::Fetch fetch) {
   csm::Result<csm::ObjectInfo> info = client.Lookup(key);
   if (info.ok()) return *info;
   // Not here: a typed Get fetches it from its owner (or waits for its commit); a
   // TypeMismatch means it is here now, as another type.
-  csm::Result<csm::Ref<CsmPyBytes>> probe = WithoutGil([&] { return client.Get<CsmPyBytes>(key, wait); });
+  csm::Result<csm::Ref<CsmPyBytes>> probe =
+      WithoutGil([&] { return client.Get<CsmPyBytes>(key, csm::GetOptions{wait, fetch}); });
   if (!probe.ok() && !probe.status().IsTypeMismatch()) Raise(probe.status());
   return probe.ok() ? probe->info() : Check(client.Lookup(key));
 }
 
 template <typename T>
-csm::Ref<T> GetAs(csm::Client& client, const std::string& key) {
-  return Check(WithoutGil([&] { return client.Get<T>(key); }));
+csm::Ref<T> GetAs(csm::Client& client, const std::string& key, csm::Fetch fetch) {
+  return Check(WithoutGil([&] { return client.Get<T>(key, csm::GetOptions{{}, fetch}); }));
 }
 
-py::object Get(const std::string& key, double timeout) {
+py::object Get(const std::string& key, double timeout, const std::string& fetch_name) {
   csm::Client& client = Connected();
-  const csm::ObjectInfo info = Find(client, key, Millis(timeout));
+  const csm::Fetch fetch = FetchMode(fetch_name);
+  const csm::ObjectInfo info = Find(client, key, Millis(timeout), fetch);
   if (info.type_id == csm::TypeId<CsmPyArray>()) {
-    csm::Ref<CsmPyArray> ref = GetAs<CsmPyArray>(client, key);
+    csm::Ref<CsmPyArray> ref = GetAs<CsmPyArray>(client, key, fetch);
     const CsmPyArray& a = *ref;
     py::object numpy = py::module_::import("numpy");
     py::object dtype = numpy.attr("dtype")(std::string(a.dtype.data(), a.dtype.size()));
@@ -264,12 +268,12 @@ py::object Get(const std::string& key, double timeout) {
     return numpy.attr("frombuffer")(view, py::arg("dtype") = dtype).attr("reshape")(shape);
   }
   if (info.type_id == csm::TypeId<CsmPyBytes>()) {
-    csm::Ref<CsmPyBytes> ref = GetAs<CsmPyBytes>(client, key);
+    csm::Ref<CsmPyBytes> ref = GetAs<CsmPyBytes>(client, key, fetch);
     const CsmPyBytes& b = *ref;
     return ViewOf(Pinned(std::move(ref)), b);
   }
   if (info.type_id == csm::TypeId<CsmPyPickled>()) {
-    csm::Ref<CsmPyPickled> ref = GetAs<CsmPyPickled>(client, key);
+    csm::Ref<CsmPyPickled> ref = GetAs<CsmPyPickled>(client, key, fetch);
     const CsmPyPickled& p = *ref;
     std::shared_ptr<const void> pin = Pinned(std::move(ref));
     py::list buffers;
@@ -277,7 +281,7 @@ py::object Get(const std::string& key, double timeout) {
     return py::module_::import("pickle").attr("loads")(ViewOf(pin, p.pickle), py::arg("buffers") = buffers);
   }
   // Otherwise a table (TypeError if it is not one either).
-  return Tables().attr("get_value")(key);
+  return Tables().attr("get_value")(key, fetch_name);
 }
 
 // csm.Client: the process's connection as an object (a context manager). A process has
@@ -358,10 +362,10 @@ PYBIND11_MODULE(_csm, m) {
              c.CheckOpen();
              Put(key, value, checksum, copies);
            }, py::arg("key"), py::arg("value"), py::arg("checksum") = true, py::arg("copies") = 0, "csm.put")
-      .def("get", [](const ClientHandle& c, const std::string& key, double timeout) {
+      .def("get", [](const ClientHandle& c, const std::string& key, double timeout, const std::string& fetch) {
              c.CheckOpen();
-             return Get(key, timeout);
-           }, py::arg("key"), py::arg("timeout") = 0.0, "csm.get")
+             return Get(key, timeout, fetch);
+           }, py::arg("key"), py::arg("timeout") = 0.0, py::arg("fetch") = "node", "csm.get")
       .def("delete", [](const ClientHandle& c, const std::string& key) {
              c.CheckOpen();
              Check(Connected().Delete(key));
@@ -392,11 +396,14 @@ PYBIND11_MODULE(_csm, m) {
         "copies to other nodes are still verified against a digest the owner computes). "
         "copies=k keeps the object on k nodes of the cluster, this one's included (0: the node's "
         "--replicas): the others fetch it as it is published and take it over if this node dies.");
-  m.def("get", &Get, py::arg("key"), py::arg("timeout") = 0.0,
+  m.def("get", &Get, py::arg("key"), py::arg("timeout") = 0.0, py::arg("fetch") = "node",
         "The value under `key`, waiting up to `timeout` seconds: numpy arrays as read-only "
         "views of the heap (no copy), bytes as read-only memoryviews, tables as pyarrow "
         "Tables (DataFrames as DataFrames), other objects unpickled with their buffers as "
-        "views. KeyError if there is none.");
+        "views. KeyError if there is none. fetch says how an object another node holds comes "
+        "here: 'node' (the node's --fetch), 'whole', or 'lazy' / 'on-demand': get returns at "
+        "once and pages arrive as they are read (docs/lazy.md; a page that can never come "
+        "raises SIGBUS).");
   m.def("ls", &ListAll, "Every object of the node (of the cluster, on a cluster's node) as dicts: what `csm ls` prints.");
   m.def(
       "stat", [](const std::string& key) { return FromJson(Check(Connected().StatJson(key))); }, py::arg("key"),

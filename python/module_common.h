@@ -53,6 +53,17 @@ inline std::chrono::milliseconds Millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(std::min(seconds * 1000.0, kMaxMs)));
 }
 
+// How a Get brings an object another node holds (docs/lazy.md): "node" (the node's
+// --fetch), "whole", "lazy" or "on-demand"; anything else is a ValueError.
+inline csm::Fetch FetchMode(const std::string& name) {
+  if (name == "node") return csm::Fetch::kNodeDefault;
+  if (name == "whole") return csm::Fetch::kWhole;
+  if (name == "lazy") return csm::Fetch::kLazy;
+  if (name == "on-demand") return csm::Fetch::kOnDemand;
+  Raise(csm::InvalidArgument("fetch must be 'node', 'whole', 'lazy' or 'on-demand', not '" + name + "'"));
+  return csm::Fetch::kNodeDefault;
+}
+
 // Runs f() with the GIL released: csm's work waits on csmd, the network and other cores.
 template <typename F>
 auto WithoutGil(F&& f) {

@@ -597,5 +597,75 @@ class PythonReplicaTest(unittest.TestCase):
                         csmd.wait(timeout=20)
 
 
+class PythonLazyTest(unittest.TestCase):
+    """get(..., fetch="on-demand") of an array and get_table(..., fetch="on-demand") of a
+    table another node holds: they return at once, the values read are right, and only
+    the blocks read moved (docs/lazy.md). (Each side in a process of its own: one node
+    per process.)"""
+
+    PUT = textwrap.dedent("""
+        import csm, sys
+        import numpy as np
+        import pyarrow as pa
+        with csm.Client(sys.argv[1]) as c:
+            c.put("big", np.arange(8 << 20, dtype=np.int64))  # 64 MiB
+            n = 4 << 20
+            c.put("wide", pa.table({"a": np.arange(n, dtype=np.int64), "b": np.zeros(n, dtype=np.int64),
+                                    "c": np.ones(n, dtype=np.int64), "d": np.full(n, 7, dtype=np.int64)}))
+        print("put", flush=True)
+    """)
+    GET = textwrap.dedent("""
+        import csm, sys
+        import numpy as np
+        with csm.Client(sys.argv[1]) as c:
+            lazy = c.info()["lazy"]
+            if not lazy["enabled"]:
+                print("lazy off", flush=True)
+                sys.exit(0)
+            try:
+                c.get("big", timeout=30, fetch="sometimes")
+                raise AssertionError("an unknown fetch mode was taken")
+            except ValueError as e:
+                assert "on-demand" in str(e), e
+            a = c.get("big", timeout=30, fetch="on-demand")
+            n = 8 << 20
+            for i in (0, n // 2, n - 1):
+                assert a[i] == i, (i, a[i])
+            arrived = c.info()["lazy"]["arrived_bytes"]
+            assert arrived < (4 << 20), c.info()["lazy"]  # three pages' blocks, not 64 MiB
+            t = csm.get_table("wide", timeout=30, fetch="on-demand")
+            n = 4 << 20
+            assert t.column("a").to_numpy().sum() == n * (n - 1) // 2
+            moved = c.info()["lazy"]["arrived_bytes"] - arrived
+            assert (32 << 20) <= moved <= (128 << 20) * 3 // 10, moved  # column a (of four), and its edges
+        print("verified", flush=True)
+    """)
+
+    def run_on(self, script, socket, said):
+        out = subprocess.run([sys.executable, "-c", script, socket], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stdout)
+        if "lazy off" in out.stdout:
+            self.skipTest("this kernel cannot serve lazy copies (userfaultfd on shared memory, Linux >= 6.6)")
+        self.assertIn(said, out.stdout)
+
+    def test_an_array_and_a_table_got_on_demand_move_only_what_is_read(self):
+        with tempfile.TemporaryDirectory(prefix="csm-py-") as d:
+            common = ["--cluster-secret", "py-test", "--peer-address", "127.0.0.1:0"]
+            one = start_csmd(["--socket", os.path.join(d, "1.sock"), "--node-id", "1",
+                              "--coordinate", "127.0.0.1:0"] + common)
+            port = next(l.split("csmd coordinator port ")[1].split()[0] for l in one.said
+                        if "csmd coordinator port " in l)
+            two = start_csmd(["--socket", os.path.join(d, "2.sock"), "--node-id", "2",
+                              "--join", "127.0.0.1:" + port] + common)
+            try:
+                self.run_on(self.PUT, os.path.join(d, "2.sock"), "put")
+                self.run_on(self.GET, os.path.join(d, "1.sock"), "verified")
+            finally:
+                for csmd in (two, one):
+                    csmd.terminate()
+                    csmd.wait(timeout=20)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

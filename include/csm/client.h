@@ -328,7 +328,7 @@ class Client {
   // The same for many ranges, of any objects got lazily here, at once: their blocks come
   // in as few requests as they fit (an Arrow reader asks for one column's buffers this
   // way: csm::Prefetch in csm/arrow.h). Ranges of objects that are here whole return at
-  // once; Unavailable if a copy they lie in failed. At most 32768 ranges.
+  // once; Unavailable if a copy they lie in failed.
   Status Prefetch(const std::vector<ByteRange>& ranges);
 
   // Builds a T in place and commits it under `key` in one call: fn(T&) fills it (its

@@ -43,11 +43,13 @@ def append_table(key, table):
     return _tables().append_table(key, table)
 
 
-def get_table(key, timeout=0.0):
+def get_table(key, timeout=0.0, fetch="node"):
     """The table under `key` as a pyarrow.Table whose buffers are the heap's (no copy),
     waiting up to `timeout` seconds for it. KeyError if there is none, TypeError if the
-    key holds something else, ConnectionError if its node is gone."""
-    return _tables().get_table(key, timeout)
+    key holds something else, ConnectionError if its node is gone. fetch: as csm.get's
+    ('on-demand': returns once the table's descriptor is here; a column's pages move as
+    it is read)."""
+    return _tables().get_table(key, timeout, fetch)
 
 
 __all__ = ["Client", "Error", "append_table", "connect", "delete", "get", "get_table", "info", "ls",

@@ -93,11 +93,7 @@ class DescriptorReader {
       for (const auto& column : built) {
         for (const auto& data : column) OffsetEdges(*data, &edges);
       }
-      for (size_t at = 0; at < edges.size(); at += kPrefetchBatch) {
-        const auto from = edges.begin() + static_cast<std::ptrdiff_t>(at);
-        const auto to = edges.begin() + static_cast<std::ptrdiff_t>(std::min(edges.size(), at + kPrefetchBatch));
-        CSM_RETURN_IF_ERROR(prefetch_(std::vector<ByteRange>(from, to)));
-      }
+      CSM_RETURN_IF_ERROR(prefetch_(edges));
     }
     std::vector<Unvalidated> to_validate;
     for (size_t c = 0; c < columns; ++c) {
@@ -159,7 +155,6 @@ class DescriptorReader {
   }
 
   static constexpr int kMaxDepth = 64;
-  static constexpr size_t kPrefetchBatch = 16384;  // ranges per Client::Prefetch
 
   // The values of `data`'s offsets (and its children's, dictionary's) that Arrow's
   // structural checks read: the first and the last of its slice.

@@ -379,14 +379,7 @@ Result<std::shared_ptr<arrow::Table>> GetTable(Client& client, std::string_view 
 }
 
 Status Prefetch(Client& client, const arrow::ChunkedArray& column) {
-  const std::vector<ByteRange> buffers = arrow_descriptor::BuffersOf(column.chunks());
-  constexpr size_t kBatch = 16384;  // ranges per Client::Prefetch
-  for (size_t at = 0; at < buffers.size(); at += kBatch) {
-    const auto from = buffers.begin() + static_cast<std::ptrdiff_t>(at);
-    const auto to = buffers.begin() + static_cast<std::ptrdiff_t>(std::min(buffers.size(), at + kBatch));
-    CSM_RETURN_IF_ERROR(client.Prefetch(std::vector<ByteRange>(from, to)));
-  }
-  return Status::OK();
+  return client.Prefetch(arrow_descriptor::BuffersOf(column.chunks()));
 }
 
 Result<std::shared_ptr<arrow::RecordBatch>> GetRecordBatch(Client& client, std::string_view key,

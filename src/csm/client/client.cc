@@ -334,20 +334,20 @@ Status ClientImpl::Prefetch(std::string_view key, uint64_t addr, uint64_t length
 }
 
 Status ClientImpl::Prefetch(const std::vector<ByteRange>& ranges) {
-  if (ranges.size() > protocol::kMaxWantedRanges) {
-    return InvalidArgument("Prefetch of " + std::to_string(ranges.size()) + " ranges: at most " +
-                           std::to_string(protocol::kMaxWantedRanges) + " at once");
-  }
   if (ranges.empty()) return Status::OK();
   CSM_RETURN_IF_ERROR(Usable());
-  protocol::LazyWant want;
-  want.ranges.reserve(2 * ranges.size());
-  for (const ByteRange& r : ranges) {
-    want.ranges.push_back(reinterpret_cast<uint64_t>(r.addr));
-    want.ranges.push_back(r.length);
-  }
   constexpr int kWantReplyMs = 10 * 60 * 1000;  // the bytes come at the link's speed
-  return Ask<protocol::StatusReply>(std::move(want), nullptr, kWantReplyMs).status();
+  for (size_t at = 0; at < ranges.size(); at += protocol::kMaxWantedRanges) {  // as many as a message takes
+    const size_t end = std::min<size_t>(ranges.size(), at + protocol::kMaxWantedRanges);
+    protocol::LazyWant want;
+    want.ranges.reserve(2 * (end - at));
+    for (size_t i = at; i < end; ++i) {
+      want.ranges.push_back(reinterpret_cast<uint64_t>(ranges[i].addr));
+      want.ranges.push_back(ranges[i].length);
+    }
+    CSM_RETURN_IF_ERROR(Ask<protocol::StatusReply>(std::move(want), nullptr, kWantReplyMs).status());
+  }
+  return Status::OK();
 }
 
 Result<uint64_t> ClientImpl::Commit(uint64_t header, uint64_t type_id, std::string_view key,
