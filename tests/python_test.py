@@ -435,6 +435,21 @@ def start_csmd(args):
     raise RuntimeError("csmd did not start")
 
 
+def start_pair(d, *more):
+    """Node 1 (hosting the coordinator) and node 2 (joined to it), at d/1.sock and d/2.sock."""
+    common = ["--cluster-secret", "py-test", "--peer-address", "127.0.0.1:0", *more]
+    one = start_csmd(["--socket", os.path.join(d, "1.sock"), "--node-id", "1", "--coordinate", "127.0.0.1:0"] + common)
+    port = next(l.split("csmd coordinator port ")[1].split()[0] for l in one.said if "csmd coordinator port " in l)
+    two = start_csmd(["--socket", os.path.join(d, "2.sock"), "--node-id", "2", "--join", "127.0.0.1:" + port] + common)
+    return one, two
+
+
+def run_script(script, socket):
+    """`script` run by a Python process of its own with `socket` as its argv[1]."""
+    return subprocess.run([sys.executable, "-c", script, socket], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120)
+
+
 class PythonRestartTest(unittest.TestCase):
     """A Python process on a node that keeps its state (--state-dir) goes on across a
     kill -9 of csmd: the table it holds stays readable, its key answers again, and it
@@ -570,20 +585,13 @@ class PythonReplicaTest(unittest.TestCase):
     """)
 
     def run_on(self, script, socket, said):
-        out = subprocess.run([sys.executable, "-c", script, socket], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=120)
+        out = run_script(script, socket)
         self.assertEqual(out.returncode, 0, out.stdout)
         self.assertIn(said, out.stdout)
 
     def test_an_array_put_with_two_copies_outlives_its_owner(self):
         with tempfile.TemporaryDirectory(prefix="csm-py-") as d:
-            common = ["--cluster-secret", "py-test", "--peer-address", "127.0.0.1:0", "--dead-after-ms", "1000"]
-            one = start_csmd(["--socket", os.path.join(d, "1.sock"), "--node-id", "1",
-                              "--coordinate", "127.0.0.1:0"] + common)
-            port = next(l.split("csmd coordinator port ")[1].split()[0] for l in one.said
-                        if "csmd coordinator port " in l)
-            two = start_csmd(["--socket", os.path.join(d, "2.sock"), "--node-id", "2",
-                              "--join", "127.0.0.1:" + port] + common)
+            one, two = start_pair(d, "--dead-after-ms", "1000")
             try:
                 self.run_on(self.PUT, os.path.join(d, "2.sock"), "put")
                 self.run_on(self.AWAIT_REPLICA, os.path.join(d, "1.sock"), "replica")
@@ -642,8 +650,7 @@ class PythonLazyTest(unittest.TestCase):
     """)
 
     def run_on(self, script, socket, said):
-        out = subprocess.run([sys.executable, "-c", script, socket], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, timeout=120)
+        out = run_script(script, socket)
         self.assertEqual(out.returncode, 0, out.stdout)
         if "lazy off" in out.stdout:
             self.skipTest("this kernel cannot serve lazy copies (userfaultfd on shared memory, Linux >= 6.6)")
@@ -651,13 +658,7 @@ class PythonLazyTest(unittest.TestCase):
 
     def test_an_array_and_a_table_got_on_demand_move_only_what_is_read(self):
         with tempfile.TemporaryDirectory(prefix="csm-py-") as d:
-            common = ["--cluster-secret", "py-test", "--peer-address", "127.0.0.1:0"]
-            one = start_csmd(["--socket", os.path.join(d, "1.sock"), "--node-id", "1",
-                              "--coordinate", "127.0.0.1:0"] + common)
-            port = next(l.split("csmd coordinator port ")[1].split()[0] for l in one.said
-                        if "csmd coordinator port " in l)
-            two = start_csmd(["--socket", os.path.join(d, "2.sock"), "--node-id", "2",
-                              "--join", "127.0.0.1:" + port] + common)
+            one, two = start_pair(d)
             try:
                 self.run_on(self.PUT, os.path.join(d, "2.sock"), "put")
                 self.run_on(self.GET, os.path.join(d, "1.sock"), "verified")
