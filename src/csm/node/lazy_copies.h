@@ -48,8 +48,9 @@ class LazyCopies {
     int fetches_per_copy = 2;                     // requests to the owner under way at once, per copy
     uint64_t request_bytes = uint64_t{4} << 20;   // at most this much per request (whole blocks)
     // A fault asks for its own block; a reader going forward doubles that at each fault
-    // (the blocks ahead of it), up to this many bytes.
-    uint64_t max_readahead_bytes = uint64_t{32} << 20;
+    // (the blocks ahead of it), up to this many bytes: a reader that stops at a column's
+    // end has moved at most this much of the next one.
+    uint64_t max_readahead_bytes = uint64_t{4} << 20;
     int tries_per_block = 2;                      // a block failing this many times fails its copy
     uint64_t block_size = Checksum::kBlockSize;   // tests use others
   };
